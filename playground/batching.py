@@ -1,0 +1,201 @@
+"""Tokenise, batch and collate instruction records the way the book does, and describe the result.
+
+`collate()` is the one function that turns samples into (inputs, targets) tensors: the Batch tab,
+the command line and training all call it, so what the user inspects is what the model learns from.
+
+The book's rules (chapter 7):
+- every sample is prompt + response + one end-of-text token;
+- samples are padded to the longest one in the batch;
+- targets are the inputs shifted left by one position;
+- target positions past a sample's end-of-text token are -100, so padding is not learned, while
+  the end-of-text token itself is trained (the model learns to stop);
+- optionally, prompt targets are -100 too, so only the response is learned;
+- optionally, everything is cut to a maximum length.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import torch
+
+from .errors import PlaygroundError
+from .prompts import render
+
+IGNORE_INDEX = -100
+
+# What happens to the target at a position (one colour each in the Batch tab).
+KINDS = {
+    "prompt": "prompt token, trained",
+    "prompt_masked": "prompt token, masked (-100)",
+    "response": "response token, trained",
+    "eos": "end-of-text token, trained",
+    "pad": "padding, ignored (-100)",
+}
+
+
+@dataclass(frozen=True)
+class Sample:
+    ids: list[int]    # prompt + response + end-of-text, before any truncation
+    prompt_len: int   # how many of `ids` belong to the prompt
+    index: int = -1   # the record it came from
+
+
+@dataclass
+class Batch:
+    inputs: torch.Tensor   # (batch, length) token ids
+    targets: torch.Tensor  # (batch, length) next-token ids, IGNORE_INDEX where nothing is learned
+    samples: list[Sample]
+
+    @property
+    def real_tokens(self) -> int:
+        return sum(min(len(s.ids) - 1, self.inputs.shape[1]) for s in self.samples)
+
+    @property
+    def trained_tokens(self) -> int:
+        return int((self.targets != IGNORE_INDEX).sum())
+
+
+def special_ids(tokenizer: Any) -> tuple[int, int]:
+    """(end-of-text id, padding id); padding falls back to end-of-text as in the book (GPT-2)."""
+    eos = tokenizer.eos_token_id
+    if eos is None:
+        raise PlaygroundError("The tokenizer has no end-of-text token, so examples cannot be closed.")
+    pad = tokenizer.pad_token_id
+    return eos, eos if pad is None else pad
+
+
+def encode(record: Any, style: str, tokenizer: Any, template: str | None = None, index: int = -1) -> Sample:
+    """Tokenise prompt and response separately, so the prompt boundary is exact for masking."""
+    rendered = render(record, style, tokenizer, template)
+    eos, _ = special_ids(tokenizer)
+    prompt_ids = tokenizer(rendered.prompt, add_special_tokens=not rendered.has_special_tokens).input_ids
+    if prompt_ids and prompt_ids[-1] == eos:  # tokenizers that append </s> to every text
+        prompt_ids = prompt_ids[:-1]
+    response_ids = tokenizer(rendered.response, add_special_tokens=False).input_ids
+    return Sample(ids=list(prompt_ids) + list(response_ids) + [eos], prompt_len=len(prompt_ids), index=index)
+
+
+def encode_all(records: Sequence[Any], style: str, tokenizer: Any, template: str | None = None,
+               indices: Sequence[int] | None = None) -> list[Sample]:
+    indices = range(len(records)) if indices is None else indices
+    return [encode(records[i], style, tokenizer, template, index=i) for i in indices]
+
+
+def collate(samples: Sequence[Sample], pad_id: int, max_length: int | None = None,
+            mask_instruction: bool = False) -> Batch:
+    """The book's custom collate function, working from sample lengths rather than pad ids."""
+    if not samples:
+        raise PlaygroundError("Cannot collate an empty batch.")
+    if max_length is not None and max_length < 2:
+        raise PlaygroundError(f"Max length must be at least 2, got {max_length}.")
+    width = max(len(s.ids) for s in samples) - 1
+    if max_length is not None:
+        width = min(width, max_length)
+    inputs = torch.full((len(samples), width), pad_id, dtype=torch.long)
+    targets = torch.full((len(samples), width), IGNORE_INDEX, dtype=torch.long)
+    for row, sample in enumerate(samples):
+        source = sample.ids[:-1][:width]
+        shifted = sample.ids[1:][:width]
+        inputs[row, :len(source)] = torch.tensor(source, dtype=torch.long)
+        targets[row, :len(shifted)] = torch.tensor(shifted, dtype=torch.long)
+        if mask_instruction:
+            # target t predicts token t+1, which is a prompt token while t+1 < prompt_len
+            targets[row, :max(sample.prompt_len - 1, 0)] = IGNORE_INDEX
+    return Batch(inputs=inputs, targets=targets, samples=list(samples))
+
+
+def batch_order(lengths: Sequence[int], batch_size: int, seed: int = 123,
+                group_by_length: bool = False) -> list[list[int]]:
+    """Indices of each batch for one epoch: a seeded shuffle, optionally grouped by length.
+
+    Grouping sorts each window of 50 batches' worth of samples by length before cutting batches,
+    then shuffles the batch order, so batches hold similar lengths (little padding) yet the epoch
+    still visits the data in a random order.
+    """
+    if batch_size < 1:
+        raise PlaygroundError(f"Batch size must be at least 1, got {batch_size}.")
+    rng = random.Random(seed)
+    order = list(range(len(lengths)))
+    rng.shuffle(order)
+    if group_by_length:
+        window = batch_size * 50
+        order = [i for start in range(0, len(order), window)
+                 for i in sorted(order[start:start + window], key=lambda i: -lengths[i])]
+    batches = [order[start:start + batch_size] for start in range(0, len(order), batch_size)]
+    if group_by_length:
+        rng.shuffle(batches)
+    return batches
+
+
+# ---------------------------------------------------------------- describing a batch
+
+
+@dataclass
+class RowView:
+    index: int                # record index
+    input_ids: list[int]
+    target_ids: list[int]
+    kinds: list[str]          # per position: what happens to the target there (a KINDS key)
+    truncated_ids: list[int]  # tokens of the sample cut away by the max length
+
+
+@dataclass
+class BatchView:
+    rows: list[RowView]
+    width: int
+    real_tokens: int      # input positions that hold a real token, not padding
+    trained_tokens: int   # target positions that are not -100
+    computed_tokens: int  # batch x width: what the model actually processes
+
+    @property
+    def padding_fraction(self) -> float:
+        return 1 - self.real_tokens / self.computed_tokens if self.computed_tokens else 0.0
+
+
+def target_kind(sample: Sample, position: int, target: int) -> str:
+    last = len(sample.ids) - 2  # position whose target is the end-of-text token
+    if position > last:
+        return "pad"
+    if position == last:
+        return "eos"
+    if position + 1 < sample.prompt_len:
+        return "prompt_masked" if target == IGNORE_INDEX else "prompt"
+    return "response"
+
+
+def describe(batch: Batch) -> BatchView:
+    """Label every position of a collated batch, reading the targets `collate` produced."""
+    width = batch.inputs.shape[1]
+    rows = []
+    for row, sample in enumerate(batch.samples):
+        inputs = batch.inputs[row].tolist()
+        targets = batch.targets[row].tolist()
+        rows.append(RowView(
+            index=sample.index, input_ids=inputs, target_ids=targets,
+            kinds=[target_kind(sample, t, targets[t]) for t in range(width)],
+            truncated_ids=sample.ids[width + 1:] if len(sample.ids) > width + 1 else [],
+        ))
+    return BatchView(rows=rows, width=width, real_tokens=batch.real_tokens,
+                     trained_tokens=batch.trained_tokens, computed_tokens=batch.inputs.numel())
+
+
+def token_text(tokenizer: Any, ids: Sequence[int]) -> list[str]:
+    """Each id decoded on its own, with whitespace made visible."""
+    texts = [tokenizer.decode([i], skip_special_tokens=False) for i in ids]
+    return [t.replace(" ", "␣").replace("\n", "↵").replace("\t", "⇥") or "∅" for t in texts]
+
+
+def training_batch(records: Sequence[Any], indices: Sequence[int], tokenizer: Any, style: str,
+                   batch_size: int, number: int = 0, max_length: int | None = None,
+                   mask_instruction: bool = False, group_by_length: bool = False, seed: int = 123,
+                   template: str | None = None) -> Batch:
+    """Batch `number` of an epoch over `indices`, exactly as training would collate it."""
+    samples = encode_all(records, style, tokenizer, template, indices)
+    batches = batch_order([len(s.ids) for s in samples], batch_size, seed, group_by_length)
+    if not 0 <= number < len(batches):
+        raise PlaygroundError(f"Batch number {number} is out of range: this split has {len(batches)} batches.")
+    _, pad = special_ids(tokenizer)
+    return collate([samples[i] for i in batches[number]], pad, max_length, mask_instruction)

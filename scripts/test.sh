@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Installs everything the test suite needs (Python packages, Debian's Chromium) and runs it.
+# Extra arguments go to pytest, e.g. `bash scripts/test.sh tests/test_data.py -x`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if ! command -v chromium >/dev/null 2>&1; then
+  sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium >/dev/null
+fi
+python3 -m pip install -q --disable-pip-version-check -r requirements-test.txt
+python3 -m pytest -q "$@"
