@@ -138,6 +138,7 @@ class RowView:
     index: int                # record index
     input_ids: list[int]
     target_ids: list[int]
+    next_ids: list[int]       # the true next token at each position, masked or not (none after the end)
     kinds: list[str]          # per position: what happens to the target there (a KINDS key)
     truncated_ids: list[int]  # tokens of the sample cut away by the max length
 
@@ -174,7 +175,7 @@ def describe(batch: Batch) -> BatchView:
         inputs = batch.inputs[row].tolist()
         targets = batch.targets[row].tolist()
         rows.append(RowView(
-            index=sample.index, input_ids=inputs, target_ids=targets,
+            index=sample.index, input_ids=inputs, target_ids=targets, next_ids=sample.ids[1:][:width],
             kinds=[target_kind(sample, t, targets[t]) for t in range(width)],
             truncated_ids=sample.ids[width + 1:] if len(sample.ids) > width + 1 else [],
         ))

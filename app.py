@@ -1,0 +1,36 @@
+"""Start the instruction-tuning playground: `python app.py`, then open http://127.0.0.1:7860."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from playground import data, store
+from playground.manager import ModelManager
+from playground.ui import build_app
+from playground.ui.common import CSS
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: this machine only)")
+    parser.add_argument("--port", type=int, default=7860)
+    parser.add_argument("--tokenizer", default=store.DEFAULT,
+                        help="'default' (the embedded Gemma 3 270M), a Hugging Face id or a folder")
+    parser.add_argument("--models-dir", type=Path, default=store.MODELS_DIR, help="the local model store")
+    parser.add_argument("--max-file-mb", type=float, default=data.DEFAULT_MAX_MB,
+                        help="largest dataset file accepted")
+    parser.add_argument("--share", action="store_true", help="also open a public Gradio share link")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+
+    manager = ModelManager(args.models_dir, tokenizer_spec=args.tokenizer)
+    demo = build_app(manager, max_file_mb=args.max_file_mb)
+    demo.queue(default_concurrency_limit=8).launch(
+        server_name=args.host, server_port=args.port, share=args.share, css=CSS,
+        theme="soft", footer_links=["api"], show_error=True)
+
+
+if __name__ == "__main__":
+    main()

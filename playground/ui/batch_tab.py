@@ -1,0 +1,107 @@
+"""Batch masking tab: one collated training batch as a token grid, from the training collate path."""
+
+from __future__ import annotations
+
+import html
+from typing import Any
+
+import gradio as gr
+
+from .. import batching, data
+from ..batching import IGNORE_INDEX, KINDS
+from ..errors import PlaygroundError
+from .common import COLORS, Shared, notice, tokenizer_or_message
+from .prompts_tab import STYLE_CHOICES, legend
+
+SPLITS = ["train", "validation", "test"]
+
+
+def column(position: str, top: str, top_id: str, bottom: str, bottom_id: str, color: str, title: str) -> str:
+    """One position: its number, the input token over the target token, ids in small print."""
+    return (f'<div class="pg-tok" title="{html.escape(title)}"><i>{position}</i>'
+            f'<span class="pg-in">{html.escape(top)}<small>{top_id}</small></span>'
+            f'<span class="pg-tg" style="background:{color}">{html.escape(bottom)}<small>{bottom_id}</small></span></div>')
+
+
+LABELS = ('<div class="pg-tok pg-labels"><i>position</i><span>input</span><span>target</span></div>')
+
+
+def grid_html(view: batching.BatchView, tokenizer: Any) -> str:
+    """Per sample: each position's input token over its target, coloured by what happens to the target."""
+    blocks = []
+    for number, row in enumerate(view.rows):
+        inputs = batching.token_text(tokenizer, row.input_ids)
+        following = batching.token_text(tokenizer, row.next_ids)
+        columns = [LABELS]
+        for position, (token, input_id, target, kind) in enumerate(zip(inputs, row.input_ids, row.target_ids, row.kinds)):
+            label = "-100" if target == IGNORE_INDEX else str(target)
+            shown = following[position] if position < len(following) else "·"
+            columns.append(column(str(position), token, str(input_id), shown, label, COLORS[kind],
+                                  f"position {position}: {KINDS[kind]}; target id {label}"))
+        for offset, (token, token_id) in enumerate(zip(batching.token_text(tokenizer, row.truncated_ids), row.truncated_ids)):
+            columns.append(column(f"✂{view.width + 1 + offset}", token, str(token_id), "", "never seen",
+                                  COLORS["truncated"], "truncated away by the max length"))
+        real = sum(1 for k in row.kinds if k != "pad")
+        trained = sum(1 for t in row.target_ids if t != IGNORE_INDEX)
+        cut = len(row.truncated_ids)
+        title = (f'<div class="pg-sample-title">Sample {number + 1} · record #{row.index} · '
+                 f'{real} real tokens · {trained} trained targets'
+                 f'{f" · {view.width - real} padding" if view.width > real else ""}'
+                 f'{f" · {cut} tokens truncated" if cut else ""}</div>')
+        blocks.append(f'<div class="pg-sample">{title}<div class="pg-row">{"".join(columns)}</div></div>')
+    return f'<div class="pg-grid" id="batch-grid">{"".join(blocks)}</div>'
+
+
+def summary_html(view: batching.BatchView) -> str:
+    cards = [(f"{len(view.rows)} × {view.width}", "batch × length"), (f"{view.real_tokens:,}", "real tokens"),
+             (f"{view.trained_tokens:,}", "trained targets"), (f"{view.computed_tokens:,}", "computed positions"),
+             (f"{view.padding_fraction:.1%}", "padding")]
+    body = "".join(f'<div class="pg-card"><b>{v}</b><span>{k}</span></div>' for v, k in cards)
+    return f'<div class="pg-cards" id="batch-summary">{body}</div>'
+
+
+def build(shared: Shared, style: gr.Radio, template: gr.Textbox) -> dict[str, Any]:
+    gr.Markdown("One batch exactly as training collates it. Targets are the inputs shifted left by one: "
+                "the **target** under each input token is the token the model must predict there. "
+                "`-100` marks targets the loss ignores.")
+    with gr.Row():
+        batch_style = gr.Radio(STYLE_CHOICES, value="alpaca", label="Prompt style", elem_id="batch-style")
+    with gr.Row():
+        batch_size = gr.Slider(1, 16, value=4, step=1, label="Batch size", elem_id="batch-size")
+        max_length = gr.Slider(0, 1024, value=0, step=8, label="Max length (0 = no truncation)", elem_id="max-length")
+        split = gr.Dropdown(SPLITS, value="train", label="Split")
+        seed = gr.Number(value=123, precision=0, label="Shuffle seed")
+    with gr.Row():
+        mask = gr.Checkbox(label="Mask instruction tokens (-100 on the prompt)", elem_id="mask-instruction")
+        group = gr.Checkbox(label="Group by length (less padding)", elem_id="group-by-length")
+        number = gr.Number(value=0, precision=0, minimum=0, label="Batch number in the epoch", elem_id="batch-number")
+        next_batch = gr.Button("Next batch ▶", elem_id="next-batch")
+    message = gr.HTML()
+    summary = gr.HTML()
+    gr.HTML(legend({k: KINDS[k] for k in KINDS} | {"truncated": "truncated away (never seen)"}))
+    grid = gr.HTML(elem_id="batch-grid-view")
+
+    def show(dataset: data.Dataset, style_value, template_value, size, length, split_name, seed_value,
+             masked, grouped, batch_number, spec):
+        tokenizer, wait_message = tokenizer_or_message(shared.manager, spec)
+        if not tokenizer:
+            return notice(wait_message, "error"), gr.skip(), gr.skip()
+        try:
+            indices = getattr(dataset.splits(seed=int(seed_value or 0)), split_name)
+            batch = batching.training_batch(dataset.records, indices, tokenizer, style_value, int(size),
+                                            int(batch_number or 0), int(length) or None, masked, grouped,
+                                            int(seed_value or 0), template_value)
+        except PlaygroundError as exc:
+            return notice(str(exc), "error"), gr.skip(), gr.skip()
+        view = batching.describe(batch)
+        return "", summary_html(view), grid_html(view, tokenizer)
+
+    inputs = [shared.dataset, batch_style, template, batch_size, max_length, split, seed, mask, group, number,
+              shared.tokenizer_spec]
+    outputs = [message, summary, grid]
+    for component in (batch_style, batch_size, max_length, split, mask, group):
+        component.change(show, inputs, outputs)
+    for component in (seed, number):
+        component.submit(show, inputs, outputs)
+    next_batch.click(lambda n: int(n or 0) + 1, number, number).then(show, inputs, outputs)
+    return {"refreshers": [(show, inputs, outputs)]}

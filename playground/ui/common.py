@@ -1,0 +1,75 @@
+"""What the tabs share: the manager, per-session state, and small helpers for messages."""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass
+from typing import Any
+
+import gradio as gr
+
+from ..errors import PlaygroundError
+from ..manager import ModelManager
+
+# One colour per part of a training example, used by every tab.
+COLORS = {
+    "prompt": "#dbeafe",         # blue: prompt, trained
+    "prompt_masked": "#e5e7eb",  # grey: prompt, masked
+    "response": "#bbf7d0",       # green: response, trained
+    "eos": "#fde68a",            # amber: the first end-of-text token, trained
+    "pad": "#f3f4f6",            # light grey: padding, ignored
+    "truncated": "#fecaca",      # red: cut away by the max length
+}
+
+
+@dataclass
+class Shared:
+    """Components and state every tab reads; one per app, the State values one per browser session."""
+    manager: ModelManager
+    dataset: gr.State         # the current playground.data.Dataset
+    record_index: gr.Number   # the record picked in the Dataset tab
+    tokenizer_spec: gr.State  # "default", a hub id or a folder
+    max_file_mb: float
+
+
+def tokenizer_or_message(manager: ModelManager, spec: str, wait: float = 600.0) -> tuple[Any, str]:
+    """(tokenizer, "") when it loads within `wait` seconds, else (None, a message to show)."""
+    try:
+        return manager.tokenizer(spec, timeout=wait), ""
+    except PlaygroundError as exc:
+        return None, str(exc)
+
+
+def notice(text: str, kind: str = "info") -> str:
+    """A message box as HTML; kind is info, ok, warn or error."""
+    return f'<div class="pg-notice pg-{kind}">{html.escape(text).replace(chr(10), "<br>")}</div>'
+
+
+CSS = """
+.pg-notice {padding: 8px 12px; border-radius: 6px; margin: 4px 0; font-size: 14px; white-space: normal;}
+.pg-info {background: #eff6ff; border: 1px solid #bfdbfe; color: #1e3a8a;}
+.pg-ok {background: #f0fdf4; border: 1px solid #bbf7d0; color: #14532d;}
+.pg-warn {background: #fffbeb; border: 1px solid #fde68a; color: #78350f;}
+.pg-error {background: #fef2f2; border: 1px solid #fecaca; color: #7f1d1d;}
+.pg-cards {display: flex; flex-wrap: wrap; gap: 8px;}
+.pg-card {border: 1px solid #e5e7eb; border-radius: 8px; padding: 8px 14px; min-width: 110px; background: #fff;}
+.pg-card b {display: block; font-size: 22px; color: #111827;}
+.pg-card span {font-size: 12px; color: #6b7280;}
+.pg-legend span {display: inline-block; padding: 2px 8px; margin: 2px 4px 2px 0; border-radius: 4px;
+  font-size: 12px; color: #111827; border: 1px solid #d1d5db;}
+.pg-grid {font-family: ui-monospace, monospace; font-size: 12px;}
+.pg-sample {margin: 8px 0 16px 0; border-top: 1px solid #e5e7eb; padding-top: 6px;}
+.pg-sample-title {font-family: system-ui, sans-serif; font-size: 13px; color: #374151; margin-bottom: 4px;}
+.pg-row {display: flex; flex-wrap: wrap; gap: 3px 2px;}
+.pg-tok {display: inline-flex; flex-direction: column; align-items: stretch; text-align: center; min-width: 22px;}
+.pg-tok i {font-style: normal; font-size: 9px; color: #9ca3af;}
+.pg-tok span {padding: 1px 4px; white-space: pre; color: #111827; border-radius: 3px; line-height: 1.25;}
+.pg-tok span.pg-in {background: #f9fafb; border: 1px solid #e5e7eb; margin-bottom: 2px;}
+.pg-tok span.pg-tg {border: 1px solid rgba(0,0,0,0.08);}
+.pg-tok small {display: block; color: #6b7280; font-size: 9px;}
+.pg-labels span, .pg-labels i {color: #6b7280; font-family: system-ui, sans-serif; text-align: right; font-size: 11px;
+  background: none !important; border: none !important; padding: 1px 4px; line-height: 2.5;}
+.pg-text {font-family: ui-monospace, monospace; white-space: pre-wrap; font-size: 13px; line-height: 1.5;
+  border: 1px solid #e5e7eb; border-radius: 6px; padding: 10px; background: #fff; color: #111827;}
+.pg-text span {border-radius: 3px;}
+"""

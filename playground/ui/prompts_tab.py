@@ -1,0 +1,91 @@
+"""Prompt styles tab: one record rendered in a style, the exact training and inference texts."""
+
+from __future__ import annotations
+
+import html
+import random
+from typing import Any
+
+import gradio as gr
+
+from .. import batching, data, prompts
+from ..errors import PlaygroundError
+from .common import COLORS, Shared, notice, tokenizer_or_message
+
+STYLE_CHOICES = [(label, style) for style, label in prompts.STYLE_LABELS.items()]
+
+
+def highlighted(rendered: prompts.Rendered) -> str:
+    """The training text with the prompt, response and end-of-text spans coloured."""
+    parts = "".join(f'<span style="background:{COLORS[part]}" title="{part}">{html.escape(text)}</span>'
+                    for text, part in rendered.spans() if text)
+    return f'<div class="pg-text" id="training-text">{parts}</div>'
+
+
+def legend(items: dict[str, str]) -> str:
+    spans = "".join(f'<span style="background:{COLORS[k]}">{html.escape(v)}</span>' for k, v in items.items())
+    return f'<div class="pg-legend">{spans}</div>'
+
+
+def preview(dataset: data.Dataset, index: Any, style: str, template: str, tokenizer: Any) -> tuple[str, str, str]:
+    """(highlighted training text, inference text, token counts) for one record."""
+    index = int(index or 0)
+    if not 0 <= index < len(dataset):
+        raise PlaygroundError(f"Record {index} does not exist: the dataset has {len(dataset)} records (0–{len(dataset) - 1}).")
+    record = dataset.records[index]
+    rendered = prompts.render(record, style, tokenizer, template)
+    sample = batching.encode(record, style, tokenizer, template)
+    prompt_tokens = sample.prompt_len
+    response_tokens = len(sample.ids) - prompt_tokens - 1
+    counts = (f'<div class="pg-cards">'
+              f'<div class="pg-card"><b>{prompt_tokens}</b><span>prompt tokens</span></div>'
+              f'<div class="pg-card"><b>{response_tokens}</b><span>response tokens</span></div>'
+              f'<div class="pg-card"><b>1</b><span>end-of-text token</span></div>'
+              f'<div class="pg-card"><b>{len(sample.ids)}</b><span>training tokens in all</span></div></div>')
+    title = (f"<div style='margin-bottom:6px'><b>Record #{index}</b> · "
+             f"{'with' if record.input else 'without'} an input"
+             f"{' · ' + html.escape(record.task) if record.task else ''}</div>")
+    parts = legend({"prompt": "prompt (instruction + input + template)", "response": "response",
+                    "eos": f"end-of-text token {rendered.eos}"})
+    return title + parts + highlighted(rendered), rendered.prompt, counts
+
+
+def build(shared: Shared) -> dict[str, Any]:
+    gr.Markdown("The **training text** is what the model learns from: prompt + response + one end-of-text "
+                "token. The **inference text** is what it is given when you chat with it: the prompt alone, "
+                "ending where the response should begin.")
+    with gr.Row():
+        shared.record_index.render()
+        with_input = gr.Button("Random record with an input", size="sm", elem_id="random-with-input")
+        without_input = gr.Button("Random record without an input", size="sm", elem_id="random-without-input")
+    style = gr.Radio(STYLE_CHOICES, value="alpaca", label="Prompt style", elem_id="prompt-style")
+    template = gr.Textbox(value=prompts.DEFAULT_CUSTOM, label="Custom template: {instruction}, {input}, {output}",
+                          lines=3, visible=False, elem_id="custom-template")
+    message = gr.HTML()
+    training = gr.HTML(label="Training text", elem_id="training-view")
+    counts = gr.HTML()
+    inference = gr.Textbox(label="Inference text (prompt only; the model writes what follows)", lines=6,
+                           interactive=False, buttons=["copy"], elem_id="inference-text")
+
+    def show(dataset, index, style_value, template_value, spec):
+        tokenizer, wait_message = tokenizer_or_message(shared.manager, spec)
+        if not tokenizer:
+            return notice(wait_message, "error"), gr.skip(), gr.skip(), gr.skip()
+        try:
+            text, prompt, token_counts = preview(dataset, index, style_value, template_value, tokenizer)
+        except PlaygroundError as exc:
+            return notice(str(exc), "error"), gr.skip(), gr.skip(), gr.skip()
+        return "", text, token_counts, prompt
+
+    def pick(dataset, want_input: bool):
+        choices = [i for i, r in enumerate(dataset.records) if bool(r.input.strip()) == want_input]
+        return random.choice(choices) if choices else gr.skip()
+
+    inputs = [shared.dataset, shared.record_index, style, template, shared.tokenizer_spec]
+    outputs = [message, training, counts, inference]
+    style.change(lambda s: gr.update(visible=s == "custom"), style, template)
+    for trigger in (style.change, template.submit, template.blur, shared.record_index.submit, shared.record_index.change):
+        trigger(show, inputs, outputs)
+    with_input.click(lambda d: pick(d, True), shared.dataset, shared.record_index)
+    without_input.click(lambda d: pick(d, False), shared.dataset, shared.record_index)
+    return {"refreshers": [(show, inputs, outputs)], "style": style, "template": template}
