@@ -130,8 +130,8 @@ def build(shared: Shared) -> dict[str, Any]:
                                 shared.max_file_mb)
         except PlaygroundError as exc:
             # keep the dataset the session had: no state output changes
-            return gr.skip(), notice(str(exc), "error"), gr.skip(), gr.skip()
-        return dataset, notice(f"Loaded {len(dataset):,} records from {dataset.source}.", "ok"), 0, 1
+            return gr.skip(), notice(str(exc), "error"), gr.skip(), gr.skip(), gr.skip()
+        return dataset, notice(f"Loaded {len(dataset):,} records from {dataset.source}.", "ok"), 0, 1, ""
 
     def refresh_overview(dataset, spec):
         tokenizer, wait_message = tokenizer_or_message(shared.manager, spec)
@@ -140,7 +140,7 @@ def build(shared: Shared) -> dict[str, Any]:
         return stats_html(dataset), length_histogram(dataset, tokenizer)
 
     mapping_inputs = [map_instruction, map_input, map_output]
-    load_outputs = [shared.dataset, message, shared.record_index, page]
+    load_outputs = [shared.dataset, message, shared.record_index, page, search]
     loaded = [
         load_button.click(load_source, [source, *mapping_inputs], load_outputs),
         source.submit(load_source, [source, *mapping_inputs], load_outputs),

@@ -1,0 +1,133 @@
+"""The app as a person uses it: Playwright driving Debian's Chromium against `python app.py`."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import expect, sync_playwright
+
+ROOT = Path(__file__).resolve().parent.parent
+SHOTS = ROOT / "artifacts" / "screenshots"
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def app_url():
+    port = free_port()
+    log = open(ROOT / "artifacts" / "app-test.log", "w") if (ROOT / "artifacts").mkdir(exist_ok=True) is None else None
+    process = subprocess.Popen([sys.executable, "app.py", "--port", str(port)], cwd=ROOT,
+                               stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"})
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.monotonic() + 180
+    while True:
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            break
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                raise RuntimeError(f"the app did not start; see {log.name}")
+            time.sleep(0.5)
+    yield url
+    process.terminate()
+    process.wait(timeout=30)
+    log.close()
+
+
+@pytest.fixture(scope="module")
+def page(app_url):
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_FLAGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.set_default_timeout(30_000)
+        page.goto(app_url)
+        yield page
+        browser.close()
+
+
+def test_dataset_tab_pages_searches_and_shows_a_record(page, tmp_path):
+    expect(page.locator("#model-status")).to_contain_text("ready", timeout=180_000)
+    expect(page.locator("#page-caption")).to_contain_text("page 1 of 120")
+    expect(page.get_by_text("1,196").first).to_be_visible()
+    expect(page.locator(".js-plotly-plot").first).to_be_visible()
+    page.locator("#page-next").click()
+    expect(page.locator("#page-caption")).to_contain_text("page 2 of 120")
+    expect(page.locator("#dataset-table [data-testid='cell-0-0']")).to_have_text("10")
+    page.locator("#dataset-search textarea, #dataset-search input").first.fill("capital")
+    expect(page.locator("#page-caption")).to_contain_text("records match")
+    page.locator("#dataset-table [data-testid='cell-0-2']").click()
+    expect(page.locator("#record-detail")).to_contain_text("capital")
+    page.screenshot(path=str(SHOTS / "dataset.png"), full_page=True)
+
+    bad = tmp_path / "broken.jsonl"
+    bad.write_text('{"instruction": "a", "output": "b"}\n{"instruction": "c"}\n')
+    page.locator("#dataset-path textarea, #dataset-path input").first.fill(str(bad))
+    page.locator("#dataset-load").click()
+    expect(page.get_by_text("line 2, field 'output': missing")).to_be_visible()
+    expect(page.get_by_text("1,196").first).to_be_visible()  # the bundled dataset is kept
+
+    good = tmp_path / "dolly.json"
+    good.write_text(json.dumps([{"instruction": f"Say {i}.", "context": "", "response": str(i)} for i in range(30)]))
+    page.locator("#dataset-path textarea, #dataset-path input").first.fill(str(good))
+    page.locator("#dataset-load").click()
+    expect(page.get_by_text("Loaded 30 records")).to_be_visible()
+    expect(page.locator("#page-caption")).to_contain_text("30 records · page 1 of 3")
+    page.locator("#dataset-builtin").click()
+    expect(page.locator("#page-caption")).to_contain_text("1,196 records")
+
+
+def test_prompt_styles_switch(page):
+    page.get_by_role("tab", name="Prompt styles").click()
+    training = page.locator("#training-text")
+    expect(training).to_contain_text("### Instruction:")
+    page.locator("#random-with-input").click()
+    expect(training).to_contain_text("### Input:")
+    page.locator("#prompt-style").get_by_text("Phi-3").click()
+    expect(training).to_contain_text("<|assistant|>:")
+    expect(training).not_to_contain_text("### Instruction:")
+    page.locator("#prompt-style").get_by_text("chat template").click()
+    expect(training).to_contain_text("<start_of_turn>model")
+    expect(page.locator("#inference-text textarea")).to_have_value(
+        __import__("re").compile(r"<start_of_turn>model\n$"))
+    page.locator("#prompt-style").get_by_text("Custom").click()
+    page.locator("#custom-template textarea").fill("Q: {instruction} {output}")
+    page.locator("#custom-template textarea").blur()
+    expect(training).to_contain_text("Q: ")
+    page.locator("#prompt-style").get_by_text("Alpaca").click()
+    expect(training).to_contain_text("<eos>")
+    page.screenshot(path=str(SHOTS / "prompts.png"), full_page=True)
+
+
+def test_batch_grid_shows_masking_and_truncation(page):
+    page.get_by_role("tab", name="Batch masking").click()
+    grid = page.locator("#batch-grid")
+    expect(grid).to_contain_text("Sample 4")
+    summary = page.locator("#batch-summary")
+    expect(summary).to_contain_text("4 ×")
+    # without masking every real target is trained: no masked cell
+    assert grid.locator("[title*='masked (-100)']").count() == 0
+    assert grid.locator("[title*='end-of-text token, trained']").count() >= 1
+    page.locator("#mask-instruction input").check()
+    expect(grid.locator("[title*='masked (-100)']").first).to_be_visible()
+    masked = grid.locator("[title*='masked (-100)']").count()
+    trained = grid.locator("[title*='response token, trained']").count()
+    assert masked > trained > 0
+    page.locator("#max-length input[type=number]").fill("48")
+    page.locator("#max-length input[type=number]").press("Enter")
+    expect(summary).to_contain_text("4 × 48")
+    expect(grid.locator("[title*='truncated away']").first).to_be_visible()
+    page.screenshot(path=str(SHOTS / "batch.png"), full_page=True)
