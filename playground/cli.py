@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
-from . import batching, data, prompts, store
+from . import batching, data, prompts, runs, store, training
 from .errors import PlaygroundError
 
 
@@ -69,6 +70,66 @@ def cmd_batch(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    """One run in the foreground; under `accelerate launch` each process trains its share of batches."""
+    from accelerate import Accelerator
+
+    from .modeling import pick_dtype
+
+    config = training.TrainConfig(**training.PRESETS[args.preset]) if args.preset else training.TrainConfig()
+    overrides = {"model": args.model, "method": args.method, "style": args.style, "template": args.template,
+                 "batch_size": args.batch_size, "lr": args.lr, "max_length": args.max_length,
+                 "grad_accum": args.grad_accum, "seed": args.seed, "eval_every": args.eval_every,
+                 "probe_every": args.probe_every, "probes": args.probes}
+    for name, value in overrides.items():
+        if value is not None:
+            setattr(config, name, value)
+    if args.mask_instruction:
+        config.mask_instruction = True
+    if args.max_steps is not None or args.epochs is not None:
+        config.max_steps, config.epochs = args.max_steps, args.epochs or 1.0
+    config.check()
+    dataset = data.load(args.data, parse_mapping(args.mapping), args.max_file_mb)
+    accelerator = Accelerator(cpu=args.device == "cpu")
+    dtype = pick_dtype(accelerator.device, args.dtype)
+    tokenizer = store.load_tokenizer(config.model, args.out)
+    base = store.load_model(config.model, args.out, dtype=dtype).to(accelerator.device)
+    run_id = runs.new_run_id(args.out, config.method) if accelerator.is_main_process else "worker"
+    run_id = broadcast_text(accelerator, run_id)
+    model = training.prepare_model(base, config, run_id, args.out, dtype, accelerator.device)
+
+    def print_event(event: training.Event) -> None:
+        if not accelerator.is_main_process:
+            return
+        if event.kind == "step":
+            print(json.dumps({"step": event.step, "train_loss": event.values["train_loss"],
+                              "tokens_per_s": event.values["tokens_per_s"]}), flush=True)
+        elif event.kind == "eval" and event.values.get("val_loss") is not None:
+            print(json.dumps({"step": event.step, "val_loss": round(event.values["val_loss"], 4)}), flush=True)
+        elif event.kind == "probe" and args.show_probes:
+            for probe in event.values["probes"]:
+                print(json.dumps({"step": event.step, "probe": probe["instruction"], "answer": probe["answer"]}),
+                      flush=True)
+
+    state, message, _ = training.run_training(model, tokenizer, dataset, config, args.out, run_id,
+                                              on_event=print_event, accelerator=accelerator)
+    if accelerator.is_main_process:
+        print(message, file=sys.stderr)
+        print(runs.runs_dir(args.out) / run_id)
+    return 0 if state in ("finished", "stopped") else 2
+
+
+def broadcast_text(accelerator: object, text: str) -> str:
+    """The main process's run id for every process (they share one run folder)."""
+    from accelerate.utils import broadcast_object_list
+
+    if getattr(accelerator, "num_processes", 1) == 1:
+        return text
+    values = [text]
+    broadcast_object_list(values, from_process=0)
+    return values[0]
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m playground", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -106,6 +167,33 @@ def build_parser() -> argparse.ArgumentParser:
     batch.add_argument("--number", type=int, default=0, help="which batch of the epoch")
     batch.add_argument("--json", action="store_true", help="print the batch as JSON")
     batch.set_defaults(func=cmd_batch)
+
+    train = commands.add_parser("train", help="fine-tune a model; one JSON line per logged step")
+    train.add_argument("--data", default="builtin", help="dataset file, URL, hub id, or 'builtin'")
+    train.add_argument("--mapping", help="column mapping, e.g. instruction=question,output=answer")
+    train.add_argument("--max-file-mb", type=float, default=data.DEFAULT_MAX_MB)
+    train.add_argument("--model", help="'default', a Hugging Face id or a folder")
+    train.add_argument("--method", choices=["lora", "full"])
+    train.add_argument("--preset", choices=list(training.PRESETS), help="start from a preset's settings")
+    steps = train.add_mutually_exclusive_group()
+    steps.add_argument("--max-steps", type=int)
+    steps.add_argument("--epochs", type=float)
+    train.add_argument("--batch-size", type=int)
+    train.add_argument("--grad-accum", type=int)
+    train.add_argument("--lr", type=float)
+    train.add_argument("--max-length", type=int)
+    train.add_argument("--style", choices=prompts.STYLES)
+    train.add_argument("--template", help="custom template with {instruction}, {input}, {output}")
+    train.add_argument("--mask-instruction", action="store_true")
+    train.add_argument("--seed", type=int)
+    train.add_argument("--eval-every", type=int)
+    train.add_argument("--probe-every", type=int)
+    train.add_argument("--probes", type=int)
+    train.add_argument("--show-probes", action="store_true", help="print the probe answers too")
+    train.add_argument("--device", choices=["auto", "cpu"], default="auto")
+    train.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"], default="auto")
+    train.add_argument("--out", type=Path, default=store.MODELS_DIR, help="model store; the run goes in OUT/runs/")
+    train.set_defaults(func=cmd_train)
     return parser
 
 

@@ -1,7 +1,10 @@
 """The one process-wide model manager shared by every tab.
 
-It loads tokenizers (and, later, models) on a background thread so the UI appears at once and can
-say what is loading; every tab asks it for what it needs instead of loading its own copy.
+It loads tokenizers and the base model on a background thread, so the UI appears at once and can
+say what is loading, and it owns training runs, so closing the page does not stop them. There is one
+copy of the base weights: a LoRA run adds an adapter to it (switched off for the base model's
+answers); a full fine-tune gets its own copy, which doubles memory. `lock` is held for every
+training step and every generation, so the two never run at the same time on the same weights.
 """
 
 from __future__ import annotations
@@ -9,12 +12,17 @@ from __future__ import annotations
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import store
+import torch
+
+from . import runs, store
+from .data import Dataset
 from .errors import PlaygroundError
+from .modeling import pick_device, pick_dtype
+from .training import Event, TrainConfig, prepare_model, run_training
 
 
 @dataclass(frozen=True)
@@ -23,14 +31,55 @@ class Status:
     message: str
 
 
+@dataclass
+class LoadedModel:
+    spec: str
+    model: Any          # the base causal LM; a peft wrapper once a LoRA run has used it
+    tokenizer: Any
+    device: torch.device
+    dtype: torch.dtype
+    seconds: float      # load time
+
+
+@dataclass
+class TrainingJob:
+    run_id: str
+    config: TrainConfig
+    folder: Path
+    events: list[Event] = field(default_factory=list)
+    state: str = "starting"  # starting, running, finished, stopped, failed
+    message: str = "Loading the model…"
+    result: dict[str, Any] = field(default_factory=dict)
+    stop: threading.Event = field(default_factory=threading.Event)
+    thread: threading.Thread | None = None
+
+    @property
+    def running(self) -> bool:
+        return self.state in ("starting", "running")
+
+
+def parameter_bytes(model: Any) -> int:
+    return sum(p.numel() * p.element_size() for p in model.parameters())
+
+
 class ModelManager:
-    def __init__(self, models_dir: Path | None = None, tokenizer_spec: str = store.DEFAULT):
+    def __init__(self, models_dir: Path | None = None, tokenizer_spec: str = store.DEFAULT,
+                 device: str = "auto", dtype: str = "auto"):
         self.models_dir = Path(models_dir or store.MODELS_DIR)
         self.default_tokenizer = tokenizer_spec
+        self.device = pick_device(device)
+        self.dtype = pick_dtype(self.device, dtype)
+        self.lock = threading.RLock()  # the weights: one training step or one generation at a time
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model-loader")
-        self._lock = threading.Lock()
+        self._state_lock = threading.Lock()
         self._tokenizers: dict[str, Future] = {}
         self._started: dict[str, float] = {}
+        self._model: Future | None = None
+        self._model_spec: str | None = None
+        self._model_started = 0.0
+        self.job: TrainingJob | None = None
+
+    # ------------------------------------------------------------ tokenizers
 
     def _key(self, spec: str | None) -> str:
         return (spec or self.default_tokenizer).strip() or store.DEFAULT
@@ -38,7 +87,7 @@ class ModelManager:
     def request_tokenizer(self, spec: str | None = None) -> Future:
         """Start loading a tokenizer in the background (once per spec) and return its future."""
         key = self._key(spec)
-        with self._lock:
+        with self._state_lock:
             future = self._tokenizers.get(key)
             if future is None or (future.done() and future.exception() is not None):
                 self._started[key] = time.monotonic()
@@ -48,7 +97,7 @@ class ModelManager:
 
     def tokenizer_status(self, spec: str | None = None) -> Status:
         key = self._key(spec)
-        with self._lock:
+        with self._state_lock:
             future = self._tokenizers.get(key)
         if future is None:
             return Status("error", f"Tokenizer '{key}' has not been requested.")
@@ -68,3 +117,83 @@ class ModelManager:
             return future.result(timeout=timeout)
         except TimeoutError:
             raise PlaygroundError(self.tokenizer_status(spec).message) from None
+
+    # ------------------------------------------------------------ the base model
+
+    def _load_model(self, spec: str) -> LoadedModel:
+        started = time.monotonic()
+        tokenizer = self.tokenizer(spec)
+        model = store.load_model(spec, self.models_dir, dtype=self.dtype).to(self.device)
+        model.eval()
+        return LoadedModel(spec, model, tokenizer, self.device, self.dtype, time.monotonic() - started)
+
+    def request_model(self, spec: str = store.DEFAULT) -> Future:
+        """Load the base model in the background; a different spec replaces the current one."""
+        spec = (spec or store.DEFAULT).strip()
+        with self._state_lock:
+            if self._model is not None and self._model_spec == spec and not (
+                    self._model.done() and self._model.exception() is not None):
+                return self._model
+            if self.job is not None and self.job.running:
+                raise PlaygroundError(f"A run is training on '{self._model_spec}'; stop it before switching models.")
+            self._model_spec, self._model_started = spec, time.monotonic()
+            self._model = self._executor.submit(self._load_model, spec)
+            return self._model
+
+    def model_status(self) -> Status:
+        with self._state_lock:
+            future, spec = self._model, self._model_spec
+        if future is None:
+            return Status("error", "No model loaded yet.")
+        if not future.done():
+            waited = time.monotonic() - self._model_started
+            return Status("loading", f"Loading model '{spec}'… {waited:.0f} s (the first use of the default "
+                                     "converts it from GGUF, about a minute; later loads take seconds)")
+        if future.exception() is not None:
+            return Status("error", str(future.exception()))
+        loaded = future.result()
+        return Status("ready", f"Model '{spec}' on {loaded.device.type} in {str(loaded.dtype).replace('torch.', '')}, "
+                               f"{parameter_bytes(loaded.model) / 2**20:,.0f} MiB of weights.")
+
+    def model(self, spec: str = store.DEFAULT, timeout: float | None = None) -> LoadedModel:
+        future = self.request_model(spec)
+        try:
+            return future.result(timeout=timeout)
+        except TimeoutError:
+            raise PlaygroundError(self.model_status().message) from None
+
+    # ------------------------------------------------------------ training
+
+    def start_training(self, dataset: Dataset, config: TrainConfig) -> TrainingJob:
+        """Start a run on a background thread owned by the manager, not by a browser request."""
+        config.check()
+        with self._state_lock:
+            if self.job is not None and self.job.running:
+                raise PlaygroundError(f"Run {self.job.run_id} is still training; stop it first.")
+            run_id = runs.new_run_id(self.models_dir, config.method)
+            job = TrainingJob(run_id, config, runs.runs_dir(self.models_dir) / run_id)
+            self.job = job
+        job.thread = threading.Thread(target=self._run, args=(job, dataset), name=f"train-{run_id}", daemon=True)
+        job.thread.start()
+        return job
+
+    def stop_training(self) -> None:
+        if self.job is not None and self.job.running:
+            self.job.stop.set()
+            self.job.message = "Stopping after the current step…"
+
+    def _run(self, job: TrainingJob, dataset: Dataset) -> None:
+        config = job.config
+        try:
+            loaded = self.model(config.model)
+            with self.lock:
+                model = prepare_model(loaded.model, config, job.run_id, self.models_dir, self.dtype, self.device)
+                if config.method == "lora":
+                    loaded.model = model  # the base now carries the adapter, switched on and off
+        except PlaygroundError as exc:
+            job.state, job.message = "failed", str(exc)
+            return
+        job.state, job.message = "running", "Training…"
+        job.state, job.message, job.result = run_training(
+            model, loaded.tokenizer, dataset, config, self.models_dir, job.run_id,
+            on_event=job.events.append, stop=job.stop, lock=self.lock)

@@ -52,6 +52,7 @@ def _write_atomically(target: Path, write: Any) -> None:
     """Call write(folder) on a temporary folder beside `target`, then move it into place."""
     target.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    work.chmod(0o755)  # mkdtemp makes it private
     try:
         write(work)
         if target.exists():  # another part of the cache already there: merge our files into it
@@ -125,5 +126,21 @@ def load_tokenizer(spec: str = DEFAULT, models_dir: Path | None = None) -> Any:
             raise PlaygroundError(f"{name}: no tokenizer could be loaded from this folder ({exc})") from None
         raise PlaygroundError(
             f"Could not get the tokenizer '{name}' from the Hugging Face hub: it is not cached under "
+            f"{hub_cache(models_dir)} and the hub is unreachable or has no such model. Use "
+            "'default' (the embedded Gemma 3 270M) or a local folder.") from None
+
+
+def load_model(spec: str = DEFAULT, models_dir: Path | None = None, dtype: Any = None) -> Any:
+    """A causal LM for `default`, a local folder or a Hugging Face id, with a clear error offline."""
+    from transformers import AutoModelForCausalLM
+
+    name = resolve(spec, models_dir, weights=True)
+    try:
+        return AutoModelForCausalLM.from_pretrained(name, cache_dir=hub_cache(models_dir), dtype=dtype)
+    except OSError as exc:
+        if Path(name).exists():
+            raise PlaygroundError(f"{name}: no model could be loaded from this folder ({exc})") from None
+        raise PlaygroundError(
+            f"Could not get the model '{name}' from the Hugging Face hub: it is not cached under "
             f"{hub_cache(models_dir)} and the hub is unreachable or has no such model. Use "
             "'default' (the embedded Gemma 3 270M) or a local folder.") from None

@@ -1,0 +1,349 @@
+"""Short supervised fine-tunes (LoRA or full) with live events, validation, probes and Stop.
+
+`train()` is the one training loop. The app runs it on a background thread owned by the model
+manager; the command line runs it in the foreground, optionally under `accelerate launch` for
+several GPUs. Batches come from `batching.collate`, the function the Batch tab shows.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import threading
+import time
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from . import batching, data, prompts, runs, store
+from .errors import PlaygroundError
+from .modeling import CausalLMLoss, greedy_answer
+
+
+@dataclass
+class TrainConfig:
+    model: str = "default"
+    method: str = "lora"             # "lora" or "full"
+    style: str = "alpaca"
+    template: str | None = None      # for the custom style
+    mask_instruction: bool = False
+    max_length: int | None = 256
+    batch_size: int = 4
+    grad_accum: int = 1
+    lr: float = 3e-4
+    weight_decay: float = 0.0
+    warmup_steps: int = 5
+    epochs: float = 1.0
+    max_steps: int | None = None     # wins over epochs when set
+    seed: int = 123
+    group_by_length: bool = True
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    target_modules: str = "all-linear"  # or a comma-separated list of module names
+    eval_every: int = 10             # validation loss every N optimizer steps (0: only at the end)
+    eval_batches: int = 4            # validation batches per evaluation
+    probe_every: int = 10            # probe answers every N steps (0: only before and after)
+    probes: int = 3                  # how many validation instructions to probe
+    probe_tokens: int = 40
+    log_every: int = 1
+
+    def check(self) -> None:
+        problems = []
+        if self.method not in ("lora", "full"):
+            problems.append(f"method must be 'lora' or 'full', not {self.method!r}")
+        if self.style not in prompts.STYLES:
+            problems.append(f"style must be one of {', '.join(prompts.STYLES)}")
+        for name in ("batch_size", "grad_accum", "lora_r", "lora_alpha", "log_every"):
+            if getattr(self, name) < 1:
+                problems.append(f"{name} must be at least 1")
+        if not (0 < self.lr < 1):
+            problems.append(f"learning rate {self.lr} must lie between 0 and 1")
+        if self.max_steps is None and self.epochs <= 0:
+            problems.append("give a positive number of epochs or max steps")
+        if self.max_steps is not None and self.max_steps < 1:
+            problems.append("max steps must be at least 1")
+        if self.max_length is not None and self.max_length < 8:
+            problems.append("max length must be at least 8 tokens")
+        if not 0 <= self.lora_dropout < 1:
+            problems.append("LoRA dropout must lie in [0, 1)")
+        if problems:
+            raise PlaygroundError("Training settings: " + "; ".join(problems) + ".")
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in names})
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # About 4 minutes on 2 CPU cores with the default model: enough for the answers to take the
+    # trained format and to stop after the answer.
+    "Quick CPU demo": dict(method="lora", max_steps=40, batch_size=4, lr=5e-4, max_length=128, warmup_steps=3,
+                           mask_instruction=True, eval_every=10, eval_batches=2, probe_every=20, probes=2,
+                           probe_tokens=32, lora_r=16, lora_alpha=32, lora_dropout=0.0),
+    # The book's workload: 2 epochs over the training split.
+    "GPU": dict(method="lora", max_steps=None, epochs=2, batch_size=8, lr=2e-4, max_length=512, warmup_steps=10,
+                mask_instruction=False, eval_every=25, eval_batches=8, probe_every=50, probes=3, probe_tokens=64,
+                lora_r=16, lora_alpha=32, lora_dropout=0.05),
+}
+
+
+@dataclass
+class Event:
+    """One thing that happened in a run; the UI and the command line read these."""
+    kind: str                # "start", "step", "eval", "probe", "end"
+    step: int = 0
+    total_steps: int = 0
+    epoch: float = 0.0
+    elapsed: float = 0.0
+    values: dict[str, Any] = field(default_factory=dict)
+
+    def row(self) -> dict[str, Any]:
+        return {"kind": self.kind, "step": self.step, "epoch": round(self.epoch, 4),
+                "elapsed": round(self.elapsed, 2), **self.values}
+
+
+class StopTraining(Exception):
+    pass
+
+
+def make_lora(model: Any, config: TrainConfig, adapter_name: str) -> Any:
+    """Wrap `model` with a new LoRA adapter (or add one to an existing peft model)."""
+    from peft import LoraConfig, PeftModel, get_peft_model
+
+    targets: Any = config.target_modules
+    if targets != "all-linear":
+        targets = [t.strip() for t in targets.split(",") if t.strip()]
+    lora = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
+                      target_modules=targets, task_type="CAUSAL_LM")
+    try:
+        if isinstance(model, PeftModel):
+            model.add_adapter(adapter_name, lora)
+            model.set_adapter(adapter_name)
+            return model
+        return get_peft_model(model, lora, adapter_name=adapter_name)
+    except ValueError as exc:  # e.g. target modules that do not exist in this model
+        raise PlaygroundError(f"LoRA settings: {exc}") from None
+
+
+def probe_records(dataset: data.Dataset, count: int, seed: int) -> list[data.Record]:
+    """A few fixed validation instructions whose answers are shown as the model learns."""
+    split = dataset.splits(seed=seed)
+    pool = split.validation or split.test or split.train
+    return [dataset.records[i] for i in pool[:count]]
+
+
+def total_steps_for(config: TrainConfig, train_size: int) -> int:
+    per_epoch = math.ceil(math.ceil(train_size / config.batch_size) / config.grad_accum)
+    if config.max_steps:
+        return config.max_steps
+    return max(1, math.ceil(per_epoch * config.epochs))
+
+
+def train(model: Any, tokenizer: Any, dataset: data.Dataset, config: TrainConfig,
+          emit: Callable[[Event], None], stop: threading.Event | None = None,
+          lock: threading.RLock | None = None, accelerator: Any = None) -> dict[str, Any]:
+    """Fine-tune `model` in place (its trainable parameters) and return the final figures.
+
+    `lock` is held for each optimizer step, evaluation and probe so that generation from another
+    thread happens only between steps. `stop` ends the run after the current step.
+    """
+    config.check()
+    stop = stop or threading.Event()
+    lock = lock or threading.RLock()
+    torch.manual_seed(config.seed)
+    split = dataset.splits(seed=config.seed)
+    if not split.train:
+        raise PlaygroundError("The training split is empty: the dataset needs more records.")
+    encode = lambda indices: batching.encode_all(dataset.records, config.style, tokenizer, config.template, indices)
+    train_samples, val_samples = encode(split.train), encode(split.validation)
+    _, pad_id = batching.special_ids(tokenizer)
+    collate = lambda samples: batching.collate(samples, pad_id, config.max_length, config.mask_instruction)
+
+    loss_module = CausalLMLoss(model)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    if not trainable:
+        raise PlaygroundError("The model has no trainable parameters.")
+    device = next(model.parameters()).device
+    optimizer = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=config.weight_decay,
+                                  fused=device.type == "cuda")
+    total = total_steps_for(config, len(train_samples))
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: min(1.0, (s + 1) / max(1, config.warmup_steps)) * max(0.1, 1 - s / max(1, total)))
+    if accelerator is not None:
+        loss_module, optimizer = accelerator.prepare(loss_module, optimizer)
+        device = accelerator.device
+    rank, world = (accelerator.process_index, accelerator.num_processes) if accelerator else (0, 1)
+    probes = probe_records(dataset, config.probes, config.seed)
+    started = time.monotonic()
+    per_epoch = math.ceil(math.ceil(len(train_samples) / config.batch_size) / config.grad_accum)
+
+    def event(kind: str, step: int, **values: Any) -> None:
+        emit(Event(kind, step, total, step / per_epoch, time.monotonic() - started, values))
+
+    def evaluate() -> float | None:
+        if not val_samples:
+            return None
+        order = batching.batch_order([len(s.ids) for s in val_samples], config.batch_size, seed=0)
+        loss_sum, count = 0.0, 0
+        with lock, torch.no_grad():
+            model.eval()
+            for indices in order[:config.eval_batches]:
+                batch = collate([val_samples[i] for i in indices])
+                loss, n = loss_module(batch.inputs.to(device), batch.targets.to(device))
+                loss_sum, count = loss_sum + float(loss), count + int(n)
+            model.train()
+        return loss_sum / count if count else None
+
+    def probe(step: int) -> None:
+        if not probes or rank != 0:
+            return
+        answers = []
+        with lock:
+            model.eval()
+            for record in probes:
+                rendered = prompts.render(record, config.style, tokenizer, config.template)
+                answer = greedy_answer(unwrap_for_generation(model), tokenizer, rendered.prompt, config.style,
+                                       config.probe_tokens, add_special_tokens=not rendered.has_special_tokens)
+                answers.append({"instruction": record.instruction, "input": record.input,
+                                "reference": record.output, "answer": answer})
+            model.train()
+        event("probe", step, probes=answers)
+
+    event("start", 0, total_steps=total, train_examples=len(train_samples),
+          validation_examples=len(val_samples), trainable_parameters=sum(p.numel() for p in trainable))
+    probe(0)
+    first_val = evaluate()
+    event("eval", 0, val_loss=first_val)
+    model.train()
+    step, micro, epoch = 0, 0, 0
+    window_tokens, window_seconds = 0, 0.0  # trained tokens and compute time since the last log line
+    last_train_loss, stopped_by_user = None, False
+    try:
+        while step < total:
+            order = batching.batch_order([len(s.ids) for s in train_samples], config.batch_size,
+                                         seed=config.seed + epoch, group_by_length=config.group_by_length)
+            order = order[rank::world]  # each process its own share of the batches
+            for indices in order:
+                if stop.is_set():
+                    raise StopTraining
+                batch = collate([train_samples[i] for i in indices])
+                step_started = time.monotonic()
+                with lock:
+                    loss_sum, count = loss_module(batch.inputs.to(device), batch.targets.to(device))
+                    loss = loss_sum / count.clamp(min=1)
+                    value = loss.detach().item()
+                    if not math.isfinite(value):
+                        raise PlaygroundError(
+                            f"The loss became {value} at step {step + 1}: training diverged. Lower the "
+                            "learning rate (for example by 10x), or check the data for empty answers.")
+                    (accelerator.backward if accelerator else torch.Tensor.backward)(loss / config.grad_accum)
+                    micro += 1
+                    window_tokens += int(count)
+                    if micro % config.grad_accum == 0:
+                        torch.nn.utils.clip_grad_norm_(trainable, 1.0)
+                        optimizer.step()
+                        schedule.step()
+                        optimizer.zero_grad(set_to_none=True)
+                window_seconds += time.monotonic() - step_started
+                if micro % config.grad_accum:
+                    continue
+                step += 1
+                last_train_loss = value
+                if step % config.log_every == 0 or step == total:
+                    event("step", step, train_loss=round(value, 4), lr=schedule.get_last_lr()[0],
+                          tokens_per_s=round(window_tokens * world / max(window_seconds, 1e-9), 1))
+                    window_tokens, window_seconds = 0, 0.0
+                if config.eval_every and step % config.eval_every == 0 and step < total:
+                    event("eval", step, val_loss=evaluate())
+                if config.probe_every and step % config.probe_every == 0 and step < total:
+                    probe(step)
+                if step >= total:
+                    break
+            epoch += 1
+    except StopTraining:
+        stopped_by_user = True
+    final_val = evaluate()
+    event("eval", step, val_loss=final_val)
+    probe(step)
+    return {"steps": step, "total_steps": total, "stopped": stopped_by_user, "train_loss": last_train_loss,
+            "val_loss": final_val, "first_val_loss": first_val, "elapsed": time.monotonic() - started}
+
+
+def unwrap_for_generation(model: Any) -> Any:
+    """Generation goes through the peft wrapper when there is one, so the active adapter applies."""
+    return getattr(model, "module", model)
+
+
+def prepare_model(base: Any, config: TrainConfig, run_id: str, models_dir: Path, dtype: Any, device: Any) -> Any:
+    """The model a run trains: the base with a new LoRA adapter, or a fresh copy for a full fine-tune."""
+    if config.method == "lora":
+        return make_lora(base, config, run_id)
+    return store.load_model(config.model, models_dir, dtype=dtype).to(device)
+
+
+def save_trained(model: Any, folder: Path, config: TrainConfig, run_id: str) -> Path:
+    """Save the adapter (LoRA) or the weights (full) in safetensors, moved into place when complete."""
+    temporary = folder / ".saving"
+    if config.method == "lora":
+        target = folder / "adapter"
+        model.save_pretrained(str(temporary), selected_adapters=[run_id])
+        nested = temporary / run_id  # peft puts a non-default adapter in a subfolder
+        (nested if nested.is_dir() else temporary).rename(target)
+        shutil.rmtree(temporary, ignore_errors=True)
+    else:
+        target = folder / "weights"
+        model.save_pretrained(str(temporary))
+        temporary.rename(target)
+    return target
+
+
+def run_training(model: Any, tokenizer: Any, dataset: data.Dataset, config: TrainConfig, models_dir: Path,
+                 run_id: str, on_event: Callable[[Event], None] | None = None,
+                 stop: threading.Event | None = None, lock: threading.RLock | None = None,
+                 accelerator: Any = None) -> tuple[str, str, dict[str, Any]]:
+    """Train and keep the run under models/runs/<run_id>/; return (state, message, result).
+
+    Errors a user can cause end the run with a message that says what to try; the caller goes on.
+    """
+    main = accelerator is None or accelerator.is_main_process
+    writer = runs.RunWriter(models_dir, run_id, {
+        "settings": vars(config), "dataset": dataset.source, "dataset_records": len(dataset),
+        "device": str(next(model.parameters()).device), "dtype": str(next(model.parameters()).dtype).replace("torch.", ""),
+        "tokenizer": {"name": getattr(tokenizer, "name_or_path", ""), "eos_token": tokenizer.eos_token,
+                      "pad_token": tokenizer.pad_token, "vocab_size": len(tokenizer)},
+    }) if main else None
+
+    def emit(event: Event) -> None:
+        if writer is not None:
+            writer.log(event.row())
+            if event.kind == "step":
+                writer.status("running", "training", step=event.step, total_steps=event.total_steps)
+        if on_event is not None:
+            on_event(event)
+
+    runs.ACTIVE.add(run_id)
+    result: dict[str, Any] = {}
+    try:
+        result = train(model, tokenizer, dataset, config, emit, stop, lock, accelerator)
+        if writer is not None:
+            with lock or threading.RLock():
+                save_trained(accelerator.unwrap_model(model) if accelerator else model, writer.folder, config, run_id)
+        state = "stopped" if result["stopped"] else "finished"
+        message = (f"{state.capitalize()} after {result['steps']} of {result['total_steps']} steps in "
+                   f"{result['elapsed']:.0f} s; saved in {runs.runs_dir(models_dir) / run_id}.")
+    except PlaygroundError as exc:
+        state, message = "failed", str(exc)
+    except torch.OutOfMemoryError:
+        state, message = "failed", ("Out of memory. Try a smaller batch size or max length, gradient "
+                                    "accumulation, or LoRA instead of a full fine-tune.")
+    except Exception as exc:  # anything else ends the run, never the app
+        state, message = "failed", f"Training failed: {type(exc).__name__}: {exc}"
+    finally:
+        runs.ACTIVE.discard(run_id)
+    if writer is not None:
+        writer.status(state, message, **result)
+    return state, message, result
