@@ -10,6 +10,7 @@ from playground import data, store
 from playground.manager import ModelManager
 from playground.ui import build_app
 from playground.ui.common import CSS
+from playground.ui.train_tab import PROBES_CSS
 
 
 def main() -> None:
@@ -21,14 +22,17 @@ def main() -> None:
     parser.add_argument("--models-dir", type=Path, default=store.MODELS_DIR, help="the local model store")
     parser.add_argument("--max-file-mb", type=float, default=data.DEFAULT_MAX_MB,
                         help="largest dataset file accepted")
+    parser.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cuda, mps or cpu")
+    parser.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"],
+                        help="auto: bf16 on GPUs that support it, float32 elsewhere")
     parser.add_argument("--share", action="store_true", help="also open a public Gradio share link")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
 
-    manager = ModelManager(args.models_dir, tokenizer_spec=args.tokenizer)
+    manager = ModelManager(args.models_dir, tokenizer_spec=args.tokenizer, device=args.device, dtype=args.dtype)
     demo = build_app(manager, max_file_mb=args.max_file_mb)
     demo.queue(default_concurrency_limit=8).launch(
-        server_name=args.host, server_port=args.port, share=args.share, css=CSS,
+        server_name=args.host, server_port=args.port, share=args.share, css=CSS + PROBES_CSS,
         theme="soft", footer_links=["api"], show_error=True)
 
 

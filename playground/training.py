@@ -79,10 +79,10 @@ class TrainConfig:
 
 
 PRESETS: dict[str, dict[str, Any]] = {
-    # About 4 minutes on 2 CPU cores with the default model: enough for the answers to take the
+    # About 2-3 minutes on 2 CPU cores with the default model: enough for the answers to take the
     # trained format and to stop after the answer.
-    "Quick CPU demo": dict(method="lora", max_steps=40, batch_size=4, lr=5e-4, max_length=128, warmup_steps=3,
-                           mask_instruction=True, eval_every=10, eval_batches=2, probe_every=20, probes=2,
+    "Quick CPU demo": dict(method="lora", max_steps=60, batch_size=4, lr=5e-4, max_length=128, warmup_steps=3,
+                           mask_instruction=True, eval_every=10, eval_batches=2, probe_every=20, probes=3,
                            probe_tokens=32, lora_r=16, lora_alpha=32, lora_dropout=0.0),
     # The book's workload: 2 epochs over the training split.
     "GPU": dict(method="lora", max_steps=None, epochs=2, batch_size=8, lr=2e-4, max_length=512, warmup_steps=10,
@@ -220,7 +220,8 @@ def train(model: Any, tokenizer: Any, dataset: data.Dataset, config: TrainConfig
     event("eval", 0, val_loss=first_val)
     model.train()
     step, micro, epoch = 0, 0, 0
-    window_tokens, window_seconds = 0, 0.0  # trained tokens and compute time since the last log line
+    # trained tokens, real input tokens and compute time since the last log line
+    window_tokens, window_inputs, window_seconds = 0, 0, 0.0
     last_train_loss, stopped_by_user = None, False
     try:
         while step < total:
@@ -243,6 +244,7 @@ def train(model: Any, tokenizer: Any, dataset: data.Dataset, config: TrainConfig
                     (accelerator.backward if accelerator else torch.Tensor.backward)(loss / config.grad_accum)
                     micro += 1
                     window_tokens += int(count)
+                    window_inputs += batch.real_tokens
                     if micro % config.grad_accum == 0:
                         torch.nn.utils.clip_grad_norm_(trainable, 1.0)
                         optimizer.step()
@@ -255,8 +257,9 @@ def train(model: Any, tokenizer: Any, dataset: data.Dataset, config: TrainConfig
                 last_train_loss = value
                 if step % config.log_every == 0 or step == total:
                     event("step", step, train_loss=round(value, 4), lr=schedule.get_last_lr()[0],
-                          tokens_per_s=round(window_tokens * world / max(window_seconds, 1e-9), 1))
-                    window_tokens, window_seconds = 0, 0.0
+                          tokens_per_s=round(window_tokens * world / max(window_seconds, 1e-9), 1),
+                          input_tokens_per_s=round(window_inputs * world / max(window_seconds, 1e-9), 1))
+                    window_tokens, window_inputs, window_seconds = 0, 0, 0.0
                 if config.eval_every and step % config.eval_every == 0 and step < total:
                     event("eval", step, val_loss=evaluate())
                 if config.probe_every and step % config.probe_every == 0 and step < total:

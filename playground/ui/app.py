@@ -8,13 +8,13 @@ import gradio as gr
 
 from .. import data
 from ..manager import ModelManager
-from . import batch_tab, dataset_tab, prompts_tab
+from . import batch_tab, dataset_tab, prompts_tab, train_tab
 from .common import CSS, Shared, notice
 
 Refresher = tuple[Callable[..., Any], list[Any], Any]
 
 INTRO = ("**Instruction-tuning playground** — see what supervised instruction fine-tuning does, step by "
-         "step: the data, the prompt text, the batches the model learns from.")
+         "step: the data, the prompt text, the batches the model learns from, and a short fine-tune.")
 
 
 def status_html(manager: ModelManager, spec: str) -> tuple[str, Any]:
@@ -56,7 +56,10 @@ def build_app(manager: ModelManager, max_file_mb: float = data.DEFAULT_MAX_MB) -
                 prompt_parts = prompts_tab.build(shared)
             with gr.Tab("Batch masking", id="batch"):
                 batch_parts = batch_tab.build(shared, prompt_parts["style"], prompt_parts["template"])
-        refreshers = dataset_parts["refreshers"] + prompt_parts["refreshers"] + batch_parts["refreshers"]
+            with gr.Tab("Train", id="train"):
+                train_parts = train_tab.build(shared, prompt_parts["style"], prompt_parts["template"])
+        refreshers = (dataset_parts["refreshers"] + train_parts["refreshers"] + prompt_parts["refreshers"]
+                      + batch_parts["refreshers"])
 
         def banner_update(spec):
             return status_html(manager, spec)

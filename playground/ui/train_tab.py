@@ -1,0 +1,228 @@
+"""Train tab: pick a model and settings, start a short fine-tune, watch it learn, stop it, list runs."""
+
+from __future__ import annotations
+
+import html
+import time
+from typing import Any
+
+import gradio as gr
+import pandas as pd
+import plotly.graph_objects as go
+
+from .. import runs, store
+from ..errors import PlaygroundError
+from ..manager import TrainingJob
+from ..training import PRESETS, Event, TrainConfig
+from .common import Shared, notice
+
+def clock(seconds: float) -> str:
+    seconds = int(max(0, seconds))
+    return f"{seconds // 60}:{seconds % 60:02d}"
+
+
+def progress_html(job: TrainingJob | None) -> str:
+    if job is None:
+        return notice("No run yet in this session of the app. Pick a preset and press Start.", "info")
+    steps = [e for e in job.events if e.kind == "step"]
+    start = next((e for e in job.events if e.kind == "start"), None)
+    total = start.values["total_steps"] if start else 0
+    step = steps[-1].step if steps else 0
+    elapsed = job.events[-1].elapsed if job.events else 0.0
+    remaining = elapsed / step * (total - step) if step and job.running else 0.0
+    fraction = step / total if total else 0.0
+    speed = (f"{steps[-1].values['input_tokens_per_s']:,.0f} tokens/s ({steps[-1].values['tokens_per_s']:,.0f} "
+             "trained)" if steps else "– tokens/s")
+    epoch = f"epoch {steps[-1].epoch:.2f}" if steps else "epoch 0"
+    kind = {"finished": "ok", "stopped": "warn", "failed": "error"}.get(job.state, "info")
+    bar = (f'<div style="background:#e5e7eb;border-radius:6px;height:14px;overflow:hidden">'
+           f'<div id="train-bar" style="width:{fraction:.1%};background:#6366f1;height:14px"></div></div>')
+    line = (f'<div id="train-progress" style="font-size:14px;margin:6px 0">Run <b>{html.escape(job.run_id)}</b> · '
+            f'step <b>{step}</b> of {total} · {epoch} · elapsed {clock(elapsed)} · '
+            f'remaining ~{clock(remaining)} · {speed}</div>')
+    return bar + line + notice(job.message, kind)
+
+
+def loss_figure(events: list[Event]) -> go.Figure:
+    train_points = [(e.step, e.values["train_loss"]) for e in events if e.kind == "step"]
+    val_points = [(e.step, e.values["val_loss"]) for e in events if e.kind == "eval" and e.values.get("val_loss") is not None]
+    figure = go.Figure()
+    if train_points:
+        figure.add_trace(go.Scatter(x=[p[0] for p in train_points], y=[p[1] for p in train_points],
+                                    mode="lines", name="train loss", line=dict(color="#a5b4fc")))
+    if len(train_points) >= 5:  # the raw loss of small batches is noisy: add a moving average
+        smooth, value = [], train_points[0][1]
+        for _, loss in train_points:
+            value = 0.8 * value + 0.2 * loss
+            smooth.append(value)
+        figure.add_trace(go.Scatter(x=[p[0] for p in train_points], y=smooth, mode="lines",
+                                    name="train loss (smoothed)", line=dict(color="#312e81", width=3)))
+    if val_points:
+        figure.add_trace(go.Scatter(x=[p[0] for p in val_points], y=[p[1] for p in val_points],
+                                    mode="lines+markers", name="validation loss", line=dict(color="#f59e0b")))
+    figure.update_layout(height=320, margin=dict(l=50, r=20, t=30, b=40), template="plotly_white",
+                         xaxis_title="optimizer step", yaxis_title="cross-entropy loss",
+                         legend=dict(orientation="h", y=1.12))
+    return figure
+
+
+def probes_html(events: list[Event]) -> str:
+    probes = [e for e in events if e.kind == "probe"]
+    if not probes:
+        return ""
+    first, last = probes[0], probes[-1]
+    rows = []
+    for before, after in zip(first.values["probes"], last.values["probes"]):
+        prompt = before["instruction"] + (f"\n{before['input']}" if before["input"] else "")
+        rows.append(f"<tr><td>{html.escape(prompt)}</td><td>{html.escape(before['reference'])}</td>"
+                    f"<td>{html.escape(before['answer'])}</td><td class='pg-latest'>{html.escape(after['answer'])}</td></tr>")
+    head = (f"<tr><th>instruction</th><th>reference</th><th>answer at step {first.step}</th>"
+            f"<th>answer at step {last.step}</th></tr>")
+    return (f'<table class="pg-probes" id="train-probes">{head}{"".join(rows)}</table>')
+
+
+def runs_frame(models_dir: Any) -> pd.DataFrame:
+    rows = []
+    for record in runs.list_runs(models_dir):
+        settings = record.config.get("settings", {})
+        status = record.status
+        rows.append({"run": record.run_id, "state": record.state, "method": settings.get("method", ""),
+                     "model": settings.get("model", ""), "steps": f"{status.get('steps', status.get('step', 0))}"
+                                                                  f"/{status.get('total_steps', '?')}",
+                     "train loss": _rounded(status.get("train_loss")), "val loss": _rounded(status.get("val_loss")),
+                     "saved": "yes" if record.has_weights else "no",
+                     "started": time.strftime("%Y-%m-%d %H:%M", time.localtime(status.get("started", 0)))})
+    columns = ["run", "state", "method", "model", "steps", "train loss", "val loss", "saved", "started"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def _rounded(value: Any) -> Any:
+    return round(value, 4) if isinstance(value, (int, float)) else ""
+
+
+def config_from(values: dict[str, Any]) -> TrainConfig:
+    """Settings from the form; empty numbers mean 'not set'."""
+    values = dict(values)
+    values["max_steps"] = int(values["max_steps"]) if values.get("max_steps") else None
+    for name in ("batch_size", "grad_accum", "warmup_steps", "seed", "eval_every", "probe_every", "probes",
+                 "lora_r", "lora_alpha"):
+        values[name] = int(values[name] or 0)
+    values["max_length"] = int(values["max_length"]) if values.get("max_length") else None
+    return TrainConfig.from_dict(values)
+
+
+PROBES_CSS = """
+.pg-probes {border-collapse: collapse; width: 100%; font-size: 13px;}
+.pg-probes th {text-align: left; background: #f3f4f6; padding: 6px; color: #374151;}
+.pg-probes td {border-top: 1px solid #e5e7eb; padding: 6px; vertical-align: top; white-space: pre-wrap; color: #111827;}
+.pg-probes td.pg-latest {background: #f0fdf4;}
+"""
+
+
+def build(shared: Shared, style: gr.Radio, template: gr.Textbox) -> dict[str, Any]:
+    manager = shared.manager
+    defaults = TrainConfig(**PRESETS["Quick CPU demo"])
+    with gr.Row(equal_height=True):
+        model_spec = gr.Textbox(value=store.DEFAULT, label="Base model: 'default' (Gemma 3 270M), a Hugging Face id or a folder",
+                                scale=3, elem_id="train-model")
+        load_model = gr.Button("Load model", scale=0, elem_id="train-load-model")
+    model_status = gr.HTML(elem_id="train-model-status")
+    with gr.Row():
+        preset = gr.Dropdown(list(PRESETS), value="Quick CPU demo", label="Preset", elem_id="train-preset")
+        method = gr.Radio([("LoRA (adapter on the shared base)", "lora"),
+                           ("Full fine-tune (its own copy: doubles memory)", "full")],
+                          value=defaults.method, label="Method", elem_id="train-method")
+    source = gr.HTML()
+    with gr.Row():
+        max_steps = gr.Number(value=defaults.max_steps, precision=0, label="Max steps (empty: use epochs)")
+        epochs = gr.Number(value=defaults.epochs, label="Epochs")
+        batch_size = gr.Number(value=defaults.batch_size, precision=0, label="Batch size", minimum=1)
+        grad_accum = gr.Number(value=defaults.grad_accum, precision=0, label="Gradient accumulation", minimum=1)
+        lr = gr.Number(value=defaults.lr, label="Learning rate")
+        warmup = gr.Number(value=defaults.warmup_steps, precision=0, label="Warmup steps", minimum=0)
+    with gr.Row():
+        max_length = gr.Number(value=defaults.max_length, precision=0, label="Max length (tokens)")
+        seed = gr.Number(value=defaults.seed, precision=0, label="Seed")
+        eval_every = gr.Number(value=defaults.eval_every, precision=0, label="Validate every N steps")
+        probe_every = gr.Number(value=defaults.probe_every, precision=0, label="Probe answers every N steps")
+        probes = gr.Number(value=defaults.probes, precision=0, label="Probe instructions", minimum=0)
+    with gr.Row():
+        mask = gr.Checkbox(value=defaults.mask_instruction, label="Mask instruction tokens")
+        group = gr.Checkbox(value=defaults.group_by_length, label="Group by length")
+    with gr.Accordion("LoRA settings", open=False):
+        with gr.Row():
+            lora_r = gr.Number(value=defaults.lora_r, precision=0, label="Rank r")
+            lora_alpha = gr.Number(value=defaults.lora_alpha, precision=0, label="Alpha")
+            lora_dropout = gr.Number(value=defaults.lora_dropout, label="Dropout")
+            targets = gr.Textbox(value=defaults.target_modules, label="Target modules ('all-linear' or names, comma-separated)")
+    with gr.Row():
+        start = gr.Button("Start training", variant="primary", elem_id="train-start")
+        stop = gr.Button("Stop", variant="stop", elem_id="train-stop")
+    progress = gr.HTML(elem_id="train-status")
+    curve = gr.Plot(label="Loss", elem_id="train-curve")
+    gr.Markdown("**Probe answers**: a few validation instructions, answered greedily by the model before "
+                "training and again every few steps.")
+    probe_table = gr.HTML(elem_id="train-probe-view")
+    gr.Markdown("**Runs** (kept under `models/runs/`; they survive a restart)")
+    runs_table = gr.Dataframe(runs_frame(manager.models_dir), interactive=False, elem_id="runs-table")
+    refresh_runs = gr.Button("Refresh runs", size="sm")
+    seen = gr.State(-1)  # events already drawn in this browser session
+    poll = gr.Timer(1.0)
+
+    fields = [method, max_steps, epochs, batch_size, grad_accum, lr, warmup, max_length, seed, mask, group,
+              eval_every, probe_every, probes, lora_r, lora_alpha, lora_dropout, targets]
+    names = ["method", "max_steps", "epochs", "batch_size", "grad_accum", "lr", "warmup_steps", "max_length", "seed",
+             "mask_instruction", "group_by_length", "eval_every", "probe_every", "probes", "lora_r", "lora_alpha",
+             "lora_dropout", "target_modules"]
+
+    def apply_preset(name):
+        config = TrainConfig(**PRESETS[name])
+        return [getattr(config, n) for n in names]
+
+    preset.change(apply_preset, preset, fields)
+    style.change(lambda d, s: describe_source(d, s), [shared.dataset, style], source)
+
+    def describe_source(dataset, style_value):
+        return (f"<div style='font-size:13px;color:#4b5563'>Trains on <b>{html.escape(dataset.source)}</b> "
+                f"({len(dataset):,} records, train split {dataset.splits().sizes()['train']:,}) in the "
+                f"<b>{html.escape(style_value)}</b> prompt style, both as chosen in the earlier tabs.</div>")
+
+    def on_load_model(spec):
+        try:
+            manager.request_model(spec)
+        except PlaygroundError as exc:
+            return notice(str(exc), "error")
+        return notice(manager.model_status().message, "info")
+
+    load_model.click(on_load_model, model_spec, model_status)
+
+    def on_start(dataset, spec, style_value, template_value, *values):
+        settings = dict(zip(names, values))
+        try:
+            config = config_from({**settings, "model": (spec or store.DEFAULT).strip(), "style": style_value,
+                                  "template": template_value if style_value == "custom" else None})
+            manager.request_model(config.model)
+            manager.start_training(dataset, config)
+        except PlaygroundError as exc:
+            return notice(str(exc), "error"), -1
+        return progress_html(manager.job), -1
+
+    start.click(on_start, [shared.dataset, model_spec, style, template, *fields], [progress, seen])
+    stop.click(lambda: manager.stop_training() or progress_html(manager.job), outputs=progress)
+
+    def on_tick(seen_count):
+        job = manager.job
+        status = manager.model_status()
+        model_line = notice(status.message, {"loading": "info", "ready": "ok", "error": "error"}[status.state]) \
+            if status.message != "No model loaded yet." else ""
+        count = (len(job.events), job.state, job.message) if job else None
+        if job is None or count == seen_count:
+            return model_line, gr.skip(), gr.skip(), gr.skip(), gr.skip(), seen_count
+        events = list(job.events)
+        table = runs_frame(manager.models_dir) if not job.running else gr.skip()
+        return model_line, progress_html(job), loss_figure(events), probes_html(events), table, count
+
+    poll.tick(on_tick, seen, [model_status, progress, curve, probe_table, runs_table, seen], show_progress="hidden")
+    refresh_runs.click(lambda: runs_frame(manager.models_dir), outputs=runs_table)
+    return {"refreshers": [(describe_source, [shared.dataset, style], source),
+                           (lambda: runs_frame(manager.models_dir), [], runs_table)]}
