@@ -70,7 +70,9 @@ class ModelManager:
         self.device = pick_device(device)
         self.dtype = pick_dtype(self.device, dtype)
         self.lock = threading.RLock()  # the weights: one training step or one generation at a time
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model-loader")
+        # separate loaders: a model load waits for its tokenizer, which must not queue behind it
+        self._tokenizer_loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tokenizer-loader")
+        self._model_loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model-loader")
         self._state_lock = threading.Lock()
         self._tokenizers: dict[str, Future] = {}
         self._started: dict[str, float] = {}
@@ -91,7 +93,7 @@ class ModelManager:
             future = self._tokenizers.get(key)
             if future is None or (future.done() and future.exception() is not None):
                 self._started[key] = time.monotonic()
-                future = self._executor.submit(store.load_tokenizer, key, self.models_dir)
+                future = self._tokenizer_loader.submit(store.load_tokenizer, key, self.models_dir)
                 self._tokenizers[key] = future
             return future
 
@@ -137,7 +139,7 @@ class ModelManager:
             if self.job is not None and self.job.running:
                 raise PlaygroundError(f"A run is training on '{self._model_spec}'; stop it before switching models.")
             self._model_spec, self._model_started = spec, time.monotonic()
-            self._model = self._executor.submit(self._load_model, spec)
+            self._model = self._model_loader.submit(self._load_model, spec)
             return self._model
 
     def model_status(self) -> Status:
@@ -167,13 +169,16 @@ class ModelManager:
     def start_training(self, dataset: Dataset, config: TrainConfig) -> TrainingJob:
         """Start a run on a background thread owned by the manager, not by a browser request."""
         config.check()
+        if self.job is not None and self.job.running:
+            raise PlaygroundError(f"Run {self.job.run_id} is still training; stop it first.")
+        model = self.request_model(config.model)
         with self._state_lock:
             if self.job is not None and self.job.running:
                 raise PlaygroundError(f"Run {self.job.run_id} is still training; stop it first.")
             run_id = runs.new_run_id(self.models_dir, config.method)
             job = TrainingJob(run_id, config, runs.runs_dir(self.models_dir) / run_id)
             self.job = job
-        job.thread = threading.Thread(target=self._run, args=(job, dataset), name=f"train-{run_id}", daemon=True)
+        job.thread = threading.Thread(target=self._run, args=(job, dataset, model), name=f"train-{run_id}", daemon=True)
         job.thread.start()
         return job
 
@@ -182,10 +187,10 @@ class ModelManager:
             self.job.stop.set()
             self.job.message = "Stopping after the current step…"
 
-    def _run(self, job: TrainingJob, dataset: Dataset) -> None:
+    def _run(self, job: TrainingJob, dataset: Dataset, model_future: Future) -> None:
         config = job.config
         try:
-            loaded = self.model(config.model)
+            loaded = model_future.result()
             with self.lock:
                 model = prepare_model(loaded.model, config, job.run_id, self.models_dir, self.dtype, self.device)
                 if config.method == "lora":

@@ -272,6 +272,7 @@ def train(model: Any, tokenizer: Any, dataset: data.Dataset, config: TrainConfig
     final_val = evaluate()
     event("eval", step, val_loss=final_val)
     probe(step)
+    model.eval()  # the trained model serves generation next: no dropout
     return {"steps": step, "total_steps": total, "stopped": stopped_by_user, "train_loss": last_train_loss,
             "val_loss": final_val, "first_val_loss": first_val, "elapsed": time.monotonic() - started}
 

@@ -2,6 +2,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from playground import store
 
@@ -27,3 +28,38 @@ def write(tmp_path):
             path.write_text(json.dumps(content), encoding="utf-8")
         return path
     return _write
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory):
+    """A tiny Llama-shaped model and a small byte-level BPE tokenizer, built from a config and saved
+    as a local folder, so training tests run in seconds yet go through the real loading code."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    from playground import data
+    from playground.training import TrainConfig, train
+
+    folder = tmp_path_factory.mktemp("tiny-model")
+    texts = [f"{r.instruction} {r.input} {r.output}" for r in data.load("builtin").records]
+    texts += ["Below is an instruction that describes a task. Write a response that appropriately "
+              "completes the request.\n\n### Instruction:\n### Input:\n### Response:\n"] * 20
+    core = Tokenizer(models.BPE())
+    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    core.decoder = decoders.ByteLevel()
+    core.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=600, special_tokens=["<|endoftext|>"],
+                                                        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=core, eos_token="<|endoftext|>")  # pads with eos, like GPT-2
+    tokenizer.save_pretrained(folder)
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+                         eos_token_id=tokenizer.eos_token_id, bos_token_id=tokenizer.eos_token_id)
+    model = LlamaForCausalLM(config)
+    # A short "pretraining" on the bundled data, so that LoRA adapts a model that already knows
+    # something, as it would a real base model; a random one barely moves under a low-rank update.
+    settings = TrainConfig(method="full", max_steps=120, batch_size=8, lr=3e-3, max_length=64, warmup_steps=5,
+                           probes=0, eval_every=0, probe_every=0)
+    train(model, tokenizer, data.load("builtin"), settings, lambda event: None)
+    model.save_pretrained(folder)
+    return folder

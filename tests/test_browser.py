@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect, sync_playwright
 
+from playground import store
+
 ROOT = Path(__file__).resolve().parent.parent
 SHOTS = ROOT / "artifacts" / "screenshots"
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -25,10 +27,14 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def app_url():
+def app_url(tmp_path_factory):
     port = free_port()
-    log = open(ROOT / "artifacts" / "app-test.log", "w") if (ROOT / "artifacts").mkdir(exist_ok=True) is None else None
-    process = subprocess.Popen([sys.executable, "app.py", "--port", str(port)], cwd=ROOT,
+    (ROOT / "artifacts").mkdir(exist_ok=True)
+    log = open(ROOT / "artifacts" / "app-test.log", "w")
+    # runs go to a fresh store; the converted default model is shared with it, not converted again
+    models = tmp_path_factory.mktemp("models")
+    (models / store.DEFAULT_NAME).symlink_to(store.ensure_default_model(), target_is_directory=True)
+    process = subprocess.Popen([sys.executable, "app.py", "--port", str(port), "--models-dir", str(models)], cwd=ROOT,
                                stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"})
     url = f"http://127.0.0.1:{port}/"
     deadline = time.monotonic() + 180
@@ -131,3 +137,22 @@ def test_batch_grid_shows_masking_and_truncation(page):
     expect(summary).to_contain_text("4 × 48")
     expect(grid.locator("[title*='truncated away']").first).to_be_visible()
     page.screenshot(path=str(SHOTS / "batch.png"), full_page=True)
+
+
+def test_train_tab_runs_a_short_fine_tune_and_shows_it_learning(page):
+    page.get_by_role("tab", name="Train").click()
+    page.locator("#train-max-steps input").fill("4")
+    page.locator("#train-eval-every input").fill("2")
+    page.locator("#train-probe-every input").fill("2")
+    page.locator("#train-start").click()
+    status = page.locator("#train-status")
+    # the first use of the default model converts it from GGUF, then 4 steps and 3 probe rounds
+    expect(status).to_contain_text("step", timeout=600_000)
+    expect(page.locator("#train-curve .js-plotly-plot")).to_be_visible(timeout=600_000)
+    expect(page.locator("#train-probes")).to_contain_text("answer at step 0", timeout=600_000)
+    expect(page.locator("#train-probes")).to_contain_text("answer at step 2", timeout=600_000)
+    expect(status).to_contain_text("Finished after 4 of 4 steps", timeout=600_000)
+    expect(page.locator("#train-probes")).to_contain_text("answer at step 4")
+    assert page.locator("#train-curve .scatterlayer .trace").count() >= 2  # train and validation curves
+    expect(page.locator("#runs-table")).to_contain_text("finished")
+    page.screenshot(path=str(SHOTS / "train.png"), full_page=True)

@@ -134,7 +134,7 @@ def build(shared: Shared, style: gr.Radio, template: gr.Textbox) -> dict[str, An
                           value=defaults.method, label="Method", elem_id="train-method")
     source = gr.HTML()
     with gr.Row():
-        max_steps = gr.Number(value=defaults.max_steps, precision=0, label="Max steps (empty: use epochs)")
+        max_steps = gr.Number(value=defaults.max_steps, precision=0, label="Max steps (empty: use epochs)", elem_id="train-max-steps")
         epochs = gr.Number(value=defaults.epochs, label="Epochs")
         batch_size = gr.Number(value=defaults.batch_size, precision=0, label="Batch size", minimum=1)
         grad_accum = gr.Number(value=defaults.grad_accum, precision=0, label="Gradient accumulation", minimum=1)
@@ -143,8 +143,8 @@ def build(shared: Shared, style: gr.Radio, template: gr.Textbox) -> dict[str, An
     with gr.Row():
         max_length = gr.Number(value=defaults.max_length, precision=0, label="Max length (tokens)")
         seed = gr.Number(value=defaults.seed, precision=0, label="Seed")
-        eval_every = gr.Number(value=defaults.eval_every, precision=0, label="Validate every N steps")
-        probe_every = gr.Number(value=defaults.probe_every, precision=0, label="Probe answers every N steps")
+        eval_every = gr.Number(value=defaults.eval_every, precision=0, label="Validate every N steps", elem_id="train-eval-every")
+        probe_every = gr.Number(value=defaults.probe_every, precision=0, label="Probe answers every N steps", elem_id="train-probe-every")
         probes = gr.Number(value=defaults.probes, precision=0, label="Probe instructions", minimum=0)
     with gr.Row():
         mask = gr.Checkbox(value=defaults.mask_instruction, label="Mask instruction tokens")

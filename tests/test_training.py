@@ -1,0 +1,163 @@
+"""Training on a tiny model built from a config, and once on the real default model."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from torch.nn import functional as F
+
+from playground import batching, data, runs, store
+from playground.batching import IGNORE_INDEX
+from playground.errors import PlaygroundError
+from playground.manager import ModelManager
+from playground.modeling import CausalLMLoss
+from playground.training import TrainConfig, prepare_model, run_training, train
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def small_dataset(n=12) -> data.Dataset:
+    records = [data.Record(f"Repeat the word {w}.", "", f"{w} {w}") for w in
+               ["apple", "river", "stone", "cloud", "green", "piano", "tiger", "lemon", "ocean", "maple", "candle", "rocket"][:n]]
+    return data.Dataset(records=records, source="test", mapping={})
+
+
+def quiet(config: TrainConfig) -> TrainConfig:
+    config.probes, config.eval_every, config.probe_every = 0, 0, 0
+    return config
+
+
+def test_selective_loss_equals_full_logits_loss(tiny_model_dir):
+    model = store.load_model(str(tiny_model_dir))
+    tokenizer = store.load_tokenizer(str(tiny_model_dir))
+    samples = batching.encode_all(small_dataset(3).records, "alpaca", tokenizer)
+    batch = batching.collate(samples, tokenizer.eos_token_id, mask_instruction=True)
+    loss_sum, count = CausalLMLoss(model)(batch.inputs, batch.targets)
+    logits = model(batch.inputs).logits
+    expected = F.cross_entropy(logits.flatten(0, 1), batch.targets.flatten(), ignore_index=IGNORE_INDEX, reduction="sum")
+    assert int(count) == int((batch.targets != IGNORE_INDEX).sum())
+    assert torch.allclose(loss_sum, expected, rtol=1e-5)
+
+
+@pytest.mark.parametrize("method, ratio", [("lora", 0.6), ("full", 0.3)])
+def test_tiny_model_overfits_a_handful_of_records(tiny_model_dir, method, ratio, tmp_path):
+    model = store.load_model(str(tiny_model_dir))
+    tokenizer = store.load_tokenizer(str(tiny_model_dir))
+    config = quiet(TrainConfig(model=str(tiny_model_dir), method=method, max_steps=150, batch_size=4,
+                               lr=1e-2 if method == "lora" else 1e-3, warmup_steps=2, mask_instruction=True,
+                               lora_r=8, lora_alpha=16, lora_dropout=0.0))
+    model = prepare_model(model, config, "run", tmp_path, torch.float32, torch.device("cpu"))
+    losses = []
+    dataset = small_dataset()
+    result = train(model, tokenizer, dataset, config, lambda e: losses.append(e.values["train_loss"]) if e.kind == "step" else None)
+    assert result["steps"] == 150 and not result["stopped"]
+    # the loss falls a lot (a low-rank update of a tiny model learns slower than a full one)
+    assert sum(losses[-5:]) / 5 < ratio * sum(losses[:5]) / 5
+
+
+def wait_for(predicate, seconds=120):
+    deadline = time.monotonic() + seconds
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out")
+        time.sleep(0.05)
+
+
+def test_stop_mid_run_leaves_a_loadable_adapter_with_the_same_logits(tiny_model_dir, tmp_path):
+    from peft import PeftModel
+
+    manager = ModelManager(tmp_path, tokenizer_spec=str(tiny_model_dir))
+    config = TrainConfig(model=str(tiny_model_dir), max_steps=10_000, batch_size=2, lr=1e-3, probes=1,
+                         probe_every=0, eval_every=0, lora_r=4, lora_alpha=8)
+    job = manager.start_training(small_dataset(), config)
+    wait_for(lambda: sum(e.kind == "step" for e in job.events) >= 3 or not job.running)
+    assert job.running, job.message
+    manager.stop_training()
+    job.thread.join(60)
+    assert job.state == "stopped", job.message
+    steps = [e.step for e in job.events if e.kind == "step"]
+    assert 3 <= steps[-1] < 10_000
+    adapter = job.folder / "adapter"
+    assert (adapter / "adapter_model.safetensors").exists()
+    record = runs.read(tmp_path, job.run_id)
+    assert record.state == "stopped" and record.status["steps"] == steps[-1]
+    assert any(row["kind"] == "step" for row in record.metrics())
+
+    ids = torch.tensor([[5, 17, 42, 99, 7]])
+    live = manager.model(str(tiny_model_dir)).model
+    live.set_adapter(job.run_id)
+    with torch.no_grad():
+        live_logits = live(ids).logits
+        reloaded = PeftModel.from_pretrained(store.load_model(str(tiny_model_dir)), str(adapter))
+        reloaded_logits = reloaded(ids).logits
+        with live.disable_adapter():
+            base_logits = live(ids).logits
+    assert torch.allclose(live_logits, reloaded_logits, atol=1e-5)
+    assert not torch.allclose(live_logits, base_logits, atol=1e-3)  # the adapter learned something
+
+
+def test_runs_survive_a_restart_and_interrupted_runs_are_listed(tiny_model_dir, tmp_path):
+    model = store.load_model(str(tiny_model_dir))
+    tokenizer = store.load_tokenizer(str(tiny_model_dir))
+    config = quiet(TrainConfig(model=str(tiny_model_dir), max_steps=2, batch_size=2))
+    state, message, _ = run_training(prepare_model(model, config, "done", tmp_path, None, "cpu"), tokenizer,
+                                     small_dataset(), config, tmp_path, "done")
+    assert state == "finished", message
+    # a run that was training when its process died: status still says running, pid is gone
+    crashed = runs.RunWriter(tmp_path, "crashed", {"settings": vars(config)})
+    status = json.loads((crashed.folder / "status.json").read_text())
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    runs.write_json(crashed.folder / "status.json", {**status, "pid": dead.pid})
+    listed = {r.run_id: r.state for r in runs.list_runs(tmp_path)}  # as a new process would see them
+    assert listed == {"done": "finished", "crashed": "interrupted"}
+
+
+def test_nan_loss_ends_the_run_with_a_message(tiny_model_dir, tmp_path):
+    model = store.load_model(str(tiny_model_dir))
+    tokenizer = store.load_tokenizer(str(tiny_model_dir))
+    with torch.no_grad():
+        model.model.norm.weight.fill_(float("nan"))
+    config = quiet(TrainConfig(model=str(tiny_model_dir), method="full", max_steps=5, batch_size=2))
+    state, message, _ = run_training(model, tokenizer, small_dataset(), config, tmp_path, "nan")
+    assert state == "failed" and "diverged" in message and "learning rate" in message
+    assert runs.read(tmp_path, "nan").state == "failed"
+
+
+@pytest.mark.parametrize("change, problem", [
+    ({"method": "qlora"}, "method"), ({"lr": 5.0}, "learning rate"), ({"batch_size": 0}, "batch_size"),
+    ({"max_steps": None, "epochs": 0}, "epochs"),
+])
+def test_bad_settings_are_refused(change, problem):
+    config = TrainConfig(**{"max_steps": 5, **change})
+    with pytest.raises(PlaygroundError, match=problem):
+        config.check()
+
+
+def test_bad_lora_target_modules(tiny_model_dir, tmp_path):
+    config = TrainConfig(model=str(tiny_model_dir), target_modules="no_such_layer")
+    with pytest.raises(PlaygroundError, match="LoRA settings"):
+        prepare_model(store.load_model(str(tiny_model_dir)), config, "x", tmp_path, None, "cpu")
+
+
+def test_two_lora_steps_on_the_real_default_model(tmp_path):
+    """End to end through the command line, on the embedded Gemma 3 270M, on the CPU."""
+    env = {**os.environ, "PLAYGROUND_MODELS_DIR": str(ROOT / "models")}
+    result = subprocess.run([sys.executable, "-m", "playground", "train", "--model", "default", "--method", "lora",
+                             "--max-steps", "2", "--batch-size", "2", "--max-length", "64", "--probes", "1",
+                             "--eval-every", "1", "--out", str(tmp_path)],
+                            cwd=ROOT, capture_output=True, text=True, env=env, timeout=1200)
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    steps = [line for line in lines if "train_loss" in line]
+    assert [line["step"] for line in steps] == [1, 2]
+    assert all(line["tokens_per_s"] > 0 for line in steps)
+    assert any("val_loss" in line for line in lines)
+    run_dir = Path(result.stdout.strip().splitlines()[-1])
+    assert (run_dir / "adapter" / "adapter_model.safetensors").exists()
+    assert runs.read(tmp_path, run_dir.name).state == "finished"
