@@ -119,6 +119,38 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0 if state in ("finished", "stopped") else 2
 
 
+def cmd_chat(args: argparse.Namespace) -> int:
+    """Base and tuned answers to one prompt, from one copy of the base weights."""
+    import psutil
+
+    from .generation import GenerationSettings, chat_prompt, generate_sides
+    from .manager import ModelManager
+
+    manager = ModelManager(args.models_dir)
+    record = runs.read(args.models_dir, args.run)
+    spec = record.config.get("settings", {}).get("model", store.DEFAULT)
+    manager.model(spec)
+    process = psutil.Process()
+    rss_base = process.memory_info().rss
+    before = manager.memory_report()
+    tuned, settings = manager.tuned_side(args.run)
+    after = manager.memory_report()
+    rss_both = process.memory_info().rss
+    base = manager.base_side(spec)
+    tokenizer = manager.tokenizer(spec)
+    style = settings.get("style", "alpaca")
+    prompt = chat_prompt([], args.prompt, style, tokenizer, settings.get("template"), args.raw)
+    generation = GenerationSettings(max_new_tokens=args.max_new_tokens, seed=args.seed)
+    base_answer, tuned_answer = generate_sides([base, tuned], [prompt, prompt], tokenizer, style, generation, manager.lock)
+    print(f"Base:\n{base_answer}\n\nTuned:\n{tuned_answer}")
+    alone = before["base"]
+    both = after["base"] + after["adapters"] + after["full_copies"]
+    print(f"memory (parameters): base alone {alone / 2**20:,.1f} MiB, base + tuned {both / 2**20:,.1f} MiB "
+          f"({both / alone:.3f}x); process RSS {rss_base / 2**20:,.0f} MiB -> {rss_both / 2**20:,.0f} MiB "
+          f"({rss_both / rss_base:.3f}x)", file=sys.stderr)
+    return 0
+
+
 def broadcast_text(accelerator: object, text: str) -> str:
     """The main process's run id for every process (they share one run folder)."""
     from accelerate.utils import broadcast_object_list
@@ -194,6 +226,15 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"], default="auto")
     train.add_argument("--out", type=Path, default=store.MODELS_DIR, help="model store; the run goes in OUT/runs/")
     train.set_defaults(func=cmd_train)
+
+    chat = commands.add_parser("chat", help="the base and the tuned answer to one prompt")
+    chat.add_argument("--run", required=True, help="a run id under MODELS_DIR/runs/")
+    chat.add_argument("--prompt", required=True)
+    chat.add_argument("--max-new-tokens", type=int, default=64)
+    chat.add_argument("--seed", type=int, default=123)
+    chat.add_argument("--raw", action="store_true", help="send the prompt as typed, with no template")
+    chat.add_argument("--models-dir", type=Path, default=store.MODELS_DIR)
+    chat.set_defaults(func=cmd_chat)
     return parser
 
 

@@ -80,6 +80,7 @@ class ModelManager:
         self._model_spec: str | None = None
         self._model_started = 0.0
         self.job: TrainingJob | None = None
+        self._full_models: dict[str, Any] = {}  # run id -> its own weights, for full fine-tunes
 
     # ------------------------------------------------------------ tokenizers
 
@@ -202,3 +203,61 @@ class ModelManager:
         job.state, job.message, job.result = run_training(
             model, loaded.tokenizer, dataset, config, self.models_dir, job.run_id,
             on_event=job.events.append, stop=job.stop, lock=self.lock)
+
+    # ------------------------------------------------------------ tuned models for chat and grading
+
+    def tuned_side(self, run_id: str) -> tuple["Side", dict[str, Any]]:
+        """The tuned model of a run, sharing the base weights when it is a LoRA adapter.
+
+        Returns the side and the run's settings (its base model spec, prompt style, template). The
+        run that is training now is served live, with the weights of its latest step.
+        """
+        from peft import PeftModel
+
+        from .generation import Side
+
+        record = runs.read(self.models_dir, run_id)
+        settings = record.config.get("settings", {})
+        spec = settings.get("model", store.DEFAULT)
+        training_now = self.job is not None and self.job.running and self.job.run_id == run_id
+        if not training_now and not record.has_weights:
+            raise PlaygroundError(f"Run {run_id} has no saved adapter or weights ({record.state}).")
+        loaded = self.model(spec)
+        if (record.folder / "weights").is_dir():
+            with self._state_lock:
+                cached = self._full_models.get(run_id)
+            if cached is None:  # a full fine-tune needs its own copy of the weights
+                cached = store.load_model(str(record.folder / "weights"), self.models_dir,
+                                          dtype=self.dtype).to(self.device).eval()
+                with self._state_lock:
+                    self._full_models = {run_id: cached}  # keep one at a time
+            return Side("tuned", cached, None), settings
+        with self.lock:
+            model = loaded.model
+            if isinstance(model, PeftModel):
+                if run_id not in model.peft_config:
+                    model.load_adapter(str(record.folder / "adapter"), adapter_name=run_id)
+            else:
+                model = PeftModel.from_pretrained(model, str(record.folder / "adapter"), adapter_name=run_id)
+                loaded.model = model
+            model.eval()
+        return Side("tuned", model, run_id), settings
+
+    def base_side(self, spec: str = store.DEFAULT) -> "Side":
+        """The base model: the shared weights with every adapter switched off."""
+        from .generation import Side
+
+        return Side("base", self.model(spec).model, None)
+
+    def memory_report(self) -> dict[str, int]:
+        """Bytes of parameters: the base alone, the LoRA adapters on it, and full fine-tune copies."""
+        with self._state_lock:
+            future, full = self._model, dict(self._full_models)
+        report = {"base": 0, "adapters": 0, "full_copies": 0}
+        if future is None or not future.done() or future.exception() is not None:
+            return report
+        for name, parameter in future.result().model.named_parameters():
+            key = "adapters" if "lora_" in name else "base"
+            report[key] += parameter.numel() * parameter.element_size()
+        report["full_copies"] = sum(parameter_bytes(m) for m in full.values())
+        return report

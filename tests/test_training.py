@@ -17,14 +17,9 @@ from playground.errors import PlaygroundError
 from playground.manager import ModelManager
 from playground.modeling import CausalLMLoss
 from playground.training import TrainConfig, prepare_model, run_training, train
+from tests_helpers import small_dataset
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def small_dataset(n=12) -> data.Dataset:
-    records = [data.Record(f"Repeat the word {w}.", "", f"{w} {w}") for w in
-               ["apple", "river", "stone", "cloud", "green", "piano", "tiger", "lemon", "ocean", "maple", "candle", "rocket"][:n]]
-    return data.Dataset(records=records, source="test", mapping={})
 
 
 def quiet(config: TrainConfig) -> TrainConfig:
