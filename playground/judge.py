@@ -496,6 +496,23 @@ class _Clients:
             client.close()
 
 
+class _Either:
+    """An Event-like view of two events: set when either is. wait() wakes at once on the second
+    and within 50 ms on the first (threading has no wait on several events)."""
+
+    def __init__(self, a: threading.Event, b: threading.Event):
+        self._a, self._b = a, b
+
+    def is_set(self) -> bool:
+        return self._a.is_set() or self._b.is_set()
+
+    def wait(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while not self.is_set() and (left := deadline - time.monotonic()) > 0:
+            self._b.wait(min(left, 0.05))
+        return self.is_set()
+
+
 class _Stopped(Exception):
     pass
 
@@ -515,7 +532,8 @@ def _chat(client: ollama.Client, settings: JudgeSettings, messages: list[dict[st
 
 
 def _chat_with_retries(client: ollama.Client, settings: JudgeSettings, messages: list[dict[str, str]],
-                       format: dict[str, Any] | None, stop: threading.Event, counter: list[int]) -> tuple[str, int | None]:
+                       format: dict[str, Any] | None, stop: _Either, counter: list[int]) -> tuple[str, int | None]:
+    """Retry transient failures with exponential backoff; `counter[0]` counts the requests sent."""
     for attempt in range(settings.retries + 1):
         counter[0] += 1
         try:
@@ -528,7 +546,7 @@ def _chat_with_retries(client: ollama.Client, settings: JudgeSettings, messages:
     raise AssertionError("unreachable")
 
 
-def _ask(client: ollama.Client, job: _Job, settings: JudgeSettings, stop: threading.Event) -> _Outcome:
+def _ask(client: ollama.Client, job: _Job, settings: JudgeSettings, stop: _Either) -> _Outcome:
     """Ask; re-ask once when the reply holds no answer; keep every reply."""
     messages = [{"role": "user", "content": job.prompt}]
     replies: list[str] = []
@@ -561,7 +579,7 @@ def _run(jobs: list[_Job], settings: JudgeSettings, cache: JudgeCache | None,
     settings.check()
     cache = cache if cache is not None else JudgeCache(None)
     stop = stop or threading.Event()
-    halt = threading.Event()  # set by `stop` or by an error every further item would hit
+    halt = threading.Event()  # set by an error every further item would hit, and at the end
     reason: list[str] = []
     outcomes: list[_Outcome | None] = [None] * len(jobs)
     for i, job in enumerate(jobs):
@@ -578,7 +596,8 @@ def _run(jobs: list[_Job], settings: JudgeSettings, cache: JudgeCache | None,
 
     def work(i: int) -> _Outcome:
         if halted.is_set():
-            return _Outcome("skipped", error=reason[0] if reason and not stop.is_set() else "stopped before it was asked")
+            why = reason[0] if reason and not stop.is_set() else "stopped before it was asked"
+            return _Outcome("skipped", error=why)
         outcome = _ask(clients.get(), jobs[i], settings, halted)
         if outcome.fatal and not halt.is_set():  # here, not in the loop below: no next item may start first
             reason.append(f"not asked: {outcome.error}")
@@ -603,22 +622,6 @@ def _run(jobs: list[_Job], settings: JudgeSettings, cache: JudgeCache | None,
         pool.shutdown(wait=True)
         clients.close()
     return [o or _Outcome("skipped", error="stopped before it was asked") for o in outcomes]
-
-
-class _Either:
-    """An Event-like view of two events: set when either is; wait() wakes on either."""
-
-    def __init__(self, a: threading.Event, b: threading.Event):
-        self._a, self._b = a, b
-
-    def is_set(self) -> bool:
-        return self._a.is_set() or self._b.is_set()
-
-    def wait(self, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        while not self.is_set() and (left := deadline - time.monotonic()) > 0:
-            self._b.wait(min(left, 0.05))
-        return self.is_set()
 
 
 # ---------------------------------------------------------------- grading

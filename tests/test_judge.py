@@ -112,7 +112,9 @@ def test_rouge_l():
     assert metrics.rouge_l("", "anything") == 0.0
     assert metrics.rouge_l("dog", "cat") == 0.0
     # LCS "the cat on mat" = 4 of 6 and 4 of 5 words
-    assert metrics.rouge_l("the cat sat on the mat", "the cat lay on mat") == pytest.approx(2 * (4 / 6) * (4 / 5) / (4 / 6 + 4 / 5))
+    precision, recall = 4 / 6, 4 / 5
+    expected = 2 * precision * recall / (precision + recall)
+    assert metrics.rouge_l("the cat sat on the mat", "the cat lay on mat") == pytest.approx(expected)
 
 
 def test_rouge_l_agrees_with_rouge_score():
@@ -122,7 +124,8 @@ def test_rouge_l_agrees_with_rouge_score():
              ("He goes to school every day", "Every day, he walks to the school."),
              ("1, 2, 3", "one two three")]
     for response, reference in pairs:
-        assert metrics.rouge_l(response, reference) == pytest.approx(scorer.score(reference, response)["rougeL"].fmeasure)
+        expected = scorer.score(reference, response)["rougeL"].fmeasure
+        assert metrics.rouge_l(response, reference) == pytest.approx(expected)
 
 
 # ---------------------------------------------------------------- preflight and pull
@@ -339,7 +342,8 @@ def test_the_response_is_fenced_by_random_markers(standin):
 
 
 def test_the_prompt_follows_the_book(standin):
-    item = JudgeItem("1", "Rewrite the sentence.", "The cake was baked by Sara.", "Sara baked the cake.", "Sara baked it.")
+    item = JudgeItem("1", "Rewrite the sentence.", "The cake was baked by Sara.", "Sara baked the cake.",
+                     "Sara baked it.")
     prompt = judge.render_prompt(item, settings_for(standin))
     assert ("### Instruction:\nRewrite the sentence.\n\n### Input:\nThe cake was baked by Sara.` and correct "
             "output `Sara baked the cake.`, score the model response") in prompt
@@ -393,7 +397,8 @@ def test_pairwise_win_rate_and_position_bias(standin):
 
 def test_responses_round_trip(tmp_path):
     path = tmp_path / "instruction-data-with-response.json"
-    records = [{"instruction": "Say hi.", "input": "", "output": "Hi", "base_response": "Hello", "tuned_response": "Hi"},
+    records = [{"instruction": "Say hi.", "input": "", "output": "Hi", "base_response": "Hello",
+                "tuned_response": "Hi"},
                {"instruction": "Add.", "input": "2+2", "output": "4", "base_response": "5", "tuned_response": "4"}]
     judge.write_responses(path, records)
     assert judge.read_responses(path) == records
