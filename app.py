@@ -33,7 +33,8 @@ def main() -> None:
     demo = build_app(manager, max_file_mb=args.max_file_mb)
     demo.queue(default_concurrency_limit=8).launch(
         server_name=args.host, server_port=args.port, share=args.share, css=CSS + PROBES_CSS,
-        theme="soft", footer_links=["api"], show_error=True)
+        theme="soft", footer_links=["api"], show_error=True,
+        allowed_paths=[str(args.models_dir)])
 
 
 if __name__ == "__main__":

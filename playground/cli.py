@@ -151,6 +151,57 @@ def cmd_chat(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_judge(args: argparse.Namespace) -> int:
+    """Generate (or read) base and tuned answers, grade them with the judge, print the averages."""
+    from tqdm import tqdm
+
+    from . import evaluation, judge
+    from .generation import GenerationSettings
+    from .manager import ModelManager
+
+    settings = judge.JudgeSettings(model=args.judge_model, concurrency=args.concurrency, structured=args.structured,
+                                   timeout=args.timeout)
+    if args.host:
+        settings.host = args.host
+    settings.check()
+    if not args.no_judge:
+        status = judge.preflight(settings)
+        if not status.ok:
+            if status.state == "model_missing" and args.pull:
+                judge.pull(settings)
+            else:
+                raise PlaygroundError(status.message)
+    bar = tqdm(total=100, file=sys.stderr, bar_format="{percentage:3.0f}%|{bar:30}| {desc}")
+
+    def progress(fraction: float, text: str) -> None:
+        bar.n = round(fraction * 100)
+        bar.set_description_str(text)
+        bar.refresh()
+
+    if args.responses:
+        path = Path(args.responses)
+        cache = path.with_name(path.stem + ".judge-cache.jsonl")
+    else:
+        if not args.run:
+            raise PlaygroundError("give --run RUN (to generate answers) or --responses FILE (to grade a file)")
+        record = runs.read(args.models_dir, args.run)
+        origin = args.data or record.config.get("dataset_origin") or data.BUILTIN
+        dataset = data.load(origin, parse_mapping(args.mapping), args.max_file_mb)
+        manager = ModelManager(args.models_dir)
+        path = evaluation.generate_responses(manager, args.run, dataset, args.split, args.limit,
+                                             GenerationSettings(max_new_tokens=args.max_new_tokens),
+                                             on_progress=progress)
+        cache = evaluation.judge_dir(args.models_dir, args.run) / "cache.jsonl"
+    result = evaluation.grade_responses(path, settings, cache, pairwise=args.pairwise, on_progress=progress,
+                                        use_judge=not args.no_judge)
+    bar.close()
+    for line in evaluation.summary_lines(result.summary):
+        print(line)
+    print(f"responses: {path}")
+    print(f"scores: {result.scores_path}")
+    return 0
+
+
 def broadcast_text(accelerator: object, text: str) -> str:
     """The main process's run id for every process (they share one run folder)."""
     from accelerate.utils import broadcast_object_list
@@ -235,6 +286,26 @@ def build_parser() -> argparse.ArgumentParser:
     chat.add_argument("--raw", action="store_true", help="send the prompt as typed, with no template")
     chat.add_argument("--models-dir", type=Path, default=store.MODELS_DIR)
     chat.set_defaults(func=cmd_chat)
+
+    grade = commands.add_parser("judge", help="grade base and tuned answers with a Llama 3 judge on Ollama")
+    grade.add_argument("--run", help="a run id: generate its base and tuned answers on a split")
+    grade.add_argument("--responses", help="grade this book-format responses file instead of generating")
+    grade.add_argument("--split", choices=["train", "validation", "test"], default="test")
+    grade.add_argument("--limit", type=int, default=20, help="how many examples of the split")
+    grade.add_argument("--data", help="dataset to take the split from (default: the run's own)")
+    grade.add_argument("--mapping", help="column mapping, e.g. instruction=question,output=answer")
+    grade.add_argument("--max-file-mb", type=float, default=data.DEFAULT_MAX_MB)
+    grade.add_argument("--max-new-tokens", type=int, default=64)
+    grade.add_argument("--host", help="Ollama server (default: $OLLAMA_HOST or http://127.0.0.1:11434)")
+    grade.add_argument("--judge-model", default="llama3", help="any Ollama tag, e.g. llama3:70b")
+    grade.add_argument("--concurrency", type=int, default=4, help="requests in flight")
+    grade.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for the server")
+    grade.add_argument("--structured", action="store_true", help="ask for JSON {reasoning, score}")
+    grade.add_argument("--pairwise", action="store_true", help="also compare base and tuned in both orders")
+    grade.add_argument("--pull", action="store_true", help="pull the judge model when it is missing")
+    grade.add_argument("--no-judge", action="store_true", help="reference metrics only; no server needed")
+    grade.add_argument("--models-dir", type=Path, default=store.MODELS_DIR)
+    grade.set_defaults(func=cmd_judge)
     return parser
 
 

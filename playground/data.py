@@ -66,6 +66,7 @@ class Dataset:
     source: str
     mapping: dict[str, str]  # Alpaca field -> column name in the source
     duplicates: list[tuple[int, int]] = field(default_factory=list)  # (row, row it repeats), 1-based
+    origin: str = ""  # what it was loaded from (`builtin`, a path, a URL), to load it again
 
     def __len__(self) -> int:
         return len(self.records)
@@ -99,6 +100,12 @@ def load(source: str | Path, mapping: dict[str, str] | None = None,
          max_mb: float = DEFAULT_MAX_MB) -> Dataset:
     """Load a dataset from `builtin`, a file path, an http(s) URL or a Hugging Face dataset id."""
     text = str(source).strip()
+    dataset = _load(text, mapping, max_mb)
+    dataset.origin = text
+    return dataset
+
+
+def _load(text: str, mapping: dict[str, str] | None, max_mb: float) -> Dataset:
     if not text:
         raise DataError("dataset", ["no file, URL or dataset id given"])
     if text == BUILTIN:

@@ -315,7 +315,8 @@ def run_training(model: Any, tokenizer: Any, dataset: data.Dataset, config: Trai
     """
     main = accelerator is None or accelerator.is_main_process
     writer = runs.RunWriter(models_dir, run_id, {
-        "settings": vars(config), "dataset": dataset.source, "dataset_records": len(dataset),
+        "settings": vars(config), "dataset": dataset.source, "dataset_origin": dataset.origin,
+        "dataset_records": len(dataset),
         "device": str(next(model.parameters()).device), "dtype": str(next(model.parameters()).dtype).replace("torch.", ""),
         "tokenizer": {"name": getattr(tokenizer, "name_or_path", ""), "eos_token": tokenizer.eos_token,
                       "pad_token": tokenizer.pad_token, "vocab_size": len(tokenizer)},

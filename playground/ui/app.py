@@ -8,13 +8,13 @@ import gradio as gr
 
 from .. import data
 from ..manager import ModelManager
-from . import batch_tab, chat_tab, dataset_tab, prompts_tab, train_tab
+from . import batch_tab, chat_tab, dataset_tab, judge_tab, prompts_tab, train_tab
 from .common import CSS, Shared, notice
 
 Refresher = tuple[Callable[..., Any], list[Any], Any]
 
 INTRO = ("**Instruction-tuning playground** — see what supervised instruction fine-tuning does, step by "
-         "step: the data, the prompt text, the batches the model learns from, a short fine-tune, and the tuned model beside the base.")
+         "step: the data, the prompt text, the batches the model learns from, a short fine-tune, the tuned model beside the base, and a judge's scores.")
 
 
 def status_html(manager: ModelManager, spec: str) -> tuple[str, Any]:
@@ -60,9 +60,12 @@ def build_app(manager: ModelManager, max_file_mb: float = data.DEFAULT_MAX_MB) -
                 train_parts = train_tab.build(shared, prompt_parts["style"], prompt_parts["template"])
             with gr.Tab("Chat", id="chat") as chat:
                 chat_parts = chat_tab.build(shared)
+            with gr.Tab("Judge", id="judge") as grading:
+                judge_parts = judge_tab.build(shared)
         chat.select(*chat_parts["refresh_runs"])
+        grading.select(*judge_parts["refresh_runs"])
         refreshers = (dataset_parts["refreshers"] + train_parts["refreshers"] + chat_parts["refreshers"]
-                      + prompt_parts["refreshers"] + batch_parts["refreshers"])
+                      + judge_parts["refreshers"] + prompt_parts["refreshers"] + batch_parts["refreshers"])
 
         def banner_update(spec):
             return status_html(manager, spec)

@@ -34,6 +34,13 @@ def run_choices(manager: Any) -> list[tuple[str, str]]:
     return choices
 
 
+def run_update(manager: Any, current: str | None) -> Any:
+    """Fresh run choices for a dropdown, keeping the current pick while it is still there."""
+    choices = run_choices(manager)
+    ids = [value for _, value in choices]
+    return gr.update(choices=choices, value=current if current in ids else (ids[0] if ids else None))
+
+
 def history(chat: list[dict[str, Any]]) -> list[Turn]:
     """Completed turns of one side's conversation, from the chatbot's messages."""
     turns, user = [], None
@@ -234,9 +241,7 @@ def build(shared: Shared) -> dict[str, Any]:
     use_example.click(pick_example, [example, shared.dataset], [message, example_record, reference])
     message.input(lambda: None, outputs=example_record)  # typed text is not the example any more
     def refresh_runs(current):
-        choices = run_choices(manager)
-        ids = [value for _, value in choices]
-        return gr.update(choices=choices, value=current if current in ids else (ids[0] if ids else None))
+        return run_update(manager, current)
 
     refresh.click(refresh_runs, run, run)
     run.change(describe_run, run, run_info)
