@@ -63,3 +63,19 @@ def tiny_model_dir(tmp_path_factory):
     train(model, tokenizer, data.load("builtin"), settings, lambda event: None)
     model.save_pretrained(folder)
     return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tiny_model_dir, tmp_path_factory):
+    """A models folder holding one finished LoRA run on the tiny model."""
+    from playground.training import TrainConfig, prepare_model, run_training
+    from tests_helpers import small_dataset
+
+    models = tmp_path_factory.mktemp("store")
+    config = TrainConfig(model=str(tiny_model_dir), max_steps=40, batch_size=4, lr=1e-2, probes=0, eval_every=0,
+                         probe_every=0, lora_r=8, lora_alpha=16, lora_dropout=0.0)
+    model = prepare_model(store.load_model(str(tiny_model_dir)), config, "tiny-run", models, None, "cpu")
+    state, message, _ = run_training(model, store.load_tokenizer(str(tiny_model_dir)), small_dataset(), config,
+                                     models, "tiny-run")
+    assert state == "finished", message
+    return models

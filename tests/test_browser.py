@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -107,8 +108,7 @@ def test_prompt_styles_switch(page):
     expect(training).not_to_contain_text("### Instruction:")
     page.locator("#prompt-style").get_by_text("chat template").click()
     expect(training).to_contain_text("<start_of_turn>model")
-    expect(page.locator("#inference-text textarea")).to_have_value(
-        __import__("re").compile(r"<start_of_turn>model\n$"))
+    expect(page.locator("#inference-text textarea")).to_have_value(re.compile(r"<start_of_turn>model\n$"))
     page.locator("#prompt-style").get_by_text("Custom").click()
     page.locator("#custom-template textarea").fill("Q: {instruction} {output}")
     page.locator("#custom-template textarea").blur()
@@ -156,3 +156,47 @@ def test_train_tab_runs_a_short_fine_tune_and_shows_it_learning(page):
     assert page.locator("#train-curve .scatterlayer .trace").count() >= 2  # train and validation curves
     expect(page.locator("#runs-table")).to_contain_text("finished")
     page.screenshot(path=str(SHOTS / "train.png"), full_page=True)
+
+
+def test_chat_tab_streams_two_answers_and_plays_a_blind_vote(page):
+    page.get_by_role("tab", name="Chat").click()
+    expect(page.locator("#chat-run input")).to_have_value(re.compile("lora"))  # the run trained above
+    page.locator("#chat-settings").get_by_text("Generation settings").click()
+    page.locator("#chat-max-new input[type=number]").fill("16")
+    page.locator("#chat-max-new input[type=number]").press("Enter")
+    page.locator("#chat-message textarea").fill("Convert 5 kilometers to meters.")
+    page.locator("#chat-send").click()
+    left, right = page.locator("#chat-left"), page.locator("#chat-right")
+    expect(left.locator(".message.bot, [data-testid='bot']").first).not_to_be_empty(timeout=120_000)
+    expect(right.locator(".message.bot, [data-testid='bot']").first).not_to_be_empty(timeout=120_000)
+    expect(left).to_contain_text("Convert 5 kilometers")
+    page.screenshot(path=str(SHOTS / "chat.png"), full_page=True)
+
+    page.locator("#chat-blind input").check()
+    page.locator("#chat-message textarea").fill("What is the capital of Japan?")
+    page.locator("#chat-send").click()
+    expect(page.locator("#vote-tie")).to_be_visible(timeout=120_000)
+    expect(left).to_contain_text("Model A")
+    page.locator("#vote-left").click()
+    expect(page.locator("#chat-votes")).to_contain_text("Vote saved")
+    expect(page.locator("#chat-votes")).to_contain_text("Left was")
+    expect(page.locator("#vote-tally")).to_contain_text("1 in all")
+
+
+def test_judge_tab_grades_with_one_click_against_the_ollama_stand_in(page):
+    from ollama_standin import OllamaStandin
+
+    with OllamaStandin(reply=lambda request: "72") as server:
+        page.get_by_role("tab", name="Judge").click()
+        expect(page.locator("#judge-run input")).to_have_value(re.compile("lora"))
+        page.locator("#judge-host input, #judge-host textarea").first.fill(server.url)
+        page.locator("#judge-count input[type=number]").fill("3")
+        page.locator("#judge-count input[type=number]").press("Enter")
+        page.locator("#judge-grade").click()
+        summary = page.locator("#judge-summary")
+        expect(summary).to_be_visible(timeout=300_000)
+        expect(page.locator("#judge-base")).to_contain_text("72.0")
+        expect(page.locator("#judge-tuned")).to_contain_text("scored 3 of 3")
+        expect(page.locator("#judge-downloads")).to_contain_text("instruction-data-with-response")
+        assert len(server.requests) == 6
+        page.screenshot(path=str(SHOTS / "judge.png"), full_page=True)

@@ -11,24 +11,11 @@ import torch
 from playground import store
 from playground.generation import GenerationSettings, Side, chat_prompt, generate_sides, stream_sides
 from playground.manager import ModelManager
-from playground.training import TrainConfig, make_lora, prepare_model, run_training
+from playground.training import TrainConfig, make_lora
 from playground.ui.chat_tab import save_vote, tally
-from tests_helpers import small_dataset
+
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture(scope="module")
-def tiny_run(tiny_model_dir, tmp_path_factory):
-    """A models folder holding one finished LoRA run on the tiny model."""
-    models = tmp_path_factory.mktemp("store")
-    config = TrainConfig(model=str(tiny_model_dir), max_steps=40, batch_size=4, lr=1e-2, probes=0, eval_every=0,
-                         probe_every=0, lora_r=8, lora_alpha=16, lora_dropout=0.0)
-    model = prepare_model(store.load_model(str(tiny_model_dir)), config, "tiny-run", models, None, "cpu")
-    state, message, _ = run_training(model, store.load_tokenizer(str(tiny_model_dir)), small_dataset(), config,
-                                     models, "tiny-run")
-    assert state == "finished", message
-    return models
 
 
 @pytest.fixture

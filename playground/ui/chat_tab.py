@@ -101,7 +101,7 @@ def build(shared: Shared) -> dict[str, Any]:
         raw = gr.Checkbox(label="Raw (no prompt template)", scale=1, elem_id="chat-raw")
         blind = gr.Checkbox(label="Blind A/B (shuffled, unnamed)", scale=1, elem_id="chat-blind")
     run_info = gr.HTML(elem_id="chat-run-info")
-    with gr.Accordion("Generation settings (same for both sides)", open=False):
+    with gr.Accordion("Generation settings (same for both sides)", open=False, elem_id="chat-settings"):
         with gr.Row():
             max_new = gr.Slider(1, 512, value=64, step=1, label="Max new tokens", elem_id="chat-max-new")
             temperature = gr.Slider(0, 2, value=0, step=0.05, label="Temperature (0: greedy)")
@@ -191,10 +191,12 @@ def build(shared: Shared) -> dict[str, Any]:
             tuned_chat[-1] = {"role": "assistant", "content": tuned_answer}
             yield (tuned_chat, base_chat) if (blind_on and tuned_is_left) else (base_chat, tuned_chat)
 
+    pending = gr.State("")  # the message being answered; the box is cleared for the next one
     gen_inputs = [max_new, temperature, top_p, top_k, penalty, seed]
-    chat_inputs = [message, left, right, run, raw, blind, tuned_left, example_record, shared.dataset, *gen_inputs]
-    sent = send.click(respond, chat_inputs, [left, right])
-    submitted = message.submit(respond, chat_inputs, [left, right])
+    chat_inputs = [pending, left, right, run, raw, blind, tuned_left, example_record, shared.dataset, *gen_inputs]
+    take = lambda text: ("", text)  # noqa: E731
+    sent = send.click(take, message, [message, pending]).then(respond, chat_inputs, [left, right])
+    submitted = message.submit(take, message, [message, pending]).then(respond, chat_inputs, [left, right])
     for event in (sent, submitted):
         event.then(lambda b: gr.update(visible=b), blind, vote_row)
 
@@ -204,7 +206,7 @@ def build(shared: Shared) -> dict[str, Any]:
             raise gr.Error("Nothing to regenerate yet.")
         return left_chat[:-2], right_chat[:-2], turns[-1].user.split("\n\n")[0]
 
-    regenerated = regenerate.click(drop_last, [left, right], [left, right, message]).then(respond, chat_inputs, [left, right])
+    regenerated = regenerate.click(drop_last, [left, right], [left, right, pending]).then(respond, chat_inputs, [left, right])
     stop.click(None, cancels=[sent, submitted, regenerated])
 
     def start_over(blind_on):
