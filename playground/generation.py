@@ -30,6 +30,7 @@ class GenerationSettings:
     top_k: int = 0                # 0: off
     repetition_penalty: float = 1.0
     seed: int = 123
+    min_new_tokens: int = 0       # end-of-text is not allowed before this many tokens (benchmarks)
 
     def check(self) -> None:
         problems = []
@@ -142,6 +143,8 @@ class _Decoder:
         so_far = torch.cat([self.ids, torch.tensor([self.new], dtype=torch.long, device=self.ids.device)], dim=1) \
             if self.new else self.ids
         logits = self.processors(so_far, logits)
+        if len(self.new) < self.settings.min_new_tokens:
+            logits[:, list(self.stops)] = float("-inf")
         if self.settings.temperature > 0:
             probabilities = torch.softmax(logits, dim=-1).cpu()
             token = int(torch.multinomial(probabilities, 1, generator=self.generator))

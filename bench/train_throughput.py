@@ -1,0 +1,207 @@
+"""Training throughput: the playground's trainer against what a user would otherwise run.
+
+Same model (the embedded default, Gemma 3 270M), data (the bundled training split, Alpaca style,
+instruction tokens masked), LoRA settings (r 16, alpha 32, all linear layers), batch size, max
+length, number of steps, learning rate and seed, each in its own process:
+  (a) the playground's trainer (`playground.training.train`: grouped batches, LM head and loss only
+      where the target is not -100);
+  (b) Hugging Face `Trainer` with `DataCollatorForSeq2Seq` (what most users would write);
+  (c) the book's loop (ch. 7): random batches padded to the batch's longest sample, full logits.
+Printed: trained tokens/s, samples/s, peak memory, and the validation loss after training on one
+fixed set of validation batches (so a speed-up cannot come from learning less). Target: (a)/(b) >= 2.
+
+    python bench/train_throughput.py [--steps 20] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+METHODS = {"a": "playground trainer", "b": "HF Trainer + DataCollatorForSeq2Seq", "c": "book's loop (full logits)"}
+
+
+def setup(args):
+    import torch
+
+    from playground import batching, data, store
+    from playground.modeling import pick_device, pick_dtype
+    from playground.training import TrainConfig, make_lora
+
+    torch.manual_seed(args.seed)
+    device = pick_device()
+    dtype = pick_dtype(device)
+    tokenizer = store.load_tokenizer()
+    model = store.load_model(store.DEFAULT, dtype=dtype).to(device)
+    config = TrainConfig(max_steps=None, epochs=1, batch_size=args.batch_size, lr=args.lr, max_length=args.max_length,
+                         mask_instruction=True, warmup_steps=2, seed=args.seed, lora_r=16, lora_alpha=32,
+                         lora_dropout=0.0, eval_every=0, eval_batches=0, probe_every=0, probes=0)
+    model = make_lora(model, config, "bench")
+    # a subset whose training split is exactly `steps` batches: every method trains one epoch over
+    # the same samples, so they see the same tokens and differ only in how they batch and compute
+    full = data.load(data.BUILTIN)
+    size = next(n for n in range(1, len(full)) if int(n * 0.85) >= args.steps * args.batch_size)
+    dataset = data.Dataset(records=full.records[:size], source="builtin subset", mapping=full.mapping)
+    split = dataset.splits(seed=args.seed)
+    val_pool = full.splits(seed=args.seed).validation
+    train = batching.encode_all(dataset.records, "alpaca", tokenizer, indices=split.train)
+    val = batching.encode_all(full.records, "alpaca", tokenizer, indices=val_pool[:32])
+    return torch, model, tokenizer, config, dataset, train, val, device
+
+
+def validation_loss(torch, model, tokenizer, val, device) -> float:
+    from playground import batching
+    from playground.modeling import CausalLMLoss
+
+    loss_fn, total, count = CausalLMLoss(model), 0.0, 0
+    model.eval()
+    with torch.no_grad():
+        for start in range(0, len(val), 8):
+            batch = batching.collate(val[start:start + 8], tokenizer.pad_token_id, 256, mask_instruction=True)
+            loss, n = loss_fn(batch.inputs.to(device), batch.targets.to(device))
+            total, count = total + float(loss), count + int(n)
+    return total / count
+
+
+def run_playground(args):
+    from playground.training import train
+
+    torch, model, tokenizer, config, dataset, train, val, device = setup(args)
+    steps = []
+    train(model, tokenizer, dataset, config, lambda e: steps.append(e) if e.kind in ("start", "step") else None)
+    start = next(e for e in steps if e.kind == "start")
+    step_events = [e for e in steps if e.kind == "step"]
+    seconds = step_events[-1].elapsed - start.elapsed
+    return seconds, trained_tokens(train, tokenizer, args), len(train), validation_loss(torch, model, tokenizer, val, device)
+
+
+def trained_tokens(samples, tokenizer, args) -> int:
+    """Targets that are not -100 over the epoch (the same for every method: same samples and mask)."""
+    from playground import batching
+
+    return sum(batching.collate([s], tokenizer.pad_token_id, args.max_length, True).trained_tokens for s in samples)
+
+
+def run_hf_trainer(args):
+    from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments
+
+    torch, model, tokenizer, config, _, train, val, device = setup(args)
+    rows = []
+    for sample in train:
+        ids = sample.ids[:args.max_length + 1]
+        labels = [-100] * sample.prompt_len + ids[sample.prompt_len:]
+        rows.append({"input_ids": ids, "attention_mask": [1] * len(ids), "labels": labels[:len(ids)]})
+    collator = DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100)
+    trained = [0]
+
+    def counting(features):
+        batch = collator(features)
+        trained[0] += int((batch["labels"][:, 1:] != -100).sum())
+        return batch
+
+    training_args = TrainingArguments(
+        output_dir=str(ROOT / "artifacts" / "hf-trainer-bench"), per_device_train_batch_size=args.batch_size,
+        num_train_epochs=1, learning_rate=args.lr, warmup_steps=2, lr_scheduler_type="linear", logging_steps=1,
+        save_strategy="no", report_to=[], seed=args.seed, dataloader_num_workers=0, max_grad_norm=1.0,
+        remove_unused_columns=False, bf16=device.type == "cuda", use_cpu=device.type == "cpu")
+    trainer = Trainer(model=model, args=training_args, train_dataset=rows, data_collator=counting)
+    started = time.perf_counter()
+    trainer.train()
+    seconds = time.perf_counter() - started
+    return seconds, trained[0], len(train), validation_loss(torch, model, tokenizer, val, device)
+
+
+def run_book_loop(args):
+    import torch.nn.functional as F
+
+    from playground import batching
+
+    torch, model, tokenizer, _, _, train, val, device = setup(args)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=args.lr, weight_decay=0.1)
+    generator = torch.Generator().manual_seed(args.seed)
+    order = torch.randperm(len(train), generator=generator).tolist()
+    model.train()
+    trained = 0
+    started = time.perf_counter()
+    for start in range(0, len(order), args.batch_size):
+        chosen = order[start:start + args.batch_size]
+        batch = batching.collate([train[i] for i in chosen], tokenizer.pad_token_id, args.max_length, True)
+        inputs, targets = batch.inputs.to(device), batch.targets.to(device)
+        logits = model(inputs).logits
+        loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten())
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        trained += batch.trained_tokens
+    seconds = time.perf_counter() - started
+    return seconds, trained, len(train), validation_loss(torch, model, tokenizer, val, device)
+
+
+def child(args) -> None:
+    runner = {"a": run_playground, "b": run_hf_trainer, "c": run_book_loop}[args.child]
+    seconds, trained, samples, loss = runner(args)
+    import torch
+
+    peak = (torch.cuda.max_memory_allocated() if torch.cuda.is_available()
+            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+    print("CHILD " + json.dumps({"seconds": seconds, "trained_tokens": trained, "samples": samples,
+                                 "peak_bytes": peak, "val_loss": loss}))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--max-length", type=int, default=256)
+    parser.add_argument("--lr", type=float, default=2e-4)
+    parser.add_argument("--seed", type=int, default=123)
+    parser.add_argument("--quick", action="store_true", help="6 steps")
+    parser.add_argument("--child", choices=list(METHODS), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.quick:
+        args.steps = 6
+    if args.child:
+        child(args)
+        return
+    import torch
+
+    print(f"machine: {platform.platform()}, {platform.processor() or platform.machine()}, "
+          f"{torch.get_num_threads()} threads, torch {torch.__version__}, "
+          f"{'CUDA ' + torch.cuda.get_device_name() if torch.cuda.is_available() else 'CPU'}")
+    print(f"default model, LoRA r16, batch {args.batch_size}, max length {args.max_length}, one epoch of "
+          f"{args.steps} batches over the same samples, instruction masked, seed {args.seed}\n")
+    results = {}
+    for key, name in METHODS.items():
+        command = [sys.executable, __file__, "--child", key, "--steps", str(args.steps), "--batch-size",
+                   str(args.batch_size), "--max-length", str(args.max_length), "--lr", str(args.lr),
+                   "--seed", str(args.seed)]
+        output = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
+        line = next((l for l in output.stdout.splitlines() if l.startswith("CHILD ")), None)
+        if line is None:
+            raise SystemExit(f"{name} failed:\n{output.stderr[-3000:]}")
+        results[key] = json.loads(line[6:])
+    print(f"{'':40} {'trained tok/s':>14} {'samples/s':>10} {'peak MiB':>10} {'val loss':>9} {'seconds':>8}")
+    for key, name in METHODS.items():
+        r = results[key]
+        r["tokens_per_s"] = r["trained_tokens"] / r["seconds"]
+        r["samples_per_s"] = r["samples"] / r["seconds"]
+        print(f"({key}) {name:35} {r['tokens_per_s']:14.1f} {r['samples_per_s']:10.2f} {r['peak_bytes'] / 2**20:10.0f} "
+              f"{r['val_loss']:9.4f} {r['seconds']:8.1f}")
+    ratio_b = results["a"]["samples_per_s"] / results["b"]["samples_per_s"]
+    ratio_c = results["a"]["samples_per_s"] / results["c"]["samples_per_s"]
+    print(f"\nspeed (samples/s over the same samples): (a)/(b) = {ratio_b:.2f}x, (a)/(c) = {ratio_c:.2f}x "
+          f"(target (a)/(b) >= 2)")
+    print("RESULT " + json.dumps({"results": results, "a_over_b": ratio_b, "a_over_c": ratio_c}))
+
+
+if __name__ == "__main__":
+    main()
