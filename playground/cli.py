@@ -91,7 +91,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     config.check()
     dataset = data.load(args.data, parse_mapping(args.mapping), args.max_file_mb)
     accelerator = Accelerator(cpu=args.device == "cpu")
-    dtype = pick_dtype(accelerator.device, args.dtype)
+    dtype = pick_dtype(accelerator.device, args.dtype, store.model_type(config.model, args.out))
     tokenizer = store.load_tokenizer(config.model, args.out)
     base = store.load_model(config.model, args.out, dtype=dtype).to(accelerator.device)
     run_id = runs.new_run_id(args.out, config.method) if accelerator.is_main_process else "worker"

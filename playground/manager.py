@@ -68,7 +68,7 @@ class ModelManager:
         self.models_dir = Path(models_dir or store.MODELS_DIR)
         self.default_tokenizer = tokenizer_spec
         self.device = pick_device(device)
-        self.dtype = pick_dtype(self.device, dtype)
+        self.requested_dtype = dtype  # "auto" chooses per device and architecture when a model loads
         self.lock = threading.RLock()  # the weights: one training step or one generation at a time
         # separate loaders: a model load waits for its tokenizer, which must not queue behind it
         self._tokenizer_loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tokenizer-loader")
@@ -126,9 +126,10 @@ class ModelManager:
     def _load_model(self, spec: str) -> LoadedModel:
         started = time.monotonic()
         tokenizer = self.tokenizer(spec)
-        model = store.load_model(spec, self.models_dir, dtype=self.dtype).to(self.device)
+        dtype = pick_dtype(self.device, self.requested_dtype, store.model_type(spec, self.models_dir))
+        model = store.load_model(spec, self.models_dir, dtype=dtype).to(self.device)
         model.eval()
-        return LoadedModel(spec, model, tokenizer, self.device, self.dtype, time.monotonic() - started)
+        return LoadedModel(spec, model, tokenizer, self.device, dtype, time.monotonic() - started)
 
     def request_model(self, spec: str = store.DEFAULT) -> Future:
         """Load the base model in the background; a different spec replaces the current one."""
@@ -193,7 +194,7 @@ class ModelManager:
         try:
             loaded = model_future.result()
             with self.lock:
-                model = prepare_model(loaded.model, config, job.run_id, self.models_dir, self.dtype, self.device)
+                model = prepare_model(loaded.model, config, job.run_id, self.models_dir, loaded.dtype, self.device)
                 if config.method == "lora":
                     loaded.model = model  # the base now carries the adapter, switched on and off
         except PlaygroundError as exc:
@@ -228,7 +229,7 @@ class ModelManager:
                 cached = self._full_models.get(run_id)
             if cached is None:  # a full fine-tune needs its own copy of the weights
                 cached = store.load_model(str(record.folder / "weights"), self.models_dir,
-                                          dtype=self.dtype).to(self.device).eval()
+                                          dtype=loaded.dtype).to(self.device).eval()
                 with self._state_lock:
                     self._full_models = {run_id: cached}  # keep one at a time
             return Side("tuned", cached, None), settings

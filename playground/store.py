@@ -144,3 +144,14 @@ def load_model(spec: str = DEFAULT, models_dir: Path | None = None, dtype: Any =
             f"Could not get the model '{name}' from the Hugging Face hub: it is not cached under "
             f"{hub_cache(models_dir)} and the hub is unreachable or has no such model. Use "
             "'default' (the embedded Gemma 3 270M) or a local folder.") from None
+
+
+def model_type(spec: str = DEFAULT, models_dir: Path | None = None) -> str | None:
+    """The architecture name in the model's config (e.g. `gemma3_text`), or None if unknown."""
+    from transformers import AutoConfig
+
+    try:
+        return AutoConfig.from_pretrained(resolve(spec, models_dir, weights=True),
+                                          cache_dir=hub_cache(models_dir)).model_type
+    except (OSError, ValueError):
+        return None

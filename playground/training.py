@@ -283,10 +283,19 @@ def unwrap_for_generation(model: Any) -> Any:
 
 
 def prepare_model(base: Any, config: TrainConfig, run_id: str, models_dir: Path, dtype: Any, device: Any) -> Any:
-    """The model a run trains: the base with a new LoRA adapter, or a fresh copy for a full fine-tune."""
+    """The model a run trains: the base with a new LoRA adapter, or a fresh copy for a full fine-tune.
+
+    LoRA weights train in float32 whatever the frozen base's dtype. A full fine-tune keeps float32
+    weights off the GPU, where bf16 updates of small learning rates would round away.
+    """
     if config.method == "lora":
-        return make_lora(base, config, run_id)
-    return store.load_model(config.model, models_dir, dtype=dtype).to(device)
+        model = make_lora(base, config, run_id)
+        for parameter in model.parameters():
+            if parameter.requires_grad and parameter.dtype != torch.float32:
+                parameter.data = parameter.data.float()
+        return model
+    on_gpu = torch.device(device).type == "cuda"
+    return store.load_model(config.model, models_dir, dtype=dtype if on_gpu else torch.float32).to(device)
 
 
 def save_trained(model: Any, folder: Path, config: TrainConfig, run_id: str) -> Path:

@@ -84,11 +84,13 @@ def test_stop_mid_run_leaves_a_loadable_adapter_with_the_same_logits(tiny_model_
     assert any(row["kind"] == "step" for row in record.metrics())
 
     ids = torch.tensor([[5, 17, 42, 99, 7]])
-    live = manager.model(str(tiny_model_dir)).model
+    loaded = manager.model(str(tiny_model_dir))
+    live = loaded.model
     live.set_adapter(job.run_id)
     with torch.no_grad():
         live_logits = live(ids).logits
-        reloaded = PeftModel.from_pretrained(store.load_model(str(tiny_model_dir)), str(adapter))
+        base = store.load_model(str(tiny_model_dir), dtype=loaded.dtype)  # as the manager chose it
+        reloaded = PeftModel.from_pretrained(base, str(adapter))
         reloaded_logits = reloaded(ids).logits
         with live.disable_adapter():
             base_logits = live(ids).logits
@@ -156,3 +158,13 @@ def test_two_lora_steps_on_the_real_default_model(tmp_path):
     run_dir = Path(result.stdout.strip().splitlines()[-1])
     assert (run_dir / "adapter" / "adapter_model.safetensors").exists()
     assert runs.read(tmp_path, run_dir.name).state == "finished"
+
+
+def test_dtype_choice_per_device_and_architecture():
+    from playground.modeling import pick_dtype
+
+    cpu = torch.device("cpu")
+    assert pick_dtype(cpu, "auto", "gemma3_text") == torch.bfloat16  # measured faster on the CPU
+    assert pick_dtype(cpu, "auto", "gpt2") == torch.float32  # Conv1D is far slower in bf16 there
+    assert pick_dtype(cpu, "float32", "gemma3_text") == torch.float32  # the user's choice wins
+    assert store.model_type(store.DEFAULT) == "gemma3_text"
