@@ -103,11 +103,9 @@ class Side:
 
 @contextlib.contextmanager
 def switched(side: Side) -> Iterator[None]:
-    """The side's adapter on (or all off) for one forward pass, in eval mode; restored afterwards."""
+    """The side's adapter on (or all off) for whole-model calls such as `generate`; restored afterwards."""
     model = side.model
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         if hasattr(model, "disable_adapter") and side.adapter is None:
             with model.disable_adapter():
                 yield
@@ -120,63 +118,113 @@ def switched(side: Side) -> Iterator[None]:
                 model.set_adapter(previous)  # also restores which adapter a running training updates
         else:
             yield
+
+
+@contextlib.contextmanager
+def eval_mode(model: Any) -> Iterator[None]:
+    """Eval mode (no dropout) for a forward pass between training steps; free when already in it."""
+    was_training = model.training
+    if was_training:
+        model.eval()
+    try:
+        yield
     finally:
-        model.train(was_training)
+        if was_training:
+            model.train()
 
 
 class _Decoder:
-    def __init__(self, side: Side, ids: torch.Tensor, settings: GenerationSettings, stops: list[int]):
-        self.side, self.ids, self.settings, self.stops = side, ids, settings, set(stops)
+    """Decodes one row per side, all on one model, in one forward pass per token.
+
+    With a peft model each row names its adapter (`__base__` for none), so the base and the tuned
+    answers come from one batched call on the shared weights, with nothing switched on the model.
+    """
+
+    def __init__(self, sides: Sequence[Side], ids: torch.Tensor, settings: GenerationSettings, stops: list[int]):
+        self.model = sides[0].model
+        rows = len(sides)
+        self.ids = ids.expand(rows, -1).contiguous()
+        self.settings, self.stops = settings, set(stops)
+        self.adapter_names = ([s.adapter or "__base__" for s in sides]
+                              if hasattr(self.model, "disable_adapter") else None)
         self.cache = None
-        self.new: list[int] = []
-        self.done = False
-        self.generator = torch.Generator(device="cpu").manual_seed(settings.seed)
+        self.new: list[list[int]] = [[] for _ in range(rows)]
+        self.done = [False] * rows
+        self.generators = [torch.Generator(device="cpu").manual_seed(settings.seed) for _ in range(rows)]
         self.processors = settings.processors()
+
+    @property
+    def finished(self) -> bool:
+        return all(self.done)
 
     @torch.no_grad()
     def step(self) -> None:
-        feed = self.ids if self.cache is None else torch.tensor([[self.new[-1]]], device=self.ids.device)
-        with switched(self.side):
-            output = self.side.model(input_ids=feed, past_key_values=self.cache, use_cache=True)
+        device = self.ids.device
+        if self.cache is None:
+            feed = self.ids
+        else:  # every row feeds its last token; a finished row repeats its own, and is ignored
+            feed = torch.tensor([[row[-1] if row else int(self.ids[i, -1])] for i, row in enumerate(self.new)],
+                                device=device)
+        extra = {"adapter_names": self.adapter_names} if self.adapter_names else {}
+        with eval_mode(self.model):
+            output = self.model(input_ids=feed, past_key_values=self.cache, use_cache=True, logits_to_keep=1, **extra)
         self.cache = output.past_key_values
         logits = output.logits[:, -1, :].float()
-        so_far = torch.cat([self.ids, torch.tensor([self.new], dtype=torch.long, device=self.ids.device)], dim=1) \
-            if self.new else self.ids
-        logits = self.processors(so_far, logits)
-        if len(self.new) < self.settings.min_new_tokens:
-            logits[:, list(self.stops)] = float("-inf")
-        if self.settings.temperature > 0:
-            probabilities = torch.softmax(logits, dim=-1).cpu()
-            token = int(torch.multinomial(probabilities, 1, generator=self.generator))
-        else:
-            token = int(logits.argmax(dim=-1))
-        if token in self.stops:
-            self.done = True
-            return
-        self.new.append(token)
-        if len(self.new) >= self.settings.max_new_tokens:
-            self.done = True
+        if self.processors:
+            width = max(len(row) for row in self.new)
+            history = torch.tensor([row + [0] * (width - len(row)) for row in self.new], dtype=torch.long, device=device)
+            logits = self.processors(torch.cat([self.ids, history], dim=1) if width else self.ids, logits)
+        for row, tokens in enumerate(self.new):
+            if self.done[row]:
+                continue
+            scores = logits[row]
+            if len(tokens) < self.settings.min_new_tokens:
+                scores[list(self.stops)] = float("-inf")
+            if self.settings.temperature > 0:
+                probabilities = torch.softmax(scores, dim=-1).cpu()
+                token = int(torch.multinomial(probabilities, 1, generator=self.generators[row]))
+            else:
+                token = int(scores.argmax())
+            if token in self.stops:
+                self.done[row] = True
+                continue
+            tokens.append(token)
+            if len(tokens) >= self.settings.max_new_tokens:
+                self.done[row] = True
 
 
 def stream_sides(sides: Sequence[Side], prompts_by_side: Sequence[tuple[str, bool]], tokenizer: Any, style: str,
                  settings: GenerationSettings, lock: threading.RLock,
                  stop: threading.Event | None = None) -> Iterator[list[str]]:
-    """Yield every side's answer so far after each token, until all are done or `stop` is set."""
+    """Yield every side's answer so far after each token, until all are done or `stop` is set.
+
+    Sides on the same model with the same prompt decode together, one row each, in one forward
+    pass per token; other sides (a full fine-tune's own copy, different histories) decode apart.
+    """
     settings.check()
     stops = stop_ids(tokenizer, style)
+    groups: dict[tuple[int, tuple[int, ...]], list[int]] = {}
+    encoded = []
+    for index, (side, (text, has_special)) in enumerate(zip(sides, prompts_by_side)):
+        ids = tokenizer(text, add_special_tokens=not has_special).input_ids
+        encoded.append(ids)
+        groups.setdefault((id(side.model), tuple(ids)), []).append(index)
     decoders = []
-    for side, (text, has_special) in zip(sides, prompts_by_side):
-        device = next(side.model.parameters()).device
-        ids = tokenizer(text, add_special_tokens=not has_special, return_tensors="pt").input_ids.to(device)
-        decoders.append(_Decoder(side, ids, settings, stops))
-    while not all(d.done for d in decoders):
+    for members in groups.values():
+        model = sides[members[0]].model
+        ids = torch.tensor([encoded[members[0]]], device=next(model.parameters()).device)
+        decoders.append((members, _Decoder([sides[i] for i in members], ids, settings, stops)))
+    answers = [[] for _ in sides]
+    while not all(decoder.finished for _, decoder in decoders):
         if stop is not None and stop.is_set():
             break
-        for decoder in decoders:
-            if not decoder.done:
+        for members, decoder in decoders:
+            if not decoder.finished:
                 with lock:
                     decoder.step()
-        yield [tokenizer.decode(d.new, skip_special_tokens=True) for d in decoders]
+            for row, index in enumerate(members):
+                answers[index] = decoder.new[row]
+        yield [tokenizer.decode(tokens, skip_special_tokens=True) for tokens in answers]
 
 
 def generate_sides(*args: Any, **kwargs: Any) -> list[str]:

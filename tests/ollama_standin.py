@@ -171,6 +171,8 @@ class _Handler(BaseHTTPRequestHandler):
     owner: OllamaStandin
     protocol_version = "HTTP/1.1"  # keep-alive and chunked streams, like the real server
     server_version = "ollama-standin"
+    # Ollama's Go server sends with TCP_NODELAY; without it small writes wait ~40 ms on delayed ACKs
+    disable_nagle_algorithm = True
 
     def setup(self) -> None:
         super().setup()
