@@ -249,6 +249,10 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_text(404, "404 page not found")
 
     def do_POST(self) -> None:
+        if self.owner._stopping.is_set():  # a server going away answers nothing more
+            self.close_connection = True
+            self.connection.shutdown(socket.SHUT_RDWR)
+            return
         try:
             body = self._body()
         except json.JSONDecodeError:

@@ -259,6 +259,7 @@ def test_a_repeated_run_is_answered_from_the_cache(standin, tmp_path):
 
 def test_a_stopped_run_resumes_where_it_stopped(standin, tmp_path):
     path = tmp_path / "judge-cache.jsonl"
+    standin.latency = 0.05  # progress is reported on the caller's thread: leave it time to stop the rest
     stop = threading.Event()
     first = judge.grade(items(6), settings_for(standin, concurrency=1), JudgeCache(path),
                         on_progress=lambda done, total: stop.set() if done >= 3 else None, stop=stop)
@@ -274,7 +275,7 @@ def test_a_stopped_run_resumes_where_it_stopped(standin, tmp_path):
 
 def test_a_run_cut_by_the_server_going_away_resumes(tmp_path):
     path = tmp_path / "judge-cache.jsonl"
-    server = OllamaStandin().start()
+    server = OllamaStandin(latency=0.05).start()  # time for the progress callback to stop it mid-run
     first = judge.grade(items(6), settings_for(server, concurrency=1), JudgeCache(path),
                         on_progress=lambda done, total: server.stop() if done == 2 else None)
     assert [j.status for j in first].count("scored") >= 2
