@@ -30,7 +30,8 @@ def chain(event: Any, refreshers: Iterable[Refresher]) -> Any:
     return event
 
 
-def build_app(manager: ModelManager, max_file_mb: float = data.DEFAULT_MAX_MB) -> gr.Blocks:
+def build_app(manager: ModelManager, max_file_mb: float | None = None) -> gr.Blocks:
+    max_file_mb = max_file_mb or data.DEFAULT_MAX_MB
     builtin = data.load(data.BUILTIN)
     manager.request_tokenizer()
     with gr.Blocks(title="Instruction-tuning playground") as demo:

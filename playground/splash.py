@@ -1,0 +1,49 @@
+"""A "starting…" page served on the app's port while the app itself imports and builds.
+
+Importing Gradio and PyTorch takes several seconds on a small machine; this page (standard library
+only, so it is up in a fraction of a second) answers meanwhile and reloads itself every second, so a
+browser opened at once lands on the app as soon as it is up, instead of on "connection refused".
+"""
+
+from __future__ import annotations
+
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+PAGE = b"""<!doctype html><html><head><meta charset="utf-8"><meta http-equiv="refresh" content="1">
+<title>Instruction-tuning playground</title></head>
+<body style="font-family: system-ui, sans-serif; color: #374151; margin: 4em auto; max-width: 36em">
+<h2>Instruction-tuning playground</h2><p>Starting&hellip; this page opens the app by itself in a moment.</p>
+</body></html>"""
+
+
+class _Handler(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Content-Length", str(len(PAGE)))
+        self.send_header("Cache-Control", "no-store")
+        self.end_headers()
+        self.wfile.write(PAGE)
+
+    def log_message(self, *args: object) -> None:  # quiet
+        pass
+
+
+class Splash:
+    """Serve the page until `close()`; does nothing if the port is already taken."""
+
+    def __init__(self, host: str, port: int):
+        try:
+            self._server: ThreadingHTTPServer | None = ThreadingHTTPServer((host, port), _Handler)
+        except OSError:
+            self._server = None
+            return
+        self._server.daemon_threads = True
+        threading.Thread(target=self._server.serve_forever, name="splash", daemon=True).start()
+
+    def close(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
