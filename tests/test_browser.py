@@ -40,9 +40,9 @@ def app_url(tmp_path_factory):
     url = f"http://127.0.0.1:{port}/"
     deadline = time.monotonic() + 180
     while True:
-        try:
-            urllib.request.urlopen(url, timeout=2)
-            break
+        try:  # the starting page answers first; wait for the app itself
+            if b"Starting&hellip;" not in urllib.request.urlopen(url, timeout=2).read():
+                break
         except OSError:
             if process.poll() is not None or time.monotonic() > deadline:
                 process.kill()
