@@ -29,7 +29,6 @@ import argparse
 import json
 import os
 import platform
-import random
 import statistics
 import sys
 from pathlib import Path

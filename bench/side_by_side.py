@@ -18,7 +18,6 @@ import argparse
 import json
 import platform
 import resource
-import subprocess
 import sys
 import threading
 import time
@@ -26,6 +25,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from bench.common import run_child  # noqa: E402
 
 CASES = {"alone": "base alone (generate)", "sequential": "base then tuned (generate x2)",
          "side_by_side": "playground side by side (stream)"}
@@ -94,12 +94,7 @@ def main() -> None:
     print(f"default model, greedy, {tokens} new tokens per answer\n")
     results = {}
     for case, name in CASES.items():
-        output = subprocess.run([sys.executable, __file__, "--child", case, "--tokens", str(tokens)],
-                                capture_output=True, text=True, cwd=ROOT)
-        line = next((l for l in output.stdout.splitlines() if l.startswith("CHILD ")), None)
-        if line is None:
-            raise SystemExit(f"{name} failed:\n{output.stderr[-3000:]}")
-        results[case] = json.loads(line[6:])
+        results[case] = run_child(__file__, ["--child", case, "--tokens", str(tokens)], name)
     print(f"{'':36} {'seconds':>8} {'tokens':>7} {'tok/s':>7} {'peak MiB':>9} {'params MiB':>11}")
     for case, name in CASES.items():
         r = results[case]

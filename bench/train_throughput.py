@@ -19,13 +19,13 @@ import argparse
 import json
 import platform
 import resource
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from bench.common import run_child  # noqa: E402
 
 METHODS = {"a": "playground trainer", "a32": "playground trainer, float32", "b": "HF Trainer + DataCollatorForSeq2Seq",
            "c": "book's loop (full logits)"}
@@ -190,14 +190,9 @@ def main() -> None:
           f"{args.steps} batches over the same samples, instruction masked, seed {args.seed}\n")
     results = {}
     for key, name in METHODS.items():
-        command = [sys.executable, __file__, "--child", key, "--steps", str(args.steps), "--batch-size",
-                   str(args.batch_size), "--max-length", str(args.max_length), "--lr", str(args.lr),
-                   "--seed", str(args.seed)]
-        output = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
-        line = next((l for l in output.stdout.splitlines() if l.startswith("CHILD ")), None)
-        if line is None:
-            raise SystemExit(f"{name} failed:\n{output.stderr[-3000:]}")
-        results[key] = json.loads(line[6:])
+        results[key] = run_child(__file__, ["--child", key, "--steps", str(args.steps), "--batch-size",
+                                            str(args.batch_size), "--max-length", str(args.max_length),
+                                            "--lr", str(args.lr), "--seed", str(args.seed)], name)
     print(f"{'':42} {'dtype':>8} {'trained tok/s':>14} {'samples/s':>10} {'peak MiB':>10} {'val loss':>9} {'seconds':>8}")
     for key, name in METHODS.items():
         r = results[key]

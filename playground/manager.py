@@ -14,7 +14,7 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -23,6 +23,9 @@ from .data import Dataset
 from .errors import PlaygroundError
 from .modeling import pick_device, pick_dtype
 from .training import Event, TrainConfig, prepare_model, run_training
+
+if TYPE_CHECKING:
+    from .generation import Side
 
 
 @dataclass(frozen=True)

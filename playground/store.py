@@ -114,36 +114,32 @@ def hub_cache(models_dir: Path | None = None) -> str:
     return str(Path(models_dir or MODELS_DIR) / "hub")
 
 
+def _from_pretrained(loader: Any, what: str, name: str, models_dir: Path | None, **options: Any) -> Any:
+    """`loader.from_pretrained(name)`, turning "not found" into a message that says what to do."""
+    try:
+        return loader.from_pretrained(name, cache_dir=hub_cache(models_dir), **options)
+    except OSError as exc:
+        if Path(name).exists():
+            raise PlaygroundError(f"{name}: no {what} could be loaded from this folder ({exc})") from None
+        raise PlaygroundError(
+            f"Could not get the {what} '{name}' from the Hugging Face hub: it is not cached under "
+            f"{hub_cache(models_dir)} and the hub is unreachable or has no such model. Use "
+            "'default' (the embedded Gemma 3 270M) or a local folder.") from None
+
+
 def load_tokenizer(spec: str = DEFAULT, models_dir: Path | None = None) -> Any:
     """A tokenizer for `default`, a local folder or a Hugging Face id, with a clear error offline."""
     from transformers import AutoTokenizer
 
-    name = resolve(spec, models_dir)
-    try:
-        return AutoTokenizer.from_pretrained(name, cache_dir=hub_cache(models_dir))
-    except OSError as exc:
-        if Path(name).exists():
-            raise PlaygroundError(f"{name}: no tokenizer could be loaded from this folder ({exc})") from None
-        raise PlaygroundError(
-            f"Could not get the tokenizer '{name}' from the Hugging Face hub: it is not cached under "
-            f"{hub_cache(models_dir)} and the hub is unreachable or has no such model. Use "
-            "'default' (the embedded Gemma 3 270M) or a local folder.") from None
+    return _from_pretrained(AutoTokenizer, "tokenizer", resolve(spec, models_dir), models_dir)
 
 
 def load_model(spec: str = DEFAULT, models_dir: Path | None = None, dtype: Any = None) -> Any:
     """A causal LM for `default`, a local folder or a Hugging Face id, with a clear error offline."""
     from transformers import AutoModelForCausalLM
 
-    name = resolve(spec, models_dir, weights=True)
-    try:
-        return AutoModelForCausalLM.from_pretrained(name, cache_dir=hub_cache(models_dir), dtype=dtype)
-    except OSError as exc:
-        if Path(name).exists():
-            raise PlaygroundError(f"{name}: no model could be loaded from this folder ({exc})") from None
-        raise PlaygroundError(
-            f"Could not get the model '{name}' from the Hugging Face hub: it is not cached under "
-            f"{hub_cache(models_dir)} and the hub is unreachable or has no such model. Use "
-            "'default' (the embedded Gemma 3 270M) or a local folder.") from None
+    return _from_pretrained(AutoModelForCausalLM, "model", resolve(spec, models_dir, weights=True), models_dir,
+                            dtype=dtype)
 
 
 def model_type(spec: str = DEFAULT, models_dir: Path | None = None) -> str | None:

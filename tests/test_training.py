@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from playground import batching, data, runs, store
+from playground import batching, runs, store
 from playground.batching import IGNORE_INDEX
 from playground.errors import PlaygroundError
 from playground.manager import ModelManager

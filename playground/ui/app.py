@@ -9,7 +9,7 @@ import gradio as gr
 from .. import data
 from ..manager import ModelManager
 from . import batch_tab, chat_tab, dataset_tab, judge_tab, prompts_tab, train_tab
-from .common import CSS, Shared, notice
+from .common import Shared, notice
 
 Refresher = tuple[Callable[..., Any], list[Any], Any]
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import html
 import json
 import random
-import threading
 import time
 from pathlib import Path
 from typing import Any
