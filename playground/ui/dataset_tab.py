@@ -116,10 +116,6 @@ def build(shared: Shared) -> dict[str, Any]:
         with gr.Column(scale=2):
             detail = gr.HTML(elem_id="record-detail")
 
-    def show_page(dataset, query, page_number, size):
-        frame, page_number, text = page_of(dataset, query, page_number, size)
-        return frame, page_number, text
-
     table_inputs = [shared.dataset, search, page, page_size]
     table_outputs = [table, page, caption]
 
@@ -148,11 +144,11 @@ def build(shared: Shared) -> dict[str, Any]:
         upload.upload(load_source, [upload, *mapping_inputs], load_outputs),
     ]
 
-    search.change(lambda: 1, outputs=page).then(show_page, table_inputs, table_outputs)
-    page_size.change(show_page, table_inputs, table_outputs)
-    page.submit(show_page, table_inputs, table_outputs)
-    prev_button.click(lambda p: max(1, int(p or 1) - 1), page, page).then(show_page, table_inputs, table_outputs)
-    next_button.click(lambda p: int(p or 1) + 1, page, page).then(show_page, table_inputs, table_outputs)
+    search.change(lambda: 1, outputs=page).then(page_of, table_inputs, table_outputs)
+    page_size.change(page_of, table_inputs, table_outputs)
+    page.submit(page_of, table_inputs, table_outputs)
+    prev_button.click(lambda p: max(1, int(p or 1) - 1), page, page).then(page_of, table_inputs, table_outputs)
+    next_button.click(lambda p: int(p or 1) + 1, page, page).then(page_of, table_inputs, table_outputs)
 
     def select_row(dataset, event: gr.SelectData):
         index = int(event.row_value[0])
@@ -162,7 +158,7 @@ def build(shared: Shared) -> dict[str, Any]:
 
     return {
         "loaded": loaded,  # events after which every tab refreshes
-        "refreshers": [(show_page, table_inputs, table_outputs),
+        "refreshers": [(page_of, table_inputs, table_outputs),
                        (record_html, [shared.dataset, shared.record_index], detail),
                        (refresh_overview, [shared.dataset, shared.tokenizer_spec], [stats, histogram])],
     }
