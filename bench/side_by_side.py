@@ -4,7 +4,7 @@ The default model with a LoRA adapter (r 16, all linear layers) on its shared we
 runs in its own process and writes the same number of new tokens (greedy, end-of-text held back):
   base alone             `model.generate` with the adapter off: what one answer costs;
   one after the other    `model.generate` twice, adapter off then on: the baseline a user would write;
-  playground side by side  `playground.generation.stream_sides`, both answers streamed together.
+  playground side by side  `playground.generation.generate`, both answers decoded together.
 Printed: wall time, tokens/s, peak memory (process RSS on the CPU, allocated memory on a GPU), and
 the parameter memory of base + adapter against the base alone. Targets: memory <= 1.05x base alone;
 on the CPU, wall time no worse than the two answers one after the other.
@@ -19,7 +19,6 @@ import json
 import platform
 import resource
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -35,9 +34,11 @@ def child(case: str, tokens: int) -> dict:
     import torch
 
     from playground import data, prompts, store
-    from playground.generation import GenerationSettings, Side, generate_sides
+    from playground.generation import GenerationSettings, Side
+    from playground.generation import generate as generate_rows
     from playground.modeling import pick_device, pick_dtype
-    from playground.training import TrainConfig, make_lora
+    from playground.training import TrainConfig, lora_config
+    from playground.weights import Weights
 
     device = pick_device()
     tokenizer = store.load_tokenizer()
@@ -46,8 +47,9 @@ def child(case: str, tokens: int) -> dict:
     record = data.load(data.BUILTIN).records[0]
     prompt = prompts.render(record, "alpaca", tokenizer).prompt
     ids = tokenizer(prompt, return_tensors="pt").input_ids.to(device)
+    weights = Weights(model)
     if case != "alone":
-        model = make_lora(model, TrainConfig(lora_dropout=0.0), "tuned").eval()
+        model = weights.add_trainable_adapter("tuned", lora_config(TrainConfig(lora_dropout=0.0)))
     all_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
 
     def generate(count=tokens):
@@ -67,8 +69,8 @@ def child(case: str, tokens: int) -> dict:
         produced = 2 * tokens
     else:
         settings = GenerationSettings(max_new_tokens=tokens, min_new_tokens=tokens)
-        answers = generate_sides([Side("base", model, None), Side("tuned", model, "tuned")], [(prompt, False)] * 2,
-                                 tokenizer, "alpaca", settings, threading.RLock())
+        rows = [(Side("base", weights), prompts.Prompt(prompt)), (Side("tuned", weights, "tuned"), prompts.Prompt(prompt))]
+        answers = generate_rows(rows, tokenizer, "alpaca", settings)
         produced = sum(len(tokenizer(a, add_special_tokens=False).input_ids) for a in answers)
     seconds = time.perf_counter() - started
     peak = (torch.cuda.max_memory_allocated() if torch.cuda.is_available()

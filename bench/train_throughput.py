@@ -37,6 +37,7 @@ def setup(args):
     from playground import batching, data, store
     from playground.modeling import pick_device, pick_dtype
     from playground.training import TrainConfig, prepare_model
+    from playground.weights import Weights
 
     torch.manual_seed(args.seed)
     device = pick_device()
@@ -51,7 +52,8 @@ def setup(args):
     config = TrainConfig(max_steps=None, epochs=1, batch_size=args.batch_size, lr=args.lr, max_length=args.max_length,
                          mask_instruction=True, warmup_steps=2, seed=args.seed, lora_r=16, lora_alpha=32,
                          lora_dropout=0.0, eval_every=0, eval_batches=0, probe_every=0, probes=0)
-    model = prepare_model(model, config, "bench", store.MODELS_DIR, dtype, device)
+    side = prepare_model(Weights(model), config, "bench", store.MODELS_DIR, dtype, device)
+    model = side.weights.model
     # a subset whose training split is exactly `steps` batches: every method trains one epoch over
     # the same samples, so they see the same tokens and differ only in how they batch and compute
     full = data.load(data.BUILTIN)
@@ -61,7 +63,7 @@ def setup(args):
     val_pool = full.splits(seed=args.seed).validation
     train = batching.encode_all(dataset.records, "alpaca", tokenizer, indices=split.train)
     val = batching.encode_all(full.records, "alpaca", tokenizer, indices=val_pool[:32])
-    return torch, model, tokenizer, config, dataset, train, val, device
+    return torch, side, tokenizer, config, dataset, split, train, val, device
 
 
 _dtype_used = ""
@@ -84,9 +86,10 @@ def validation_loss(torch, model, tokenizer, val, device) -> float:
 def run_playground(args):
     from playground.training import train
 
-    torch, model, tokenizer, config, dataset, samples, val, device = setup(args)
+    torch, side, tokenizer, config, dataset, split, samples, val, device = setup(args)
+    model = side.weights.model
     steps = []
-    train(model, tokenizer, dataset, config, lambda e: steps.append(e) if e.kind in ("start", "step") else None)
+    train(side, tokenizer, dataset, split, config, lambda e: steps.append(e) if e.kind in ("start", "step") else None)
     start = next(e for e in steps if e.kind == "start")
     step_events = [e for e in steps if e.kind == "step"]
     seconds = step_events[-1].elapsed - start.elapsed
@@ -103,7 +106,8 @@ def trained_tokens(samples, tokenizer, args) -> int:
 def run_hf_trainer(args):
     from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments
 
-    torch, model, tokenizer, config, _, train, val, device = setup(args)
+    torch, side, tokenizer, config, _, _, train, val, device = setup(args)
+    model = side.weights.model
     rows = []
     for sample in train:
         ids = sample.ids[:args.max_length + 1]
@@ -134,7 +138,8 @@ def run_book_loop(args):
 
     from playground import batching
 
-    torch, model, tokenizer, _, _, train, val, device = setup(args)
+    torch, side, tokenizer, _, _, _, train, val, device = setup(args)
+    model = side.weights.model
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=args.lr, weight_decay=0.1)
     generator = torch.Generator().manual_seed(args.seed)
     order = torch.randperm(len(train), generator=generator).tolist()

@@ -75,11 +75,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     from accelerate import Accelerator
 
     from .modeling import pick_dtype
+    from .weights import Weights
 
     config = training.TrainConfig(**training.PRESETS[args.preset]) if args.preset else training.TrainConfig()
     overrides = {"model": args.model, "method": args.method, "style": args.style, "template": args.template,
                  "batch_size": args.batch_size, "lr": args.lr, "max_length": args.max_length,
-                 "grad_accum": args.grad_accum, "seed": args.seed, "eval_every": args.eval_every,
+                 "grad_accum": args.grad_accum, "seed": args.seed, "split_seed": args.split_seed,
+                 "eval_every": args.eval_every,
                  "probe_every": args.probe_every, "probes": args.probes}
     for name, value in overrides.items():
         if value is not None:
@@ -93,10 +95,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     accelerator = Accelerator(cpu=args.device == "cpu")
     dtype = pick_dtype(accelerator.device, args.dtype, store.model_type(config.model, args.out))
     tokenizer = store.load_tokenizer(config.model, args.out)
-    base = store.load_model(config.model, args.out, dtype=dtype).to(accelerator.device)
+    base = Weights(store.load_model(config.model, args.out, dtype=dtype).to(accelerator.device))
     run_id = runs.new_run_id(args.out, config.method) if accelerator.is_main_process else "worker"
     run_id = broadcast_text(accelerator, run_id)
-    model = training.prepare_model(base, config, run_id, args.out, dtype, accelerator.device)
+    side = training.prepare_model(base, config, run_id, args.out, dtype, accelerator.device)
 
     def print_event(event: training.Event) -> None:
         if not accelerator.is_main_process:
@@ -111,7 +113,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                 print(json.dumps({"step": event.step, "probe": probe["instruction"], "answer": probe["answer"]}),
                       flush=True)
 
-    state, message, _ = training.run_training(model, tokenizer, dataset, config, args.out, run_id,
+    state, message, _ = training.run_training(side, tokenizer, dataset, config, args.out, run_id,
                                               on_event=print_event, accelerator=accelerator)
     if accelerator.is_main_process:
         print(message, file=sys.stderr)
@@ -123,25 +125,25 @@ def cmd_chat(args: argparse.Namespace) -> int:
     """Base and tuned answers to one prompt, from one copy of the base weights."""
     import psutil
 
-    from .generation import GenerationSettings, chat_prompt, generate_sides
+    from .generation import GenerationSettings, generate
     from .manager import ModelManager
 
     manager = ModelManager(args.models_dir)
     record = runs.read(args.models_dir, args.run)
-    spec = record.config.get("settings", {}).get("model", store.DEFAULT)
+    spec = record.settings.get("model", store.DEFAULT)
     manager.model(spec)
     process = psutil.Process()
     rss_base = process.memory_info().rss
     before = manager.memory_report()
-    tuned, settings = manager.tuned_side(args.run)
+    tuned, _ = manager.tuned_side(args.run)
     after = manager.memory_report()
     rss_both = process.memory_info().rss
     base = manager.base_side(spec)
     tokenizer = manager.tokenizer(spec)
-    style = settings.get("style", "alpaca")
-    prompt = chat_prompt([], args.prompt, style, tokenizer, settings.get("template"), args.raw)
-    generation = GenerationSettings(max_new_tokens=args.max_new_tokens, seed=args.seed)
-    base_answer, tuned_answer = generate_sides([base, tuned], [prompt, prompt], tokenizer, style, generation, manager.lock)
+    style = record.settings.get("style", "alpaca")
+    prompt = prompts.conversation([], args.prompt, style, tokenizer, record.settings.get("template"), args.raw)
+    settings = GenerationSettings(max_new_tokens=args.max_new_tokens, seed=args.seed)
+    base_answer, tuned_answer = generate([(base, prompt), (tuned, prompt)], tokenizer, style, settings)
     print(f"Base:\n{base_answer}\n\nTuned:\n{tuned_answer}")
     alone = before["base"]
     both = after["base"] + after["adapters"] + after["full_copies"]
@@ -184,13 +186,11 @@ def cmd_judge(args: argparse.Namespace) -> int:
     else:
         if not args.run:
             raise PlaygroundError("give --run RUN (to generate answers) or --responses FILE (to grade a file)")
-        record = runs.read(args.models_dir, args.run)
-        origin = args.data or record.config.get("dataset_origin") or data.BUILTIN
-        dataset = data.load(origin, parse_mapping(args.mapping), args.max_file_mb)
+        given = data.load(args.data, parse_mapping(args.mapping), args.max_file_mb) if args.data else None
         manager = ModelManager(args.models_dir)
-        path = evaluation.generate_responses(manager, args.run, dataset, args.split, args.limit,
+        path = evaluation.generate_responses(manager, args.run, args.split, args.limit,
                                              GenerationSettings(max_new_tokens=args.max_new_tokens),
-                                             on_progress=progress)
+                                             on_progress=progress, dataset=given)
         cache = evaluation.judge_dir(args.models_dir, args.run) / "cache.jsonl"
     result = evaluation.grade_responses(path, settings, cache, pairwise=args.pairwise, on_progress=progress,
                                         use_judge=not args.no_judge)
@@ -268,7 +268,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--style", choices=prompts.STYLES)
     train.add_argument("--template", help="custom template with {instruction}, {input}, {output}")
     train.add_argument("--mask-instruction", action="store_true")
-    train.add_argument("--seed", type=int)
+    train.add_argument("--seed", type=int, help="initialisation and batch order seed")
+    train.add_argument("--split-seed", type=int, help="which records are train, validation and test (default 123)")
     train.add_argument("--eval-every", type=int)
     train.add_argument("--probe-every", type=int)
     train.add_argument("--probes", type=int)
@@ -292,7 +293,8 @@ def build_parser() -> argparse.ArgumentParser:
     grade.add_argument("--responses", help="grade this book-format responses file instead of generating")
     grade.add_argument("--split", choices=["train", "validation", "test"], default="test")
     grade.add_argument("--limit", type=int, default=20, help="how many examples of the split")
-    grade.add_argument("--data", help="dataset to take the split from (default: the run's own)")
+    grade.add_argument("--data", help="the run's dataset, when it cannot be found where it was loaded from "
+                                      "(refused unless its content is the same)")
     grade.add_argument("--mapping", help="column mapping, e.g. instruction=question,output=answer")
     grade.add_argument("--max-file-mb", type=float, default=data.DEFAULT_MAX_MB)
     grade.add_argument("--max-new-tokens", type=int, default=64)

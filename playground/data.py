@@ -7,6 +7,7 @@ with the file, the row or line, and the field, and never leave a half-loaded dat
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import random
@@ -14,6 +15,7 @@ import re
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
+from functools import cached_property
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -24,6 +26,7 @@ from .errors import DataError
 
 BUILTIN = "builtin"
 DEFAULT_MAX_MB = 200
+TRAIN_FRACTION, TEST_FRACTION = 0.85, 0.10  # the book's split; validation is the remainder
 FIELDS = ("instruction", "input", "output")
 SUFFIXES = (".json", ".jsonl", ".csv", ".parquet")
 
@@ -75,15 +78,23 @@ class Dataset:
     def with_input(self) -> int:
         return sum(1 for r in self.records if r.input.strip())
 
-    def splits(self, seed: int = 123, train: float = 0.85, test: float = 0.10) -> Splits:
+    def splits(self, seed: int = 123, train: float = TRAIN_FRACTION, test: float = TEST_FRACTION) -> Splits:
         """The book's 85/10/5 split (validation is the remainder), on a seeded shuffle."""
         return split_indices(len(self.records), seed=seed, train=train, test=test)
+
+    @cached_property
+    def fingerprint(self) -> str:
+        """sha256 of the records as loaded (after column mapping): the same data, the same hash."""
+        digest = hashlib.sha256()
+        for record in self.records:
+            digest.update(json.dumps(record.as_dict(), ensure_ascii=False, sort_keys=True).encode() + b"\n")
+        return digest.hexdigest()
 
     def to_frame(self) -> pd.DataFrame:
         return pd.DataFrame([r.as_dict() for r in self.records], columns=[*FIELDS, "task", "exact"])
 
 
-def split_indices(n: int, seed: int = 123, train: float = 0.85, test: float = 0.10) -> Splits:
+def split_indices(n: int, seed: int = 123, train: float = TRAIN_FRACTION, test: float = TEST_FRACTION) -> Splits:
     if not (0 < train < 1 and 0 <= test < 1 and train + test <= 1):
         raise DataError("splits", [f"train {train} and test {test} fractions must lie in (0, 1) and sum to at most 1"])
     order = list(range(n))
@@ -100,7 +111,14 @@ def load(source: str | Path, mapping: dict[str, str] | None = None,
          max_mb: float = DEFAULT_MAX_MB) -> Dataset:
     """Load a dataset from `builtin`, a file path, an http(s) URL or a Hugging Face dataset id."""
     text = str(source).strip()
-    dataset = _load(text, mapping, max_mb)
+    try:
+        dataset = _load(text, mapping, max_mb)
+    except DataError:
+        raise
+    except RecursionError:
+        raise DataError(text, ["nested too deeply to read (a record inside thousands of brackets)"]) from None
+    except Exception as exc:  # anything else a parser throws is still a file the user gave us
+        raise DataError(text, [f"could not be read: {type(exc).__name__}: {exc}"]) from None
     dataset.origin = text
     return dataset
 

@@ -1,28 +1,34 @@
-"""Grade a run: generate base and tuned answers on a split, score them, keep everything with the run.
+"""Grade a run: base and tuned answers on the run's own split, judge scores, reference metrics.
 
-Files under `models/runs/<run>/judge/`:
-  responses-<split>.json   the book's `instruction-data-with-response.json` shape, with both answers
-                           (`base_response`, `tuned_response`; `model_response` = the tuned one)
-  cache.jsonl              judge replies, so a repeat or resumed grading asks only for what is missing
-  scores-<split>.json      per-example scores and reference metrics, and the summary
+Each grading keeps its own folder under the run, named by split, size and a hash of everything
+that decides the answers, so gradings of other splits, sizes or settings never replace it:
+  models/runs/<run>/judge/<split>-<n>-<hash>/
+    grading.json                         what was graded: the data's hash, the record indices, the
+                                         generation settings, the run's state
+    responses.json                       both answers per example (`base_response`, `tuned_response`)
+    instruction-data-with-response.json  the book's file for the tuned model: exactly the book's keys
+    scores-<judge>.json                  scores and reference metrics, one file per judge and settings
+  models/runs/<run>/judge/cache.jsonl    judge replies, shared by the run's gradings
+A responses file the user gives is only read: its scores go beside it as `<name>.scores-<judge>.json`.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import re
 import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-import torch
-
-from . import judge, metrics, prompts, runs, store
+from . import generation, judge, metrics, prompts, run_data, runs, store
 from .data import Dataset
 from .errors import PlaygroundError
-from .generation import GenerationSettings, Side, switched
-from .modeling import stop_ids
+from .generation import GenerationSettings
 
 Progress = Callable[[float, str], None]
+BOOK_FILE = "instruction-data-with-response.json"
 
 
 @dataclass
@@ -38,76 +44,72 @@ def judge_dir(models_dir: Path, run_id: str) -> Path:
     return runs.runs_dir(models_dir) / run_id / "judge"
 
 
-@torch.no_grad()
-def generate_batch(side: Side, tokenizer: Any, texts: list[tuple[str, bool]], style: str,
-                   settings: GenerationSettings, lock: threading.RLock) -> list[str]:
-    """Greedy answers for several prompts at once (left-padded), cut at the end-of-text or turn marker."""
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    encoded = [tokenizer(text, add_special_tokens=not special).input_ids for text, special in texts]
-    width = max(len(ids) for ids in encoded)
-    device = next(side.model.parameters()).device
-    ids = torch.tensor([[pad] * (width - len(e)) + e for e in encoded], device=device)
-    mask = torch.tensor([[0] * (width - len(e)) + [1] * len(e) for e in encoded], device=device)
-    stops = stop_ids(tokenizer, style)
-    with lock, switched(side):
-        output = side.model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=settings.max_new_tokens,
-                                     do_sample=False, eos_token_id=stops, pad_token_id=pad)
-    answers = []
-    for row in output[:, width:].tolist():
-        cut = next((i for i, token in enumerate(row) if token in stops), len(row))
-        answers.append(tokenizer.decode(row[:cut], skip_special_tokens=True).strip())
-    return answers
+def _digest(value: Any) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 
 
-def generate_responses(manager: Any, run_id: str, dataset: Dataset, split: str, limit: int,
-                       settings: GenerationSettings, batch_size: int = 8, on_progress: Progress | None = None,
-                       stop: threading.Event | None = None) -> Path:
-    """Base and tuned answers for the first `limit` examples of a split, saved in the book's shape.
+def generate_responses(manager: Any, run_id: str, split: str, limit: int, settings: GenerationSettings,
+                       batch_size: int = 8, on_progress: Progress | None = None,
+                       stop: threading.Event | None = None, dataset: Dataset | None = None) -> Path:
+    """Base and tuned answers for the first `limit` examples of the run's own split; returns the
+    grading's responses file. The same grading again reuses its file.
 
-    An existing file for the same examples and settings is reused, so grading again is quick.
+    `dataset` (one the user pointed at) is used only when it is the data the run trained on.
     """
-    indices = getattr(dataset.splits(), split)[:limit]
+    record = runs.read(manager.models_dir, run_id)
+    job = manager.job
+    if job is not None and job.running and job.run_id == run_id:
+        raise PlaygroundError(f"Run {run_id} is still training: grade it when it has finished or been stopped.")
+    found = (manager.run_data(run_id) if dataset is None
+             else run_data.load(manager.models_dir, record, dataset))
+    indices = found.indices(split)[:max(0, limit)]
     if not indices:
-        raise PlaygroundError(f"The {split} split of this dataset is empty.")
-    path = judge_dir(manager.models_dir, run_id) / f"responses-{split}.json"
-    meta = {"dataset": dataset.source, "indices": indices, "generation": asdict(settings)}
-    if path.exists():
-        saved = judge.read_responses(path)
-        if saved and saved[0].get("_meta") == meta:
-            return path
-    tuned, run_settings = manager.tuned_side(run_id)
-    spec = run_settings.get("model", store.DEFAULT)
+        raise PlaygroundError(f"The {split} split of run {run_id}'s data is empty.")
+    meta = {"run": run_id, "run_updated": record.status.get("updated"), "data_sha256": found.dataset.fingerprint,
+            "data_source": found.dataset.source, "split": split, "indices": indices,
+            "generation": asdict(settings)}
+    folder = judge_dir(manager.models_dir, run_id) / f"{split}-{len(indices)}-{_digest(meta)[:8]}"
+    path = folder / "responses.json"
+    if path.exists() and (folder / "grading.json").exists():
+        return path
+    tuned, _ = manager.tuned_side(run_id)
+    spec = record.settings.get("model", store.DEFAULT)
     base = manager.base_side(spec)
     tokenizer = manager.tokenizer(spec)
-    style, template = run_settings.get("style", "alpaca"), run_settings.get("template")
-    records = []
-    for start in range(0, len(indices), batch_size):
-        if stop is not None and stop.is_set():
-            raise PlaygroundError("Stopped while generating answers; nothing was graded yet.")
-        chunk = [dataset.records[i] for i in indices[start:start + batch_size]]
-        texts = []
-        for record in chunk:
-            rendered = prompts.render(record, style, tokenizer, template)
-            texts.append((rendered.prompt, rendered.has_special_tokens))
-        base_answers = generate_batch(base, tokenizer, texts, style, settings, manager.lock)
-        tuned_answers = generate_batch(tuned, tokenizer, texts, style, settings, manager.lock)
-        for index, record, base_answer, tuned_answer in zip(indices[start:], chunk, base_answers, tuned_answers):
-            records.append({"instruction": record.instruction, "input": record.input, "output": record.output,
-                            "task": record.task, "exact": record.exact, "index": index,
-                            "base_response": base_answer, "tuned_response": tuned_answer})
-        if on_progress:
-            on_progress(len(records) / len(indices), f"generated answers for {len(records)} of {len(indices)} examples")
-    records[0]["_meta"] = meta
+    style, template = record.settings.get("style", "alpaca"), record.settings.get("template")
+    chosen = [found.dataset.records[i] for i in indices]
+    rows = []
+    for item in chosen:
+        prompt = prompts.render(item, style, tokenizer, template).inference
+        rows += [(base, prompt), (tuned, prompt)]
+    report = ((lambda done, total: on_progress(done / total, f"generated answers for {done // 2} of "
+                                                             f"{total // 2} examples")) if on_progress else None)
+    answers = generation.generate(rows, tokenizer, style, settings, batch_size=2 * batch_size, stop=stop,
+                                  on_progress=report)
+    records = [{**item.as_dict(), "index": index, "base_response": answers[2 * n],
+                "tuned_response": answers[2 * n + 1]} for n, (index, item) in enumerate(zip(indices, chosen))]
+    judge.write_responses(folder / BOOK_FILE, [{"instruction": r["instruction"], "input": r["input"],
+                                                "output": r["output"], "model_response": r["tuned_response"]}
+                                               for r in records])
     judge.write_responses(path, records)
-    # the book's file for the tuned model alone: the dataset keys plus `model_response`
-    judge.write_responses(book_path(path), [{"instruction": r["instruction"], "input": r["input"],
-                                             "output": r["output"], "model_response": r["tuned_response"]}
-                                            for r in records])
+    runs.write_json(folder / "grading.json", {**meta, "note": found.note})
     return path
 
 
-def book_path(responses_path: Path) -> Path:
-    return responses_path.with_name(responses_path.stem + "-instruction-data-with-response.json")
+def scores_name(settings: judge.JudgeSettings, use_judge: bool = True) -> str:
+    """`scores-<judge model>-<hash of its settings>`, or `scores-metrics` when no judge is asked."""
+    if not use_judge:
+        return "scores-metrics"
+    model = re.sub(r"[^A-Za-z0-9._-]+", "_", settings.model.strip())
+    return f"scores-{model}-{judge.cache_key(settings, 'grading', settings.template)[:8]}"
+
+
+def scores_path_for(responses: Path, settings: judge.JudgeSettings, use_judge: bool = True) -> Path:
+    """Where a grading's scores go: in the grading's folder, or beside a file the user gave."""
+    name = scores_name(settings, use_judge)
+    if responses.name == "responses.json" and (responses.parent / "grading.json").exists():
+        return responses.parent / f"{name}.json"
+    return responses.with_name(f"{responses.stem}.{name}.json")
 
 
 def reference_metrics(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -131,8 +133,12 @@ def reference_metrics(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]
 def grade_responses(path: Path, settings: judge.JudgeSettings, cache_path: Path | None,
                     pairwise: bool = False, on_progress: Progress | None = None,
                     stop: threading.Event | None = None, use_judge: bool = True) -> GradingResult:
-    """Score a responses file with the judge (when asked) and the reference metrics; save the scores."""
+    """Score a responses file with the judge (when asked) and the reference metrics; save the scores
+    in a file of their own (`scores_path_for`); the responses file is only read."""
     records = judge.read_responses(path)
+    scores_path = scores_path_for(path, settings, use_judge)
+    if scores_path.resolve() == path.resolve():
+        raise PlaygroundError(f"{path}: its scores would be written over it; rename the file.")
     cache = judge.JudgeCache(cache_path)
     items = judge.items_from_responses(records)
     judgments: list[judge.Judgment] = []
@@ -163,7 +169,6 @@ def grade_responses(path: Path, settings: judge.JudgeSettings, cache_path: Path 
         if pairs:
             pair_summary = judge.summarize_pairwise(judge.grade_pairwise(pairs, settings, cache, stop=stop))
             summary["pairwise"] = pair_summary
-    scores_path = path.with_name(path.name.replace("responses-", "scores-"))
     runs.write_json(scores_path, {"judge": {"model": settings.model, "host": settings.host,
                                             "structured": settings.structured, "options": settings.options()},
                                   "summary": summary, "rows": rows})

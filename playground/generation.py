@@ -1,25 +1,27 @@
-"""Text generation for the side-by-side chat: settings, multi-turn prompts, a token-by-token decoder.
+"""The one generation engine: probes during training, the side-by-side chat and the judge's answers.
 
-The decoder takes the weights lock for one forward pass at a time, so a training run goes on
-between tokens and a chat always uses the latest weights. Each side (base or tuned) decodes with its
-own cache and its own random generator seeded alike, so with the adapter off both sides give the
-same text for the same settings.
+Rows (a side and a prompt each) that use the same weights decode together, one forward pass per
+token with a KV cache. Prompts of different lengths are padded on the left, with an attention mask
+and per-row position ids, so every row is computed as if it were alone: a greedy answer does not
+depend on the batch it was generated in. Each row names its adapter (`Side.adapter`, None for the
+base model), so base and tuned answers come from one batch on one copy of the weights. A row ends at
+an end-of-text or end-of-turn token (never part of the answer) or at the token limit, and leaves the
+batch. The lock is held for one forward pass at a time, so a training run goes on between tokens.
 """
 
 from __future__ import annotations
 
-import contextlib
 import threading
 from dataclasses import dataclass
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import torch
 from transformers.generation.logits_process import (LogitsProcessorList, RepetitionPenaltyLogitsProcessor,
                                                     TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper)
 
-from . import prompts
 from .errors import PlaygroundError
-from .modeling import stop_ids
+from .prompts import Prompt
+from .weights import Weights
 
 
 @dataclass
@@ -60,177 +62,162 @@ class GenerationSettings:
         return chain
 
 
-@dataclass
-class Turn:
-    user: str
-    answer: str
-
-
-def chat_prompt(history: Sequence[Turn], message: str, style: str, tokenizer: Any,
-                template: str | None = None, raw: bool = False, input_text: str = "") -> tuple[str, bool]:
-    """(text to continue, whether it already holds the special tokens) for a conversation.
-
-    Earlier turns are written in the same style as the new one, one after the other; `raw` sends
-    the conversation as typed, with no template. `input_text` is the new turn's Input section.
-    """
-    if raw:
-        earlier = "".join(f"{t.user}{t.answer}\n" for t in history)
-        return earlier + message + (f"\n\n{input_text}" if input_text else ""), False
-    if style == "chat":
-        messages = []
-        for turn in history:
-            messages += [{"role": "user", "content": turn.user}, {"role": "assistant", "content": turn.answer}]
-        messages.append({"role": "user", "content": message + (f"\n\n{input_text}" if input_text else "")})
-        if not getattr(tokenizer, "chat_template", None):
-            raise PlaygroundError("This tokenizer has no chat template; use another style or raw.")
-        text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        bos = getattr(tokenizer, "bos_token", None)
-        return text, bool(bos and text.startswith(bos))
-    from .data import Record
-
-    earlier = "".join(prompts.render(Record(t.user, "", t.answer), style, tokenizer, template).prompt + t.answer + "\n\n"
-                      for t in history)
-    return earlier + prompts.render(Record(message, input_text, "-"), style, tokenizer, template).prompt, False
-
-
-@dataclass
+@dataclass(frozen=True)
 class Side:
-    """One model answering: the model object, and what to switch on it (adapter or none)."""
+    """Who answers: a set of weights, and the LoRA adapter on them (None: every adapter off)."""
     name: str
-    model: Any
-    adapter: str | None  # a LoRA adapter name, or None for the plain weights (adapters off)
+    weights: Weights
+    adapter: str | None = None
 
 
-@contextlib.contextmanager
-def switched(side: Side) -> Iterator[None]:
-    """The side's adapter on (or all off) for whole-model calls such as `generate`; restored afterwards."""
-    model = side.model
-    with eval_mode(model):
-        if hasattr(model, "disable_adapter") and side.adapter is None:
-            with model.disable_adapter():
-                yield
-        elif side.adapter is not None:
-            previous = model.active_adapter
-            model.set_adapter(side.adapter)
-            try:
-                yield
-            finally:
-                model.set_adapter(previous)  # also restores which adapter a running training updates
-        else:
-            yield
+def stop_ids(tokenizer: Any, style: str) -> list[int]:
+    """Tokens that end an answer: end-of-text, and a chat template's end-of-turn marker."""
+    ids = [tokenizer.eos_token_id]
+    if style == "chat":
+        for marker in ("<end_of_turn>", "<|im_end|>", "<|eot_id|>", "<|end|>"):
+            token = tokenizer.convert_tokens_to_ids(marker)
+            if isinstance(token, int) and token != tokenizer.unk_token_id:
+                ids.append(token)
+    return [i for i in ids if i is not None]
 
 
-@contextlib.contextmanager
-def eval_mode(model: Any) -> Iterator[None]:
-    """Eval mode (no dropout) for a forward pass between training steps; free when already in it."""
-    was_training = model.training
-    if was_training:
-        model.eval()
-    try:
-        yield
-    finally:
-        if was_training:
-            model.train()
+def encode(tokenizer: Any, prompt: Prompt) -> list[int]:
+    ids = tokenizer(prompt.text, add_special_tokens=not prompt.has_special_tokens).input_ids
+    if not ids:
+        raise PlaygroundError("The prompt is empty: type a message first.")
+    return list(ids)
 
 
-class _Decoder:
-    """Decodes one row per side, all on one model, in one forward pass per token.
+def answer_text(tokenizer: Any, ids: Sequence[int]) -> str:
+    """The text of an answer's tokens (its stop token is never among them)."""
+    return tokenizer.decode(list(ids), skip_special_tokens=True).strip()
 
-    With a peft model each row names its adapter (`__base__` for none), so the base and the tuned
-    answers come from one batched call on the shared weights, with nothing switched on the model.
-    """
 
-    def __init__(self, sides: Sequence[Side], ids: torch.Tensor, settings: GenerationSettings, stops: list[int]):
-        self.model = sides[0].model
-        rows = len(sides)
-        self.ids = ids.expand(rows, -1).contiguous()
-        self.settings, self.stops = settings, set(stops)
-        self.adapter_names = ([s.adapter or "__base__" for s in sides]
-                              if hasattr(self.model, "disable_adapter") else None)
-        self.cache = None
-        self.new: list[list[int]] = [[] for _ in range(rows)]
-        self.done = [False] * rows
-        self.generators = [torch.Generator(device="cpu").manual_seed(settings.seed) for _ in range(rows)]
+class _Batch:
+    """Rows decoding together on one set of weights."""
+
+    def __init__(self, weights: Weights, adapters: list[str | None], prompts: list[list[int]],
+                 settings: GenerationSettings, stops: list[int]):
+        self.weights, self.adapters, self.prompts = weights, adapters, prompts
+        self.settings, self.stops = settings, stops
         self.processors = settings.processors()
+        self.new: list[list[int]] = [[] for _ in prompts]
+        self.live = list(range(len(prompts)))  # rows still decoding, in the order of the cache
+        self.generators = [torch.Generator(device="cpu").manual_seed(settings.seed) for _ in prompts]
+        self.cache: Any = None
+        self.mask: torch.Tensor | None = None
 
     @property
     def finished(self) -> bool:
-        return all(self.done)
+        return not self.live
+
+    def _first_inputs(self, device: torch.device) -> dict[str, torch.Tensor]:
+        width = max(len(ids) for ids in self.prompts)
+        ids = torch.zeros((len(self.prompts), width), dtype=torch.long)  # the padding id never counts
+        mask = torch.zeros((len(self.prompts), width), dtype=torch.long)
+        for row, prompt in enumerate(self.prompts):
+            ids[row, width - len(prompt):] = torch.tensor(prompt)
+            mask[row, width - len(prompt):] = 1
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        return {"input_ids": ids.to(device), "attention_mask": mask.to(device), "position_ids": positions.to(device)}
+
+    def _next_inputs(self, device: torch.device) -> dict[str, torch.Tensor]:
+        last = [[self.new[row][-1]] for row in self.live]
+        positions = [[len(self.prompts[row]) + len(self.new[row]) - 1] for row in self.live]
+        mask = torch.cat([self.mask, self.mask.new_ones((len(self.live), 1))], dim=1)
+        return {"input_ids": torch.tensor(last, device=device), "attention_mask": mask,
+                "position_ids": torch.tensor(positions, device=device)}
 
     @torch.no_grad()
     def step(self) -> None:
-        device = self.ids.device
-        if self.cache is None:
-            feed = self.ids
-        else:  # every row feeds its last token; a finished row repeats its own, and is ignored
-            feed = torch.tensor([[row[-1] if row else int(self.ids[i, -1])] for i, row in enumerate(self.new)],
-                                device=device)
-        extra = {"adapter_names": self.adapter_names} if self.adapter_names else {}
-        with eval_mode(self.model):
-            output = self.model(input_ids=feed, past_key_values=self.cache, use_cache=True, logits_to_keep=1, **extra)
-        self.cache = output.past_key_values
+        with self.weights.use() as model:
+            device = self.weights.device
+            inputs = self._first_inputs(device) if self.cache is None else self._next_inputs(device)
+            output = model(**inputs, past_key_values=self.cache, use_cache=True, logits_to_keep=1,
+                           **self.weights.adapter_names([self.adapters[row] for row in self.live]))
+        self.cache, self.mask = output.past_key_values, inputs["attention_mask"]
         logits = output.logits[:, -1, :].float()
+        keep = []
+        for slot, row in enumerate(self.live):
+            token = self._choose(row, logits[slot])
+            if token not in self.stops:
+                self.new[row].append(token)
+            if token not in self.stops and len(self.new[row]) < self.settings.max_new_tokens:
+                keep.append(slot)
+        if len(keep) < len(self.live):  # finished rows leave the batch and its cache
+            if keep:
+                self.cache.batch_select_indices(torch.tensor(keep, device=self.mask.device))
+                self.mask = self.mask[keep]
+            self.live = [self.live[slot] for slot in keep]
+
+    def _choose(self, row: int, scores: torch.Tensor) -> int:
+        """The next token of one row, from that row's own logits, history and random generator."""
         if self.processors:
-            width = max(len(row) for row in self.new)
-            history = torch.tensor([row + [0] * (width - len(row)) for row in self.new], dtype=torch.long, device=device)
-            logits = self.processors(torch.cat([self.ids, history], dim=1) if width else self.ids, logits)
-        for row, tokens in enumerate(self.new):
-            if self.done[row]:
-                continue
-            scores = logits[row]
-            if len(tokens) < self.settings.min_new_tokens:
-                scores[list(self.stops)] = float("-inf")
-            if self.settings.temperature > 0:
-                probabilities = torch.softmax(scores, dim=-1).cpu()
-                token = int(torch.multinomial(probabilities, 1, generator=self.generators[row]))
-            else:
-                token = int(scores.argmax())
-            if token in self.stops:
-                self.done[row] = True
-                continue
-            tokens.append(token)
-            if len(tokens) >= self.settings.max_new_tokens:
-                self.done[row] = True
+            history = torch.tensor([self.prompts[row] + self.new[row]], device=scores.device)
+            scores = self.processors(history, scores[None])[0]
+        if len(self.new[row]) < self.settings.min_new_tokens:
+            scores = scores.clone()
+            scores[self.stops] = float("-inf")
+        if self.settings.temperature > 0:
+            probabilities = torch.softmax(scores, dim=-1).cpu()
+            return int(torch.multinomial(probabilities, 1, generator=self.generators[row]))
+        return int(scores.argmax())
 
 
-def stream_sides(sides: Sequence[Side], prompts_by_side: Sequence[tuple[str, bool]], tokenizer: Any, style: str,
-                 settings: GenerationSettings, lock: threading.RLock,
-                 stop: threading.Event | None = None) -> Iterator[list[str]]:
-    """Yield every side's answer so far after each token, until all are done or `stop` is set.
+Row = tuple[Side, Prompt]
 
-    Sides on the same model with the same prompt decode together, one row each, in one forward
-    pass per token; other sides (a full fine-tune's own copy, different histories) decode apart.
-    """
+
+def _batches(rows: Sequence[Row], tokenizer: Any, style: str, settings: GenerationSettings,
+             batch_size: int | None) -> Iterator[tuple[list[int], _Batch]]:
+    """(row numbers, batch) for the rows: one set of weights per batch, similar lengths together."""
     settings.check()
     stops = stop_ids(tokenizer, style)
-    groups: dict[tuple[int, tuple[int, ...]], list[int]] = {}
-    encoded = []
-    for index, (side, (text, has_special)) in enumerate(zip(sides, prompts_by_side)):
-        ids = tokenizer(text, add_special_tokens=not has_special).input_ids
-        encoded.append(ids)
-        groups.setdefault((id(side.model), tuple(ids)), []).append(index)
-    decoders = []
+    encoded = [encode(tokenizer, prompt) for _, prompt in rows]
+    groups: dict[int, list[int]] = {}
+    for number, (side, _) in enumerate(rows):
+        groups.setdefault(id(side.weights), []).append(number)
     for members in groups.values():
-        model = sides[members[0]].model
-        ids = torch.tensor([encoded[members[0]]], device=next(model.parameters()).device)
-        decoders.append((members, _Decoder([sides[i] for i in members], ids, settings, stops)))
-    answers = [[] for _ in sides]
-    while not all(decoder.finished for _, decoder in decoders):
+        members = sorted(members, key=lambda n: len(encoded[n]))  # less padding; results do not change
+        size = batch_size or len(members)
+        for start in range(0, len(members), size):
+            chunk = members[start:start + size]
+            yield chunk, _Batch(rows[chunk[0]][0].weights, [rows[n][0].adapter for n in chunk],
+                                [encoded[n] for n in chunk], settings, stops)
+
+
+def stream(rows: Sequence[Row], tokenizer: Any, style: str, settings: GenerationSettings,
+           stop: threading.Event | None = None) -> Iterator[list[str]]:
+    """Every row's answer so far, after each token, until all are done or `stop` is set."""
+    batches = list(_batches(rows, tokenizer, style, settings, None))
+    answers = [""] * len(rows)
+    while not all(batch.finished for _, batch in batches):
         if stop is not None and stop.is_set():
-            break
-        for members, decoder in decoders:
-            if not decoder.finished:
-                with lock:
-                    decoder.step()
-            for row, index in enumerate(members):
-                answers[index] = decoder.new[row]
-        yield [tokenizer.decode(tokens, skip_special_tokens=True) for tokens in answers]
+            return
+        for members, batch in batches:
+            if not batch.finished:
+                batch.step()
+                for row, number in enumerate(members):
+                    answers[number] = answer_text(tokenizer, batch.new[row])
+        yield list(answers)
 
 
-def generate_sides(*args: Any, **kwargs: Any) -> list[str]:
-    """The final answers of `stream_sides`."""
-    answers: list[str] = []
-    for answers in stream_sides(*args, **kwargs):
-        pass
-    return [a.strip() for a in answers]
+def generate(rows: Sequence[Row], tokenizer: Any, style: str, settings: GenerationSettings,
+             batch_size: int | None = 16, stop: threading.Event | None = None,
+             on_progress: Callable[[int, int], None] | None = None) -> list[str]:
+    """Every row's final answer, `batch_size` rows at a time; `on_progress(done, total)` after each batch.
 
+    Raises PlaygroundError when `stop` is set before the end.
+    """
+    answers = [""] * len(rows)
+    done = 0
+    for members, batch in _batches(rows, tokenizer, style, settings, batch_size):
+        while not batch.finished:
+            if stop is not None and stop.is_set():
+                raise PlaygroundError(f"Stopped while generating answers ({done} of {len(rows)} done).")
+            batch.step()
+        for row, number in enumerate(members):
+            answers[number] = answer_text(tokenizer, batch.new[row])
+        done += len(members)
+        if on_progress:
+            on_progress(done, len(rows))
+    return answers

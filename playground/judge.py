@@ -760,6 +760,10 @@ def read_responses(path: str | Path) -> list[dict[str, str]]:
         raise DataError(source, ["not UTF-8 text"]) from None
     except json.JSONDecodeError as exc:
         raise DataError(source, [f"line {exc.lineno}, column {exc.colno}: invalid JSON: {exc.msg}"]) from None
+    except RecursionError:
+        raise DataError(source, ["nested too deeply to read"]) from None
+    except OSError as exc:
+        raise DataError(source, [f"cannot be read: {exc.strerror or exc}"]) from None
     if not isinstance(value, list):
         raise DataError(source, [f"expected a JSON array of records, got {type(value).__name__}"])
     if not value:

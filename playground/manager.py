@@ -2,30 +2,35 @@
 
 It loads tokenizers and the base model on a background thread, so the UI appears at once and can
 say what is loading, and it owns training runs, so closing the page does not stop them. There is one
-copy of the base weights: a LoRA run adds an adapter to it (switched off for the base model's
-answers); a full fine-tune gets its own copy, which doubles memory. `lock` is held for every
-training step and every generation, so the two never run at the same time on the same weights.
+copy of the base weights, owned by a `Weights` object: a LoRA run adds an adapter to it; a full
+fine-tune gets its own copy (and its own `Weights`), which doubles memory. Every user of the weights
+(training steps, probes, chat, grading) goes through `Weights.use()`, under one lock.
+
+Every job the manager runs (a load, a training run) ends with a state and a message whatever it
+raises: the traceback goes to the log, and the manager takes the next job.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Callable
 
 import torch
 
-from . import runs, store
+from . import run_data, runs, store
 from .data import Dataset
 from .errors import PlaygroundError
+from .generation import Side
 from .modeling import pick_device, pick_dtype
 from .training import Event, TrainConfig, prepare_model, run_training
+from .weights import Weights
 
-if TYPE_CHECKING:
-    from .generation import Side
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -37,7 +42,7 @@ class Status:
 @dataclass
 class LoadedModel:
     spec: str
-    model: Any          # the base causal LM; a peft wrapper once a LoRA run has used it
+    weights: Weights    # the one copy of the base weights, with any LoRA adapters on it
     tokenizer: Any
     device: torch.device
     dtype: torch.dtype
@@ -55,6 +60,7 @@ class TrainingJob:
     result: dict[str, Any] = field(default_factory=dict)
     stop: threading.Event = field(default_factory=threading.Event)
     thread: threading.Thread | None = None
+    side: Side | None = None  # what it trains: an adapter on the shared weights, or a full fine-tune's copy
 
     @property
     def running(self) -> bool:
@@ -65,6 +71,26 @@ def parameter_bytes(model: Any) -> int:
     return sum(p.numel() * p.element_size() for p in model.parameters())
 
 
+def failure_message(what: str, exc: BaseException) -> str:
+    """A user's error as it is; anything else with its type, and the traceback in the log."""
+    if isinstance(exc, PlaygroundError):
+        return str(exc)
+    log.error("%s failed", what, exc_info=exc)
+    if isinstance(exc, torch.OutOfMemoryError):
+        return f"{what} ran out of memory. Try a smaller model, batch size or max length."
+    return f"{what} failed: {type(exc).__name__}: {exc}"
+
+
+def guarded(what: str, function: Callable[..., Any]) -> Callable[..., Any]:
+    """`function` for a background job: anything it raises becomes a PlaygroundError with a message."""
+    def run(*args: Any) -> Any:
+        try:
+            return function(*args)
+        except Exception as exc:
+            raise PlaygroundError(failure_message(what, exc)) from exc
+    return run
+
+
 class ModelManager:
     def __init__(self, models_dir: Path | None = None, tokenizer_spec: str = store.DEFAULT,
                  device: str = "auto", dtype: str = "auto"):
@@ -72,7 +98,7 @@ class ModelManager:
         self.default_tokenizer = tokenizer_spec
         self.device = pick_device(device)
         self.requested_dtype = dtype  # "auto" chooses per device and architecture when a model loads
-        self.lock = threading.RLock()  # the weights: one training step or one generation at a time
+        self.lock = threading.RLock()  # every set of weights: one training step or one forward pass at a time
         # separate loaders: a model load waits for its tokenizer, which must not queue behind it
         self._tokenizer_loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tokenizer-loader")
         self._model_loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model-loader")
@@ -83,7 +109,8 @@ class ModelManager:
         self._model_spec: str | None = None
         self._model_started = 0.0
         self.job: TrainingJob | None = None
-        self._full_models: dict[str, Any] = {}  # run id -> its own weights, for full fine-tunes
+        self._full_models: dict[str, Weights] = {}  # run id -> its own weights, for full fine-tunes
+        self._run_data: dict[str, run_data.RunData] = {}
 
     # ------------------------------------------------------------ tokenizers
 
@@ -97,7 +124,8 @@ class ModelManager:
             future = self._tokenizers.get(key)
             if future is None or (future.done() and future.exception() is not None):
                 self._started[key] = time.monotonic()
-                future = self._tokenizer_loader.submit(store.load_tokenizer, key, self.models_dir)
+                load = guarded(f"Loading tokenizer '{key}'", store.load_tokenizer)
+                future = self._tokenizer_loader.submit(load, key, self.models_dir)
                 self._tokenizers[key] = future
             return future
 
@@ -131,8 +159,8 @@ class ModelManager:
         tokenizer = self.tokenizer(spec)
         dtype = pick_dtype(self.device, self.requested_dtype, store.model_type(spec, self.models_dir))
         model = store.load_model(spec, self.models_dir, dtype=dtype).to(self.device)
-        model.eval()
-        return LoadedModel(spec, model, tokenizer, self.device, dtype, time.monotonic() - started)
+        return LoadedModel(spec, Weights(model, self.lock), tokenizer, self.device, dtype,
+                           time.monotonic() - started)
 
     def request_model(self, spec: str = store.DEFAULT) -> Future:
         """Load the base model in the background; a different spec replaces the current one."""
@@ -144,7 +172,7 @@ class ModelManager:
             if self.job is not None and self.job.running:
                 raise PlaygroundError(f"A run is training on '{self._model_spec}'; stop it before switching models.")
             self._model_spec, self._model_started = spec, time.monotonic()
-            self._model = self._model_loader.submit(self._load_model, spec)
+            self._model = self._model_loader.submit(guarded(f"Loading model '{spec}'", self._load_model), spec)
             return self._model
 
     def model_status(self) -> Status:
@@ -160,7 +188,7 @@ class ModelManager:
             return Status("error", str(future.exception()))
         loaded = future.result()
         return Status("ready", f"Model '{spec}' on {loaded.device.type} in {str(loaded.dtype).replace('torch.', '')}, "
-                               f"{parameter_bytes(loaded.model) / 2**20:,.0f} MiB of weights.")
+                               f"{parameter_bytes(loaded.weights.model) / 2**20:,.0f} MiB of weights.")
 
     def model(self, spec: str = store.DEFAULT, timeout: float | None = None) -> LoadedModel:
         future = self.request_model(spec)
@@ -174,8 +202,9 @@ class ModelManager:
     def start_training(self, dataset: Dataset, config: TrainConfig) -> TrainingJob:
         """Start a run on a background thread owned by the manager, not by a browser request."""
         config.check()
-        if self.job is not None and self.job.running:
-            raise PlaygroundError(f"Run {self.job.run_id} is still training; stop it first.")
+        with self._state_lock:
+            if self.job is not None and self.job.running:
+                raise PlaygroundError(f"Run {self.job.run_id} is still training; stop it first.")
         model = self.request_model(config.model)
         with self._state_lock:
             if self.job is not None and self.job.running:
@@ -193,65 +222,70 @@ class ModelManager:
             self.job.message = "Stopping after the current step…"
 
     def _run(self, job: TrainingJob, dataset: Dataset, model_future: Future) -> None:
-        config = job.config
+        """The job's thread: whatever happens, the job ends with a state and a message."""
         try:
             loaded = model_future.result()
-            with self.lock:
-                model = prepare_model(loaded.model, config, job.run_id, self.models_dir, loaded.dtype, self.device)
-                if config.method == "lora":
-                    loaded.model = model  # the base now carries the adapter, switched on and off
-        except PlaygroundError as exc:
-            job.state, job.message = "failed", str(exc)
-            return
-        job.state, job.message = "running", "Training…"
-        job.state, job.message, job.result = run_training(
-            model, loaded.tokenizer, dataset, config, self.models_dir, job.run_id,
-            on_event=job.events.append, stop=job.stop, lock=self.lock)
+            job.side = prepare_model(loaded.weights, job.config, job.run_id, self.models_dir, loaded.dtype,
+                                     self.device)
+            job.state, job.message = "running", "Training…"
+            job.state, job.message, job.result = run_training(
+                job.side, loaded.tokenizer, dataset, job.config, self.models_dir, job.run_id,
+                on_event=job.events.append, stop=job.stop)
+        except Exception as exc:
+            job.state, job.message = "failed", failure_message(f"Run {job.run_id}", exc)
 
-    # ------------------------------------------------------------ tuned models for chat and grading
+    # ------------------------------------------------------------ sides for chat and grading
 
-    def tuned_side(self, run_id: str) -> tuple["Side", dict[str, Any]]:
+    def base_side(self, spec: str = store.DEFAULT) -> Side:
+        """The base model: the shared weights with every adapter off, whatever runs injected."""
+        return Side("base", self.model(spec).weights)
+
+    def tuned_side(self, run_id: str) -> tuple[Side, runs.RunRecord]:
         """The tuned model of a run, sharing the base weights when it is a LoRA adapter.
 
-        Returns the side and the run's settings (its base model spec, prompt style, template). The
-        run that is training now is served live, with the weights of its latest step.
+        The run that is training now is served live, with the weights of its latest step.
         """
-        from peft import PeftModel
-
-        from .generation import Side
-
+        job = self.job
+        if job is not None and job.running and job.run_id == run_id and job.side is None:
+            raise PlaygroundError(f"Run {run_id} is still loading its model; try again in a moment.")
         record = runs.read(self.models_dir, run_id)
-        settings = record.config.get("settings", {})
-        spec = settings.get("model", store.DEFAULT)
-        training_now = self.job is not None and self.job.running and self.job.run_id == run_id
-        if not training_now and not record.has_weights:
+        spec = record.settings.get("model", store.DEFAULT)
+        if job is not None and job.running and job.run_id == run_id:
+            return job.side, record
+        if not record.has_weights:
             raise PlaygroundError(f"Run {run_id} has no saved adapter or weights ({record.state}).")
         loaded = self.model(spec)
         if (record.folder / "weights").is_dir():
+            return Side("tuned", self._full_copy(record, loaded.dtype)), record
+        try:
+            loaded.weights.load_adapter(run_id, str(record.folder / "adapter"))
+        except Exception as exc:
+            raise PlaygroundError(failure_message(f"Loading the adapter of run {run_id}", exc)) from None
+        return Side("tuned", loaded.weights, run_id), record
+
+    def _full_copy(self, record: runs.RunRecord, dtype: torch.dtype) -> Weights:
+        """A full fine-tune's own weights, loaded once (one such copy kept at a time)."""
+        with self._state_lock:
+            cached = self._full_models.get(record.run_id)
+        if cached is None:
+            try:
+                model = store.load_model(str(record.folder / "weights"), self.models_dir, dtype=dtype)
+            except Exception as exc:
+                raise PlaygroundError(failure_message(f"Loading the weights of run {record.run_id}", exc)) from None
+            cached = Weights(model.to(self.device), self.lock)
             with self._state_lock:
-                cached = self._full_models.get(run_id)
-            if cached is None:  # a full fine-tune needs its own copy of the weights
-                cached = store.load_model(str(record.folder / "weights"), self.models_dir,
-                                          dtype=loaded.dtype).to(self.device).eval()
-                with self._state_lock:
-                    self._full_models = {run_id: cached}  # keep one at a time
-            return Side("tuned", cached, None), settings
-        with self.lock:
-            model = loaded.model
-            if isinstance(model, PeftModel):
-                if run_id not in model.peft_config:
-                    model.load_adapter(str(record.folder / "adapter"), adapter_name=run_id)
-            else:
-                model = PeftModel.from_pretrained(model, str(record.folder / "adapter"), adapter_name=run_id)
-                loaded.model = model
-            model.eval()
-        return Side("tuned", model, run_id), settings
+                self._full_models = {record.run_id: cached}
+        return cached
 
-    def base_side(self, spec: str = store.DEFAULT) -> "Side":
-        """The base model: the shared weights with every adapter switched off."""
-        from .generation import Side
-
-        return Side("base", self.model(spec).model, None)
+    def run_data(self, run_id: str) -> run_data.RunData:
+        """The data and splits a run trained on (see `run_data.load`), kept while the app runs."""
+        with self._state_lock:
+            cached = self._run_data.get(run_id)
+        if cached is None:
+            cached = run_data.load(self.models_dir, runs.read(self.models_dir, run_id))
+            with self._state_lock:
+                self._run_data[run_id] = cached
+        return cached
 
     def memory_report(self) -> dict[str, int]:
         """Bytes of parameters: the base alone, the LoRA adapters on it, and full fine-tune copies."""
@@ -260,8 +294,8 @@ class ModelManager:
         report = {"base": 0, "adapters": 0, "full_copies": 0}
         if future is None or not future.done() or future.exception() is not None:
             return report
-        for name, parameter in future.result().model.named_parameters():
+        for name, parameter in future.result().weights.model.named_parameters():
             key = "adapters" if "lora_" in name else "base"
             report[key] += parameter.numel() * parameter.element_size()
-        report["full_copies"] = sum(parameter_bytes(m) for m in full.values())
+        report["full_copies"] = sum(parameter_bytes(w.model) for w in full.values())
         return report

@@ -1,4 +1,4 @@
-"""Model-level helpers: device and dtype choice, a loss that skips ignored positions, greedy probes.
+"""Model-level helpers: device and dtype choice, and a loss that skips ignored positions.
 
 The default model's vocabulary has 262,144 tokens, so its logits are larger than its weights,
 gradients and optimizer state together. `CausalLMLoss` runs the decoder on every position but the
@@ -9,7 +9,6 @@ processes can weight every trained token equally.
 
 from __future__ import annotations
 
-from typing import Any
 
 import torch
 from torch import nn
@@ -72,32 +71,3 @@ class CausalLMLoss(nn.Module):
             logits = torch.tanh(logits / cap) * cap
         loss = F.cross_entropy(logits.float(), targets[keep], reduction="sum")
         return loss, keep.sum()
-
-
-def stop_ids(tokenizer: Any, style: str) -> list[int]:
-    """Tokens that end an answer: end-of-text, and a chat template's end-of-turn marker."""
-    ids = [tokenizer.eos_token_id]
-    if style == "chat":
-        for marker in ("<end_of_turn>", "<|im_end|>", "<|eot_id|>", "<|end|>"):
-            token = tokenizer.convert_tokens_to_ids(marker)
-            if isinstance(token, int) and token != tokenizer.unk_token_id:
-                ids.append(token)
-    return [i for i in ids if i is not None]
-
-
-@torch.no_grad()
-def greedy_answer(model: nn.Module, tokenizer: Any, prompt: str, style: str, max_new_tokens: int = 48,
-                  add_special_tokens: bool = True) -> str:
-    """The model's greedy continuation of `prompt`, cut at the end-of-text or end-of-turn token."""
-    device = next(model.parameters()).device
-    ids = tokenizer(prompt, add_special_tokens=add_special_tokens, return_tensors="pt").input_ids.to(device)
-    stops = stop_ids(tokenizer, style)
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stops[0]
-    output = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens,
-                            do_sample=False, eos_token_id=stops, pad_token_id=pad)
-    new = [t for t in output[0, ids.shape[1]:].tolist()]
-    for position, token in enumerate(new):
-        if token in stops:
-            new = new[:position]
-            break
-    return tokenizer.decode(new, skip_special_tokens=True).strip()

@@ -8,7 +8,7 @@ the batch view, training, chat) splits the text the same way.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol, Sequence
 
 from .errors import PlaygroundError
 
@@ -29,6 +29,12 @@ class RecordLike(Protocol):
     output: str
 
 
+class Prompt(NamedTuple):
+    """Text for a model to continue, and whether it already holds the tokenizer's special tokens."""
+    text: str
+    has_special_tokens: bool = False
+
+
 @dataclass(frozen=True)
 class Rendered:
     prompt: str    # inference text: everything before the response
@@ -37,6 +43,10 @@ class Rendered:
     # True when the prompt already holds the tokenizer's special tokens (a chat template writes
     # its own <bos>), so tokenising must not add them a second time.
     has_special_tokens: bool = False
+
+    @property
+    def inference(self) -> Prompt:
+        return Prompt(self.prompt, self.has_special_tokens)
 
     @property
     def training_text(self) -> str:
@@ -126,3 +136,38 @@ def render(record: RecordLike, style: str, tokenizer: Any = None, template: str 
         bos = getattr(tokenizer, "bos_token", None)
         return Rendered(prompt, response, eos, has_special_tokens=bool(bos and prompt.startswith(bos)))
     raise PlaygroundError(f"Unknown prompt style {style!r}; choose one of {', '.join(STYLES)}.")
+
+
+@dataclass(frozen=True)
+class Turn:
+    """One exchange of a conversation: the user's message (and Input section) and the answer."""
+    message: str
+    answer: str
+    input: str = ""
+
+
+def conversation(history: Sequence[Turn], message: str, style: str, tokenizer: Any,
+                 template: str | None = None, raw: bool = False, input_text: str = "") -> Prompt:
+    """The prompt for a new message after earlier turns, every turn written in the same style.
+
+    `raw` sends the conversation as typed, with no template; `input_text` is the Input section.
+    """
+    from .data import Record
+
+    turns = [*history, Turn(message, "", input_text)]
+    if raw:
+        typed = [t.message + (f"\n\n{t.input}" if t.input else "") for t in turns]
+        return Prompt("".join(text + turn.answer + "\n" for text, turn in zip(typed, history)) + typed[-1])
+    if style == "chat":
+        if not getattr(tokenizer, "chat_template", None):
+            raise PlaygroundError("This tokenizer has no chat template; use another style or raw.")
+        messages = []
+        for turn in turns:
+            messages.append({"role": "user", "content": turn.message + (f"\n\n{turn.input}" if turn.input else "")})
+            messages.append({"role": "assistant", "content": turn.answer})
+        text = tokenizer.apply_chat_template(messages[:-1], tokenize=False, add_generation_prompt=True)
+        bos = getattr(tokenizer, "bos_token", None)
+        return Prompt(text, bool(bos and text.startswith(bos)))
+    earlier = "".join(render(Record(t.message, t.input, t.answer), style, tokenizer, template).prompt + t.answer
+                      + "\n\n" for t in history)
+    return Prompt(earlier + render(Record(message, input_text, "-"), style, tokenizer, template).prompt)

@@ -26,12 +26,21 @@ from .errors import PlaygroundError
 ACTIVE: set[str] = set()  # run ids this process is training right now
 
 
-def write_json(path: Path, value: Any) -> None:
+def write_text(path: Path, text: str) -> None:
+    """Write a file atomically: a temporary file beside it, renamed into place."""
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
-    with os.fdopen(handle, "w", encoding="utf-8") as file:
-        json.dump(value, file, indent=1, ensure_ascii=False)
-    os.replace(temporary, path)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as file:
+            file.write(text)
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+
+
+def write_json(path: Path, value: Any) -> None:
+    write_text(path, json.dumps(value, indent=1, ensure_ascii=False))
 
 
 def runs_dir(models_dir: Path) -> Path:
@@ -73,6 +82,10 @@ class RunRecord:
             if (mine and self.run_id not in ACTIVE) or (not mine and not (pid and _alive(pid))):
                 return "interrupted"
         return state
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        return self.config.get("settings", {})
 
     @property
     def has_weights(self) -> bool:

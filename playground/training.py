@@ -17,9 +17,11 @@ from typing import Any, Callable
 
 import torch
 
-from . import batching, data, prompts, runs, store
+from . import batching, data, generation, prompts, run_data, runs, store
 from .errors import PlaygroundError
-from .modeling import CausalLMLoss, greedy_answer
+from .generation import GenerationSettings, Side
+from .modeling import CausalLMLoss
+from .weights import Weights
 
 
 @dataclass
@@ -37,7 +39,8 @@ class TrainConfig:
     warmup_steps: int = 5
     epochs: float = 1.0
     max_steps: int | None = None     # wins over epochs when set
-    seed: int = 123
+    seed: int = 123                  # initialisation, batch order, dropout
+    split_seed: int = 123            # which records are train, validation and test
     group_by_length: bool = True
     lora_r: int = 16
     lora_alpha: int = 32
@@ -110,29 +113,19 @@ class StopTraining(Exception):
     pass
 
 
-def make_lora(model: Any, config: TrainConfig, adapter_name: str) -> Any:
-    """Wrap `model` with a new LoRA adapter (or add one to an existing peft model)."""
-    from peft import LoraConfig, PeftModel, get_peft_model
+def lora_config(config: TrainConfig) -> Any:
+    from peft import LoraConfig
 
     targets: Any = config.target_modules
     if targets != "all-linear":
         targets = [t.strip() for t in targets.split(",") if t.strip()]
-    lora = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
+    return LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
                       target_modules=targets, task_type="CAUSAL_LM")
-    try:
-        if isinstance(model, PeftModel):
-            model.add_adapter(adapter_name, lora)
-            model.set_adapter(adapter_name)
-            return model
-        return get_peft_model(model, lora, adapter_name=adapter_name)
-    except ValueError as exc:  # e.g. target modules that do not exist in this model
-        raise PlaygroundError(f"LoRA settings: {exc}") from None
 
 
-def probe_records(dataset: data.Dataset, count: int, seed: int) -> list[data.Record]:
+def probe_records(dataset: data.Dataset, splits: data.Splits, count: int) -> list[data.Record]:
     """A few fixed validation instructions whose answers are shown as the model learns."""
-    split = dataset.splits(seed=seed)
-    pool = split.validation or split.test or split.train
+    pool = splits.validation or splits.test or splits.train
     return [dataset.records[i] for i in pool[:count]]
 
 
@@ -143,31 +136,31 @@ def total_steps_for(config: TrainConfig, train_size: int) -> int:
     return max(1, math.ceil(per_epoch * config.epochs))
 
 
-def train(model: Any, tokenizer: Any, dataset: data.Dataset, config: TrainConfig,
+def train(side: Side, tokenizer: Any, dataset: data.Dataset, splits: data.Splits, config: TrainConfig,
           emit: Callable[[Event], None], stop: threading.Event | None = None,
-          lock: threading.RLock | None = None, accelerator: Any = None) -> dict[str, Any]:
-    """Fine-tune `model` in place (its trainable parameters) and return the final figures.
+          accelerator: Any = None) -> dict[str, Any]:
+    """Fine-tune the side's weights in place (their trainable parameters) and return the final figures.
 
-    `lock` is held for each optimizer step, evaluation and probe so that generation from another
-    thread happens only between steps. `stop` ends the run after the current step.
+    Every step, evaluation and probe takes the weights through `Weights.use()`, so generation from
+    another thread happens only between steps and never changes the mode a step runs in. `stop`
+    ends the run after the current step.
     """
     config.check()
     stop = stop or threading.Event()
-    lock = lock or threading.RLock()
+    weights = side.weights
     torch.manual_seed(config.seed)
-    split = dataset.splits(seed=config.seed)
-    if not split.train:
+    if not splits.train:
         raise PlaygroundError("The training split is empty: the dataset needs more records.")
     encode = lambda indices: batching.encode_all(dataset.records, config.style, tokenizer, config.template, indices)
-    train_samples, val_samples = encode(split.train), encode(split.validation)
+    train_samples, val_samples = encode(splits.train), encode(splits.validation)
     _, pad_id = batching.special_ids(tokenizer)
     collate = lambda samples: batching.collate(samples, pad_id, config.max_length, config.mask_instruction)
 
-    loss_module = CausalLMLoss(model)
-    trainable = [p for p in model.parameters() if p.requires_grad]
+    loss_module = CausalLMLoss(weights.model)
+    trainable = [p for p in weights.model.parameters() if p.requires_grad]
     if not trainable:
         raise PlaygroundError("The model has no trainable parameters.")
-    device = next(model.parameters()).device
+    device = weights.device
     optimizer = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=config.weight_decay,
                                   fused=device.type == "cuda")
     total = total_steps_for(config, len(train_samples))
@@ -177,7 +170,7 @@ def train(model: Any, tokenizer: Any, dataset: data.Dataset, config: TrainConfig
         loss_module, optimizer = accelerator.prepare(loss_module, optimizer)
         device = accelerator.device
     rank, world = (accelerator.process_index, accelerator.num_processes) if accelerator else (0, 1)
-    probes = probe_records(dataset, config.probes, config.seed)
+    probes = probe_records(dataset, splits, config.probes)
     started = time.monotonic()
     per_epoch = math.ceil(math.ceil(len(train_samples) / config.batch_size) / config.grad_accum)
 
@@ -189,36 +182,28 @@ def train(model: Any, tokenizer: Any, dataset: data.Dataset, config: TrainConfig
             return None
         order = batching.batch_order([len(s.ids) for s in val_samples], config.batch_size, seed=0)
         loss_sum, count = 0.0, 0
-        with lock, torch.no_grad():
-            model.eval()
+        with weights.use(adapter=side.adapter), torch.no_grad():
             for indices in order[:config.eval_batches]:
                 batch = collate([val_samples[i] for i in indices])
                 loss, n = loss_module(batch.inputs.to(device), batch.targets.to(device))
                 loss_sum, count = loss_sum + float(loss), count + int(n)
-            model.train()
         return loss_sum / count if count else None
 
     def probe(step: int) -> None:
         if not probes or rank != 0:
             return
-        answers = []
-        with lock:
-            model.eval()
-            for record in probes:
-                rendered = prompts.render(record, config.style, tokenizer, config.template)
-                answer = greedy_answer(unwrap_for_generation(model), tokenizer, rendered.prompt, config.style,
-                                       config.probe_tokens, add_special_tokens=not rendered.has_special_tokens)
-                answers.append({"instruction": record.instruction, "input": record.input,
-                                "reference": record.output, "answer": answer})
-            model.train()
-        event("probe", step, probes=answers)
+        rendered = [prompts.render(record, config.style, tokenizer, config.template) for record in probes]
+        answers = generation.generate([(side, r.inference) for r in rendered], tokenizer, config.style,
+                                      GenerationSettings(max_new_tokens=config.probe_tokens))
+        event("probe", step, probes=[{"instruction": record.instruction, "input": record.input,
+                                      "reference": record.output, "answer": answer}
+                                     for record, answer in zip(probes, answers)])
 
     event("start", 0, total_steps=total, train_examples=len(train_samples),
           validation_examples=len(val_samples), trainable_parameters=sum(p.numel() for p in trainable))
     probe(0)
     first_val = evaluate()
     event("eval", 0, val_loss=first_val)
-    model.train()
     step, micro, epoch = 0, 0, 0
     # trained tokens, real input tokens and compute time since the last log line
     window_tokens, window_inputs, window_seconds = 0, 0, 0.0
@@ -233,7 +218,7 @@ def train(model: Any, tokenizer: Any, dataset: data.Dataset, config: TrainConfig
                     raise StopTraining
                 batch = collate([train_samples[i] for i in indices])
                 step_started = time.monotonic()
-                with lock:
+                with weights.use(train=True, adapter=side.adapter):
                     loss_sum, count = loss_module(batch.inputs.to(device), batch.targets.to(device))
                     loss = loss_sum / count.clamp(min=1)
                     value = loss.detach().item()
@@ -272,64 +257,69 @@ def train(model: Any, tokenizer: Any, dataset: data.Dataset, config: TrainConfig
     final_val = evaluate()
     event("eval", step, val_loss=final_val)
     probe(step)
-    model.eval()  # the trained model serves generation next: no dropout
     return {"steps": step, "total_steps": total, "stopped": stopped_by_user, "train_loss": last_train_loss,
             "val_loss": final_val, "first_val_loss": first_val, "elapsed": time.monotonic() - started}
 
 
-def unwrap_for_generation(model: Any) -> Any:
-    """Generation goes through the peft wrapper when there is one, so the active adapter applies."""
-    return getattr(model, "module", model)
-
-
-def prepare_model(base: Any, config: TrainConfig, run_id: str, models_dir: Path, dtype: Any, device: Any) -> Any:
-    """The model a run trains: the base with a new LoRA adapter, or a fresh copy for a full fine-tune.
+def prepare_model(weights: Weights, config: TrainConfig, run_id: str, models_dir: Path, dtype: Any,
+                  device: Any) -> Side:
+    """What a run trains: a new LoRA adapter on the shared weights, or a fresh copy for a full fine-tune.
 
     LoRA weights train in float32 whatever the frozen base's dtype. A full fine-tune keeps float32
     weights off the GPU, where bf16 updates of small learning rates would round away.
     """
     if config.method == "lora":
-        model = make_lora(base, config, run_id)
+        try:
+            model = weights.add_trainable_adapter(run_id, lora_config(config))
+        except ValueError as exc:  # e.g. target modules that do not exist in this model
+            raise PlaygroundError(f"LoRA settings: {exc}") from None
         for parameter in model.parameters():
             if parameter.requires_grad and parameter.dtype != torch.float32:
                 parameter.data = parameter.data.float()
-        return model
+        return Side("tuned", weights, run_id)
     on_gpu = torch.device(device).type == "cuda"
-    return store.load_model(config.model, models_dir, dtype=dtype if on_gpu else torch.float32).to(device)
+    copy = store.load_model(config.model, models_dir, dtype=dtype if on_gpu else torch.float32).to(device)
+    return Side("tuned", Weights(copy, weights.lock))
 
 
-def save_trained(model: Any, folder: Path, config: TrainConfig, run_id: str) -> Path:
+def save_trained(side: Side, folder: Path, config: TrainConfig, run_id: str) -> Path:
     """Save the adapter (LoRA) or the weights (full) in safetensors, moved into place when complete."""
     temporary = folder / ".saving"
-    if config.method == "lora":
-        target = folder / "adapter"
-        model.save_pretrained(str(temporary), selected_adapters=[run_id])
-        nested = temporary / run_id  # peft puts a non-default adapter in a subfolder
-        (nested if nested.is_dir() else temporary).rename(target)
-        shutil.rmtree(temporary, ignore_errors=True)
-    else:
-        target = folder / "weights"
-        model.save_pretrained(str(temporary))
-        temporary.rename(target)
+    with side.weights.use() as model:
+        if config.method == "lora":
+            target = folder / "adapter"
+            model.save_pretrained(str(temporary), selected_adapters=[run_id])
+            nested = temporary / run_id  # peft puts a non-default adapter in a subfolder
+            (nested if nested.is_dir() else temporary).rename(target)
+            shutil.rmtree(temporary, ignore_errors=True)
+        else:
+            target = folder / "weights"
+            model.save_pretrained(str(temporary))
+            temporary.rename(target)
     return target
 
 
-def run_training(model: Any, tokenizer: Any, dataset: data.Dataset, config: TrainConfig, models_dir: Path,
+def run_training(side: Side, tokenizer: Any, dataset: data.Dataset, config: TrainConfig, models_dir: Path,
                  run_id: str, on_event: Callable[[Event], None] | None = None,
-                 stop: threading.Event | None = None, lock: threading.RLock | None = None,
-                 accelerator: Any = None) -> tuple[str, str, dict[str, Any]]:
+                 stop: threading.Event | None = None, accelerator: Any = None) -> tuple[str, str, dict[str, Any]]:
     """Train and keep the run under models/runs/<run_id>/; return (state, message, result).
 
-    Errors a user can cause end the run with a message that says what to try; the caller goes on.
+    The run folder records everything needed to evaluate and reproduce it, its data and splits
+    included (`run_data`). Errors a user can cause end the run with a message that says what to
+    try; the caller goes on.
     """
     main = accelerator is None or accelerator.is_main_process
-    writer = runs.RunWriter(models_dir, run_id, {
-        "settings": vars(config), "dataset": dataset.source, "dataset_origin": dataset.origin,
-        "dataset_records": len(dataset),
-        "device": str(next(model.parameters()).device), "dtype": str(next(model.parameters()).dtype).replace("torch.", ""),
-        "tokenizer": {"name": getattr(tokenizer, "name_or_path", ""), "eos_token": tokenizer.eos_token,
-                      "pad_token": tokenizer.pad_token, "vocab_size": len(tokenizer)},
-    }) if main else None
+    splits = dataset.splits(seed=config.split_seed)
+    writer = None
+    if main:
+        writer = runs.RunWriter(models_dir, run_id, {
+            "settings": vars(config), "dataset": dataset.source, "dataset_origin": dataset.origin,
+            "dataset_records": len(dataset), "device": str(side.weights.device),
+            "dtype": str(next(side.weights.model.parameters()).dtype).replace("torch.", ""),
+            "tokenizer": {"name": getattr(tokenizer, "name_or_path", ""), "eos_token": tokenizer.eos_token,
+                          "pad_token": tokenizer.pad_token, "vocab_size": len(tokenizer)},
+        })
+        runs.write_json(writer.folder / run_data.FILE, run_data.describe(dataset, splits, config.split_seed, models_dir))
 
     def emit(event: Event) -> None:
         if writer is not None:
@@ -342,10 +332,9 @@ def run_training(model: Any, tokenizer: Any, dataset: data.Dataset, config: Trai
     runs.ACTIVE.add(run_id)
     result: dict[str, Any] = {}
     try:
-        result = train(model, tokenizer, dataset, config, emit, stop, lock, accelerator)
+        result = train(side, tokenizer, dataset, splits, config, emit, stop, accelerator)
         if writer is not None:
-            with lock or threading.RLock():
-                save_trained(accelerator.unwrap_model(model) if accelerator else model, writer.folder, config, run_id)
+            save_trained(side, writer.folder, config, run_id)
         state = "stopped" if result["stopped"] else "finished"
         message = (f"{state.capitalize()} after {result['steps']} of {result['total_steps']} steps in "
                    f"{result['elapsed']:.0f} s; saved in {runs.runs_dir(models_dir) / run_id}.")

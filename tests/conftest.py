@@ -38,7 +38,9 @@ def tiny_model_dir(tmp_path_factory):
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
     from playground import data
+    from playground.generation import Side
     from playground.training import TrainConfig, train
+    from playground.weights import Weights
 
     folder = tmp_path_factory.mktemp("tiny-model")
     texts = [f"{r.instruction} {r.input} {r.output}" for r in data.load("builtin").records]
@@ -60,7 +62,8 @@ def tiny_model_dir(tmp_path_factory):
     # something, as it would a real base model; a random one barely moves under a low-rank update.
     settings = TrainConfig(method="full", max_steps=120, batch_size=8, lr=3e-3, max_length=64, warmup_steps=5,
                            probes=0, eval_every=0, probe_every=0)
-    train(model, tokenizer, data.load("builtin"), settings, lambda event: None)
+    builtin = data.load("builtin")
+    train(Side("pretraining", Weights(model)), tokenizer, builtin, builtin.splits(), settings, lambda event: None)
     model.save_pretrained(folder)
     return folder
 
@@ -68,14 +71,20 @@ def tiny_model_dir(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_run(tiny_model_dir, tmp_path_factory):
     """A models folder holding one finished LoRA run on the tiny model."""
-    from playground.training import TrainConfig, prepare_model, run_training
-    from tests_helpers import small_dataset
+    from tests_helpers import small_dataset, train_tiny_run
 
     models = tmp_path_factory.mktemp("store")
-    config = TrainConfig(model=str(tiny_model_dir), max_steps=40, batch_size=4, lr=1e-2, probes=0, eval_every=0,
-                         probe_every=0, lora_r=8, lora_alpha=16, lora_dropout=0.0)
-    model = prepare_model(store.load_model(str(tiny_model_dir)), config, "tiny-run", models, None, "cpu")
-    state, message, _ = run_training(model, store.load_tokenizer(str(tiny_model_dir)), small_dataset(), config,
-                                     models, "tiny-run")
-    assert state == "finished", message
+    train_tiny_run(tiny_model_dir, models, "tiny-run", small_dataset(), max_steps=40)
+    return models
+
+
+@pytest.fixture(scope="session")
+def graded_run(tiny_model_dir, tmp_path_factory):
+    """A models folder holding a short LoRA run on the bundled dataset, trained with seed 7 and
+    split seed 7, so its test split is not the default seed's."""
+    from playground import data
+    from tests_helpers import train_tiny_run
+
+    models = tmp_path_factory.mktemp("graded-store")
+    train_tiny_run(tiny_model_dir, models, "seed-7", data.load("builtin"), max_steps=40, seed=7, split_seed=7)
     return models

@@ -158,29 +158,67 @@ def test_train_tab_runs_a_short_fine_tune_and_shows_it_learning(page):
     page.screenshot(path=str(SHOTS / "train.png"), full_page=True)
 
 
-def test_chat_tab_streams_two_answers_and_plays_a_blind_vote(page):
+def bot_texts(pane):
+    return [text.strip() for text in pane.locator("[data-testid='bot']").all_inner_texts()]
+
+
+def wait_for_answers(page, count, seconds=240):
+    """Both panes' answers once each pane holds `count` of them and the text stopped changing (2 s)."""
+    left, right = page.locator("#chat-left"), page.locator("#chat-right")
+    deadline, last, stable_since = time.monotonic() + seconds, None, time.monotonic()
+    while time.monotonic() < deadline:
+        now = (bot_texts(left), bot_texts(right))
+        if now != last:
+            last, stable_since = now, time.monotonic()
+        elif len(now[0]) == len(now[1]) == count and all(now[0] + now[1]) and time.monotonic() - stable_since > 2:
+            return now
+        page.wait_for_timeout(250)
+    raise AssertionError(f"the chat did not settle on {count} answers per side: {last}")
+
+
+def test_chat_tab_two_messages_regenerate_and_a_blind_vote(page):
     page.get_by_role("tab", name="Chat").click()
     expect(page.locator("#chat-run input")).to_have_value(re.compile("lora"))  # the run trained above
+    expect(page.locator("#chat-run-info")).to_contain_text("test split")
     page.locator("#chat-settings").get_by_text("Generation settings").click()
-    page.locator("#chat-max-new input[type=number]").fill("16")
+    page.locator("#chat-max-new input[type=number]").fill("12")
     page.locator("#chat-max-new input[type=number]").press("Enter")
     page.locator("#chat-message textarea").fill("Convert 5 kilometers to meters.")
     page.locator("#chat-send").click()
-    left, right = page.locator("#chat-left"), page.locator("#chat-right")
-    expect(left.locator(".message.bot, [data-testid='bot']").first).not_to_be_empty(timeout=120_000)
-    expect(right.locator(".message.bot, [data-testid='bot']").first).not_to_be_empty(timeout=120_000)
-    expect(left).to_contain_text("Convert 5 kilometers")
-    page.screenshot(path=str(SHOTS / "chat.png"), full_page=True)
+    first_left, first_right = wait_for_answers(page, 1)
+    assert all(first_left) and all(first_right)
+    assert "Error" not in first_left[0] + first_right[0]
 
-    page.locator("#chat-blind input").check()
     page.locator("#chat-message textarea").fill("What is the capital of Japan?")
     page.locator("#chat-send").click()
-    expect(page.locator("#vote-tie")).to_be_visible(timeout=120_000)
-    expect(left).to_contain_text("Model A")
+    left, right = wait_for_answers(page, 2)
+    assert left[0] == first_left[0] and right[0] == first_right[0]  # the first turn is kept as it was
+    assert left[1] and right[1] and "Error" not in left[1] + right[1]
+    expect(page.locator("#chat-left")).to_contain_text("What is the capital of Japan?")
+    page.screenshot(path=str(SHOTS / "chat-two-messages.png"), full_page=True)
+
+    page.locator("#chat-regenerate").click()
+    regenerated_left, regenerated_right = wait_for_answers(page, 2)
+    assert regenerated_left == left and regenerated_right == right  # greedy: the same answers again
+    expect(page.locator("#chat-error")).to_be_empty()
+
+    page.locator("#chat-example input").click()
+    page.locator("#chat-example [role=option]").first.click()
+    page.locator("#chat-use-example").click()
+    expect(page.locator("#chat-reference")).to_contain_text("Reference answer")
+    expect(page.locator("#chat-message textarea")).not_to_have_value("")
+
+    page.locator("#chat-blind input").check()
+    expect(page.locator("#chat-left .message")).to_have_count(0)
+    page.locator("#chat-message textarea").fill("Name a primary color.")
+    page.locator("#chat-send").click()
+    expect(page.locator("#vote-tie")).to_be_visible(timeout=180_000)
+    expect(page.locator("#chat-left")).to_contain_text("Model A")
     page.locator("#vote-left").click()
     expect(page.locator("#chat-votes")).to_contain_text("Vote saved")
     expect(page.locator("#chat-votes")).to_contain_text("Left was")
     expect(page.locator("#vote-tally")).to_contain_text("1 in all")
+    page.screenshot(path=str(SHOTS / "chat.png"), full_page=True)
 
 
 def test_judge_tab_grades_with_one_click_against_the_ollama_stand_in(page):

@@ -1,72 +1,41 @@
-"""Side-by-side generation from one copy of the weights, on a tiny model and a tiny LoRA run."""
+"""Chat: multi-turn prompts, votes, the chat command, and memory with both sides on one copy of the weights."""
 
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
-import pytest
-import torch
-
-from playground import store
-from playground.generation import GenerationSettings, Side, chat_prompt, generate_sides, stream_sides
+from playground import prompts, store
+from playground.data import Record
 from playground.manager import ModelManager
-from playground.training import TrainConfig, make_lora
-from playground.ui.chat_tab import save_vote, tally
-
+from playground.training import TrainConfig, lora_config
+from playground.votes import save_vote, tally
+from playground.ui.chat_tab import panes
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture
-def manager(tiny_run, tiny_model_dir):
-    return ModelManager(tiny_run, tokenizer_spec=str(tiny_model_dir))
+class Alpaca:
+    eos_token = "<eos>"
 
 
-def sides(manager, tiny_model_dir):
-    tuned, settings = manager.tuned_side("tiny-run")
-    return manager.base_side(str(tiny_model_dir)), tuned, settings
+def test_a_conversation_writes_every_turn_in_the_runs_style():
+    history = [prompts.Turn("Add 2 and 3.", "5"), prompts.Turn("Translate to French.", "chat", "cat")]
+    prompt = prompts.conversation(history, "And to German?", "alpaca", Alpaca(), input_text="cat")
+    first = prompts.render(Record("Add 2 and 3.", "", "5"), "alpaca", Alpaca())
+    assert prompt.text.startswith(first.prompt + "5\n\n")
+    assert "### Instruction:\nTranslate to French.\n\n### Input:\ncat\n\n### Response:\nchat\n\n" in prompt.text
+    assert prompt.text.endswith("### Instruction:\nAnd to German?\n\n### Input:\ncat\n\n### Response:\n")
+    raw = prompts.conversation(history, "And to German?", "alpaca", Alpaca(), raw=True)
+    assert raw.text == "Add 2 and 3.5\nTranslate to French.\n\ncatchat\nAnd to German?"
 
 
-def test_streaming_yields_growing_text(manager, tiny_model_dir):
-    base, tuned, settings = sides(manager, tiny_model_dir)
-    tokenizer = manager.tokenizer()
-    prompt = chat_prompt([], "Repeat the word apple.", "alpaca", tokenizer)
-    snapshots = list(stream_sides([base, tuned], [prompt, prompt], tokenizer, "alpaca",
-                                  GenerationSettings(max_new_tokens=12), manager.lock))
-    assert len(snapshots) >= 2
-    for side in (0, 1):
-        texts = [s[side] for s in snapshots]
-        assert all(later.startswith(earlier) for earlier, later in zip(texts, texts[1:]))
-    assert snapshots[-1][0] and snapshots[-1][1]
-    assert snapshots[-1][0] != snapshots[-1][1]  # the adapter changes the answer
-
-
-def test_greedy_decoder_matches_transformers_generate(manager, tiny_model_dir):
-    base, _, _ = sides(manager, tiny_model_dir)
-    tokenizer = manager.tokenizer()
-    text, _ = chat_prompt([], "Repeat the word river.", "alpaca", tokenizer)
-    ids = tokenizer(text, return_tensors="pt").input_ids
-    with base.model.disable_adapter(), torch.no_grad():
-        expected = base.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=10,
-                                       min_new_tokens=10, do_sample=False, pad_token_id=tokenizer.eos_token_id)
-    expected_text = tokenizer.decode(expected[0, ids.shape[1]:], skip_special_tokens=True)
-    answer = generate_sides([base], [(text, False)], tokenizer, "alpaca", GenerationSettings(max_new_tokens=10),
-                            manager.lock)[0]
-    assert expected_text.strip().startswith(answer)
-
-
-@pytest.mark.parametrize("temperature", [0.0, 0.9])
-def test_adapter_off_equals_base(manager, tiny_model_dir, temperature):
-    base, tuned, _ = sides(manager, tiny_model_dir)
-    tokenizer = manager.tokenizer()
-    prompt = chat_prompt([], "Repeat the word stone.", "alpaca", tokenizer)
-    settings = GenerationSettings(max_new_tokens=16, temperature=temperature, top_p=0.9, seed=7)
-    switched_off = Side("tuned", tuned.model, None)  # the same run's model, adapter switched off
-    base_answer, off_answer, on_answer = generate_sides([base, switched_off, tuned], [prompt] * 3, tokenizer,
-                                                        "alpaca", settings, manager.lock)
-    assert off_answer == base_answer
-    assert on_answer != base_answer
+def test_chat_panes_are_drawn_from_the_conversation_as_text():
+    turns = [{"message": "Say hi.", "input": "", "base": "### Response: hi", "tuned": "Hi!"},
+             {"message": "Translate.", "input": "cat", "base": "b", "tuned": "chat"}]
+    left, right = panes(turns, tuned_is_left=False)
+    assert [m["content"] for m in left] == ["Say hi.", "### Response: hi", "Translate.\n\ncat", "b"]
+    assert [m["content"] for m in right][1::2] == ["Hi!", "chat"]
+    assert panes(turns, tuned_is_left=True) == (right, left)
 
 
 def test_memory_with_both_is_within_five_percent_on_the_default_model(tmp_path):
@@ -75,56 +44,18 @@ def test_memory_with_both_is_within_five_percent_on_the_default_model(tmp_path):
     (tmp_path / store.DEFAULT_NAME).symlink_to(store.ensure_default_model(), target_is_directory=True)
     loaded = manager.model(store.DEFAULT)
     base_alone = manager.memory_report()
-    loaded.model = make_lora(loaded.model, TrainConfig(), "run")
+    loaded.weights.add_trainable_adapter("run", lora_config(TrainConfig()))
     both = manager.memory_report()
     assert both["base"] == base_alone["base"] and base_alone["adapters"] == 0 and both["full_copies"] == 0
     assert 0 < both["adapters"] < 0.05 * both["base"]
 
 
-def test_concurrent_sessions_stay_isolated(manager, tiny_model_dir):
-    base, tuned, _ = sides(manager, tiny_model_dir)
-    tokenizer = manager.tokenizer()
-    settings = GenerationSettings(max_new_tokens=12)
-    messages = ["Repeat the word cloud.", "Repeat the word piano."]
-    alone = [generate_sides([base, tuned], [chat_prompt([], m, "alpaca", tokenizer)] * 2, tokenizer, "alpaca",
-                            settings, manager.lock) for m in messages]
-    together = [None, None]
-
-    def session(i):
-        together[i] = generate_sides([base, tuned], [chat_prompt([], messages[i], "alpaca", tokenizer)] * 2,
-                                     tokenizer, "alpaca", settings, manager.lock)
-
-    threads = [threading.Thread(target=session, args=(i,)) for i in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(120)
-    assert together == alone
-
-
-def test_stop_ends_generation_promptly(manager, tiny_model_dir):
-    base, tuned, _ = sides(manager, tiny_model_dir)
-    tokenizer = manager.tokenizer()
-    stop = threading.Event()
-    prompt = chat_prompt([], "Write a long story.", "alpaca", tokenizer, raw=True)
-    count = 0
-    for _ in stream_sides([base, tuned], [prompt] * 2, tokenizer, "alpaca", GenerationSettings(max_new_tokens=200),
-                          manager.lock, stop):
-        count += 1
-        if count == 3:
-            stop.set()
-    assert count == 3
-
-
-def test_bad_generation_settings():
-    with pytest.raises(Exception, match="top-p"):
-        GenerationSettings(top_p=0).check()
-
-
-def test_votes_are_saved_with_the_run(tiny_run):
-    save_vote(tiny_run, "tiny-run", "Repeat the word apple.", "tuned", "left")
-    save_vote(tiny_run, "tiny-run", "Repeat the word river.", "tie", "right")
+def test_votes_are_saved_with_the_run_as_text(tiny_run):
+    save_vote(tiny_run, "tiny-run", "Repeat the word apple.", "", "tuned", "left")
+    save_vote(tiny_run, "tiny-run", "Translate.", "cat", "tie", "right")
     assert tally(tiny_run, "tiny-run") == {"tuned": 1, "base": 0, "tie": 1, "both_bad": 0}
+    lines = (tiny_run / "runs" / "tiny-run" / "votes.jsonl").read_text().splitlines()
+    assert '"prompt": "Translate.", "input": "cat"' in lines[-1]
 
 
 def test_chat_command(tiny_run):
@@ -133,5 +64,5 @@ def test_chat_command(tiny_run):
                             cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
     base, tuned = result.stdout.split("\n\nTuned:\n")
-    assert base.startswith("Base:\n") and tuned.strip()
+    assert base.startswith("Base:\n") and tuned.strip() and tuned.strip() != base[len("Base:\n"):].strip()
     assert "memory (parameters): base alone" in result.stderr

@@ -52,3 +52,11 @@ def test_batch_json(default_tokenizer):
 def test_batch_out_of_range():
     result = run("batch", "builtin", "--number", "100000")
     assert result.returncode == 2 and "out of range" in result.stderr
+
+
+def test_a_file_nested_too_deeply_is_an_error_not_a_traceback(tmp_path):
+    path = tmp_path / "deep.json"
+    path.write_text("[" * 100_000 + "]" * 100_000)
+    result = run("data", "validate", str(path))
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"error: {path}: nested too deeply") and "Traceback" not in result.stderr

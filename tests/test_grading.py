@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from ollama_standin import OllamaStandin
-from playground import data, evaluation, judge
+from playground import evaluation, judge, runs
+from playground.errors import PlaygroundError
 from playground.generation import GenerationSettings
 from playground.manager import ModelManager
 
@@ -30,21 +31,56 @@ def expected_average(records, side):
 
 
 @pytest.fixture(scope="module")
-def responses(tiny_run, tiny_model_dir):
-    manager = ModelManager(tiny_run, tokenizer_spec=str(tiny_model_dir))
-    path = evaluation.generate_responses(manager, "tiny-run", data.load("builtin"), "test", 6,
-                                         GenerationSettings(max_new_tokens=12))
-    return path
+def manager(graded_run, tiny_model_dir):
+    return ModelManager(graded_run, tokenizer_spec=str(tiny_model_dir))
 
 
-def test_generated_file_has_both_answers_in_the_books_shape(responses):
+@pytest.fixture(scope="module")
+def responses(manager):
+    return evaluation.generate_responses(manager, "seed-7", "test", 6, GenerationSettings(max_new_tokens=12))
+
+
+def test_generated_file_has_both_answers_and_the_books_file_its_keys_only(responses):
     records = json.loads(responses.read_text())
     assert len(records) == 6
     for record in records:
-        assert {"instruction", "input", "output", "base_response", "tuned_response"} <= set(record)
-    book = json.loads(evaluation.book_path(responses).read_text())
+        assert {"instruction", "input", "output", "index", "base_response", "tuned_response"} <= set(record)
+        assert "_meta" not in record
+    book = json.loads((responses.parent / "instruction-data-with-response.json").read_text())
     assert [set(r) for r in book] == [{"instruction", "input", "output", "model_response"}] * 6
     assert [r["model_response"] for r in book] == [r["tuned_response"] for r in records]
+    meta = json.loads((responses.parent / "grading.json").read_text())
+    assert meta["split"] == "test" and meta["indices"] == [r["index"] for r in records]
+
+
+def test_a_run_is_graded_on_its_own_test_split_never_on_what_it_trained_on(responses, graded_run):
+    """The run trained with seed 7 and split seed 7; seed 123's test split overlaps its training split."""
+    saved = json.loads((graded_run / "runs" / "seed-7" / "data.json").read_text())["indices"]
+    graded = [r["index"] for r in json.loads(responses.read_text())]
+    assert graded == saved["test"][:6]
+    assert not set(graded) & set(saved["train"])
+
+
+def test_gradings_of_other_sizes_keep_their_files_and_the_same_grading_is_reused(manager, responses):
+    before = responses.read_bytes()
+    three = evaluation.generate_responses(manager, "seed-7", "test", 3, GenerationSettings(max_new_tokens=12))
+    assert three.parent != responses.parent and three.parent.name.startswith("test-3-")
+    assert responses.read_bytes() == before
+    first = [r["tuned_response"] for r in json.loads(responses.read_text())][:3]
+    assert [r["tuned_response"] for r in json.loads(three.read_text())] == first  # the batch does not matter
+    mtime = three.stat().st_mtime_ns
+    again = evaluation.generate_responses(manager, "seed-7", "test", 3, GenerationSettings(max_new_tokens=12))
+    assert again == three and three.stat().st_mtime_ns == mtime
+
+
+def test_gradings_by_different_judges_keep_their_scores(responses, tmp_path):
+    with OllamaStandin(reply=lambda request: "70") as server:
+        one = evaluation.grade_responses(responses, judge.JudgeSettings(host=server.url, backoff=0.01),
+                                         tmp_path / "cache.jsonl")
+        two = evaluation.grade_responses(responses, judge.JudgeSettings(host=server.url, model="llama3:70b",
+                                                                        backoff=0.01), tmp_path / "cache.jsonl")
+    assert one.scores_path != two.scores_path and one.scores_path.exists() and two.scores_path.exists()
+    assert one.scores_path.parent == responses.parent and "llama3_70b" in two.scores_path.name
 
 
 def test_scripted_scores_come_back_exactly_as_averages(responses, tmp_path):
@@ -81,10 +117,14 @@ def test_stopping_the_server_mid_run_loses_nothing_and_a_second_run_finishes(res
     assert 1 <= graded < 12
     assert sum(1 for _ in cache.read_text().splitlines()) == graded  # everything answered is kept
 
+    asked = {request["messages"][0]["content"] for request in answered}
+    missing = [item for item in judge.items_from_responses(records)
+               if judge.render_prompt(item, settings) not in asked]
+    assert missing
     with OllamaStandin(reply=scripted_score) as second:  # the server is back (on another port)
         settings.host = second.url
         full = evaluation.grade_responses(responses, settings, cache)
-        assert len(second.requests) == 12 - graded  # asks only for what is missing
+        assert len(second.requests) == len(missing)  # asks only for what is missing
     assert full.summary["base"]["average"] == pytest.approx(expected_average(records, "base"))
     assert full.summary["tuned"]["average"] == pytest.approx(expected_average(records, "tuned"))
 
@@ -104,16 +144,47 @@ def test_reference_metrics_need_no_server(tmp_path):
     assert "base" not in result.summary  # no judge averages without a judge
 
 
-def test_judge_command_grades_a_responses_file(tmp_path):
+def test_judge_command_grades_a_responses_file_and_never_writes_over_it(tmp_path):
+    """The README's example name; the file is the user's, so it is only read, and grading it twice works."""
     path = tmp_path / "instruction-data-with-response.json"
     judge.write_responses(path, [{"instruction": f"Say {i}.", "input": "", "output": str(i),
                                   "model_response": str(i)} for i in range(4)])
+    original = path.read_bytes()
     with OllamaStandin(reply=lambda request: "Score: 70") as server:
-        result = subprocess.run([sys.executable, "-m", "playground", "judge", "--responses", str(path),
-                                 "--host", server.url, "--concurrency", "2"],
-                                cwd=ROOT, capture_output=True, text=True, timeout=300)
+        for _ in range(2):
+            result = subprocess.run([sys.executable, "-m", "playground", "judge", "--responses", str(path),
+                                     "--host", server.url, "--concurrency", "2"],
+                                    cwd=ROOT, capture_output=True, text=True, timeout=300)
+            assert result.returncode == 0, result.stderr[-2000:]
+            assert "Tuned: average 70.0 (scored 4 of 4; unparsed 0" in result.stdout
+        assert len(server.requests) == 4  # the second grading came from the cache
+    assert path.read_bytes() == original
+    scores = [p for p in tmp_path.iterdir() if ".scores-llama3-" in p.name]
+    assert len(scores) == 1 and f"scores: {scores[0]}" in result.stdout
+    metrics_only = subprocess.run([sys.executable, "-m", "playground", "judge", "--responses", str(path),
+                                   "--no-judge"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert metrics_only.returncode == 0, metrics_only.stderr[-2000:]
+    assert path.read_bytes() == original and (tmp_path / f"{path.stem}.scores-metrics.json").exists()
+
+
+def test_judge_command_grades_a_run_from_the_command_line(graded_run, tmp_path):
+    with OllamaStandin(reply=lambda request: "55") as server:
+        result = subprocess.run([sys.executable, "-m", "playground", "judge", "--run", "seed-7", "--limit", "2",
+                                 "--max-new-tokens", "8", "--host", server.url, "--models-dir", str(graded_run)],
+                                cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "Tuned: average 70.0 (scored 4 of 4; unparsed 0" in result.stdout
+    assert "Base: average 55.0 (scored 2 of 2" in result.stdout
+    assert "/runs/seed-7/judge/test-2-" in result.stdout
+
+
+def test_grading_with_other_data_is_refused(manager, tmp_path):
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps([{"instruction": f"Say {i}.", "output": str(i)} for i in range(30)]))
+    from playground import data
+
+    with pytest.raises(PlaygroundError, match="is not the data run seed-7 trained on"):
+        evaluation.generate_responses(manager, "seed-7", "test", 2, GenerationSettings(max_new_tokens=4),
+                                      dataset=data.load(str(other)))
 
 
 def test_judge_command_without_a_server_says_how_to_start_it(tmp_path):

@@ -11,12 +11,14 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from playground import batching, runs, store
+from playground import batching, data, run_data, runs, store
 from playground.batching import IGNORE_INDEX
 from playground.errors import PlaygroundError
+from playground.generation import Side
 from playground.manager import ModelManager
 from playground.modeling import CausalLMLoss
 from playground.training import TrainConfig, prepare_model, run_training, train
+from playground.weights import Weights
 from tests_helpers import small_dataset
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -46,10 +48,11 @@ def test_tiny_model_overfits_a_handful_of_records(tiny_model_dir, method, ratio,
     config = quiet(TrainConfig(model=str(tiny_model_dir), method=method, max_steps=150, batch_size=4,
                                lr=1e-2 if method == "lora" else 1e-3, warmup_steps=2, mask_instruction=True,
                                lora_r=8, lora_alpha=16, lora_dropout=0.0))
-    model = prepare_model(model, config, "run", tmp_path, torch.float32, torch.device("cpu"))
+    side = prepare_model(Weights(model), config, "run", tmp_path, torch.float32, torch.device("cpu"))
     losses = []
     dataset = small_dataset()
-    result = train(model, tokenizer, dataset, config, lambda e: losses.append(e.values["train_loss"]) if e.kind == "step" else None)
+    result = train(side, tokenizer, dataset, dataset.splits(), config,
+                   lambda e: losses.append(e.values["train_loss"]) if e.kind == "step" else None)
     assert result["steps"] == 150 and not result["stopped"]
     # the loss falls a lot (a low-rank update of a tiny model learns slower than a full one)
     assert sum(losses[-5:]) / 5 < ratio * sum(losses[:5]) / 5
@@ -85,15 +88,12 @@ def test_stop_mid_run_leaves_a_loadable_adapter_with_the_same_logits(tiny_model_
 
     ids = torch.tensor([[5, 17, 42, 99, 7]])
     loaded = manager.model(str(tiny_model_dir))
-    live = loaded.model
-    live.set_adapter(job.run_id)
-    with torch.no_grad():
-        live_logits = live(ids).logits
+    with torch.no_grad(), loaded.weights.use() as live:
+        live_logits = live(ids, adapter_names=[job.run_id]).logits
+        base_logits = live(ids, adapter_names=["__base__"]).logits
         base = store.load_model(str(tiny_model_dir), dtype=loaded.dtype)  # as the manager chose it
-        reloaded = PeftModel.from_pretrained(base, str(adapter))
-        reloaded_logits = reloaded(ids).logits
-        with live.disable_adapter():
-            base_logits = live(ids).logits
+        reloaded = PeftModel.from_pretrained(base, str(adapter)).eval()
+        reloaded_logits = reloaded(ids, adapter_names=["default"]).logits  # the same path as the live one
     assert torch.allclose(live_logits, reloaded_logits, atol=1e-5)
     assert not torch.allclose(live_logits, base_logits, atol=1e-3)  # the adapter learned something
 
@@ -102,7 +102,7 @@ def test_runs_survive_a_restart_and_interrupted_runs_are_listed(tiny_model_dir, 
     model = store.load_model(str(tiny_model_dir))
     tokenizer = store.load_tokenizer(str(tiny_model_dir))
     config = quiet(TrainConfig(model=str(tiny_model_dir), max_steps=2, batch_size=2))
-    state, message, _ = run_training(prepare_model(model, config, "done", tmp_path, None, "cpu"), tokenizer,
+    state, message, _ = run_training(prepare_model(Weights(model), config, "done", tmp_path, None, "cpu"), tokenizer,
                                      small_dataset(), config, tmp_path, "done")
     assert state == "finished", message
     # a run that was training when its process died: status still says running, pid is gone
@@ -121,7 +121,7 @@ def test_nan_loss_ends_the_run_with_a_message(tiny_model_dir, tmp_path):
     with torch.no_grad():
         model.model.norm.weight.fill_(float("nan"))
     config = quiet(TrainConfig(model=str(tiny_model_dir), method="full", max_steps=5, batch_size=2))
-    state, message, _ = run_training(model, tokenizer, small_dataset(), config, tmp_path, "nan")
+    state, message, _ = run_training(Side("full", Weights(model)), tokenizer, small_dataset(), config, tmp_path, "nan")
     assert state == "failed" and "diverged" in message and "learning rate" in message
     assert runs.read(tmp_path, "nan").state == "failed"
 
@@ -139,7 +139,7 @@ def test_bad_settings_are_refused(change, problem):
 def test_bad_lora_target_modules(tiny_model_dir, tmp_path):
     config = TrainConfig(model=str(tiny_model_dir), target_modules="no_such_layer")
     with pytest.raises(PlaygroundError, match="LoRA settings"):
-        prepare_model(store.load_model(str(tiny_model_dir)), config, "x", tmp_path, None, "cpu")
+        prepare_model(Weights(store.load_model(str(tiny_model_dir))), config, "x", tmp_path, None, "cpu")
 
 
 def test_two_lora_steps_on_the_real_default_model(tmp_path):
@@ -168,3 +168,62 @@ def test_dtype_choice_per_device_and_architecture():
     assert pick_dtype(cpu, "auto", "gpt2") == torch.float32  # Conv1D is far slower in bf16 there
     assert pick_dtype(cpu, "float32", "gemma3_text") == torch.float32  # the user's choice wins
     assert store.model_type(store.DEFAULT) == "gemma3_text"
+
+
+def test_a_run_records_its_data_and_its_own_split(graded_run):
+    """The split seed is its own setting; the run keeps the dataset's identity and every index."""
+    record = runs.read(graded_run, "seed-7")
+    assert record.settings["seed"] == 7 and record.settings["split_seed"] == 7
+    saved = json.loads((record.folder / "data.json").read_text())
+    builtin = data.load("builtin")
+    expected = builtin.splits(seed=7)
+    assert saved["sha256"] == builtin.fingerprint and saved["origin"] == "builtin"
+    assert saved["split"] == {"seed": 7, "train": 0.85, "test": 0.1}
+    assert saved["indices"] == {"train": expected.train, "validation": expected.validation, "test": expected.test}
+    found = run_data.load(graded_run, record)
+    assert found.splits == expected and found.note == ""
+
+
+def test_changed_or_missing_data_is_reported_never_replaced(tiny_model_dir, tmp_path):
+    from tests_helpers import train_tiny_run
+
+    path = tmp_path / "mine.jsonl"
+    path.write_text("".join(json.dumps({"instruction": f"Repeat {w}.", "output": f"{w} {w}"}) + "\n"
+                            for w in ["oak", "elm", "ash", "fir", "yew", "bay", "box", "fig", "lime", "pine"]))
+    models = tmp_path / "store"
+    train_tiny_run(tiny_model_dir, models, "mine", data.load(str(path)), max_steps=1)
+    record = runs.read(models, "mine")
+    assert run_data.load(models, record).note == ""  # found at its origin, unchanged
+
+    path.write_text(path.read_text().replace("oak oak", "OAK"))  # the user edits the file
+    found = run_data.load(models, record)  # the copy kept in the store, said so
+    assert "copy of the run's data kept in the store: its origin: the content changed" in found.note
+    assert found.dataset.records[0].output == "oak oak"
+    with pytest.raises(PlaygroundError, match="is not the data run mine trained on"):
+        run_data.load(models, record, offered=data.load(str(path)))
+
+    for snapshot in run_data.snapshots_dir(models).iterdir():
+        snapshot.unlink()
+    with pytest.raises(PlaygroundError, match="cannot be found unchanged: its origin: the content changed"):
+        run_data.load(models, record)
+
+
+def test_a_failed_load_leaves_the_manager_usable(tiny_model_dir, tmp_path):
+    """An unknown architecture raises ValueError inside transformers: the job ends with that message,
+    and the next Load and Start work."""
+    broken = tmp_path / "broken-model"
+    broken.mkdir()
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        (broken / name).write_bytes((tiny_model_dir / name).read_bytes())
+    (broken / "config.json").write_text(json.dumps({"model_type": "no_such_architecture"}))
+    manager = ModelManager(tmp_path, tokenizer_spec=str(tiny_model_dir))
+    job = manager.start_training(small_dataset(), quiet(TrainConfig(model=str(broken), max_steps=1)))
+    job.thread.join(120)
+    assert job.state == "failed" and "no_such_architecture" in job.message, job.message
+    assert manager.model_status().state == "error"
+
+    job = manager.start_training(small_dataset(), quiet(TrainConfig(model=str(tiny_model_dir), max_steps=2,
+                                                                     batch_size=2)))
+    job.thread.join(120)
+    assert job.state == "finished", job.message
+    assert manager.model_status().state == "ready"

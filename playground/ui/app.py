@@ -63,7 +63,7 @@ def build_app(manager: ModelManager, max_file_mb: float | None = None) -> gr.Blo
                 chat_parts = chat_tab.build(shared)
             with gr.Tab("Judge", id="judge") as grading:
                 judge_parts = judge_tab.build(shared)
-        chat.select(*chat_parts["refresh_runs"])
+        chain(chat.select(*chat_parts["refresh_runs"]), chat_parts["after_refresh"])
         grading.select(*judge_parts["refresh_runs"])
         refreshers = (dataset_parts["refreshers"] + train_parts["refreshers"] + chat_parts["refreshers"]
                       + judge_parts["refreshers"] + prompt_parts["refreshers"] + batch_parts["refreshers"])

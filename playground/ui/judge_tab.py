@@ -9,7 +9,7 @@ import gradio as gr
 import pandas as pd
 import plotly.graph_objects as go
 
-from .. import data, evaluation, judge, runs
+from .. import evaluation, judge
 from ..errors import PlaygroundError
 from ..generation import GenerationSettings
 from .chat_tab import run_choices, run_update
@@ -74,7 +74,8 @@ def build(shared: Shared) -> dict[str, Any]:
                 "need no server.")
     with gr.Row(equal_height=True):
         run = gr.Dropdown(run_choices(manager), label="Tuned run", scale=3, elem_id="judge-run")
-        split = gr.Dropdown(["test", "validation", "train"], value="test", label="Split", scale=1)
+        split = gr.Dropdown([("test", "test"), ("validation", "validation"), ("train (what it learned from)", "train")],
+                            value="test", label="The run's own split", scale=1)
         count = gr.Slider(1, 200, value=20, step=1, label="Examples", scale=2, elem_id="judge-count")
     with gr.Row(equal_height=True):
         host = gr.Textbox(value=judge.JudgeSettings().host, label="Ollama server", scale=3, elem_id="judge-host")
@@ -136,7 +137,7 @@ def build(shared: Shared) -> dict[str, Any]:
 
     pull.click(on_pull, server_inputs, [server, pull])
 
-    def on_grade(run_id, split_name, limit, max_tokens, pairwise_on, metrics_on, dataset, host_value, model_value,
+    def on_grade(run_id, split_name, limit, max_tokens, pairwise_on, metrics_on, host_value, model_value,
                  concurrency_value, timeout_value, structured_on, template_value, request: gr.Request,
                  progress=gr.Progress()):
         stop_event = stops.setdefault(request.session_hash if request else "", threading.Event())
@@ -151,13 +152,8 @@ def build(shared: Shared) -> dict[str, Any]:
                 status = judge.preflight(settings)
                 if not status.ok:
                     return notice(status.message, "error"), *skip
-            origin = runs.read(manager.models_dir, run_id).config.get("dataset_origin")
-            try:
-                source = data.load(origin) if origin else dataset
-            except PlaygroundError:  # an uploaded file that is gone: use the session's dataset
-                source = dataset
             path = evaluation.generate_responses(
-                manager, run_id, source, split_name, int(limit), GenerationSettings(max_new_tokens=int(max_tokens)),
+                manager, run_id, split_name, int(limit), GenerationSettings(max_new_tokens=int(max_tokens)),
                 on_progress=lambda f, text: progress(f * 0.5, desc=text), stop=stop_event)
             result = evaluation.grade_responses(
                 path, settings, evaluation.judge_dir(manager.models_dir, run_id) / "cache.jsonl", pairwise=pairwise_on,
@@ -166,10 +162,13 @@ def build(shared: Shared) -> dict[str, Any]:
         except PlaygroundError as exc:
             return notice(str(exc), "error"), *skip
         done = notice(" · ".join(evaluation.summary_lines(result.summary)[:2]) or "Reference metrics computed.", "ok")
-        files = [str(path), str(evaluation.book_path(path)), str(result.scores_path)]
+        note = manager.run_data(run_id).note
+        if note:
+            done += notice(note, "warn")
+        files = [str(path), str(path.with_name(evaluation.BOOK_FILE)), str(result.scores_path)]
         return done, summary_html(result.summary), distribution(result.rows), table(result.rows), files
 
-    grade.click(on_grade, [run, split, count, max_new, pairwise, metrics_only, shared.dataset, *server_inputs],
+    grade.click(on_grade, [run, split, count, max_new, pairwise, metrics_only, *server_inputs],
                 [message, summary, plot, rows, downloads])
 
     def on_stop(request: gr.Request):

@@ -104,7 +104,7 @@ def config_from(values: dict[str, Any]) -> TrainConfig:
     """Settings from the form; empty numbers mean 'not set'."""
     values = dict(values)
     values["max_steps"] = int(values["max_steps"]) if values.get("max_steps") else None
-    for name in ("batch_size", "grad_accum", "warmup_steps", "seed", "eval_every", "probe_every", "probes",
+    for name in ("batch_size", "grad_accum", "warmup_steps", "seed", "split_seed", "eval_every", "probe_every", "probes",
                  "lora_r", "lora_alpha"):
         values[name] = int(values[name] or 0)
     values["max_length"] = int(values["max_length"]) if values.get("max_length") else None
@@ -142,7 +142,9 @@ def build(shared: Shared, style: gr.Radio, template: gr.Textbox) -> dict[str, An
         warmup = gr.Number(value=defaults.warmup_steps, precision=0, label="Warmup steps", minimum=0)
     with gr.Row():
         max_length = gr.Number(value=defaults.max_length, precision=0, label="Max length (tokens)")
-        seed = gr.Number(value=defaults.seed, precision=0, label="Seed")
+        seed = gr.Number(value=defaults.seed, precision=0, label="Seed (initialisation, batch order)")
+        split_seed = gr.Number(value=defaults.split_seed, precision=0, label="Split seed (train/validation/test)",
+                               elem_id="train-split-seed")
         eval_every = gr.Number(value=defaults.eval_every, precision=0, label="Validate every N steps", elem_id="train-eval-every")
         probe_every = gr.Number(value=defaults.probe_every, precision=0, label="Probe answers every N steps", elem_id="train-probe-every")
         probes = gr.Number(value=defaults.probes, precision=0, label="Probe instructions", minimum=0)
@@ -169,10 +171,10 @@ def build(shared: Shared, style: gr.Radio, template: gr.Textbox) -> dict[str, An
     seen = gr.State(-1)  # events already drawn in this browser session
     poll = gr.Timer(1.0)
 
-    fields = [method, max_steps, epochs, batch_size, grad_accum, lr, warmup, max_length, seed, mask, group,
+    fields = [method, max_steps, epochs, batch_size, grad_accum, lr, warmup, max_length, seed, split_seed, mask, group,
               eval_every, probe_every, probes, lora_r, lora_alpha, lora_dropout, targets]
     names = ["method", "max_steps", "epochs", "batch_size", "grad_accum", "lr", "warmup_steps", "max_length", "seed",
-             "mask_instruction", "group_by_length", "eval_every", "probe_every", "probes", "lora_r", "lora_alpha",
+             "split_seed", "mask_instruction", "group_by_length", "eval_every", "probe_every", "probes", "lora_r", "lora_alpha",
              "lora_dropout", "target_modules"]
 
     def apply_preset(name):
@@ -180,12 +182,16 @@ def build(shared: Shared, style: gr.Radio, template: gr.Textbox) -> dict[str, An
         return [getattr(config, n) for n in names]
 
     preset.change(apply_preset, preset, fields)
-    style.change(lambda d, s: describe_source(d, s), [shared.dataset, style], source)
-
-    def describe_source(dataset, style_value):
+    def describe_source(dataset, style_value, split_seed_value):
+        sizes = dataset.splits(seed=int(split_seed_value or 0)).sizes()
         return (f"<div style='font-size:13px;color:#4b5563'>Trains on <b>{html.escape(dataset.source)}</b> "
-                f"({len(dataset):,} records, train split {dataset.splits().sizes()['train']:,}) in the "
-                f"<b>{html.escape(style_value)}</b> prompt style, both as chosen in the earlier tabs.</div>")
+                f"({len(dataset):,} records: train {sizes['train']:,}, validation {sizes['validation']:,}, "
+                f"test {sizes['test']:,} with split seed {int(split_seed_value or 0)}) in the "
+                f"<b>{html.escape(style_value)}</b> prompt style, both as chosen in the earlier tabs. The run "
+                "keeps its split: chat examples and grading use its own test records.</div>")
+
+    for component in (style, split_seed):
+        component.change(describe_source, [shared.dataset, style, split_seed], source)
 
     def on_load_model(spec):
         try:
@@ -224,5 +230,5 @@ def build(shared: Shared, style: gr.Radio, template: gr.Textbox) -> dict[str, An
 
     poll.tick(on_tick, seen, [model_status, progress, curve, probe_table, runs_table, seen], show_progress="hidden")
     refresh_runs.click(lambda: runs_frame(manager.models_dir), outputs=runs_table)
-    return {"refreshers": [(describe_source, [shared.dataset, style], source),
+    return {"refreshers": [(describe_source, [shared.dataset, style, split_seed], source),
                            (lambda: runs_frame(manager.models_dir), [], runs_table)]}

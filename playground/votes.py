@@ -1,0 +1,36 @@
+"""Blind A/B votes from the Chat tab, kept with the run: `models/runs/<run>/votes.jsonl`."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from . import runs
+
+WINNERS = ("tuned", "base", "tie", "both_bad")
+
+
+def votes_path(models_dir: Path, run_id: str) -> Path:
+    return runs.runs_dir(models_dir) / run_id / "votes.jsonl"
+
+
+def save_vote(models_dir: Path, run_id: str, message: str, input_text: str, winner: str, tuned_side: str) -> None:
+    """One vote, appended: the message (and its Input section) as text, the winner, where tuned was shown."""
+    if winner not in WINNERS:
+        raise ValueError(f"unknown winner {winner!r}")
+    with open(votes_path(models_dir, run_id), "a", encoding="utf-8") as file:
+        file.write(json.dumps({"time": time.time(), "prompt": message, "input": input_text, "winner": winner,
+                               "tuned_was": tuned_side}, ensure_ascii=False) + "\n")
+
+
+def tally(models_dir: Path, run_id: str) -> dict[str, int]:
+    counts = dict.fromkeys(WINNERS, 0)
+    path = votes_path(models_dir, run_id)
+    if path.exists():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                counts[json.loads(line)["winner"]] += 1
+            except (json.JSONDecodeError, KeyError, TypeError):
+                continue
+    return counts
