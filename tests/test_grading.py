@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from ollama_standin import OllamaStandin
-from playground import evaluation, judge, runs
+from playground import evaluation, judge
 from playground.errors import PlaygroundError
 from playground.generation import GenerationSettings
 from playground.manager import ModelManager
@@ -194,3 +194,21 @@ def test_judge_command_without_a_server_says_how_to_start_it(tmp_path):
                              "--host", "http://127.0.0.1:9"], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 2
     assert "error: " in result.stderr and "ollama serve" in result.stderr
+
+
+def test_a_run_whose_data_is_gone_is_not_graded_on_other_data(tiny_model_dir, tmp_path):
+    """The Judge tab used to grade the session's dataset when the run's file was gone; now it says so."""
+    from playground import data, run_data
+    from tests_helpers import train_tiny_run
+
+    path = tmp_path / "uploaded.json"
+    path.write_text(json.dumps([{"instruction": f"Repeat {i}.", "output": f"{i} {i}"} for i in range(20)]))
+    models = tmp_path / "store"
+    train_tiny_run(tiny_model_dir, models, "gone", data.load(str(path)), max_steps=1)
+    path.unlink()
+    for snapshot in run_data.snapshots_dir(models).iterdir():
+        snapshot.unlink()
+    manager = ModelManager(models, tokenizer_spec=str(tiny_model_dir))
+    with pytest.raises(PlaygroundError, match=r"uploaded.json\) cannot be found unchanged: its origin: .*no such file"):
+        evaluation.generate_responses(manager, "gone", "test", 2, GenerationSettings(max_new_tokens=4))
+    assert not (models / "runs" / "gone" / "judge").exists()
