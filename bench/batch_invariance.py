@@ -1,6 +1,6 @@
 """Does a greedy answer depend on the batch it was generated in? Answers to N test prompts of the
 bundled dataset, generated alone and in batches of 8 and 32, on the default model in the dtype the
-playground picks for this device (bf16 on this CPU), by:
+playground picks for this device (bf16 on this CPU) and in float32 (the control), by:
 
   playground  `playground.generation.generate`: left padding, attention mask, per-row position ids,
               KV cache, finished rows leave the batch
@@ -8,9 +8,8 @@ playground picks for this device (bf16 on this CPU), by:
               way to batch answers (and what the judge used before the one engine)
 
 For each batch size it prints how many answers equal the answer generated alone, and the time.
-A float32 run (`--dtype float32`) is the control: there every answer should agree.
 
-    python bench/batch_invariance.py [--prompts 50] [--tokens 32] [--dtype auto|float32|bfloat16] [--quick]
+    python bench/batch_invariance.py [--prompts 50] [--tokens 32] [--dtype auto float32] [--quick]
 """
 
 from __future__ import annotations
@@ -50,11 +49,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--prompts", type=int, default=50)
     parser.add_argument("--tokens", type=int, default=32, help="new tokens per answer at most")
-    parser.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16"])
+    parser.add_argument("--dtype", nargs="+", default=["auto", "float32"], choices=["auto", "float32", "bfloat16"])
     parser.add_argument("--quick", action="store_true", help="16 prompts, 16 tokens")
     args = parser.parse_args()
     if args.quick:
         args.prompts, args.tokens = 16, 16
+    import torch
+
+    print(f"machine: {platform.platform()}, {torch.get_num_threads()} threads, torch {torch.__version__}; "
+          f"greedy, up to {args.tokens} new tokens\n")
+    figures = {name: measure(name, args) for name in args.dtype}
+    print("RESULT " + json.dumps(figures))
+
+
+def measure(requested: str, args: argparse.Namespace) -> dict:
     import torch
 
     from playground import data, prompts, store
@@ -63,7 +71,7 @@ def main() -> None:
     from playground.weights import Weights
 
     device = pick_device()
-    dtype = pick_dtype(device, args.dtype, store.model_type())
+    dtype = pick_dtype(device, requested, store.model_type())
     tokenizer = store.load_tokenizer()
     model = store.load_model(store.DEFAULT, dtype=dtype).to(device).eval()
     dataset = data.load(data.BUILTIN)
@@ -72,9 +80,7 @@ def main() -> None:
     side = Side("base", Weights(model))
     settings = GenerationSettings(max_new_tokens=args.tokens)
     stops = stop_ids(tokenizer, "alpaca")
-    print(f"machine: {platform.platform()}, {torch.get_num_threads()} threads, torch {torch.__version__}, "
-          f"{device.type}; default model in {str(dtype).replace('torch.', '')}; {len(records)} test prompts, "
-          f"greedy, up to {args.tokens} new tokens\n")
+    print(f"default model on {device.type} in {str(dtype).replace('torch.', '')}, {len(records)} test prompts")
     runners = {
         "playground": lambda size: generate([(side, p) for p in rendered], tokenizer, "alpaca", settings,
                                             batch_size=size),
@@ -91,13 +97,15 @@ def main() -> None:
             results[f"{name}_{size}"] = {"agree": agree, "of": len(records), "seconds": round(seconds, 2)}
             print(f"{name:12} {size:5d} {agree:>10d} of {len(records):<3d} {seconds:8.1f}", flush=True)
     same = sum(a == b for a, b in zip(answers["playground", 1], answers["generate", 1]))
-    print(f"\nalone, the two give the same answer for {same} of {len(records)} prompts")
-    for name in runners:
-        for size in BATCHES[1:]:
-            for number, (batched, alone) in enumerate(zip(answers[name, size], answers[name, 1])):
-                if batched != alone:
-                    print(f"{name}, batch {size}, prompt {number}: alone {alone[:60]!r} | batched {batched[:60]!r}")
-    print("RESULT " + json.dumps({"dtype": str(dtype), "results": results, "alone_agree": same}))
+    print(f"alone, the two give the same answer for {same} of {len(records)} prompts")
+    for size in BATCHES[1:]:
+        for number, (batched, alone) in enumerate(zip(answers["playground", size], answers["playground", 1])):
+            if batched != alone:
+                common = next((i for i, (a, b) in enumerate(zip(alone, batched)) if a != b), len(alone))
+                print(f"  playground, batch {size}, prompt {number}: the same for {common} characters, then "
+                      f"alone {alone[common:common + 24]!r} | batched {batched[common:common + 24]!r}")
+    print()
+    return {"dtype": str(dtype), "results": results, "alone_agree": same}
 
 
 if __name__ == "__main__":

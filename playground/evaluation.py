@@ -54,6 +54,9 @@ def generate_responses(manager: Any, run_id: str, split: str, limit: int, settin
     """Base and tuned answers for the first `limit` examples of the run's own split; returns the
     grading's responses file. The same grading again reuses its file.
 
+    Examples are generated in fixed blocks of `batch_size` consecutive examples of the split (the
+    last block of a grading is completed, then cut), so a record's answer comes from the same batch
+    whatever the limit: in bf16 the batch can change a greedy answer (bench/batch_invariance.py).
     `dataset` (one the user pointed at) is used only when it is the data the run trained on.
     """
     record = runs.read(manager.models_dir, run_id)
@@ -62,32 +65,37 @@ def generate_responses(manager: Any, run_id: str, split: str, limit: int, settin
         raise PlaygroundError(f"Run {run_id} is still training: grade it when it has finished or been stopped.")
     found = (manager.run_data(run_id) if dataset is None
              else run_data.load(manager.models_dir, record, dataset))
-    indices = found.indices(split)[:max(0, limit)]
+    pool = found.indices(split)
+    indices = pool[:max(0, limit)]
     if not indices:
         raise PlaygroundError(f"The {split} split of run {run_id}'s data is empty.")
+    tuned, _ = manager.tuned_side(run_id)
+    spec = record.settings.get("model", store.DEFAULT)
+    base = manager.base_side(spec)
     meta = {"run": run_id, "run_updated": record.status.get("updated"), "data_sha256": found.dataset.fingerprint,
             "data_source": found.dataset.source, "split": split, "indices": indices,
-            "generation": asdict(settings)}
+            "generation": asdict(settings), "examples_per_batch": batch_size,
+            "dtype": str(next(tuned.weights.model.parameters()).dtype).replace("torch.", "")}
     folder = judge_dir(manager.models_dir, run_id) / f"{split}-{len(indices)}-{_digest(meta)[:8]}"
     path = folder / "responses.json"
     if path.exists() and (folder / "grading.json").exists():
         return path
-    tuned, _ = manager.tuned_side(run_id)
-    spec = record.settings.get("model", store.DEFAULT)
-    base = manager.base_side(spec)
     tokenizer = manager.tokenizer(spec)
     style, template = record.settings.get("style", "alpaca"), record.settings.get("template")
-    chosen = [found.dataset.records[i] for i in indices]
-    rows = []
-    for item in chosen:
-        prompt = prompts.render(item, style, tokenizer, template).inference
-        rows += [(base, prompt), (tuned, prompt)]
-    report = ((lambda done, total: on_progress(done / total, f"generated answers for {done // 2} of "
-                                                             f"{total // 2} examples")) if on_progress else None)
-    answers = generation.generate(rows, tokenizer, style, settings, batch_size=2 * batch_size, stop=stop,
-                                  on_progress=report)
-    records = [{**item.as_dict(), "index": index, "base_response": answers[2 * n],
-                "tuned_response": answers[2 * n + 1]} for n, (index, item) in enumerate(zip(indices, chosen))]
+    answers: dict[int, tuple[str, str]] = {}
+    for start in range(0, len(indices), batch_size):
+        block = pool[start:start + batch_size]
+        rows = []
+        for index in block:
+            prompt = prompts.render(found.dataset.records[index], style, tokenizer, template).inference
+            rows += [(base, prompt), (tuned, prompt)]
+        texts = generation.generate(rows, tokenizer, style, settings, batch_size=None, stop=stop)
+        answers.update({index: (texts[2 * n], texts[2 * n + 1]) for n, index in enumerate(block)})
+        if on_progress:
+            done = min(start + batch_size, len(indices))
+            on_progress(done / len(indices), f"generated answers for {done} of {len(indices)} examples")
+    records = [{**found.dataset.records[i].as_dict(), "index": i, "base_response": answers[i][0],
+                "tuned_response": answers[i][1]} for i in indices]
     judge.write_responses(folder / BOOK_FILE, [{"instruction": r["instruction"], "input": r["input"],
                                                 "output": r["output"], "model_response": r["tuned_response"]}
                                                for r in records])

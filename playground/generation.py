@@ -137,9 +137,14 @@ class _Batch:
                            **self.weights.adapter_names([self.adapters[row] for row in self.live]))
         self.cache, self.mask = output.past_key_values, inputs["attention_mask"]
         logits = output.logits[:, -1, :].float()
+        plain = not self.processors and self.settings.temperature == 0
+        greedy = logits.argmax(-1).tolist() if plain else None  # one device sync for every row
         keep = []
         for slot, row in enumerate(self.live):
-            token = self._choose(row, logits[slot])
+            if greedy is not None and len(self.new[row]) >= self.settings.min_new_tokens:
+                token = greedy[slot]
+            else:
+                token = self._choose(row, logits[slot])
             if token not in self.stops:
                 self.new[row].append(token)
             if token not in self.stops and len(self.new[row]) < self.settings.max_new_tokens:

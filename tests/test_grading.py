@@ -67,7 +67,7 @@ def test_gradings_of_other_sizes_keep_their_files_and_the_same_grading_is_reused
     assert three.parent != responses.parent and three.parent.name.startswith("test-3-")
     assert responses.read_bytes() == before
     first = [r["tuned_response"] for r in json.loads(responses.read_text())][:3]
-    assert [r["tuned_response"] for r in json.loads(three.read_text())] == first  # the batch does not matter
+    assert [r["tuned_response"] for r in json.loads(three.read_text())] == first  # the same block, whatever the limit
     mtime = three.stat().st_mtime_ns
     again = evaluation.generate_responses(manager, "seed-7", "test", 3, GenerationSettings(max_new_tokens=12))
     assert again == three and three.stat().st_mtime_ns == mtime
