@@ -191,6 +191,9 @@ def cmd_judge(args: argparse.Namespace) -> int:
         path = evaluation.generate_responses(manager, args.run, args.split, args.limit,
                                              GenerationSettings(max_new_tokens=args.max_new_tokens),
                                              on_progress=progress, dataset=given)
+        note = json.loads((path.parent / "grading.json").read_text(encoding="utf-8")).get("note")
+        if note:
+            print(f"note: {note}", file=sys.stderr)
         cache = evaluation.judge_dir(args.models_dir, args.run) / "cache.jsonl"
     result = evaluation.grade_responses(path, settings, cache, pairwise=args.pairwise, on_progress=progress,
                                         use_judge=not args.no_judge)
