@@ -161,18 +161,20 @@ def cmd_judge(args: argparse.Namespace) -> int:
     from .generation import GenerationSettings
     from .manager import ModelManager
 
-    settings = judge.JudgeSettings(model=args.judge_model, concurrency=args.concurrency, structured=args.structured,
+    settings = judge.JudgeSettings(model=args.judge_model, api=args.api, api_key_env=args.api_key_env or "",
+                                   prompt=args.prompt, concurrency=args.concurrency, structured=args.structured,
                                    timeout=args.timeout)
     if args.host:
         settings.host = args.host
     settings.check()
+    status = None
     if not args.no_judge:
         status = judge.preflight(settings)
+        if status.state == "model_missing" and args.pull:
+            judge.pull(settings)
+            status = judge.preflight(settings)
         if not status.ok:
-            if status.state == "model_missing" and args.pull:
-                judge.pull(settings)
-            else:
-                raise PlaygroundError(status.message)
+            raise PlaygroundError(status.message)
     bar = tqdm(total=100, file=sys.stderr, bar_format="{percentage:3.0f}%|{bar:30}| {desc}")
 
     def progress(fraction: float, text: str) -> None:
@@ -196,9 +198,9 @@ def cmd_judge(args: argparse.Namespace) -> int:
             print(f"note: {note}", file=sys.stderr)
         cache = evaluation.judge_dir(args.models_dir, args.run) / "cache.jsonl"
     result = evaluation.grade_responses(path, settings, cache, pairwise=args.pairwise, on_progress=progress,
-                                        use_judge=not args.no_judge)
+                                        use_judge=not args.no_judge, server=status, group_by=args.group_by)
     bar.close()
-    for line in evaluation.summary_lines(result.summary):
+    for line in evaluation.summary_lines(result.summary, evaluation.judge_facts(settings, status, not args.no_judge)):
         print(line)
     print(f"responses: {path}")
     print(f"scores: {result.scores_path}")
@@ -301,8 +303,15 @@ def build_parser() -> argparse.ArgumentParser:
     grade.add_argument("--mapping", help="column mapping, e.g. instruction=question,output=answer")
     grade.add_argument("--max-file-mb", type=float, default=data.DEFAULT_MAX_MB)
     grade.add_argument("--max-new-tokens", type=int, default=64)
-    grade.add_argument("--host", help="Ollama server (default: $OLLAMA_HOST or http://127.0.0.1:11434)")
-    grade.add_argument("--judge-model", default="llama3", help="any Ollama tag, e.g. llama3:70b")
+    grade.add_argument("--api", choices=["ollama", "openai"], default="ollama",
+                       help="the server's protocol: Ollama's own, or OpenAI-compatible (llama.cpp, vLLM, LM Studio, ...)")
+    grade.add_argument("--host", help="the judge server (default: $OLLAMA_HOST or http://127.0.0.1:11434)")
+    grade.add_argument("--api-key-env", help="environment variable holding an API key (the key is never stored)")
+    grade.add_argument("--judge-model", default="llama3", help="the model's name on the server, e.g. llama3:70b")
+    grade.add_argument("--prompt", choices=["default", "book"], default="default",
+                       help="book: ollama_evaluate.py's prompt and options exactly (temperature 0, seed 123, "
+                            "num_ctx 2048)")
+    grade.add_argument("--group-by", default="task", help="record field whose values get their own averages")
     grade.add_argument("--concurrency", type=int, default=4, help="requests in flight")
     grade.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for the server")
     grade.add_argument("--structured", action="store_true", help="ask for JSON {reasoning, score}")

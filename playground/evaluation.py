@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from . import generation, judge, metrics, prompts, run_data, runs, store
+from .judge import report as report_card
 from .data import Dataset
 from .errors import PlaygroundError
 from .generation import GenerationSettings
@@ -140,9 +141,14 @@ def reference_metrics(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]
 
 def grade_responses(path: Path, settings: judge.JudgeSettings, cache_path: Path | None,
                     pairwise: bool = False, on_progress: Progress | None = None,
-                    stop: threading.Event | None = None, use_judge: bool = True) -> GradingResult:
-    """Score a responses file with the judge (when asked) and the reference metrics; save the scores
-    in a file of their own (`scores_path_for`); the responses file is only read."""
+                    stop: threading.Event | None = None, use_judge: bool = True,
+                    server: judge.Preflight | None = None, group_by: str = "task") -> GradingResult:
+    """Score a responses file with the judge (when asked) and the reference metrics, and write the
+    report card to a file of its own (`scores_path_for`); the responses file is only read.
+
+    `server` is the preflight's answer (the judge's digest and size, for the report); `group_by`
+    names the record field whose values get their own averages (the task family by default).
+    """
     records = judge.read_responses(path)
     scores_path = scores_path_for(path, settings, use_judge)
     if scores_path.resolve() == path.resolve():
@@ -153,13 +159,46 @@ def grade_responses(path: Path, settings: judge.JudgeSettings, cache_path: Path 
     if use_judge and items:
         report = (lambda done, total: on_progress(done / total, f"graded {done} of {total} answers")) if on_progress else None
         judgments = judge.grade(items, settings, cache, on_progress=report, stop=stop)
+    pairs: list[judge.PairJudgment] = []
+    if pairwise and use_judge:
+        pairs = judge.grade_pairwise(judge.pairs_from_responses(records), settings, cache, stop=stop)
+    rows = example_rows(records, judgments, pairs, group_by, use_judge)
     summary = judge.summarize(judgments) if judgments else {}
     summary["metrics"] = reference_metrics(records)
+    if pairs:
+        summary["pairwise"] = judge.summarize_pairwise(pairs)
+    if judgments:
+        summary["length"] = report_card.length_report(rows, {p.key: p.verdict for p in pairs} if pairs else None)
+        summary["groups"] = {"by": group_by, "values": report_card.by_group(rows, "group")}
+        summary["exact_agreement"] = report_card.exact_agreement(rows, metrics.exact_match)
+        summary["warnings"] = report_card.warnings(summary, server.parameters if server else "")
+    runs.write_json(scores_path, {"judge": judge_facts(settings, server, use_judge), "summary": summary,
+                                  "rows": rows})
+    return GradingResult(summary, rows, path, scores_path, summary.get("pairwise"))
+
+
+def judge_facts(settings: judge.JudgeSettings, server: judge.Preflight | None, use_judge: bool) -> dict[str, Any]:
+    """What the grading used, for the report and its file (an API key's variable name, never the key)."""
+    if not use_judge:
+        return {"used": False}
+    template = settings.effective_template()
+    return {"used": True, "backend": settings.api, "host": settings.host, "model": judge.model_name(settings),
+            "digest": server.digest if server else "", "parameters": server.parameters if server else "",
+            "prompt": settings.prompt, "template_sha256": hashlib.sha256(template.encode()).hexdigest()[:16],
+            "structured": settings.structured, "options": settings.options(),
+            "api_key_env": settings.api_key_env or None}
+
+
+def example_rows(records: list[dict[str, Any]], judgments: list[judge.Judgment], pairs: list[judge.PairJudgment],
+                 group_by: str, use_judge: bool) -> list[dict[str, Any]]:
+    """One row per example: texts, each side's score, status and the judge's raw reply, the verdict."""
     by_key = {(j.key, j.side): j for j in judgments}
+    verdicts = {p.key: p for p in pairs}
     rows = []
     for number, record in enumerate(records, start=1):
-        row = {"#": number, "instruction": record["instruction"], "input": record.get("input", ""),
-               "reference": record["output"]}
+        row = {"#": number, "record": record.get("index", number - 1), "instruction": record["instruction"],
+               "input": record.get("input", ""), "reference": record["output"],
+               "group": record.get(group_by, ""), "exact": bool(record.get("exact"))}
         for side in ("base", "tuned"):
             answer = record.get(f"{side}_response", record.get("model_response") if side == "tuned" else None)
             if answer is None:
@@ -168,38 +207,61 @@ def grade_responses(path: Path, settings: judge.JudgeSettings, cache_path: Path 
             row[f"{side}_response"] = answer
             row[f"{side}_score"] = found.score if found else None
             row[f"{side}_status"] = found.status if found else ("not graded" if use_judge else "")
+            row[f"{side}_reply"] = (found.reply or found.error) if found else ""
         if row.get("base_score") is not None and row.get("tuned_score") is not None:
             row["difference"] = row["tuned_score"] - row["base_score"]
+        pair = verdicts.get(str(number))
+        if pair is not None:
+            row["pairwise"] = pair.verdict
+            row["pairwise_replies"] = list(pair.replies)
         rows.append(row)
-    pair_summary = None
-    if pairwise and use_judge:
-        pairs = judge.pairs_from_responses(records)
-        if pairs:
-            pair_summary = judge.summarize_pairwise(judge.grade_pairwise(pairs, settings, cache, stop=stop))
-            summary["pairwise"] = pair_summary
-    runs.write_json(scores_path, {"judge": {"model": settings.model, "host": settings.host,
-                                            "structured": settings.structured, "options": settings.options()},
-                                  "summary": summary, "rows": rows})
-    return GradingResult(summary, rows, path, scores_path, pair_summary)
+    return rows
 
 
-def summary_lines(summary: dict[str, Any]) -> list[str]:
-    """The averages with their scored/total counts, and the reference metrics, as text lines."""
+def summary_lines(summary: dict[str, Any], facts: dict[str, Any] | None = None) -> list[str]:
+    """The report card as text: averages with intervals and counts, reference metrics, pairwise,
+    length, agreement with exact match, per group, what was used, and warnings."""
     lines = []
     for side in ("base", "tuned"):
         part = summary.get(side)
         if part:
             average = "n/a" if part["average"] is None else f"{part['average']:.1f}"
-            lines.append(f"{side.capitalize()}: average {average} (scored {part['scored']} of {part['total']}; "
-                         f"unparsed {part['unparsed']}, errors {part['errors']}, truncated {part['truncated']})")
+            interval = (f" [95% interval {part['interval'][0]:.1f}–{part['interval'][1]:.1f}]"
+                        if part.get("interval") else "")
+            lines.append(f"{side.capitalize()}: average {average}{interval} (scored {part['scored']} of "
+                         f"{part['total']}; unparsed {part['unparsed']}, errors {part['errors']}, skipped "
+                         f"{part['skipped']}, truncated {part['truncated']})")
     for side, values in summary.get("metrics", {}).items():
         exact = ("n/a" if values["exact_match"] is None
                  else f"{values['exact_match']:.0%} on {values['exact_examples']} single-answer examples")
         lines.append(f"{side.capitalize()} reference metrics: ROUGE-L {values['rouge_l']:.3f}, exact match {exact}")
     pairwise = summary.get("pairwise")
-    if pairwise:
-        rate, disagree = pairwise["tuned_win_rate"], pairwise["disagreement"]
-        lines.append(f"Pairwise: tuned win rate {'n/a' if rate is None else f'{rate:.0%}'}, the two orders "
-                     f"disagree on {'n/a' if disagree is None else f'{disagree:.0%}'} of examples "
-                     f"({pairwise['unparsed']} unparsed verdicts)")
+    if pairwise and pairwise["tuned_win_rate"] is not None:
+        interval = pairwise.get("interval")
+        lines.append(f"Pairwise ({pairwise['judged']} of {pairwise['examples']} examples judged in both orders): "
+                     f"tuned wins {pairwise['tuned_wins']}, ties {pairwise['ties']}, base wins "
+                     f"{pairwise['base_wins']}; tuned win rate {pairwise['tuned_win_rate']:.0%}"
+                     + (f" [{interval[0]:.0%}–{interval[1]:.0%}]" if interval else "")
+                     + f"; the two orders agree on {pairwise['swap_consistency']:.0%}")
+    length = summary.get("length")
+    if length and length["tuned_win_rate"] is not None:
+        controlled = length["length_controlled_win_rate"]
+        lines.append(f"Length: base {length['base_mean_words']:.0f} words, tuned {length['tuned_mean_words']:.0f} "
+                     f"words on average; tuned win rate ({length['verdicts_from']}) {length['tuned_win_rate']:.0%}, "
+                     f"length-controlled {'n/a' if controlled is None else f'{controlled:.0%}'}")
+    agreement = summary.get("exact_agreement")
+    if agreement:
+        lines.append(f"Judge (score >= {agreement['pass_mark']}) and exact match agree on {agreement['agree']} of "
+                     f"{agreement['answers']} single-answer answers")
+    groups = (summary.get("groups") or {}).get("values") or {}
+    for name, entry in list(groups.items())[:30]:
+        base, tuned = entry["base_average"], entry["tuned_average"]
+        lines.append(f"  {summary['groups']['by']} {name}: {entry['examples']} examples, base "
+                     f"{'n/a' if base is None else f'{base:.1f}'}, tuned {'n/a' if tuned is None else f'{tuned:.1f}'}")
+    if facts and facts.get("used"):
+        lines.append(f"Judge: {facts['model']} ({facts['parameters'] or 'size unknown'}"
+                     + (f", digest {facts['digest'][:12]}" if facts["digest"] else "")
+                     + f") via {facts['backend']} at {facts['host']}; prompt {facts['prompt']} "
+                     f"(template {facts['template_sha256']}); options {facts['options']}")
+    lines += [f"warning: {text}" for text in summary.get("warnings", [])]
     return lines

@@ -15,6 +15,8 @@ from playwright.sync_api import expect, sync_playwright
 
 from playground import store
 
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parent.parent
 SHOTS = ROOT / "artifacts" / "screenshots"
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -238,3 +240,22 @@ def test_judge_tab_grades_with_one_click_against_the_ollama_stand_in(page):
         expect(page.locator("#judge-downloads")).to_contain_text("instruction-data-with-response")
         assert len(server.requests) == 6
         page.screenshot(path=str(SHOTS / "judge.png"), full_page=True)
+
+
+def test_judge_tab_grades_on_a_real_openai_compatible_server(page):
+    from llama_server import MODEL, LlamaServer
+
+    with LlamaServer(n_ctx=2048) as server:
+        page.get_by_role("tab", name="Judge").click()
+        page.locator("#judge-api").get_by_text("OpenAI-compatible").click()
+        host = page.locator("#judge-host input, #judge-host textarea").first
+        expect(host).not_to_have_value(re.compile("11434"))  # the protocol's usual address, or what was typed
+        host.fill(server.url)
+        page.locator("#judge-model input, #judge-model textarea").first.fill(MODEL)
+        page.locator("#judge-check").click()
+        expect(page.locator("#judge-server")).to_contain_text(f"serves the judge model {MODEL}")
+        page.locator("#judge-grade").click()
+        expect(page.locator("#judge-facts")).to_contain_text(f"via openai at {server.url}", timeout=300_000)
+        expect(page.locator("#judge-tuned")).to_contain_text("of 3")
+        expect(page.locator("#judge-report")).to_contain_text("size is not reported")
+        page.screenshot(path=str(SHOTS / "judge-openai.png"), full_page=True)

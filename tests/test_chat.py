@@ -4,6 +4,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from playground import prompts, store
 from playground.data import Record
 from playground.manager import ModelManager
@@ -38,6 +40,7 @@ def test_chat_panes_are_drawn_from_the_conversation_as_text():
     assert panes(turns, tuned_is_left=True) == (right, left)
 
 
+@pytest.mark.slow
 def test_memory_with_both_is_within_five_percent_on_the_default_model(tmp_path):
     """The real default model with a LoRA adapter of the default settings on its shared weights."""
     manager = ModelManager(tmp_path)

@@ -115,7 +115,10 @@ def test_stopping_the_server_mid_run_loses_nothing_and_a_second_run_finishes(res
     first.stop()
     graded = partial.summary["base"]["scored"] + partial.summary["tuned"]["scored"]
     assert 1 <= graded < 12
-    assert sum(1 for _ in cache.read_text().splitlines()) == graded  # everything answered is kept
+    lines = cache.read_text().splitlines()
+    scored = {(row["instruction"], row[f"{side}_response"]) for row in partial.rows for side in ("base", "tuned")
+              if row.get(f"{side}_status") == "scored"}
+    assert len(lines) == len(scored)  # everything answered is kept, each prompt once
 
     asked = {request["messages"][0]["content"] for request in answered}
     missing = [item for item in judge.items_from_responses(records)
@@ -124,7 +127,8 @@ def test_stopping_the_server_mid_run_loses_nothing_and_a_second_run_finishes(res
     with OllamaStandin(reply=scripted_score) as second:  # the server is back (on another port)
         settings.host = second.url
         full = evaluation.grade_responses(responses, settings, cache)
-        assert len(second.requests) == len(missing)  # asks only for what is missing
+        # asks only for what is missing, and a prompt two items share only once
+        assert len(second.requests) == len({judge.render_prompt(item, settings) for item in missing})
     assert full.summary["base"]["average"] == pytest.approx(expected_average(records, "base"))
     assert full.summary["tuned"]["average"] == pytest.approx(expected_average(records, "tuned"))
 
@@ -156,7 +160,7 @@ def test_judge_command_grades_a_responses_file_and_never_writes_over_it(tmp_path
                                      "--host", server.url, "--concurrency", "2"],
                                     cwd=ROOT, capture_output=True, text=True, timeout=300)
             assert result.returncode == 0, result.stderr[-2000:]
-            assert "Tuned: average 70.0 (scored 4 of 4; unparsed 0" in result.stdout
+            assert "Tuned: average 70.0 [95% interval 70.0–70.0] (scored 4 of 4; unparsed 0" in result.stdout
         assert len(server.requests) == 4  # the second grading came from the cache
     assert path.read_bytes() == original
     scores = [p for p in tmp_path.iterdir() if ".scores-llama3-" in p.name]
@@ -173,7 +177,7 @@ def test_judge_command_grades_a_run_from_the_command_line(graded_run, tmp_path):
                                  "--max-new-tokens", "8", "--host", server.url, "--models-dir", str(graded_run)],
                                 cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "Base: average 55.0 (scored 2 of 2" in result.stdout
+    assert "Base: average 55.0 [95% interval 55.0–55.0] (scored 2 of 2" in result.stdout
     assert "/runs/seed-7/judge/test-2-" in result.stdout
 
 

@@ -185,7 +185,7 @@ def test_scripted_scores_come_back_as_averages(standin):
     assert summary["average_difference"] == 40.0
     request = standin.requests[0]
     assert request["model"] == "llama3"
-    assert request["options"] == {"temperature": 0.0, "seed": 123, "num_ctx": 4096}
+    assert request["options"] == {"temperature": 0.0, "seed": 123, "num_ctx": 4096, "num_predict": 512}
 
 
 def test_a_reply_without_score_is_asked_again_once(standin):
@@ -204,8 +204,8 @@ def test_two_replies_without_score_count_as_unparsed_never_zero(standin):
     assert all(j.status == "unparsed" and j.score is None and "numeric rating" in j.reply for j in judgments)
     assert standin.chat_count == 4
     summary = judge.summarize(judgments)["tuned"]
-    assert summary == {"average": None, "scored": 0, "total": 2, "unparsed": 2, "errors": 0, "skipped": 0,
-                       "truncated": 0}
+    assert summary == {"average": None, "interval": None, "scored": 0, "total": 2, "unparsed": 2, "errors": 0,
+                       "skipped": 0, "truncated": 0}
 
 
 @pytest.mark.parametrize("fault", ["503", "mid_stream_error", "drop"])
@@ -389,8 +389,10 @@ def test_pairwise_win_rate_and_position_bias(standin):
     assert [(j.base_first, j.tuned_first) for j in judgments] == [
         ("tuned", "tuned"), ("tuned", "tuned"), ("base", "tuned"), ("tie", "tie")]
     summary = judge.summarize_pairwise(judgments)
-    assert summary["tuned_win_rate"] == (5 + 2 / 2) / 8
-    assert summary["disagreement"] == 0.25
+    # one verdict per example; the two orders of example 3 disagree, so it counts as a tie
+    assert (summary["tuned_wins"], summary["ties"], summary["base_wins"]) == (2, 2, 0)
+    assert summary["tuned_win_rate"] == (2 + 2 / 2) / 4
+    assert summary["swap_consistency"] == 0.75 and summary["disagreement"] == 0.25
 
 
 # ---------------------------------------------------------------- responses files

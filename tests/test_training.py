@@ -142,6 +142,7 @@ def test_bad_lora_target_modules(tiny_model_dir, tmp_path):
         prepare_model(Weights(store.load_model(str(tiny_model_dir))), config, "x", tmp_path, None, "cpu")
 
 
+@pytest.mark.slow
 def test_two_lora_steps_on_the_real_default_model(tmp_path):
     """End to end through the command line, on the embedded Gemma 3 270M, on the CPU."""
     env = {**os.environ, "PLAYGROUND_MODELS_DIR": str(ROOT / "models")}

@@ -1,0 +1,286 @@
+"""Asking the judge: several requests in flight, retries with backoff, a re-ask, the cache.
+
+A reply with no answer is asked again once (the book's prompt: not asked again), then counted as
+unparsed: never as 0, never dropped. Transient failures (busy, a broken stream, a timeout) are
+retried with backoff; what still fails is an error for that item and the run goes on, unless every
+further item would fail the same way (the server is gone, the model is missing): then nothing more
+is asked and the rest are "skipped" with the reason. Items with the same prompt are asked once.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import asdict, dataclass
+from typing import Any, Callable
+
+from . import backends
+from .backends import Backend, PromptTooLong
+from .cache import JudgeCache, cache_key
+from .parsing import parse_book_score, parse_choice, parse_score
+from .prompts import (PAIRWISE_TEMPLATE, REASK_CHOICE, REASK_SCORE, SCORE_SCHEMA, JudgeItem, PairItem,
+                      render_pair_prompt, render_prompt)
+from .settings import JudgeSettings
+
+STATUSES = ("scored", "unparsed", "error", "skipped")
+EMPTY_IN_BOOK = "(the response is empty: the book's script scores it 0 without asking the judge)"
+
+
+@dataclass
+class _Job:
+    key: str  # cache key
+    prompt: str
+    parse: Callable[[str], Any]
+    reask: str | None  # None: ask once
+    format: dict[str, Any] | None = None
+    fixed: Any = None  # an answer known without asking (the book's 0 for an empty response)
+
+
+@dataclass
+class _Outcome:
+    status: str  # one of STATUSES
+    value: Any = None
+    reply: str = ""
+    error: str = ""
+    truncated: bool = False
+    prompt_tokens: int | None = None
+    requests: int = 0
+    cached: bool = False
+    fatal: bool = False
+
+
+class _Backends:
+    """One backend (one client, one connection pool) per worker thread, closed together at the end."""
+
+    def __init__(self, settings: JudgeSettings):
+        self._settings = settings
+        self._local = threading.local()
+        self._all: list[Backend] = []
+        self._lock = threading.Lock()
+
+    def get(self) -> Backend:
+        backend = getattr(self._local, "backend", None)
+        if backend is None:
+            backend = self._local.backend = backends.make(self._settings)
+            with self._lock:
+                self._all.append(backend)
+        return backend
+
+    def close(self) -> None:
+        for backend in self._all:
+            backend.close()
+
+
+class _Either:
+    """An Event-like view of two events: set when either is. wait() wakes at once on the second
+    and within 50 ms on the first (threading has no wait on several events)."""
+
+    def __init__(self, a: threading.Event, b: threading.Event):
+        self._a, self._b = a, b
+
+    def is_set(self) -> bool:
+        return self._a.is_set() or self._b.is_set()
+
+    def wait(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while not self.is_set() and (left := deadline - time.monotonic()) > 0:
+            self._b.wait(min(left, 0.05))
+        return self.is_set()
+
+
+class _Stopped(Exception):
+    pass
+
+
+def _chat_with_retries(backend: Backend, settings: JudgeSettings, messages: list[dict[str, str]],
+                       schema: dict[str, Any] | None, stop: _Either, counter: list[int]) -> backends.Reply:
+    """Retry transient failures with exponential backoff; `counter[0]` counts the requests sent."""
+    for attempt in range(settings.retries + 1):
+        counter[0] += 1
+        try:
+            return backend.chat(messages, schema)
+        except Exception as exc:
+            if not backend.transient(exc) or attempt == settings.retries:
+                raise
+        if stop.wait(settings.backoff * 2 ** attempt):
+            raise _Stopped()
+    raise AssertionError("unreachable")
+
+
+def _ask(backend: Backend, job: _Job, settings: JudgeSettings, stop: _Either) -> _Outcome:
+    """Ask; re-ask once when the reply holds no answer; keep every reply."""
+    messages = [{"role": "user", "content": job.prompt}]
+    replies: list[str] = []
+    counter = [0]
+    truncated, tokens = False, None
+    try:
+        for _ in range(2 if job.reask else 1):
+            reply = _chat_with_retries(backend, settings, messages, job.format, stop, counter)
+            replies.append(reply.text)
+            tokens = reply.prompt_tokens if tokens is None else tokens  # the first prompt's count is the item's
+            truncated = truncated or reply.truncated
+            value = job.parse(reply.text)
+            if value is not None:
+                return _Outcome("scored", value, "\n[asked again]\n".join(replies), truncated=truncated,
+                                prompt_tokens=tokens, requests=counter[0])
+            # A greedy judge repeats itself on the same prompt, so the re-ask continues the conversation.
+            messages += [{"role": "assistant", "content": reply.text}, {"role": "user", "content": job.reask or ""}]
+    except _Stopped:
+        return _Outcome("skipped", error="stopped before an answer", requests=counter[0])
+    except Exception as exc:  # one item's failure never ends the run
+        return _Outcome("error", reply="\n[asked again]\n".join(replies), error=backend.describe(exc),
+                        truncated=truncated or isinstance(exc, PromptTooLong), prompt_tokens=tokens,
+                        requests=counter[0], fatal=backend.fatal(exc))
+    return _Outcome("unparsed", None, "\n[asked again]\n".join(replies), truncated=truncated,
+                    prompt_tokens=tokens, requests=counter[0])
+
+
+def _run(jobs: list[_Job], settings: JudgeSettings, cache: JudgeCache | None,
+         on_progress: Callable[[int, int], None] | None, stop: threading.Event | None) -> list[_Outcome]:
+    """Every job's outcome, in order: from the cache, or asked with `concurrency` requests in flight."""
+    settings.check()
+    cache = cache if cache is not None else JudgeCache(None)
+    stop = stop or threading.Event()
+    halt = threading.Event()  # set by an error every further item would hit, and at the end
+    reason: list[str] = []
+    outcomes: list[_Outcome | None] = [None] * len(jobs)
+    for i, job in enumerate(jobs):
+        if job.fixed is not None:
+            outcomes[i] = _Outcome("scored", job.fixed, EMPTY_IN_BOOK)
+        elif (hit := cache.get(job.key)) is not None:
+            outcomes[i] = _Outcome(hit["status"], hit.get("value"), hit.get("reply", ""),
+                                   truncated=bool(hit.get("truncated")), prompt_tokens=hit.get("prompt_tokens"),
+                                   cached=True)
+    same: dict[str, list[int]] = {}  # each prompt is asked once, for every item that has it
+    for i, outcome in enumerate(outcomes):
+        if outcome is None:
+            same.setdefault(jobs[i].key, []).append(i)
+    done = len(jobs) - sum(len(members) for members in same.values())
+    if on_progress:
+        on_progress(done, len(jobs))
+    workers = _Backends(settings)
+    halted = _Either(stop, halt)
+
+    def work(i: int) -> _Outcome:
+        if halted.is_set():
+            why = reason[0] if reason and not stop.is_set() else "stopped before it was asked"
+            return _Outcome("skipped", error=why)
+        outcome = _ask(workers.get(), jobs[i], settings, halted)
+        if outcome.fatal and not halt.is_set():  # here, not in the loop below: no next item may start first
+            reason.append(f"not asked: {outcome.error}")
+            halt.set()
+        return outcome
+
+    pool = ThreadPoolExecutor(max_workers=settings.concurrency, thread_name_prefix="judge")
+    try:
+        futures = {pool.submit(work, members[0]): members for members in same.values()}
+        for future in as_completed(futures):
+            members = futures[future]
+            outcome = future.result()
+            for i in members:
+                outcomes[i] = outcome
+            if outcome.status in ("scored", "unparsed"):  # errors are asked again next time
+                cache.put({"key": jobs[members[0]].key, "status": outcome.status, "value": outcome.value,
+                           "reply": outcome.reply, "truncated": outcome.truncated,
+                           "prompt_tokens": outcome.prompt_tokens})
+            done += len(members)
+            if on_progress:
+                on_progress(done, len(jobs))
+    finally:
+        halt.set()  # if the caller's callback raised, the queued items return at once
+        pool.shutdown(wait=True)
+        workers.close()
+    return [o or _Outcome("skipped", error="stopped before it was asked") for o in outcomes]
+
+
+# ---------------------------------------------------------------- scores
+
+
+@dataclass
+class Judgment:
+    key: str
+    side: str
+    score: int | None  # None unless status is "scored"
+    status: str  # "scored", "unparsed" (the reply held no score), "error" or "skipped" (not asked)
+    reply: str = ""  # the judge's raw reply (both, when it was asked again)
+    error: str = ""
+    truncated: bool = False  # the prompt did not fit the judge's context: cut by the server, or refused
+    prompt_tokens: int | None = None
+    cached: bool = False
+    requests: int = 0  # chat requests sent for it in this run
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def grade(items: list[JudgeItem], settings: JudgeSettings, cache: JudgeCache | None = None,
+          on_progress: Callable[[int, int], None] | None = None,
+          stop: threading.Event | None = None) -> list[Judgment]:
+    """A judgment for every item, in order. `on_progress(done, total)` is called as items finish;
+    setting `stop` asks nothing more (the items not asked come back "skipped")."""
+    template = settings.effective_template()
+    jobs = [_Job(cache_key(settings, "score", template, instruction=it.instruction, input=it.input,
+                           reference=it.reference, response=it.response),
+                 render_prompt(it, settings),
+                 parse_book_score if settings.book else parse_score,
+                 None if settings.book else REASK_SCORE,
+                 SCORE_SCHEMA if settings.structured else None,
+                 fixed=0 if settings.book and it.response == "" else None) for it in items]
+    outcomes = _run(jobs, settings, cache, on_progress, stop)
+    return [Judgment(it.key, it.side, o.value if o.status == "scored" else None, o.status, o.reply, o.error,
+                     o.truncated, o.prompt_tokens, o.cached, o.requests) for it, o in zip(items, outcomes)]
+
+
+# ---------------------------------------------------------------- pairwise
+
+
+@dataclass
+class PairJudgment:
+    key: str
+    base_first: str | None  # the winner ("base", "tuned" or "tie") when base was shown as A
+    tuned_first: str | None  # the winner when tuned was shown as A
+    statuses: tuple[str, str]  # per order, as for Judgment
+    replies: tuple[str, str]
+    errors: tuple[str, str] = ("", "")
+
+    @property
+    def disagree(self) -> bool | None:
+        """The two orders picked differently (position bias); None unless both gave a verdict."""
+        if self.base_first is None or self.tuned_first is None:
+            return None
+        return self.base_first != self.tuned_first
+
+    @property
+    def verdict(self) -> str | None:
+        """The example's verdict: the two orders' common choice; a tie when they disagree."""
+        if self.disagree is None:
+            return None
+        return "tie" if self.disagree else self.base_first
+
+
+def grade_pairwise(pairs: list[PairItem], settings: JudgeSettings, cache: JudgeCache | None = None,
+                   on_progress: Callable[[int, int], None] | None = None,
+                   stop: threading.Event | None = None) -> list[PairJudgment]:
+    """Ask which answer is better, in both orders (base as A, then tuned as A), to expose position
+    bias. Plain-text replies ("A", "B" or "tie"); `settings.template` and `structured` are not used."""
+    jobs = []
+    for pair in pairs:
+        for first, second in ((pair.base, pair.tuned), (pair.tuned, pair.base)):
+            key = cache_key(settings, "pairwise", PAIRWISE_TEMPLATE, instruction=pair.instruction,
+                            input=pair.input, reference=pair.reference, a=first, b=second)
+            jobs.append(_Job(key, render_pair_prompt(pair, first, second), parse_choice, REASK_CHOICE))
+    outcomes = _run(jobs, settings, cache, on_progress, stop)
+    results = []
+    for n, pair in enumerate(pairs):
+        one, two = outcomes[2 * n], outcomes[2 * n + 1]
+        results.append(PairJudgment(
+            pair.key, _winner(one, a="base", b="tuned"), _winner(two, a="tuned", b="base"),
+            (one.status, two.status), (one.reply, two.reply), (one.error, two.error)))
+    return results
+
+
+def _winner(outcome: _Outcome, a: str, b: str) -> str | None:
+    if outcome.status != "scored":
+        return None
+    return {"A": a, "B": b, "tie": "tie"}[outcome.value]
