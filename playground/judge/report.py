@@ -175,8 +175,8 @@ def warnings(summary: dict[str, Any], parameters: str) -> list[str]:
     found = []
     scored = [summary[side]["scored"] for side in ("base", "tuned") if side in summary]
     if scored and min(scored) < 50:
-        found.append(f"Only {min(scored)} scored examples: the interval is wide; grade at least 50 for a "
-                     "comparison to rest on.")
+        found.append(f"Only {min(scored)} scored examples on one side: its interval is wide or missing; grade at "
+                     "least 50 for a comparison to rest on.")
     size = parameter_count(parameters)
     if size is None:
         found.append("The judge's size is not reported by its server; judges under 10B parameters agree "

@@ -60,6 +60,7 @@ def build(shared: Shared) -> dict[str, Any]:
         plot = gr.Plot(label="Score distributions")
         groups = gr.Plot(label="Averages per group", elem_id="judge-groups")
     rows = gr.Dataframe(interactive=False, wrap=True, max_height=600, elem_id="judge-table",
+                        column_widths=["5%", "7%", "6%", "12%", "7%", "7%", "12%", "5%", "12%", "5%", "6%", "8%", "8%"],
                         label="Per example, worst regressions first, with the judge's own replies (sortable)")
     downloads = gr.File(label="Downloads: both answers, the book's file for the tuned model, the scores",
                         file_count="multiple", elem_id="judge-downloads")
@@ -92,9 +93,11 @@ def build(shared: Shared) -> dict[str, Any]:
 
     api.change(on_api, [api, host], host)
 
-    def on_pull(*values, progress=gr.Progress()):
+    def on_pull(api_value, host_value, model_value, key_env_value, prompt_value, concurrency_value, timeout_value,
+                structured_on, template_value, progress=gr.Progress()):
         try:
-            settings = settings_from(*values)
+            settings = settings_from(api_value, host_value, model_value, key_env_value, prompt_value,
+                                     concurrency_value, timeout_value, structured_on, template_value)
             judge.pull(settings, on_progress=lambda fraction, text: progress(fraction, desc=text))
         except PlaygroundError as exc:
             return notice(str(exc), "error"), gr.update()
@@ -102,15 +105,17 @@ def build(shared: Shared) -> dict[str, Any]:
 
     pull.click(on_pull, server_inputs, [server, pull])
 
-    def on_grade(run_id, split_name, limit, max_tokens, pairwise_on, metrics_on, group_value, *values,
-                 request: gr.Request, progress=gr.Progress()):
+    def on_grade(run_id, split_name, limit, max_tokens, pairwise_on, metrics_on, group_value, api_value, host_value,
+                 model_value, key_env_value, prompt_value, concurrency_value, timeout_value, structured_on,
+                 template_value, request: gr.Request, progress=gr.Progress()):
         stop_event = stops.setdefault(request.session_hash if request else "", threading.Event())
         stop_event.clear()
         skip = (gr.skip(),) * 5
         if not run_id:
             return notice("Pick a tuned run first (train one in the Train tab).", "error"), *skip
         try:
-            settings = settings_from(*values)
+            settings = settings_from(api_value, host_value, model_value, key_env_value, prompt_value,
+                                     concurrency_value, timeout_value, structured_on, template_value)
             status = None
             if not metrics_on:
                 status = judge.preflight(settings)
