@@ -61,10 +61,22 @@ class TrainingJob:
     stop: threading.Event = field(default_factory=threading.Event)
     thread: threading.Thread | None = None
     side: Side | None = None  # what it trains: an adapter on the shared weights, or a full fine-tune's copy
+    phase: str = "loading the model"  # what it does now: loading, probing, validating, training, saving
+    started: float = field(default_factory=time.monotonic)
+    ended: float | None = None
 
     @property
     def running(self) -> bool:
         return self.state in ("starting", "running")
+
+    @property
+    def elapsed(self) -> float:
+        return (self.ended or time.monotonic()) - self.started
+
+    def record(self, event: Event) -> None:
+        if event.kind == "phase":
+            self.phase = event.values["phase"]
+        self.events.append(event)
 
 
 def parameter_bytes(model: Any) -> int:
@@ -211,6 +223,8 @@ class ModelManager:
                 raise PlaygroundError(f"Run {self.job.run_id} is still training; stop it first.")
             run_id = runs.new_run_id(self.models_dir, config.method)
             job = TrainingJob(run_id, config, runs.runs_dir(self.models_dir) / run_id)
+            if not model.done() and store.needs_conversion(config.model, self.models_dir):
+                job.phase = "converting the model the first time (about a minute)"
             self.job = job
         job.thread = threading.Thread(target=self._run, args=(job, dataset, model), name=f"train-{run_id}", daemon=True)
         job.thread.start()
@@ -225,14 +239,17 @@ class ModelManager:
         """The job's thread: whatever happens, the job ends with a state and a message."""
         try:
             loaded = model_future.result()
+            job.phase = "preparing the model"
             job.side = prepare_model(loaded.weights, job.config, job.run_id, self.models_dir, loaded.dtype,
                                      self.device)
             job.state, job.message = "running", "Training…"
             job.state, job.message, job.result = run_training(
                 job.side, loaded.tokenizer, dataset, job.config, self.models_dir, job.run_id,
-                on_event=job.events.append, stop=job.stop)
+                on_event=job.record, stop=job.stop)
         except Exception as exc:
             job.state, job.message = "failed", failure_message(f"Run {job.run_id}", exc)
+        finally:
+            job.ended = time.monotonic()
 
     # ------------------------------------------------------------ sides for chat and grading
 

@@ -97,6 +97,11 @@ def ensure_default_model(models_dir: Path | None = None) -> Path:
     return folder
 
 
+def needs_conversion(spec: str, models_dir: Path | None = None) -> bool:
+    """Whether loading `spec` first converts the embedded default's weights from GGUF (about a minute)."""
+    return (spec or DEFAULT).strip() == DEFAULT and not (default_dir(models_dir) / "model.safetensors").exists()
+
+
 def resolve(spec: str, models_dir: Path | None = None, weights: bool = False) -> str:
     """Turn `default`, a local folder or a hub id into something `from_pretrained` accepts."""
     spec = (spec or DEFAULT).strip()

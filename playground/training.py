@@ -97,7 +97,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 @dataclass
 class Event:
     """One thing that happened in a run; the UI and the command line read these."""
-    kind: str                # "start", "step", "eval", "probe", "end"
+    kind: str                # "start", "phase", "step", "eval", "probe", "end"
     step: int = 0
     total_steps: int = 0
     epoch: float = 0.0
@@ -177,9 +177,14 @@ def train(side: Side, tokenizer: Any, dataset: data.Dataset, splits: data.Splits
     def event(kind: str, step: int, **values: Any) -> None:
         emit(Event(kind, step, total, step / per_epoch, time.monotonic() - started, values))
 
-    def evaluate() -> float | None:
+    def phase(name: str, step: int) -> None:
+        """What the run does now (probing, validating, training), for a progress line that says so."""
+        event("phase", step, phase=name)
+
+    def evaluate(step: int) -> float | None:
         if not val_samples:
             return None
+        phase("validating", step)
         order = batching.batch_order([len(s.ids) for s in val_samples], config.batch_size, seed=0)
         loss_sum, count = 0.0, 0
         with weights.use(adapter=side.adapter), torch.no_grad():
@@ -192,6 +197,7 @@ def train(side: Side, tokenizer: Any, dataset: data.Dataset, splits: data.Splits
     def probe(step: int) -> None:
         if not probes or rank != 0:
             return
+        phase("probing", step)
         rendered = [prompts.render(record, config.style, tokenizer, config.template) for record in probes]
         answers = generation.generate([(side, r.inference) for r in rendered], tokenizer, config.style,
                                       GenerationSettings(max_new_tokens=config.probe_tokens))
@@ -202,8 +208,9 @@ def train(side: Side, tokenizer: Any, dataset: data.Dataset, splits: data.Splits
     event("start", 0, total_steps=total, train_examples=len(train_samples),
           validation_examples=len(val_samples), trainable_parameters=sum(p.numel() for p in trainable))
     probe(0)
-    first_val = evaluate()
+    first_val = evaluate(0)
     event("eval", 0, val_loss=first_val)
+    phase("training", 0)
     step, micro, epoch = 0, 0, 0
     # trained tokens, real input tokens and compute time since the last log line
     window_tokens, window_inputs, window_seconds = 0, 0, 0.0
@@ -245,16 +252,20 @@ def train(side: Side, tokenizer: Any, dataset: data.Dataset, splits: data.Splits
                           tokens_per_s=round(window_tokens * world / max(window_seconds, 1e-9), 1),
                           input_tokens_per_s=round(window_inputs * world / max(window_seconds, 1e-9), 1))
                     window_tokens, window_inputs, window_seconds = 0, 0, 0.0
-                if config.eval_every and step % config.eval_every == 0 and step < total:
-                    event("eval", step, val_loss=evaluate())
-                if config.probe_every and step % config.probe_every == 0 and step < total:
+                validate_now = config.eval_every and step % config.eval_every == 0 and step < total
+                probe_now = config.probe_every and step % config.probe_every == 0 and step < total
+                if validate_now:
+                    event("eval", step, val_loss=evaluate(step))
+                if probe_now:
                     probe(step)
+                if validate_now or probe_now:
+                    phase("training", step)
                 if step >= total:
                     break
             epoch += 1
     except StopTraining:
         stopped_by_user = True
-    final_val = evaluate()
+    final_val = evaluate(step)
     event("eval", step, val_loss=final_val)
     probe(step)
     return {"steps": step, "total_steps": total, "stopped": stopped_by_user, "train_loss": last_train_loss,
@@ -322,7 +333,9 @@ def run_training(side: Side, tokenizer: Any, dataset: data.Dataset, config: Trai
         runs.write_json(writer.folder / run_data.FILE, run_data.describe(dataset, splits, config.split_seed, models_dir))
 
     def emit(event: Event) -> None:
-        if writer is not None:
+        if writer is not None and event.kind == "phase":
+            writer.status("running", event.values["phase"], step=event.step, total_steps=event.total_steps)
+        elif writer is not None:
             writer.log(event.row())
             if event.kind == "step":
                 writer.status("running", "training", step=event.step, total_steps=event.total_steps)
@@ -334,6 +347,7 @@ def run_training(side: Side, tokenizer: Any, dataset: data.Dataset, config: Trai
     try:
         result = train(side, tokenizer, dataset, splits, config, emit, stop, accelerator)
         if writer is not None:
+            emit(Event("phase", result["steps"], result["total_steps"], values={"phase": "saving"}))
             save_trained(side, writer.folder, config, run_id)
         state = "stopped" if result["stopped"] else "finished"
         message = (f"{state.capitalize()} after {result['steps']} of {result['total_steps']} steps in "

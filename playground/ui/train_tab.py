@@ -21,31 +21,60 @@ def clock(seconds: float) -> str:
     return f"{seconds // 60}:{seconds % 60:02d}"
 
 
+SPEED_WINDOW = 10  # steps in the tokens/s moving average
+
+
+def speed_text(steps: list[Event]) -> str:
+    """Tokens per second averaged over the last few steps: one step's figure jumps with its batch."""
+    if not steps:
+        return ""
+    recent = steps[-SPEED_WINDOW:]
+    inputs = sum(e.values["input_tokens_per_s"] for e in recent) / len(recent)
+    trained = sum(e.values["tokens_per_s"] for e in recent) / len(recent)
+    return f" · {inputs:,.0f} tokens/s ({trained:,.0f} trained; mean of the last {len(recent)} steps)"
+
+
+def remaining_seconds(job: TrainingJob, steps: list[Event]) -> float | None:
+    """Seconds left at the pace of the steps so far (validation and probes included); None before a step."""
+    started = next((e.elapsed for e in job.events if e.kind == "phase" and e.values["phase"] == "training"), None)
+    if not steps or started is None:
+        return None
+    per_step = (steps[-1].elapsed - started) / steps[-1].step
+    return per_step * (steps[-1].total_steps - steps[-1].step)
+
+
 def progress_html(job: TrainingJob | None) -> str:
     if job is None:
         return notice("No run yet in this session of the app. Pick a preset and press Start.", "info")
     steps = [e for e in job.events if e.kind == "step"]
     start = next((e for e in job.events if e.kind == "start"), None)
-    total = start.values["total_steps"] if start else 0
+    total = start.values["total_steps"] if start else None
     step = steps[-1].step if steps else 0
-    elapsed = job.events[-1].elapsed if job.events else 0.0
-    remaining = elapsed / step * (total - step) if step and job.running else 0.0
     fraction = step / total if total else 0.0
-    speed = (f"{steps[-1].values['input_tokens_per_s']:,.0f} tokens/s ({steps[-1].values['tokens_per_s']:,.0f} "
-             "trained)" if steps else "– tokens/s")
-    epoch = f"epoch {steps[-1].epoch:.2f}" if steps else "epoch 0"
-    kind = {"finished": "ok", "stopped": "warn", "failed": "error"}.get(job.state, "info")
     bar = (f'<div style="background:#e5e7eb;border-radius:6px;height:14px;overflow:hidden">'
            f'<div id="train-bar" style="width:{fraction:.1%};background:#6366f1;height:14px"></div></div>')
-    line = (f'<div id="train-progress" style="font-size:14px;margin:6px 0">Run <b>{html.escape(job.run_id)}</b> · '
-            f'step <b>{step}</b> of {total} · {epoch} · elapsed {clock(elapsed)} · '
-            f'remaining ~{clock(remaining)} · {speed}</div>')
+    parts = [f"Run <b>{html.escape(job.run_id)}</b>"]
+    if job.running:
+        parts.append(f'<span id="train-phase"><b>{html.escape(job.phase.capitalize())}</b>…</span>')
+    if total:
+        parts.append(f"step <b>{step}</b> of {total}" + (f" · epoch {steps[-1].epoch:.2f}" if steps else ""))
+    parts.append(f"elapsed {clock(job.elapsed)}")
+    left = remaining_seconds(job, steps)
+    if job.running and left is not None:
+        parts.append(f"remaining ~{clock(left)}")
+    line = f'<div id="train-progress" style="font-size:14px;margin:6px 0">{" · ".join(parts)}{speed_text(steps)}</div>'
+    if job.running and not job.stop.is_set():
+        return bar + line
+    kind = {"finished": "ok", "stopped": "warn", "failed": "error"}.get(job.state, "info")
     return bar + line + notice(job.message, kind)
 
 
-def loss_figure(events: list[Event]) -> go.Figure:
+def loss_figure(events: list[Event]) -> go.Figure | None:
+    """Train and validation loss by step; None until there is a point to draw."""
     train_points = [(e.step, e.values["train_loss"]) for e in events if e.kind == "step"]
     val_points = [(e.step, e.values["val_loss"]) for e in events if e.kind == "eval" and e.values.get("val_loss") is not None]
+    if not train_points and not val_points:
+        return None
     figure = go.Figure()
     if train_points:
         figure.add_trace(go.Scatter(x=[p[0] for p in train_points], y=[p[1] for p in train_points],
@@ -60,33 +89,43 @@ def loss_figure(events: list[Event]) -> go.Figure:
     if val_points:
         figure.add_trace(go.Scatter(x=[p[0] for p in val_points], y=[p[1] for p in val_points],
                                     mode="lines+markers", name="validation loss", line=dict(color="#f59e0b")))
-    figure.update_layout(height=320, margin=dict(l=50, r=20, t=30, b=40), template="plotly_white",
+    figure.update_layout(height=320, margin=dict(l=50, r=20, t=40, b=40), template="plotly_white",
                          xaxis_title="optimizer step", yaxis_title="cross-entropy loss",
-                         legend=dict(orientation="h", y=1.12))
+                         legend=dict(orientation="h", x=1, xanchor="right", y=1.02, yanchor="bottom"))
     return figure
 
 
 def probes_html(events: list[Event]) -> str:
+    """Each probe's first answer and its latest one; one answer column until a second round exists."""
     probes = [e for e in events if e.kind == "probe"]
     if not probes:
         return ""
     first, last = probes[0], probes[-1]
+    rounds = [first] if len(probes) == 1 else [first, last]
     rows = []
-    for before, after in zip(first.values["probes"], last.values["probes"]):
+    for number, before in enumerate(first.values["probes"]):
         prompt = before["instruction"] + (f"\n{before['input']}" if before["input"] else "")
-        rows.append(f"<tr><td>{html.escape(prompt)}</td><td>{html.escape(before['reference'])}</td>"
-                    f"<td>{html.escape(before['answer'])}</td><td class='pg-latest'>{html.escape(after['answer'])}</td></tr>")
-    head = (f"<tr><th>instruction</th><th>reference</th><th>answer at step {first.step}</th>"
-            f"<th>answer at step {last.step}</th></tr>")
-    return (f'<table class="pg-probes" id="train-probes">{head}{"".join(rows)}</table>')
+        answers = "".join(f"<td{' class=pg-latest' if r is last and len(rounds) > 1 else ''}>"
+                          f"{html.escape(r.values['probes'][number]['answer'])}</td>" for r in rounds)
+        rows.append(f"<tr><td>{html.escape(prompt)}</td><td>{html.escape(before['reference'])}</td>{answers}</tr>")
+    head = "".join(f"<th>answer at step {r.step}</th>" for r in rounds)
+    return f'<table class="pg-probes" id="train-probes"><tr><th>instruction</th><th>reference</th>{head}</tr>{"".join(rows)}</table>'
 
 
-def runs_frame(models_dir: Any) -> pd.DataFrame:
+def runs_frame(models_dir: Any, job: TrainingJob | None = None) -> pd.DataFrame:
+    """Every saved run, newest first, and the run starting now before its folder exists."""
     rows = []
-    for record in runs.list_runs(models_dir):
+    records = runs.list_runs(models_dir)
+    if job is not None and job.running and job.run_id not in {r.run_id for r in records}:
+        rows.append({"run": job.run_id, "state": job.phase, "method": job.config.method, "model": job.config.model,
+                     "steps": "0/?", "train loss": "", "val loss": "", "saved": "no", "started": "now"})
+    for record in records:
         settings = record.config.get("settings", {})
         status = record.status
-        rows.append({"run": record.run_id, "state": record.state, "method": settings.get("method", ""),
+        state = record.state
+        if state == "running" and job is not None and job.run_id == record.run_id and job.running:
+            state = f"running: {job.phase}"
+        rows.append({"run": record.run_id, "state": state, "method": settings.get("method", ""),
                      "model": settings.get("model", ""), "steps": f"{status.get('steps', status.get('step', 0))}"
                                                                   f"/{status.get('total_steps', '?')}",
                      "train loss": _rounded(status.get("train_loss")), "val loss": _rounded(status.get("val_loss")),
@@ -160,15 +199,16 @@ def build(shared: Shared, style: gr.Radio, template: gr.Textbox) -> dict[str, An
     with gr.Row():
         start = gr.Button("Start training", variant="primary", elem_id="train-start")
         stop = gr.Button("Stop", variant="stop", elem_id="train-stop")
+    message = gr.HTML(elem_id="train-message")  # Start and Stop answers: the poller never writes here
     progress = gr.HTML(elem_id="train-status")
-    curve = gr.Plot(label="Loss", elem_id="train-curve")
+    curve = gr.Plot(show_label=False, visible=False, elem_id="train-curve")
     gr.Markdown("**Probe answers**: a few validation instructions, answered greedily by the model before "
                 "training and again every few steps.")
     probe_table = gr.HTML(elem_id="train-probe-view")
     gr.Markdown("**Runs** (kept under `models/runs/`; they survive a restart)")
-    runs_table = gr.Dataframe(runs_frame(manager.models_dir), interactive=False, elem_id="runs-table")
+    runs_table = gr.Dataframe(runs_frame(manager.models_dir, manager.job), interactive=False, elem_id="runs-table")
     refresh_runs = gr.Button("Refresh runs", size="sm")
-    seen = gr.State(-1)  # events already drawn in this browser session
+    seen = gr.State(None)  # the job's (run, events, state, phase) last drawn in this browser session
     poll = gr.Timer(1.0)
 
     fields = [method, max_steps, epochs, batch_size, grad_accum, lr, warmup, max_length, seed, split_seed, mask, group,
@@ -210,25 +250,36 @@ def build(shared: Shared, style: gr.Radio, template: gr.Textbox) -> dict[str, An
             manager.request_model(config.model)
             manager.start_training(dataset, config)
         except PlaygroundError as exc:
-            return notice(str(exc), "error"), -1
-        return progress_html(manager.job), -1
+            return notice(str(exc), "error"), gr.skip(), gr.skip()
+        return "", progress_html(manager.job), None
 
-    start.click(on_start, [shared.dataset, model_spec, style, template, *fields], [progress, seen])
-    stop.click(lambda: manager.stop_training() or progress_html(manager.job), outputs=progress)
+    start.click(on_start, [shared.dataset, model_spec, style, template, *fields], [message, progress, seen])
 
-    def on_tick(seen_count):
+    def on_stop():
+        job = manager.job
+        if job is None or not job.running:
+            return notice("No run is training.", "warn")
+        manager.stop_training()
+        return notice(f"Stopping run {job.run_id} after the current step…", "warn")
+
+    stop.click(on_stop, outputs=message)
+
+    def on_tick(seen_state):
         job = manager.job
         status = manager.model_status()
         model_line = notice(status.message, {"loading": "info", "ready": "ok", "error": "error"}[status.state]) \
             if status.message != "No model loaded yet." else ""
-        count = (len(job.events), job.state, job.message) if job else None
-        if job is None or count == seen_count:
-            return model_line, gr.skip(), gr.skip(), gr.skip(), gr.skip(), seen_count
+        if job is None:
+            return model_line, gr.skip(), gr.skip(), gr.skip(), gr.skip(), seen_state
+        now = (job.run_id, len(job.events), job.state, job.phase)
+        if now == seen_state:  # nothing new: only the clock moves
+            return model_line, progress_html(job) if job.running else gr.skip(), gr.skip(), gr.skip(), gr.skip(), now
         events = list(job.events)
-        table = runs_frame(manager.models_dir) if not job.running else gr.skip()
-        return model_line, progress_html(job), loss_figure(events), probes_html(events), table, count
+        figure = loss_figure(events)
+        return (model_line, progress_html(job), gr.update(value=figure, visible=figure is not None),
+                probes_html(events), runs_frame(manager.models_dir, job), now)
 
     poll.tick(on_tick, seen, [model_status, progress, curve, probe_table, runs_table, seen], show_progress="hidden")
-    refresh_runs.click(lambda: runs_frame(manager.models_dir), outputs=runs_table)
+    refresh_runs.click(lambda: runs_frame(manager.models_dir, manager.job), outputs=runs_table)
     return {"refreshers": [(describe_source, [shared.dataset, style, split_seed], source),
-                           (lambda: runs_frame(manager.models_dir), [], runs_table)]}
+                           (lambda: runs_frame(manager.models_dir, manager.job), [], runs_table)]}

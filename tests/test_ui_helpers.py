@@ -1,0 +1,46 @@
+"""The tabs' pure helpers, on real runs of the tiny model: what the Train tab shows while a run goes."""
+
+from playground import runs
+from playground.manager import ModelManager, TrainingJob
+from playground.training import TrainConfig
+from playground.ui import train_tab
+from tests_helpers import small_dataset
+
+
+def test_a_run_reports_its_phases_in_order_and_the_progress_line_names_them(tiny_model_dir, tmp_path):
+    manager = ModelManager(tmp_path, tokenizer_spec=str(tiny_model_dir))
+    config = TrainConfig(model=str(tiny_model_dir), max_steps=4, batch_size=2, probes=1, probe_every=2, eval_every=2,
+                         lora_r=4, lora_alpha=8)
+    job = manager.start_training(small_dataset(), config)
+    job.thread.join(120)
+    assert job.state == "finished", job.message
+    phases = [e.values["phase"] for e in job.events if e.kind == "phase"]
+    # before training: probe, validate; at step 2: validate, probe, back to training; at the end: save
+    assert phases == ["probing", "validating", "training", "validating", "probing", "training",
+                      "validating", "probing", "saving"]
+    done = train_tab.progress_html(job)
+    assert "step <b>4</b> of 4" in done and "Finished after 4 of 4 steps" in done
+    assert "mean of the last 4 steps" in done
+    assert runs.read(tmp_path, job.run_id).status["state"] == "finished"
+
+
+def test_probe_table_has_one_answer_column_until_a_second_round(tiny_model_dir, tmp_path):
+    manager = ModelManager(tmp_path, tokenizer_spec=str(tiny_model_dir))
+    job = manager.start_training(small_dataset(), TrainConfig(model=str(tiny_model_dir), max_steps=2, batch_size=2,
+                                                              probes=1, probe_every=0, eval_every=0))
+    job.thread.join(120)
+    events = list(job.events)
+    first_round = events[:next(i for i, e in enumerate(events) if e.kind == "probe") + 1]
+    assert train_tab.probes_html(first_round).count("answer at step") == 1
+    table = train_tab.probes_html(events)
+    assert "answer at step 0" in table and "answer at step 2" in table
+
+
+def test_a_starting_run_shows_its_phase_no_empty_figures_and_is_listed(tmp_path):
+    job = TrainingJob("20260101-000000-lora", TrainConfig(), tmp_path / "runs" / "20260101-000000-lora")
+    line = train_tab.progress_html(job)
+    assert "Loading the model" in line and "elapsed" in line
+    assert "step 0 of 0" not in line and "remaining" not in line
+    assert train_tab.loss_figure(job.events) is None
+    frame = train_tab.runs_frame(tmp_path, job)
+    assert list(frame["run"]) == [job.run_id] and list(frame["state"]) == ["loading the model"]
