@@ -128,6 +128,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
     from .generation import GenerationSettings, generate
     from .manager import ModelManager
 
+    args.run = runs.check_run_id(args.models_dir, args.run)
     manager = ModelManager(args.models_dir)
     record = runs.read(args.models_dir, args.run)
     spec = record.settings.get("model", store.DEFAULT)
@@ -161,6 +162,8 @@ def cmd_judge(args: argparse.Namespace) -> int:
     from .generation import GenerationSettings
     from .manager import ModelManager
 
+    if args.run:  # before asking the judge server anything
+        args.run = runs.check_run_id(args.models_dir, args.run)
     settings = judge.JudgeSettings(model=args.judge_model, api=args.api, api_key_env=args.api_key_env or "",
                                    prompt=args.prompt, concurrency=args.concurrency, structured=args.structured,
                                    timeout=args.timeout)
@@ -285,7 +288,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.set_defaults(func=cmd_train)
 
     chat = commands.add_parser("chat", help="the base and the tuned answer to one prompt")
-    chat.add_argument("--run", required=True, help="a run id under MODELS_DIR/runs/")
+    chat.add_argument("--run", required=True, help="a run id: the name of a folder under MODELS_DIR/runs/")
     chat.add_argument("--prompt", required=True)
     chat.add_argument("--max-new-tokens", type=int, default=64)
     chat.add_argument("--seed", type=int, default=123)
@@ -294,7 +297,8 @@ def build_parser() -> argparse.ArgumentParser:
     chat.set_defaults(func=cmd_chat)
 
     grade = commands.add_parser("judge", help="grade base and tuned answers with a Llama 3 judge on Ollama")
-    grade.add_argument("--run", help="a run id: generate its base and tuned answers on a split")
+    grade.add_argument("--run", help="a run id (a folder under MODELS_DIR/runs/): generate its base and tuned "
+                                     "answers on a split")
     grade.add_argument("--responses", help="grade this book-format responses file instead of generating")
     grade.add_argument("--split", choices=["train", "validation", "test"], default="test")
     grade.add_argument("--limit", type=int, default=20, help="how many examples of the split")

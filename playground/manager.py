@@ -31,6 +31,7 @@ from .training import Event, TrainConfig, prepare_model, run_training
 from .weights import Weights
 
 log = logging.getLogger(__name__)
+RUN_DATA_KEPT = 3  # runs whose datasets stay in memory (chat examples, gradings)
 
 
 @dataclass(frozen=True)
@@ -122,7 +123,16 @@ class ModelManager:
         self._model_started = 0.0
         self.job: TrainingJob | None = None
         self._full_models: dict[str, Weights] = {}  # run id -> its own weights, for full fine-tunes
-        self._run_data: dict[str, run_data.RunData] = {}
+        self._run_data: dict[str, run_data.RunData] = {}  # the latest few, see RUN_DATA_KEPT
+        self._remove_leftovers()
+
+    def _remove_leftovers(self) -> None:
+        """Temporary folders of saves and conversions that a killed process left behind."""
+        try:
+            store.remove_leftovers(self.models_dir)
+            runs.remove_leftovers(self.models_dir)
+        except OSError as exc:  # an unreadable store is reported where it is used
+            log.warning("could not look for leftover temporary folders in %s: %s", self.models_dir, exc)
 
     # ------------------------------------------------------------ tokenizers
 
@@ -295,13 +305,15 @@ class ModelManager:
         return cached
 
     def run_data(self, run_id: str) -> run_data.RunData:
-        """The data and splits a run trained on (see `run_data.load`), kept while the app runs."""
+        """The data and splits a run trained on (see `run_data.load`); the latest few are kept."""
         with self._state_lock:
-            cached = self._run_data.get(run_id)
+            cached = self._run_data.pop(run_id, None)
         if cached is None:
             cached = run_data.load(self.models_dir, runs.read(self.models_dir, run_id))
-            with self._state_lock:
-                self._run_data[run_id] = cached
+        with self._state_lock:
+            self._run_data[run_id] = cached  # the newest last
+            while len(self._run_data) > RUN_DATA_KEPT:
+                self._run_data.pop(next(iter(self._run_data)))
         return cached
 
     def memory_report(self) -> dict[str, int]:

@@ -12,6 +12,7 @@ import logging
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ DEFAULT_NAME = "gemma-3-270m"
 MODELS_DIR = Path(os.environ.get("PLAYGROUND_MODELS_DIR", Path(__file__).resolve().parent.parent / "models"))
 
 log = logging.getLogger(__name__)
+LEFTOVER_AGE_S = 15 * 60  # a temporary folder untouched this long belongs to no live conversion
 
 # The GGUF file carries no chat template; this is Gemma's turn format, so the "chat" prompt
 # style works on the default model as it does on Gemma's published tokenizers.
@@ -62,6 +64,30 @@ def _write_atomically(target: Path, write: Any) -> None:
             os.replace(work, target)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def remove_leftovers(models_dir: Path | None = None, min_age_s: float = LEFTOVER_AGE_S) -> list[Path]:
+    """Remove the temporary folders of conversions that were cut off (`.gemma-3-270m-XXXX`).
+
+    A folder written to in the last `min_age_s` seconds may belong to a conversion running in
+    another process (there is no owner to ask), so only older ones go: a conversion writes its
+    last file about a minute after it starts.
+    """
+    folder = Path(models_dir or MODELS_DIR)
+    removed = []
+    for leftover in folder.glob(f".{DEFAULT_NAME}-*") if folder.is_dir() else []:
+        if leftover.is_dir() and time.time() - _last_write(leftover) > min_age_s:
+            shutil.rmtree(leftover, ignore_errors=True)
+            log.info("removed %s, left by an interrupted model conversion", leftover)
+            removed.append(leftover)
+    return removed
+
+
+def _last_write(folder: Path) -> float:
+    try:
+        return max([folder.stat().st_mtime, *(p.stat().st_mtime for p in folder.rglob("*"))])
+    except OSError:  # changing under us: someone is writing to it
+        return time.time()
 
 
 def ensure_default_tokenizer(models_dir: Path | None = None) -> Path:

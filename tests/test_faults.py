@@ -1,0 +1,125 @@
+"""What happens when the machine or the user gets in the way: unwritable folders, special files,
+dead processes whose ids come back, leftovers of interrupted writes, run ids that point elsewhere,
+and an app opened to the network."""
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from playground import data, runs, store
+from playground.errors import DataError, PlaygroundError
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def cli(*args):
+    return subprocess.run([sys.executable, "-m", "playground", *args], cwd=ROOT, capture_output=True, text=True)
+
+
+# ---------------------------------------------------------------- runs whose process is gone
+
+
+def write_status(models, run_id, **status):
+    writer = runs.RunWriter(models, run_id, {"settings": {}})
+    saved = json.loads((writer.folder / "status.json").read_text())
+    runs.write_json(writer.folder / "status.json", {**saved, **status})
+    return writer.folder
+
+
+def test_a_reused_process_id_does_not_bring_a_dead_run_back(tmp_path):
+    """The process id in a run's status now belongs to another process (started at another time)."""
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    try:
+        started = psutil.Process(other.pid).create_time()
+        write_status(tmp_path, "alive", state="running", pid=other.pid, pid_started=started)
+        write_status(tmp_path, "reused", state="running", pid=other.pid, pid_started=started - 3600)
+        write_status(tmp_path, "older-file", state="running", pid=other.pid, pid_started=None)
+        listed = {r.run_id: r.state for r in runs.list_runs(tmp_path)}
+    finally:
+        other.kill()
+        other.wait()
+    # an older status file without the start time is judged by the process id alone
+    assert listed == {"alive": "running", "reused": "interrupted", "older-file": "running"}
+    assert runs.read(tmp_path, "alive").state == "interrupted"  # now that the process is gone
+
+
+def test_a_run_written_by_this_process_records_its_start_time(tmp_path):
+    folder = runs.RunWriter(tmp_path, "mine", {"settings": {}}).folder
+    status = json.loads((folder / "status.json").read_text())
+    assert status["pid"] == os.getpid()
+    assert status["pid_started"] == psutil.Process().create_time()
+
+
+# ---------------------------------------------------------------- leftovers of interrupted writes
+
+
+def test_leftover_temporary_folders_are_removed_at_start(tmp_path, caplog):
+    from playground.manager import ModelManager
+
+    old = time.time() - 3600
+    conversion = tmp_path / f".{store.DEFAULT_NAME}-k2j3h4"  # a conversion killed an hour ago
+    (conversion / "model.safetensors").parent.mkdir()
+    (conversion / "model.safetensors").write_bytes(b"\0" * 1024)
+    for path in (conversion / "model.safetensors", conversion):
+        os.utime(path, (old, old))
+    fresh = tmp_path / f".{store.DEFAULT_NAME}-a1b2c3"  # maybe another process converting right now
+    fresh.mkdir()
+    (fresh / "tokenizer.json").write_text("{}")
+    failed = write_status(tmp_path, "killed-while-saving", state="running", pid=os.getpid(), pid_started=0.0)
+    (failed / runs.SAVING / "adapter_model.safetensors").parent.mkdir()
+    (failed / runs.SAVING / "adapter_model.safetensors").write_bytes(b"\0" * 1024)
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    try:
+        saving = write_status(tmp_path, "saving-elsewhere", state="running", pid=other.pid,
+                              pid_started=psutil.Process(other.pid).create_time())
+        (saving / runs.SAVING).mkdir()
+        with caplog.at_level(logging.INFO):
+            ModelManager(tmp_path)
+    finally:
+        other.kill()
+        other.wait()
+    assert not conversion.exists() and fresh.exists()
+    assert not (failed / runs.SAVING).exists() and (failed / "status.json").exists()
+    assert (saving / runs.SAVING).exists()  # its process is alive: it may be saving now
+    logged = caplog.text
+    assert str(conversion) in logged and str(failed / runs.SAVING) in logged
+    assert str(fresh) not in logged and str(saving / runs.SAVING) not in logged
+
+
+# ---------------------------------------------------------------- run ids
+
+
+def test_run_ids_name_a_folder_directly_under_the_runs_folder(tmp_path):
+    models = tmp_path / "store"
+    inside = write_status(models, "good", state="finished")
+    assert runs.check_run_id(models, "good") == "good"
+    assert runs.check_run_id(models, str(inside)) == "good"  # a path to it is accepted too
+    outside = write_status(tmp_path / "elsewhere", "x", state="finished")  # looks like a run
+    for bad in ("../x", str(outside), "..", ".saving", ""):
+        with pytest.raises(PlaygroundError, match="is not a run"):
+            runs.check_run_id(models, bad)
+    with pytest.raises(PlaygroundError, match="No run 'missing'"):
+        runs.read(models, "missing")
+
+
+def test_a_bad_run_id_is_refused_on_the_command_line(tmp_path):
+    models = tmp_path / "store"
+    write_status(models, "good", state="finished")
+    outside = write_status(tmp_path / "elsewhere", "x", state="finished")
+    cases = [("../elsewhere/runs/x", "is not a run"), (str(outside), "is not a run"), ("missing", "No run 'missing'")]
+    for run, message in cases:
+        result = cli("judge", "--run", run, "--no-judge", "--models-dir", str(models))
+        assert result.returncode == 2, result.stderr
+        assert result.stderr.startswith("error: ") and message in result.stderr, result.stderr
+        assert "Traceback" not in result.stderr
+    assert not (outside / "judge").exists()
+    result = cli("chat", "--run", "../x", "--prompt", "hi", "--models-dir", str(models))
+    assert result.returncode == 2 and "is not a run" in result.stderr, result.stderr
