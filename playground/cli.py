@@ -116,8 +116,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     state, message, _ = training.run_training(side, tokenizer, dataset, config, args.out, run_id,
                                               on_event=print_event, accelerator=accelerator)
     if accelerator.is_main_process:
-        print(message, file=sys.stderr)
-        print(runs.runs_dir(args.out) / run_id)
+        print(f"error: {message}" if state == "failed" else message, file=sys.stderr)
+        if (runs.runs_dir(args.out) / run_id).is_dir():
+            print(runs.runs_dir(args.out) / run_id)
     return 0 if state in ("finished", "stopped") else 2
 
 

@@ -295,7 +295,7 @@ def prepare_model(weights: Weights, config: TrainConfig, run_id: str, models_dir
 
 def save_trained(side: Side, folder: Path, config: TrainConfig, run_id: str) -> Path:
     """Save the adapter (LoRA) or the weights (full) in safetensors, moved into place when complete."""
-    temporary = folder / ".saving"
+    temporary = folder / runs.SAVING
     with side.weights.use() as model:
         if config.method == "lora":
             target = folder / "adapter"
@@ -310,6 +310,24 @@ def save_trained(side: Side, folder: Path, config: TrainConfig, run_id: str) -> 
     return target
 
 
+def start_run(side: Side, tokenizer: Any, dataset: data.Dataset, splits: data.Splits, config: TrainConfig,
+              models_dir: Path, run_id: str) -> runs.RunWriter:
+    """Create the run folder with its settings, status and data record."""
+    writer = runs.RunWriter(models_dir, run_id, {
+        "settings": vars(config), "dataset": dataset.source, "dataset_origin": dataset.origin,
+        "dataset_records": len(dataset), "device": str(side.weights.device),
+        "dtype": str(next(side.weights.model.parameters()).dtype).replace("torch.", ""),
+        "tokenizer": {"name": getattr(tokenizer, "name_or_path", ""), "eos_token": tokenizer.eos_token,
+                      "pad_token": tokenizer.pad_token, "vocab_size": len(tokenizer)},
+    })
+    try:
+        runs.write_json(writer.folder / run_data.FILE, run_data.describe(dataset, splits, config.split_seed, models_dir))
+    except OSError as exc:
+        raise PlaygroundError(f"Cannot keep the run's data record ({exc.strerror or exc}): check that "
+                              f"{models_dir} is a folder you can write to.") from None
+    return writer
+
+
 def run_training(side: Side, tokenizer: Any, dataset: data.Dataset, config: TrainConfig, models_dir: Path,
                  run_id: str, on_event: Callable[[Event], None] | None = None,
                  stop: threading.Event | None = None, accelerator: Any = None) -> tuple[str, str, dict[str, Any]]:
@@ -322,15 +340,6 @@ def run_training(side: Side, tokenizer: Any, dataset: data.Dataset, config: Trai
     main = accelerator is None or accelerator.is_main_process
     splits = dataset.splits(seed=config.split_seed)
     writer = None
-    if main:
-        writer = runs.RunWriter(models_dir, run_id, {
-            "settings": vars(config), "dataset": dataset.source, "dataset_origin": dataset.origin,
-            "dataset_records": len(dataset), "device": str(side.weights.device),
-            "dtype": str(next(side.weights.model.parameters()).dtype).replace("torch.", ""),
-            "tokenizer": {"name": getattr(tokenizer, "name_or_path", ""), "eos_token": tokenizer.eos_token,
-                          "pad_token": tokenizer.pad_token, "vocab_size": len(tokenizer)},
-        })
-        runs.write_json(writer.folder / run_data.FILE, run_data.describe(dataset, splits, config.split_seed, models_dir))
 
     def emit(event: Event) -> None:
         if writer is not None and event.kind == "phase":
@@ -345,6 +354,8 @@ def run_training(side: Side, tokenizer: Any, dataset: data.Dataset, config: Trai
     runs.ACTIVE.add(run_id)
     result: dict[str, Any] = {}
     try:
+        if main:  # an unwritable runs folder fails here, like any other failure of the run
+            writer = start_run(side, tokenizer, dataset, splits, config, models_dir, run_id)
         result = train(side, tokenizer, dataset, splits, config, emit, stop, accelerator)
         if writer is not None:
             emit(Event("phase", result["steps"], result["total_steps"], values={"phase": "saving"}))
@@ -362,5 +373,8 @@ def run_training(side: Side, tokenizer: Any, dataset: data.Dataset, config: Trai
     finally:
         runs.ACTIVE.discard(run_id)
     if writer is not None:
-        writer.status(state, message, **result)
+        try:
+            writer.status(state, message, **result)
+        except OSError as exc:
+            message += f" (its status could not be written in {writer.folder}: {exc.strerror or exc})"
     return state, message, result

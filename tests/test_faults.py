@@ -123,3 +123,35 @@ def test_a_bad_run_id_is_refused_on_the_command_line(tmp_path):
     assert not (outside / "judge").exists()
     result = cli("chat", "--run", "../x", "--prompt", "hi", "--models-dir", str(models))
     assert result.returncode == 2 and "is not a run" in result.stderr, result.stderr
+
+
+# ---------------------------------------------------------------- an unwritable runs folder
+
+
+def test_an_unwritable_runs_folder_fails_the_run_and_the_next_start_works(tiny_model_dir, tmp_path):
+    from playground.manager import ModelManager
+    from playground.training import TrainConfig
+    from tests_helpers import small_dataset
+
+    (tmp_path / "runs").write_text("not a folder")  # so a run folder's parent is a file
+    manager = ModelManager(tmp_path, tokenizer_spec=str(tiny_model_dir))
+    config = TrainConfig(model=str(tiny_model_dir), max_steps=2, batch_size=2, probes=0, eval_every=0,
+                         probe_every=0)
+    job = manager.start_training(small_dataset(), config)
+    job.thread.join(120)
+    assert job.state == "failed", job.message
+    assert "Cannot write the run folder" in job.message and str(tmp_path / "runs") in job.message
+
+    (tmp_path / "runs").unlink()  # the user fixes it; Start is not refused as "still training"
+    job = manager.start_training(small_dataset(), config)
+    job.thread.join(120)
+    assert job.state == "finished", job.message
+    assert runs.read(tmp_path, job.run_id).state == "finished"
+
+
+def test_an_unwritable_runs_folder_is_an_error_on_the_command_line(tiny_model_dir, tmp_path):
+    (tmp_path / "runs").write_text("not a folder")
+    result = cli("train", "--data", "builtin", "--model", str(tiny_model_dir), "--max-steps", "1",
+                 "--batch-size", "2", "--probes", "0", "--out", str(tmp_path))
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "error: Cannot write the run folder" in result.stderr and "Traceback" not in result.stderr
