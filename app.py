@@ -3,14 +3,65 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import logging
+import os
 from pathlib import Path
+from typing import Any
 
 from playground import store  # light: the heavy libraries load after the splash page is up
 from playground.splash import Splash
 
+log = logging.getLogger("playground.app")
 
-def main() -> None:
+
+def auth_from_env(name: str | None, environ: dict[str, str] | None = None) -> tuple[str, str] | None:
+    """("user", "password") from the environment variable `name` holding "user:password"."""
+    if not name:
+        return None
+    value = (os.environ if environ is None else environ).get(name, "")
+    user, sep, password = value.partition(":")
+    if not value:
+        raise ValueError(f"--auth-env {name}: the environment variable {name} is not set or empty; "
+                         f"set it to user:password")
+    if not sep or not user or not password:
+        raise ValueError(f"--auth-env {name}: expected user:password in {name} (a user, a colon, a password)")
+    return user, password
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name or an empty address: reachable from elsewhere, as far as we know
+        return False
+
+
+def exposure_warning(host: str, share: bool, auth: tuple[str, str] | None) -> str | None:
+    """What becomes reachable from other machines when the app listens beyond this one."""
+    if is_loopback(host) and not share:
+        return None
+    where = "a public share link" if share else f"{host}"
+    guard = ("a user and password are asked (--auth-env)" if auth else
+             "anyone who can reach it needs no password: start it with --auth-env VAR, VAR holding user:password")
+    return (f"The app is reachable beyond this machine ({where}): every tab, including training runs, "
+            "the model store (base models, tuned adapters and weights, and the copies of datasets runs "
+            "trained on) through Gradio's file route, and the Judge tab's host field, which makes this "
+            f"server send requests to any address it can reach. {guard}.")
+
+
+def launch_options(args: argparse.Namespace, auth: tuple[str, str] | None, css: str) -> dict[str, Any]:
+    """The keyword arguments of `launch()`: uploads are refused by the server over --max-file-mb."""
+    from playground import data
+
+    max_mb = args.max_file_mb or data.DEFAULT_MAX_MB
+    return dict(server_name=args.host, server_port=args.port, share=args.share, css=css, theme="soft",
+                footer_links=["api"], show_error=True, allowed_paths=[str(args.models_dir)],
+                max_file_size=int(max_mb * 1024 * 1024), auth=auth)
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: this machine only)")
     parser.add_argument("--port", type=int, default=7860)
@@ -23,8 +74,23 @@ def main() -> None:
                         help="auto: bf16 on GPUs that support it and, on the CPU, for architectures "
                              "measured faster in it (Gemma, Llama, ...); float32 otherwise")
     parser.add_argument("--share", action="store_true", help="also open a public Gradio share link")
+    parser.add_argument("--auth-env", metavar="VAR",
+                        help="ask for a user and password, read as user:password from the environment "
+                             "variable VAR (never from the command line)")
+    return parser
+
+
+def main() -> None:
+    parser = build_parser()
     args = parser.parse_args()
+    try:
+        auth = auth_from_env(args.auth_env)
+    except ValueError as exc:
+        parser.error(str(exc))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    warning = exposure_warning(args.host, args.share, auth)
+    if warning:
+        log.warning(warning)
     splash = Splash(args.host, args.port)  # answers while Gradio and PyTorch import (several seconds)
 
     from playground.manager import ModelManager
@@ -35,10 +101,7 @@ def main() -> None:
     manager = ModelManager(args.models_dir, tokenizer_spec=args.tokenizer, device=args.device, dtype=args.dtype)
     demo = build_app(manager, max_file_mb=args.max_file_mb)  # None: the data module's default
     splash.close()
-    demo.queue(default_concurrency_limit=8).launch(
-        server_name=args.host, server_port=args.port, share=args.share, css=CSS + PROBES_CSS,
-        theme="soft", footer_links=["api"], show_error=True,
-        allowed_paths=[str(args.models_dir)])
+    demo.queue(default_concurrency_limit=8).launch(**launch_options(args, auth, CSS + PROBES_CSS))
 
 
 if __name__ == "__main__":

@@ -155,3 +155,72 @@ def test_an_unwritable_runs_folder_is_an_error_on_the_command_line(tiny_model_di
                  "--batch-size", "2", "--probes", "0", "--out", str(tmp_path))
     assert result.returncode == 2, result.stderr[-2000:]
     assert "error: Cannot write the run folder" in result.stderr and "Traceback" not in result.stderr
+
+
+# ---------------------------------------------------------------- the server: uploads and who may use it
+
+
+def free_port():
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_the_server_refuses_uploads_over_the_file_limit_and_asks_for_a_password(tmp_path):
+    import gradio as gr
+    import httpx
+
+    import app
+
+    args = app.build_parser().parse_args(["--max-file-mb", "0.01", "--port", str(free_port()),
+                                          "--models-dir", str(tmp_path)])
+    assert app.launch_options(app.build_parser().parse_args([]), None, "")["max_file_size"] == 200 * 2**20
+    for auth in (None, ("ada", "s3cret")):
+        options = app.launch_options(args, auth, "")
+        assert options["max_file_size"] == int(0.01 * 2**20) and options["auth"] == auth
+        with gr.Blocks() as demo:
+            gr.File()
+        demo.launch(**options, prevent_thread_lock=True, quiet=True)
+        try:
+            url = f"http://127.0.0.1:{args.port}/gradio_api/upload"
+            small = httpx.post(url, files={"files": ("small.json", b"[]" * 100)})
+            large = httpx.post(url, files={"files": ("large.json", b" " * 20_000)})
+        finally:
+            demo.close()
+        if auth is None:
+            assert small.status_code == 200, small.text
+            assert large.status_code == 413, large.text  # refused before it is stored
+        else:
+            assert small.status_code == large.status_code == 401
+
+
+def test_auth_is_read_from_the_named_environment_variable():
+    import app
+
+    assert app.auth_from_env(None) is None
+    assert app.auth_from_env("PG_AUTH", {"PG_AUTH": "ada:pa:ss"}) == ("ada", "pa:ss")
+    for value, problem in [(None, "not set"), ("", "not set"), ("ada", "user:password"), (":pw", "user:password"),
+                           ("ada:", "user:password")]:
+        environ = {} if value is None else {"PG_AUTH": value}
+        with pytest.raises(ValueError, match=problem):
+            app.auth_from_env("PG_AUTH", environ)
+
+
+def test_listening_beyond_this_machine_says_what_becomes_reachable():
+    import app
+
+    for host in ("127.0.0.1", "localhost", "::1"):
+        assert app.exposure_warning(host, share=False, auth=None) is None
+    warning = app.exposure_warning("0.0.0.0", share=False, auth=None)
+    assert "model store" in warning and "Judge tab's host field" in warning and "--auth-env" in warning
+    assert "a user and password are asked" in app.exposure_warning("0.0.0.0", share=False, auth=("a", "b"))
+    assert app.exposure_warning("127.0.0.1", share=True, auth=None) is not None
+
+
+def test_the_app_refuses_a_missing_auth_variable():
+    env = {k: v for k, v in os.environ.items() if k != "PG_NO_SUCH_AUTH"}
+    result = subprocess.run([sys.executable, "app.py", "--auth-env", "PG_NO_SUCH_AUTH"], cwd=ROOT,
+                            capture_output=True, text=True, env=env, timeout=120)
+    assert result.returncode == 2 and "PG_NO_SUCH_AUTH is not set" in result.stderr
