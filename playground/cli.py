@@ -64,10 +64,37 @@ def cmd_batch(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({**summary, "rows": rows}, ensure_ascii=False))
     else:
-        for row in rows:
-            print(f"record {row['index']}: " + " ".join(f"{t}[{k}]" for t, k in zip(row["tokens"], row["kind"])))
-        print(json.dumps(summary))
+        print(batch_text(view, tokenizer))
     return 0
+
+
+KIND_CODES = {"prompt": "prompt", "prompt_masked": "masked", "response": "resp", "eos": "eos", "pad": "pad"}
+
+
+def batch_text(view: batching.BatchView, tokenizer: object, width: int = 100) -> str:
+    """Each sample as lines of positions: the input token over its target and what happens to it."""
+    out = []
+    for number, row in enumerate(view.rows, start=1):
+        trained = sum(1 for t in row.target_ids if t != batching.IGNORE_INDEX)
+        out.append(f"sample {number} · record #{row.index} · {trained} trained targets"
+                   + (f" · {len(row.truncated_ids)} tokens truncated" if row.truncated_ids else ""))
+        inputs, following = batching.token_text(tokenizer, row.input_ids), batching.token_text(tokenizer, row.next_ids)
+        cells = [(str(p), inputs[p], following[p] if p < len(following) else "·", KIND_CODES[kind])
+                 for p, kind in enumerate(row.kinds)]
+        line: list[tuple[str, ...]] = []
+        for cell in cells + [None]:
+            size = sum(max(map(len, c)) + 1 for c in line)
+            if line and (cell is None or size + max(map(len, cell)) + 8 > width):
+                for label, part in zip(("pos", "input", "target", "kind"), zip(*line)):
+                    out.append((f"  {label:<7}" + "".join(t.ljust(max(map(len, c)) + 1) for t, c in zip(part, line))).rstrip())
+                out.append("")
+                line = []
+            if cell is not None:
+                line.append(cell)
+    out.append(f"batch {len(view.rows)} × {view.width} · {view.real_tokens} real tokens · {view.trained_tokens} "
+               f"trained targets · {view.computed_tokens} computed positions · {view.padding_fraction:.1%} padding")
+    out.append("kind: prompt/resp/eos trained; masked and pad are -100 (ignored by the loss)")
+    return "\n".join(out)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -86,19 +113,23 @@ def cmd_train(args: argparse.Namespace) -> int:
     for name, value in overrides.items():
         if value is not None:
             setattr(config, name, value)
-    if args.mask_instruction:
-        config.mask_instruction = True
+    for name in ("mask_instruction", "group_by_length"):  # --[no-]mask-instruction, --[no-]group-by-length
+        if getattr(args, name) is not None:
+            setattr(config, name, getattr(args, name))
+    if getattr(args, "out", None):
+        print("warning: --out is deprecated; use --models-dir", file=sys.stderr)
+        args.models_dir = args.models_dir
     if args.max_steps is not None or args.epochs is not None:
         config.max_steps, config.epochs = args.max_steps, args.epochs or 1.0
     config.check()
     dataset = data.load(args.data, parse_mapping(args.mapping), args.max_file_mb)
     accelerator = Accelerator(cpu=args.device == "cpu")
-    dtype = pick_dtype(accelerator.device, args.dtype, store.model_type(config.model, args.out))
-    tokenizer = store.load_tokenizer(config.model, args.out)
-    base = Weights(store.load_model(config.model, args.out, dtype=dtype).to(accelerator.device))
-    run_id = runs.new_run_id(args.out, config.method) if accelerator.is_main_process else "worker"
+    dtype = pick_dtype(accelerator.device, args.dtype, store.model_type(config.model, args.models_dir))
+    tokenizer = store.load_tokenizer(config.model, args.models_dir)
+    base = Weights(store.load_model(config.model, args.models_dir, dtype=dtype).to(accelerator.device))
+    run_id = runs.new_run_id(args.models_dir, config.method) if accelerator.is_main_process else "worker"
     run_id = broadcast_text(accelerator, run_id)
-    side = training.prepare_model(base, config, run_id, args.out, dtype, accelerator.device)
+    side = training.prepare_model(base, config, run_id, args.models_dir, dtype, accelerator.device)
 
     def print_event(event: training.Event) -> None:
         if not accelerator.is_main_process:
@@ -113,12 +144,12 @@ def cmd_train(args: argparse.Namespace) -> int:
                 print(json.dumps({"step": event.step, "probe": probe["instruction"], "answer": probe["answer"]}),
                       flush=True)
 
-    state, message, _ = training.run_training(side, tokenizer, dataset, config, args.out, run_id,
+    state, message, _ = training.run_training(side, tokenizer, dataset, config, args.models_dir, run_id,
                                               on_event=print_event, accelerator=accelerator)
     if accelerator.is_main_process:
         print(f"error: {message}" if state == "failed" else message, file=sys.stderr)
-        if (runs.runs_dir(args.out) / run_id).is_dir():
-            print(runs.runs_dir(args.out) / run_id)
+        if (runs.runs_dir(args.models_dir) / run_id).is_dir():
+            print(runs.runs_dir(args.models_dir) / run_id)
     return 0 if state in ("finished", "stopped") else 2
 
 
@@ -157,8 +188,6 @@ def cmd_chat(args: argparse.Namespace) -> int:
 
 def cmd_judge(args: argparse.Namespace) -> int:
     """Generate (or read) base and tuned answers, grade them with the judge, print the averages."""
-    from tqdm import tqdm
-
     from . import evaluation, judge
     from .generation import GenerationSettings
     from .manager import ModelManager
@@ -179,12 +208,7 @@ def cmd_judge(args: argparse.Namespace) -> int:
             status = judge.preflight(settings)
         if not status.ok:
             raise PlaygroundError(status.message)
-    bar = tqdm(total=100, file=sys.stderr, bar_format="{percentage:3.0f}%|{bar:30}| {desc}")
-
-    def progress(fraction: float, text: str) -> None:
-        bar.n = round(fraction * 100)
-        bar.set_description_str(text)
-        bar.refresh()
+    progress = ProgressReport()
 
     if args.responses:
         path = Path(args.responses)
@@ -203,12 +227,47 @@ def cmd_judge(args: argparse.Namespace) -> int:
         cache = evaluation.judge_dir(args.models_dir, args.run) / "cache.jsonl"
     result = evaluation.grade_responses(path, settings, cache, pairwise=args.pairwise, on_progress=progress,
                                         use_judge=not args.no_judge, server=status, group_by=args.group_by)
-    bar.close()
+    progress.close()
     for line in evaluation.summary_lines(result.summary, evaluation.judge_facts(settings, status, not args.no_judge)):
         print(line)
     print(f"responses: {path}")
     print(f"scores: {result.scores_path}")
     return 0
+
+
+class ProgressReport:
+    """A tqdm bar on a terminal; elsewhere (a log file, a pipe) one plain line per change of message."""
+
+    def __init__(self) -> None:
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=100, file=sys.stderr, bar_format="{percentage:3.0f}%|{bar:30}| {desc}") \
+            if sys.stderr.isatty() else None
+        self.last = ""
+
+    def __call__(self, fraction: float, text: str) -> None:
+        if self.bar is not None:
+            self.bar.n = round(fraction * 100)
+            self.bar.set_description_str(text)
+            self.bar.refresh()
+        elif text != self.last:
+            print(f"{fraction:4.0%} {text}", file=sys.stderr, flush=True)
+            self.last = text
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def quiet_libraries() -> None:
+    """No "Loading weights" bars or deprecation notices from transformers on the command line."""
+    import warnings
+
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.set_verbosity_error()
+    transformers_logging.disable_progress_bar()
+    warnings.filterwarnings("ignore", category=FutureWarning, module="transformers")
 
 
 def broadcast_text(accelerator: object, text: str) -> str:
@@ -253,8 +312,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_style(batch)
     batch.add_argument("--batch-size", type=int, default=8)
     batch.add_argument("--max-length", type=int)
-    batch.add_argument("--mask-instruction", action="store_true")
-    batch.add_argument("--group-by-length", action="store_true")
+    batch.add_argument("--mask-instruction", action=argparse.BooleanOptionalAction, default=False)
+    batch.add_argument("--group-by-length", action=argparse.BooleanOptionalAction, default=False)
     batch.add_argument("--split", choices=["train", "validation", "test"], default="train")
     batch.add_argument("--number", type=int, default=0, help="which batch of the epoch")
     batch.add_argument("--json", action="store_true", help="print the batch as JSON")
@@ -276,7 +335,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--max-length", type=int)
     train.add_argument("--style", choices=prompts.STYLES)
     train.add_argument("--template", help="custom template with {instruction}, {input}, {output}")
-    train.add_argument("--mask-instruction", action="store_true")
+    train.add_argument("--mask-instruction", action=argparse.BooleanOptionalAction,
+                       help="-100 on the prompt's targets (default: the preset's choice)")
+    train.add_argument("--group-by-length", action=argparse.BooleanOptionalAction,
+                       help="batch samples of similar length together (default: the preset's choice)")
     train.add_argument("--seed", type=int, help="initialisation and batch order seed")
     train.add_argument("--split-seed", type=int, help="which records are train, validation and test (default 123)")
     train.add_argument("--eval-every", type=int)
@@ -285,7 +347,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--show-probes", action="store_true", help="print the probe answers too")
     train.add_argument("--device", choices=["auto", "cpu"], default="auto")
     train.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"], default="auto")
-    train.add_argument("--out", type=Path, default=store.MODELS_DIR, help="model store; the run goes in OUT/runs/")
+    train.add_argument("--models-dir", type=Path, default=store.MODELS_DIR,
+                       help="model store; the run goes in MODELS_DIR/runs/")
+    train.add_argument("--out", type=Path, help=argparse.SUPPRESS)  # the old name of --models-dir
     train.set_defaults(func=cmd_train)
 
     chat = commands.add_parser("chat", help="the base and the tuned answer to one prompt")
@@ -330,6 +394,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    quiet_libraries()
     try:
         return args.func(args)
     except PlaygroundError as exc:

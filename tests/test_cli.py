@@ -1,4 +1,5 @@
 import json
+import re
 import subprocess
 import sys
 
@@ -60,3 +61,48 @@ def test_a_file_nested_too_deeply_is_an_error_not_a_traceback(tmp_path):
     result = run("data", "validate", str(path))
     assert result.returncode == 2
     assert result.stderr.startswith(f"error: {path}: nested too deeply") and "Traceback" not in result.stderr
+
+
+def test_batch_without_json_prints_a_readable_grid(default_tokenizer):
+    result = run("batch", "builtin", "--batch-size", "2", "--max-length", "24", "--mask-instruction")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("sample 1 · record #") and "0 trained targets" in lines[0]
+    assert [line.split()[0] for line in lines[1:5]] == ["pos", "input", "target", "kind"]
+    assert lines[-2].startswith("batch 2 × 24 ·") and "padding" in lines[-2]
+    assert not any(line.startswith("{") for line in lines)  # no JSON dump
+
+
+def test_train_names_the_store_models_dir_and_turns_preset_choices_off(tiny_model_dir, tmp_path):
+    """--no-mask-instruction and --no-group-by-length override the preset; --out still works, with a warning;
+    no progress bars or deprecation notices from transformers."""
+    common = ["train", "--model", str(tiny_model_dir), "--preset", "Quick CPU demo", "--max-steps", "1",
+              "--batch-size", "2", "--probes", "0", "--eval-every", "0"]
+    result = run(*common, "--no-mask-instruction", "--no-group-by-length", "--models-dir", str(tmp_path / "a"))
+    assert result.returncode == 0, result.stderr
+    folder = Path(result.stdout.strip().splitlines()[-1])
+    settings = json.loads((folder / "config.json").read_text())["settings"]
+    assert folder.parent == tmp_path / "a" / "runs"
+    assert settings["mask_instruction"] is False and settings["group_by_length"] is False
+    assert "Loading weights" not in result.stderr and "Warning" not in result.stderr, result.stderr
+    old = run(*common, "--out", str(tmp_path / "b"))
+    assert old.returncode == 0, old.stderr
+    assert "--out is deprecated; use --models-dir" in old.stderr
+    settings = json.loads((Path(old.stdout.strip().splitlines()[-1]) / "config.json").read_text())["settings"]
+    assert settings["mask_instruction"] is True  # the preset's choice
+    assert "--out" not in run("train", "--help").stdout
+
+
+def test_judge_progress_is_plain_lines_when_stderr_is_not_a_terminal(tmp_path):
+    from ollama_standin import OllamaStandin
+    from playground import judge
+
+    path = tmp_path / "responses.json"
+    judge.write_responses(path, [{"instruction": f"Say {i}.", "input": "", "output": str(i),
+                                  "model_response": str(i)} for i in range(3)])
+    with OllamaStandin(reply=lambda request: "80") as server:
+        result = run("judge", "--responses", str(path), "--host", server.url)
+    assert result.returncode == 0, result.stderr
+    progress = [line for line in result.stderr.splitlines() if re.match(r"^\s*\d+% ", line)]
+    assert progress and progress[-1].startswith("100%"), result.stderr
+    assert "\r" not in result.stderr and "|" not in result.stderr  # no bar redrawn in place
