@@ -7,6 +7,7 @@ the batch view, training, chat) splits the text the same way.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol, Sequence
 
@@ -78,6 +79,10 @@ def phi3_prompt(record: RecordLike) -> str:
 def check_template(template: str) -> None:
     """A custom template needs {instruction} and {output} once each, with {output} after the rest."""
     problems = []
+    unknown = sorted({f"{{{name}}}" for name in re.findall(r"\{(\w+)\}", template)} - set(PLACEHOLDERS))
+    if unknown:
+        problems.append(f"unknown placeholder{'s' if len(unknown) > 1 else ''} {', '.join(unknown)} "
+                        f"(use {', '.join(PLACEHOLDERS)})")
     for name in ("{instruction}", "{output}"):
         count = template.count(name)
         if count != 1:

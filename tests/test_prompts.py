@@ -52,6 +52,7 @@ def test_custom_template():
     ("{instruction} and nothing else", "{output} exactly once"),
     ("{output} {instruction}", "must come after"),
     ("{instruction} {output} {output}", "{output} exactly once"),
+    ("{instruction} {bogus}", "unknown placeholder {bogus} (use {instruction}, {input}, {output})"),
 ])
 def test_custom_template_errors(template, problem):
     with pytest.raises(PlaygroundError, match="Custom template") as info:

@@ -10,8 +10,8 @@ import gradio as gr
 from .. import batching, data
 from ..batching import IGNORE_INDEX, KINDS
 from ..errors import PlaygroundError
-from .common import COLORS, Shared, notice, tokenizer_or_message
-from .prompts_tab import STYLE_CHOICES, legend
+from ..prompts import STYLE_LABELS
+from .common import COLORS, Shared, legend, notice, tokenizer_or_message
 
 SPLITS = ["train", "validation", "test"]
 
@@ -24,6 +24,17 @@ def column(position: str, top: str, top_id: str, bottom: str, bottom_id: str, co
 
 
 LABELS = ('<div class="pg-tok pg-labels"><i>position</i><span>input</span><span>target</span></div>')
+PER_LINE = 16  # positions per line of the grid; every line starts with the row labels
+
+
+def lines(columns: list[str]) -> str:
+    """The columns of one sample in lines of PER_LINE, each line with its own labels."""
+    return "".join(f'<div class="pg-row">{LABELS}{"".join(columns[start:start + PER_LINE])}</div>'
+                   for start in range(0, len(columns), PER_LINE))
+
+
+def trained_count(row: batching.RowView) -> int:
+    return sum(1 for t in row.target_ids if t != IGNORE_INDEX)
 
 
 def grid_html(view: batching.BatchView, tokenizer: Any) -> str:
@@ -32,7 +43,7 @@ def grid_html(view: batching.BatchView, tokenizer: Any) -> str:
     for number, row in enumerate(view.rows):
         inputs = batching.token_text(tokenizer, row.input_ids)
         following = batching.token_text(tokenizer, row.next_ids)
-        columns = [LABELS]
+        columns = []
         for position, (token, input_id, target, kind) in enumerate(zip(inputs, row.input_ids, row.target_ids, row.kinds)):
             label = "-100" if target == IGNORE_INDEX else str(target)
             shown = following[position] if position < len(following) else "·"
@@ -42,13 +53,13 @@ def grid_html(view: batching.BatchView, tokenizer: Any) -> str:
             columns.append(column(f"✂{view.width + 1 + offset}", token, str(token_id), "", "never seen",
                                   COLORS["truncated"], "truncated away by the max length"))
         real = sum(1 for k in row.kinds if k != "pad")
-        trained = sum(1 for t in row.target_ids if t != IGNORE_INDEX)
+        trained = trained_count(row)
         cut = len(row.truncated_ids)
         title = (f'<div class="pg-sample-title">Sample {number + 1} · record #{row.index} · '
                  f'{real} real tokens · {trained} trained targets'
                  f'{f" · {view.width - real} padding" if view.width > real else ""}'
                  f'{f" · {cut} tokens truncated" if cut else ""}</div>')
-        blocks.append(f'<div class="pg-sample">{title}<div class="pg-row">{"".join(columns)}</div></div>')
+        blocks.append(f'<div class="pg-sample">{title}{lines(columns)}</div>')
     return f'<div class="pg-grid" id="batch-grid">{"".join(blocks)}</div>'
 
 
@@ -60,12 +71,29 @@ def summary_html(view: batching.BatchView) -> str:
     return f'<div class="pg-cards" id="batch-summary">{body}</div>'
 
 
+def empty_samples_warning(view: batching.BatchView, masked: bool, max_length: int | None) -> str:
+    """A warning when some samples train on nothing: their response was cut away by the max length."""
+    empty = [str(number + 1) for number, row in enumerate(view.rows) if trained_count(row) == 0]
+    if not empty:
+        return ""
+    why = (f"with the prompt masked and a max length of {max_length} tokens, their response was cut away"
+           if masked and max_length else "nothing in them is trained")
+    return notice(f"Sample{'s' if len(empty) > 1 else ''} {', '.join(empty)} of this batch "
+                  f"{'have' if len(empty) > 1 else 'has'} 0 trained targets: {why}, so "
+                  f"{'they add' if len(empty) > 1 else 'it adds'} nothing to the loss. Raise the max length "
+                  "or turn off instruction masking.", "warn")
+
+
+def style_line(style_value: str) -> str:
+    return (f'<div class="pg-facts" id="batch-style">Prompt style: <b>{html.escape(STYLE_LABELS[style_value])}</b>, '
+            "as chosen in the Prompt styles tab; the Train tab uses the same one.</div>")
+
+
 def build(shared: Shared, style: gr.Radio, template: gr.Textbox) -> dict[str, Any]:
     gr.Markdown("One batch exactly as training collates it. Targets are the inputs shifted left by one: "
                 "the **target** under each input token is the token the model must predict there. "
                 "`-100` marks targets the loss ignores.")
-    with gr.Row():
-        batch_style = gr.Radio(STYLE_CHOICES, value="alpaca", label="Prompt style", elem_id="batch-style")
+    shown_style = gr.HTML(style_line("alpaca"))
     with gr.Row():
         batch_size = gr.Slider(1, 16, value=4, step=1, label="Batch size", elem_id="batch-size")
         max_length = gr.Slider(0, 1024, value=0, step=8, label="Max length (0 = no truncation)", elem_id="max-length")
@@ -85,22 +113,25 @@ def build(shared: Shared, style: gr.Radio, template: gr.Textbox) -> dict[str, An
              masked, grouped, batch_number, spec):
         tokenizer, wait_message = tokenizer_or_message(shared.manager, spec)
         if not tokenizer:
-            return notice(wait_message, "error"), gr.skip(), gr.skip()
+            return notice(wait_message, "error"), "", ""
         try:
             indices = getattr(dataset.splits(seed=int(seed_value or 0)), split_name)
             batch = batching.training_batch(dataset.records, indices, tokenizer, style_value, int(size),
                                             int(batch_number or 0), int(length) or None, masked, grouped,
                                             int(seed_value or 0), template_value)
-        except PlaygroundError as exc:
-            return notice(str(exc), "error"), gr.skip(), gr.skip()
+        except PlaygroundError as exc:  # no stale batch under the error
+            return notice(str(exc), "error"), "", ""
         view = batching.describe(batch)
-        return "", summary_html(view), grid_html(view, tokenizer)
+        return empty_samples_warning(view, masked, int(length) or None), summary_html(view), grid_html(view, tokenizer)
 
-    inputs = [shared.dataset, batch_style, template, batch_size, max_length, split, seed, mask, group, number,
+    inputs = [shared.dataset, style, template, batch_size, max_length, split, seed, mask, group, number,
               shared.tokenizer_spec]
     outputs = [message, summary, grid]
-    for component in (batch_style, batch_size, max_length, split, mask, group):
+    style.change(style_line, style, shown_style)
+    for component in (style, batch_size, max_length, split, mask, group):
         component.change(show, inputs, outputs)
+    for trigger in (template.submit, template.blur):
+        trigger(show, inputs, outputs)
     for component in (seed, number):
         component.submit(show, inputs, outputs)
     next_batch.click(lambda n: int(n or 0) + 1, number, number).then(show, inputs, outputs)

@@ -45,6 +45,12 @@ def notice(text: str, kind: str = "info") -> str:
     return f'<div class="pg-notice pg-{kind}">{html.escape(text).replace(chr(10), "<br>")}</div>'
 
 
+def legend(items: dict[str, str]) -> str:
+    """Coloured labels for the parts of a training example (keys of COLORS)."""
+    spans = "".join(f'<span style="background:{COLORS[k]}">{html.escape(v)}</span>' for k, v in items.items())
+    return f'<div class="pg-legend">{spans}</div>'
+
+
 CSS = """
 .pg-notice {padding: 8px 12px; border-radius: 6px; margin: 4px 0; font-size: 14px; white-space: normal;}
 .pg-info {background: #eff6ff; border: 1px solid #bfdbfe; color: #1e3a8a;}
@@ -61,7 +67,7 @@ CSS = """
 .pg-grid {font-family: ui-monospace, monospace; font-size: 12px;}
 .pg-sample {margin: 8px 0 16px 0; border-top: 1px solid #e5e7eb; padding-top: 6px;}
 .pg-sample-title {font-family: system-ui, sans-serif; font-size: 13px; color: #374151; margin-bottom: 4px;}
-.pg-row {display: flex; flex-wrap: wrap; gap: 3px 2px;}
+.pg-row {display: flex; flex-wrap: nowrap; gap: 3px 2px; overflow-x: auto; margin-bottom: 6px;}
 .pg-tok {display: inline-flex; flex-direction: column; align-items: stretch; text-align: center; min-width: 22px;}
 .pg-tok i {font-style: normal; font-size: 9px; color: #9ca3af;}
 .pg-tok span {padding: 1px 4px; white-space: pre; color: #111827; border-radius: 3px; line-height: 1.25;}
@@ -73,4 +79,5 @@ CSS = """
 .pg-text {font-family: ui-monospace, monospace; white-space: pre-wrap; font-size: 13px; line-height: 1.5;
   border: 1px solid #e5e7eb; border-radius: 6px; padding: 10px; background: #fff; color: #111827;}
 .pg-text span {border-radius: 3px;}
+.pg-pane-name {font-weight: 600; font-size: 14px; color: #374151; padding: 2px 4px;}
 """

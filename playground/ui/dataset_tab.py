@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+from pathlib import Path
 from typing import Any
 
 import gradio as gr
@@ -96,18 +97,19 @@ def build(shared: Shared) -> dict[str, Any]:
                     map_output = gr.Textbox(label="output column", placeholder="output / response / completion / answer")
         with gr.Column(scale=2):
             upload = gr.File(label="…or upload JSON, JSONL, CSV or Parquet", file_types=[".json", ".jsonl", ".csv", ".parquet"],
-                             height=130, elem_id="dataset-upload")
+                             height=170, elem_id="dataset-upload")
     message = gr.HTML()
     stats = gr.HTML()
-    histogram = gr.Plot(label="Token lengths")
+    histogram = gr.Plot(show_label=False, visible=False, elem_id="dataset-histogram")  # shown once drawn
     with gr.Row():
-        with gr.Column(scale=3):
+        with gr.Column(scale=5):
             with gr.Row():
                 search = gr.Textbox(label="Search", placeholder="words in instruction, input, output or task",
                                     scale=3, elem_id="dataset-search")
                 page_size = gr.Dropdown(PAGE_SIZES, value=PAGE_SIZES[0], label="Rows per page", scale=1)
-            table = gr.Dataframe(headers=TABLE_COLUMNS, interactive=False, wrap=True, max_height=520,
-                                 column_widths=["6%", "14%", "35%", "20%", "25%"], elem_id="dataset-table")
+            # tall enough for a page of wrapped rows; task wide enough for "animal_classification"
+            table = gr.Dataframe(headers=TABLE_COLUMNS, interactive=False, wrap=True, max_height=1400,
+                                 column_widths=["6%", "20%", "32%", "18%", "24%"], elem_id="dataset-table")
             with gr.Row():
                 prev_button = gr.Button("◀ Previous", size="sm", elem_id="page-prev")
                 page = gr.Number(value=1, label="Page", precision=0, minimum=1, elem_id="page-number")
@@ -119,21 +121,31 @@ def build(shared: Shared) -> dict[str, Any]:
     table_inputs = [shared.dataset, search, page, page_size]
     table_outputs = [table, page, caption]
 
-    def load_source(path_or_file, instruction_col, input_col, output_col):
+    def load_source(path_or_file, instruction_col, input_col, output_col, name=None):
+        """Load a path, URL or id; an upload is called by its own file `name`, not Gradio's temporary path."""
         mapping = {"instruction": instruction_col, "input": input_col, "output": output_col}
         try:
             dataset = data.load(path_or_file or "", {k: v.strip() for k, v in mapping.items() if v and v.strip()},
                                 shared.max_file_mb)
         except PlaygroundError as exc:
             # keep the dataset the session had: no state output changes
-            return gr.skip(), notice(str(exc), "error"), gr.skip(), gr.skip(), gr.skip()
+            shown = str(exc).replace(str(path_or_file), name) if name else str(exc)
+            return gr.skip(), notice(shown, "error"), gr.skip(), gr.skip(), gr.skip()
+        if name:
+            dataset.source = name  # `origin` keeps the path it was read from
         return dataset, notice(f"Loaded {len(dataset):,} records from {dataset.source}.", "ok"), 0, 1, ""
+
+    def load_upload(path, *mapping):
+        """Load an upload, then empty the upload box for the next one (the message names the file)."""
+        if not path:
+            return (gr.skip(),) * 6
+        return *load_source(path, *mapping, name=Path(path).name), None
 
     def refresh_overview(dataset, spec):
         tokenizer, wait_message = tokenizer_or_message(shared.manager, spec)
         if not tokenizer:
-            return stats_html(dataset) + notice(wait_message, "error"), None
-        return stats_html(dataset), length_histogram(dataset, tokenizer)
+            return stats_html(dataset) + notice(wait_message, "error"), gr.update(value=None, visible=False)
+        return stats_html(dataset), gr.update(value=length_histogram(dataset, tokenizer), visible=True)
 
     mapping_inputs = [map_instruction, map_input, map_output]
     load_outputs = [shared.dataset, message, shared.record_index, page, search]
@@ -141,7 +153,7 @@ def build(shared: Shared) -> dict[str, Any]:
         load_button.click(load_source, [source, *mapping_inputs], load_outputs),
         source.submit(load_source, [source, *mapping_inputs], load_outputs),
         builtin_button.click(lambda *m: load_source(data.BUILTIN, *m), mapping_inputs, load_outputs),
-        upload.upload(load_source, [upload, *mapping_inputs], load_outputs),
+        upload.upload(load_upload, [upload, *mapping_inputs], [*load_outputs, upload]),
     ]
 
     search.change(lambda: 1, outputs=page).then(page_of, table_inputs, table_outputs)

@@ -10,7 +10,7 @@ import gradio as gr
 
 from .. import batching, data, prompts
 from ..errors import PlaygroundError
-from .common import COLORS, Shared, notice, tokenizer_or_message
+from .common import COLORS, Shared, legend, notice, tokenizer_or_message
 
 STYLE_CHOICES = [(label, style) for style, label in prompts.STYLE_LABELS.items()]
 
@@ -22,9 +22,8 @@ def highlighted(rendered: prompts.Rendered) -> str:
     return f'<div class="pg-text" id="training-text">{parts}</div>'
 
 
-def legend(items: dict[str, str]) -> str:
-    spans = "".join(f'<span style="background:{COLORS[k]}">{html.escape(v)}</span>' for k, v in items.items())
-    return f'<div class="pg-legend">{spans}</div>'
+def plural(count: int, word: str) -> str:
+    return word if count == 1 else word + "s"
 
 
 def preview(dataset: data.Dataset, index: Any, style: str, template: str, tokenizer: Any) -> tuple[str, str, str]:
@@ -37,11 +36,11 @@ def preview(dataset: data.Dataset, index: Any, style: str, template: str, tokeni
     sample = batching.encode(record, style, tokenizer, template)
     prompt_tokens = sample.prompt_len
     response_tokens = len(sample.ids) - prompt_tokens - 1
-    counts = (f'<div class="pg-cards">'
-              f'<div class="pg-card"><b>{prompt_tokens}</b><span>prompt tokens</span></div>'
-              f'<div class="pg-card"><b>{response_tokens}</b><span>response tokens</span></div>'
-              f'<div class="pg-card"><b>1</b><span>end-of-text token</span></div>'
-              f'<div class="pg-card"><b>{len(sample.ids)}</b><span>training tokens in all</span></div></div>')
+    cards = [(prompt_tokens, plural(prompt_tokens, "prompt token")),
+             (response_tokens, plural(response_tokens, "response token")), (1, "end-of-text token"),
+             (len(sample.ids), plural(len(sample.ids), "training token") + " in all")]
+    counts = ('<div class="pg-cards" id="token-counts">'
+              + "".join(f'<div class="pg-card"><b>{n}</b><span>{label}</span></div>' for n, label in cards) + "</div>")
     title = (f"<div style='margin-bottom:6px'><b>Record #{index}</b> · "
              f"{'with' if record.input else 'without'} an input"
              f"{' · ' + html.escape(record.task) if record.task else ''}</div>")
@@ -70,11 +69,11 @@ def build(shared: Shared) -> dict[str, Any]:
     def show(dataset, index, style_value, template_value, spec):
         tokenizer, wait_message = tokenizer_or_message(shared.manager, spec)
         if not tokenizer:
-            return notice(wait_message, "error"), gr.skip(), gr.skip(), gr.skip()
+            return notice(wait_message, "error"), "", "", ""
         try:
             text, prompt, token_counts = preview(dataset, index, style_value, template_value, tokenizer)
-        except PlaygroundError as exc:
-            return notice(str(exc), "error"), gr.skip(), gr.skip(), gr.skip()
+        except PlaygroundError as exc:  # no stale preview under the error
+            return notice(str(exc), "error"), "", "", ""
         return "", text, token_counts, prompt
 
     def pick(dataset, want_input: bool):
