@@ -145,13 +145,47 @@ def hub_cache(models_dir: Path | None = None) -> str:
     return str(Path(models_dir or MODELS_DIR) / "hub")
 
 
+_hub_answers: bool | None = None
+
+
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the Hugging Face hub answers, asked once per process with a short timeout.
+
+    Offline, transformers retries the hub for minutes before it gives up; asking once lets a hub
+    id fail in a second with a message that says why.
+    """
+    global _hub_answers
+    if _hub_answers is None:
+        import urllib.error
+        import urllib.request
+
+        from huggingface_hub import constants
+
+        try:
+            if constants.HF_HUB_OFFLINE:
+                raise OSError("HF_HUB_OFFLINE is set")
+            urllib.request.urlopen(constants.ENDPOINT, timeout=timeout).close()
+            _hub_answers = True
+        except urllib.error.HTTPError:  # it answered, if not with a page
+            _hub_answers = True
+        except (OSError, ValueError):
+            _hub_answers = False
+    return _hub_answers
+
+
 def _from_pretrained(loader: Any, what: str, name: str, models_dir: Path | None, **options: Any) -> Any:
     """`loader.from_pretrained(name)`, turning "not found" into a message that says what to do."""
+    local = Path(name).exists()
+    offline = not local and not hub_reachable()
     try:
-        return loader.from_pretrained(name, cache_dir=hub_cache(models_dir), **options)
+        return loader.from_pretrained(name, cache_dir=hub_cache(models_dir), local_files_only=offline, **options)
     except OSError as exc:
-        if Path(name).exists():
+        if local:
             raise PlaygroundError(f"{name}: no {what} could be loaded from this folder ({exc})") from None
+        if offline:
+            raise PlaygroundError(
+                f"The Hugging Face hub cannot be reached, and the {what} '{name}' is not cached under "
+                f"{hub_cache(models_dir)}: give a local folder, or 'default' (the embedded Gemma 3 270M).") from None
         raise PlaygroundError(
             f"Could not get the {what} '{name}' from the Hugging Face hub: it is not cached under "
             f"{hub_cache(models_dir)} and the hub is unreachable or has no such model. Use "
@@ -178,7 +212,8 @@ def model_type(spec: str = DEFAULT, models_dir: Path | None = None) -> str | Non
     from transformers import AutoConfig
 
     try:
-        return AutoConfig.from_pretrained(resolve(spec, models_dir, weights=True),
-                                          cache_dir=hub_cache(models_dir)).model_type
+        name = resolve(spec, models_dir, weights=True)
+        return AutoConfig.from_pretrained(name, cache_dir=hub_cache(models_dir),
+                                          local_files_only=not Path(name).exists() and not hub_reachable()).model_type
     except (OSError, ValueError):
         return None
