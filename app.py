@@ -69,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="'default' (the embedded Gemma 3 270M), a Hugging Face id or a folder")
     parser.add_argument("--models-dir", type=Path, default=store.MODELS_DIR, help="the local model store")
     parser.add_argument("--max-file-mb", type=float, help="largest dataset file accepted (default 200)")
+    parser.add_argument("--max-records", type=int, help="most records a dataset may hold (default 200,000)")
     parser.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cuda, mps or cpu")
     parser.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"],
                         help="auto: bf16 on GPUs that support it and, on the CPU, for architectures "
@@ -87,17 +88,22 @@ def main() -> None:
         auth = auth_from_env(args.auth_env)
     except ValueError as exc:
         parser.error(str(exc))
+    if args.max_records is not None and args.max_records < 1:
+        parser.error("--max-records must be at least 1")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     warning = exposure_warning(args.host, args.share, auth)
     if warning:
         log.warning(warning)
     splash = Splash(args.host, args.port)  # answers while Gradio and PyTorch import (several seconds)
 
+    from playground import data
     from playground.manager import ModelManager
     from playground.ui import build_app
     from playground.ui.common import CSS
     from playground.ui.train_tab import PROBES_CSS
 
+    if args.max_records:
+        data.set_record_limit(args.max_records)
     manager = ModelManager(args.models_dir, tokenizer_spec=args.tokenizer, device=args.device, dtype=args.dtype)
     demo = build_app(manager, max_file_mb=args.max_file_mb)  # None: the data module's default
     splash.close()

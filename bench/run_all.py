@@ -16,7 +16,8 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-BENCHMARKS = ["train_throughput", "padding", "side_by_side", "batch_invariance", "judge_throughput", "startup"]
+BENCHMARKS = ["train_throughput", "padding", "side_by_side", "batch_invariance", "judge_throughput", "startup",
+              "data_memory"]
 
 
 def machine() -> str:

@@ -25,7 +25,7 @@ def parse_mapping(text: str | None) -> dict[str, str] | None:
 
 
 def load_dataset(args: argparse.Namespace) -> data.Dataset:
-    return data.load(args.path, parse_mapping(args.mapping), args.max_file_mb)
+    return data.load(args.path, parse_mapping(args.mapping), args.max_file_mb, args.max_records)
 
 
 def cmd_data_validate(args: argparse.Namespace) -> int:
@@ -122,7 +122,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.max_steps is not None or args.epochs is not None:
         config.max_steps, config.epochs = args.max_steps, args.epochs or 1.0
     config.check()
-    dataset = data.load(args.data, parse_mapping(args.mapping), args.max_file_mb)
+    dataset = data.load(args.data, parse_mapping(args.mapping), args.max_file_mb, args.max_records)
     accelerator = Accelerator(cpu=args.device == "cpu")
     dtype = pick_dtype(accelerator.device, args.dtype, store.model_type(config.model, args.models_dir))
     tokenizer = store.load_tokenizer(config.model, args.models_dir)
@@ -216,7 +216,8 @@ def cmd_judge(args: argparse.Namespace) -> int:
     else:
         if not args.run:
             raise PlaygroundError("give --run RUN (to generate answers) or --responses FILE (to grade a file)")
-        given = data.load(args.data, parse_mapping(args.mapping), args.max_file_mb) if args.data else None
+        given = (data.load(args.data, parse_mapping(args.mapping), args.max_file_mb, args.max_records)
+                 if args.data else None)
         manager = ModelManager(args.models_dir)
         path = evaluation.generate_responses(manager, args.run, args.split, args.limit,
                                              GenerationSettings(max_new_tokens=args.max_new_tokens),
@@ -289,6 +290,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("path", help="dataset file, URL, Hugging Face dataset id, or 'builtin'")
         p.add_argument("--mapping", help="column mapping, e.g. instruction=question,output=answer")
         p.add_argument("--max-file-mb", type=float, default=data.DEFAULT_MAX_MB)
+        p.add_argument("--max-records", type=int, default=data.DEFAULT_MAX_RECORDS, help="most records accepted")
         p.add_argument("--seed", type=int, default=123, help="split and shuffle seed")
 
     def add_style(p: argparse.ArgumentParser) -> None:
@@ -323,6 +325,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--data", default="builtin", help="dataset file, URL, hub id, or 'builtin'")
     train.add_argument("--mapping", help="column mapping, e.g. instruction=question,output=answer")
     train.add_argument("--max-file-mb", type=float, default=data.DEFAULT_MAX_MB)
+    train.add_argument("--max-records", type=int, default=data.DEFAULT_MAX_RECORDS, help="most records accepted")
     train.add_argument("--model", help="'default', a Hugging Face id or a folder")
     train.add_argument("--method", choices=["lora", "full"])
     train.add_argument("--preset", choices=list(training.PRESETS), help="start from a preset's settings")
@@ -371,6 +374,7 @@ def build_parser() -> argparse.ArgumentParser:
                                       "(refused unless its content is the same)")
     grade.add_argument("--mapping", help="column mapping, e.g. instruction=question,output=answer")
     grade.add_argument("--max-file-mb", type=float, default=data.DEFAULT_MAX_MB)
+    grade.add_argument("--max-records", type=int, default=data.DEFAULT_MAX_RECORDS, help="most records accepted")
     grade.add_argument("--max-new-tokens", type=int, default=64)
     grade.add_argument("--api", choices=["ollama", "openai"], default="ollama",
                        help="the server's protocol: Ollama's own, or OpenAI-compatible (llama.cpp, vLLM, LM Studio, ...)")

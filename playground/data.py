@@ -3,22 +3,33 @@
 Every record is normalised to the Alpaca shape (instruction / input / output). Columns of other
 common shapes are mapped automatically; a user-given mapping overrides that. Problems are reported
 with the file, the row or line, and the field, and never leave a half-loaded dataset behind.
+
+Memory: a file is read with a byte limit (special files such as devices and pipes are refused
+unopened) and parsed one record at a time into compact `Record`s, with a cap on the number of
+records, so a dataset costs a few times its file size, never the parser's temporaries for the
+whole file at once.
 """
 
 from __future__ import annotations
 
+import ctypes
+import gc
 import hashlib
 import io
+import itertools
 import json
+import math
+import os
 import random
 import re
+import stat
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from functools import cached_property
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable, Iterator
 
 import pandas as pd
 
@@ -26,6 +37,9 @@ from .errors import DataError
 
 BUILTIN = "builtin"
 DEFAULT_MAX_MB = 200
+# Enough for the usual instruction sets (Alpaca 52k, Dolly 15k); a million tiny records would cost
+# a few hundred MB in records and much more in the tabs that tokenise them.
+DEFAULT_MAX_RECORDS = 200_000
 TRAIN_FRACTION, TEST_FRACTION = 0.85, 0.10  # the book's split; validation is the remainder
 FIELDS = ("instruction", "input", "output")
 SUFFIXES = (".json", ".jsonl", ".csv", ".parquet")
@@ -40,7 +54,7 @@ COLUMN_ALIASES: dict[str, tuple[str, ...]] = {
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: no per-record __dict__, about half the memory
 class Record:
     instruction: str
     input: str
@@ -91,7 +105,14 @@ class Dataset:
         return digest.hexdigest()
 
     def to_frame(self) -> pd.DataFrame:
-        return pd.DataFrame([r.as_dict() for r in self.records], columns=[*FIELDS, "task", "exact"])
+        """A table of the records, built column by column (no dict per record)."""
+        names = [*FIELDS, "task", "exact"]
+        return pd.DataFrame({name: [getattr(r, name) for r in self.records] for name in names}, columns=names)
+
+    def __deepcopy__(self, memo: dict) -> "Dataset":
+        # A loaded dataset is never changed in place, so a deep copy (Gradio makes one of a
+        # State's initial value for every browser session) can be the dataset itself.
+        return self
 
 
 def split_indices(n: int, seed: int = 123, train: float = TRAIN_FRACTION, test: float = TEST_FRACTION) -> Splits:
@@ -107,48 +128,103 @@ def split_indices(n: int, seed: int = 123, train: float = TRAIN_FRACTION, test: 
 # ---------------------------------------------------------------- loading
 
 
+_record_limit = DEFAULT_MAX_RECORDS
+
+
+def set_record_limit(max_records: int) -> None:
+    """The record cap of every load that names none (the app's --max-records)."""
+    global _record_limit
+    if max_records < 1:
+        raise ValueError("the record limit must be at least 1")
+    _record_limit = max_records
+
+
 def load(source: str | Path, mapping: dict[str, str] | None = None,
-         max_mb: float = DEFAULT_MAX_MB) -> Dataset:
+         max_mb: float = DEFAULT_MAX_MB, max_records: int | None = None) -> Dataset:
     """Load a dataset from `builtin`, a file path, an http(s) URL or a Hugging Face dataset id."""
     text = str(source).strip()
+    limits = (max_mb, max_records or _record_limit)
     try:
-        dataset = _load(text, mapping, max_mb)
+        dataset = _load(text, mapping, limits)
     except DataError:
         raise
     except RecursionError:
         raise DataError(text, ["nested too deeply to read (a record inside thousands of brackets)"]) from None
+    except MemoryError:
+        raise DataError(text, ["too large to read into memory; lower --max-file-mb or --max-records"]) from None
     except Exception as exc:  # anything else a parser throws is still a file the user gave us
         raise DataError(text, [f"could not be read: {type(exc).__name__}: {exc}"]) from None
+    finally:
+        release_memory()  # the parser's temporaries, and any dataset dropped since the last load
     dataset.origin = text
     return dataset
 
 
-def _load(text: str, mapping: dict[str, str] | None, max_mb: float) -> Dataset:
+def release_memory() -> None:
+    """Give freed memory back to the operating system (Python keeps it for reuse otherwise)."""
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)  # glibc only; elsewhere freeing is enough
+    except (OSError, AttributeError):
+        pass
+
+
+def _load(text: str, mapping: dict[str, str] | None, limits: tuple[float, int]) -> Dataset:
     if not text:
         raise DataError("dataset", ["no file, URL or dataset id given"])
     if text == BUILTIN:
         path = resources.files("playground").joinpath("datasets/instructions.json")
-        return _parse(Path(str(path)).read_bytes(), "builtin (instructions.json)", ".json", mapping)
+        return _parse(Path(str(path)).read_bytes(), "builtin (instructions.json)", ".json", mapping, limits[1])
     if text.startswith(("http://", "https://")):
-        return _parse(_download(text, max_mb), text, _suffix(text), mapping)
+        return _parse(_download(text, limits[0]), text, _suffix(text), mapping, limits[1])
     path = Path(text).expanduser()
     if path.exists():
-        return load_file(path, mapping, max_mb)
+        return load_file(path, mapping, *limits)
     if HUB_ID.match(text):
-        return _load_hub(text, mapping, max_mb)
+        return _load_hub(text, mapping, limits)
     raise DataError(text, ["no such file (and not a URL or a Hugging Face dataset id)"])
 
 
 def load_file(path: str | Path, mapping: dict[str, str] | None = None,
-              max_mb: float = DEFAULT_MAX_MB) -> Dataset:
+              max_mb: float = DEFAULT_MAX_MB, max_records: int | None = None) -> Dataset:
     path = Path(path)
-    if path.is_dir():
+    return _parse(read_limited(path, max_mb), str(path), _suffix(path.name), mapping, max_records or _record_limit)
+
+
+def read_limited(path: Path, max_mb: float) -> bytes:
+    """A regular file's bytes, at most `max_mb` MB of them; anything else is refused unopened.
+
+    Devices and pipes report a size of 0, so their size says nothing; opening a pipe with no
+    writer would block. The file is opened without blocking and checked again, in case it was
+    swapped for something else in between.
+    """
+    limit = int(max_mb * 1024 * 1024)
+    _check_regular(path, os.stat(path))
+    descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    with os.fdopen(descriptor, "rb") as file:
+        info = os.fstat(file.fileno())
+        _check_regular(path, info)
+        _check_size(path, info.st_size, max_mb)
+        content = file.read(limit + 1)
+    _check_size(path, len(content), max_mb)  # it grew while we read it
+    return content
+
+
+def _check_regular(path: Path, info: os.stat_result) -> None:
+    if stat.S_ISDIR(info.st_mode):
         raise DataError(str(path), ["is a folder; give a .json, .jsonl, .csv or .parquet file"])
-    size = path.stat().st_size
+    if not stat.S_ISREG(info.st_mode):
+        kind = ("a named pipe" if stat.S_ISFIFO(info.st_mode) else "a device" if
+                stat.S_ISCHR(info.st_mode) or stat.S_ISBLK(info.st_mode) else
+                "a socket" if stat.S_ISSOCK(info.st_mode) else "a special file")
+        raise DataError(str(path), [f"is {kind}, not a regular file; give a .json, .jsonl, .csv or "
+                                    ".parquet file"])
+
+
+def _check_size(path: Path, size: int, max_mb: float) -> None:
     if size > max_mb * 1024 * 1024:
         raise DataError(str(path), [f"file is {size / 2**20:.1f} MB, over the {max_mb:g} MB limit "
                                     "(raise it with --max-file-mb)"])
-    return _parse(path.read_bytes(), str(path), _suffix(path.name), mapping)
 
 
 def _suffix(name: str) -> str:
@@ -173,7 +249,7 @@ def _download(url: str, max_mb: float) -> bytes:
     return data
 
 
-def _load_hub(repo_id: str, mapping: dict[str, str] | None, max_mb: float) -> Dataset:
+def _load_hub(repo_id: str, mapping: dict[str, str] | None, limits: tuple[float, int]) -> Dataset:
     from huggingface_hub import snapshot_download
 
     try:
@@ -187,7 +263,7 @@ def _load_hub(repo_id: str, mapping: dict[str, str] | None, max_mb: float) -> Da
     files = files or sorted(p for p in Path(folder).rglob("*") if _suffix(p.name))
     if not files:
         raise DataError(repo_id, ["the dataset has no JSON, JSONL, CSV or Parquet file"])
-    dataset = load_file(files[0], mapping, max_mb)
+    dataset = load_file(files[0], mapping, *limits)
     dataset.source = f"{repo_id} ({files[0].name})"
     return dataset
 
@@ -195,22 +271,27 @@ def _load_hub(repo_id: str, mapping: dict[str, str] | None, max_mb: float) -> Da
 # ---------------------------------------------------------------- parsing
 
 
-def _parse(data: bytes, source: str, suffix: str, mapping: dict[str, str] | None) -> Dataset:
+class _Invalid(str):
+    """A row that could not be parsed, standing in its place with the message that says why."""
+
+
+def _parse(data: bytes, source: str, suffix: str, mapping: dict[str, str] | None, max_records: int) -> Dataset:
     if not data.strip():
         raise DataError(source, ["file is empty"])
     if suffix == ".parquet":
-        rows, where = _read_parquet(data, source), "row"
+        frame = _read_parquet(data, source)
+        del data
+        rows, where = _frame_rows(frame, source, max_records, missing_to_none=True), "row"
     else:
         text = _decode(data, source)
+        del data  # only the text is needed from here on
         if suffix == ".csv":
-            rows, where = _read_csv(text, source), "row"
+            rows, where = _frame_rows(_read_csv(text, source), source, max_records), "row"
         elif suffix == ".jsonl" or (suffix != ".json" and not text.lstrip().startswith("[")):
-            rows, where = _read_jsonl(text, source), "line"
+            rows, where = _read_jsonl(text), "line"
         else:
-            rows, where = _read_json_array(text, source), "record"
-    if not rows:
-        raise DataError(source, ["file holds no records"])
-    return _build(rows, source, where, mapping)
+            rows, where = _read_json(text, source), "record"
+    return _build(rows, source, where, mapping, max_records)
 
 
 def _decode(data: bytes, source: str) -> str:
@@ -222,50 +303,98 @@ def _decode(data: bytes, source: str) -> str:
                                  f"at offset {exc.start}); save the file as UTF-8"]) from None
 
 
-def _read_json_array(text: str, source: str) -> list[tuple[int, Any]]:
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise DataError(source, [f"line {exc.lineno}, column {exc.colno}: invalid JSON: {exc.msg}"]) from None
-    if isinstance(value, dict):  # {"data": [...]} or similar: one list inside an object
-        lists = [v for v in value.values() if isinstance(v, list)]
-        if len(lists) != 1:
-            raise DataError(source, ["expected a JSON array of records (or one object holding one)"])
-        value = lists[0]
-    if not isinstance(value, list):
+def _invalid_json(source: str, exc: json.JSONDecodeError) -> DataError:
+    return DataError(source, [f"line {exc.lineno}, column {exc.colno}: invalid JSON: {exc.msg}"])
+
+
+def _read_json(text: str, source: str) -> Iterator[tuple[int, Any]]:
+    """The records of a JSON array one at a time (or of the one array inside an object)."""
+    start = _SPACE.match(text).end()
+    if not text.startswith("[", start):
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise _invalid_json(source, exc) from None
+        if isinstance(value, dict):  # {"data": [...]} or similar: one list inside an object
+            lists = [v for v in value.values() if isinstance(v, list)]
+            if len(lists) != 1:
+                raise DataError(source, ["expected a JSON array of records (or one object holding one)"])
+            return enumerate(lists[0], start=1)
         raise DataError(source, [f"expected a JSON array of records, got {type(value).__name__}"])
-    return list(enumerate(value, start=1))
+    return _json_array_items(text, start + 1, source)
 
 
-def _read_jsonl(text: str, source: str) -> list[tuple[int, Any]]:
-    rows, problems = [], []
-    for number, line in enumerate(text.splitlines(), start=1):
+_SPACE = re.compile(r"[ \t\n\r]*")
+
+
+def _json_array_items(text: str, position: int, source: str) -> Iterator[tuple[int, Any]]:
+    """Decode the array that opens before `position`, one element at a time, as json.loads would."""
+    decoder = json.JSONDecoder()
+    position = _SPACE.match(text, position).end()
+    try:
+        if text.startswith("]", position):
+            position += 1
+        else:
+            for number in itertools.count(1):
+                value, position = decoder.raw_decode(text, position)
+                yield number, value
+                position = _SPACE.match(text, position).end()
+                if text.startswith("]", position):
+                    position += 1
+                    break
+                if not text.startswith(",", position):
+                    raise json.JSONDecodeError("Expecting ',' delimiter", text, position)
+                position = _SPACE.match(text, position + 1).end()
+        position = _SPACE.match(text, position).end()
+        if position != len(text):
+            raise json.JSONDecodeError("Extra data", text, position)
+    except json.JSONDecodeError as exc:
+        raise _invalid_json(source, exc) from None
+
+
+def _read_jsonl(text: str) -> Iterator[tuple[int, Any]]:
+    for number, line in enumerate(io.StringIO(text), start=1):
         if not line.strip():
             continue
         try:
-            rows.append((number, json.loads(line)))
+            yield number, json.loads(line)
         except json.JSONDecodeError as exc:
-            problems.append(f"line {number}, column {exc.colno}: invalid JSON: {exc.msg}")
-    if problems:
-        raise DataError(source, problems)
-    return rows
+            yield number, _Invalid(f"line {number}, column {exc.colno}: invalid JSON: {exc.msg}")
 
 
-def _read_csv(text: str, source: str) -> list[tuple[int, Any]]:
+def _read_csv(text: str, source: str) -> pd.DataFrame:
     try:
-        frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
+        return pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         raise DataError(source, [f"invalid CSV: {exc}"]) from None
-    return list(enumerate(frame.to_dict("records"), start=1))
 
 
-def _read_parquet(data: bytes, source: str) -> list[tuple[int, Any]]:
+def _read_parquet(data: bytes, source: str) -> pd.DataFrame:
     try:
-        frame = pd.read_parquet(io.BytesIO(data))
+        return pd.read_parquet(io.BytesIO(data))
     except Exception as exc:  # pyarrow raises several kinds for a damaged file
         raise DataError(source, [f"not a readable Parquet file: {exc}"]) from None
-    frame = frame.astype(object).where(frame.notna(), None)
-    return list(enumerate(frame.to_dict("records"), start=1))
+
+
+def _frame_rows(frame: pd.DataFrame, source: str, max_records: int,
+                missing_to_none: bool = False) -> Iterator[tuple[int, Any]]:
+    """A table's rows as dicts, one at a time; a table over the record cap is refused at once."""
+    if len(frame) > max_records:
+        raise _too_many(source, len(frame), max_records)
+    columns = [str(c) for c in frame.columns]
+    for number, values in enumerate(frame.itertuples(index=False, name=None), start=1):
+        if missing_to_none:
+            values = [None if _missing(v) else v for v in values]
+        yield number, dict(zip(columns, values))
+
+
+def _missing(value: Any) -> bool:
+    return value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value))
+
+
+def _too_many(source: str, count: int, max_records: int) -> DataError:
+    return DataError(source, [f"holds {count:,} records, over the limit of {max_records:,} "
+                              "(raise it with --max-records)"])
 
 
 def detect_mapping(columns: list[str]) -> dict[str, str]:
@@ -280,9 +409,21 @@ def detect_mapping(columns: list[str]) -> dict[str, str]:
     return mapping
 
 
-def _build(rows: list[tuple[int, Any]], source: str, where: str,
-           override: dict[str, str] | None) -> Dataset:
-    first = next((value for _, value in rows if isinstance(value, dict)), None)
+def _build(rows: Iterable[tuple[int, Any]], source: str, where: str,
+           override: dict[str, str] | None, max_records: int) -> Dataset:
+    """Records from rows read one at a time; the first object's keys decide the column mapping."""
+    rows = iter(rows)
+    head = []  # the rows up to the first object, read ahead
+    for row in rows:
+        head.append(row)
+        if isinstance(row[1], dict):
+            break
+    if not head:
+        raise DataError(source, ["file holds no records"])
+    first = head[-1][1] if isinstance(head[-1][1], dict) else None
+    unreadable = [value for _, value in head if isinstance(value, _Invalid)]
+    if first is None and unreadable:  # no object to take the columns from: say why
+        raise DataError(source, unreadable)
     columns = list(first) if first else []
     mapping = detect_mapping(columns)
     mapping.update({k: v for k, v in (override or {}).items() if v})
@@ -295,32 +436,18 @@ def _build(rows: list[tuple[int, Any]], source: str, where: str,
                                      f"expected one of {list(COLUMN_ALIASES[name])} or a column mapping"])
 
     records, problems, seen, duplicates = [], [], {}, []
-    for number, value in rows:
+    items = itertools.chain(head, rows)
+    for count, (number, value) in enumerate(items, start=1):
+        if count > max_records:  # count the rest without keeping them, to say how many there are
+            raise _too_many(source, count + sum(1 for _ in items), max_records)
         at = f"{where} {number}"
-        if not isinstance(value, dict):
-            problems.append(f"{at}: expected an object with instruction/output fields, "
-                            f"got {type(value).__name__}")
+        if isinstance(value, _Invalid):
+            problems.append(value)
             continue
-        fields, row_problems = {}, []
-        for name in FIELDS:
-            column = mapping.get(name)
-            raw = value.get(column) if column else ""
-            if raw is None and name == "input":
-                raw = ""
-            if column and column not in value and name != "input":
-                row_problems.append(f"{at}, field '{column}': missing")
-            elif not isinstance(raw, str):
-                row_problems.append(f"{at}, field '{column}': must be text, got {type(raw).__name__}")
-            elif name != "input" and not raw.strip():
-                row_problems.append(f"{at}, field '{column}': is empty")
-            else:
-                fields[name] = raw
+        record, row_problems = _record(value, mapping, at)
         if row_problems:
             problems.extend(row_problems)
             continue
-        task = value.get("task") if isinstance(value.get("task"), str) else ""
-        exact = value.get("exact") is True
-        record = Record(fields["instruction"], fields["input"], fields["output"], task, exact)
         key = (record.instruction, record.input)
         if key in seen:
             duplicates.append((number, seen[key]))
@@ -330,3 +457,35 @@ def _build(rows: list[tuple[int, Any]], source: str, where: str,
     if problems:
         raise DataError(source, problems)
     return Dataset(records=records, source=source, mapping=mapping, duplicates=duplicates)
+
+
+def _record(value: Any, mapping: dict[str, str], at: str) -> tuple[Record | None, list[str]]:
+    """One row as a Record, or the problems that prevent it."""
+    if type(value) is dict:  # the usual case first, checked quickly: fields present, text, not empty
+        instruction, output = value.get(mapping["instruction"]), value.get(mapping["output"])
+        given = value.get(mapping["input"]) if "input" in mapping else ""
+        if (type(instruction) is str and type(output) is str and type(given) is str
+                and instruction.strip() and output.strip()):
+            task = value.get("task")
+            return Record(instruction, given, output, task if type(task) is str else "",
+                          value.get("exact") is True), []
+    if not isinstance(value, dict):
+        return None, [f"{at}: expected an object with instruction/output fields, got {type(value).__name__}"]
+    fields, problems = {}, []
+    for name in FIELDS:
+        column = mapping.get(name)
+        raw = value.get(column) if column else ""
+        if raw is None and name == "input":
+            raw = ""
+        if column and column not in value and name != "input":
+            problems.append(f"{at}, field '{column}': missing")
+        elif not isinstance(raw, str):
+            problems.append(f"{at}, field '{column}': must be text, got {type(raw).__name__}")
+        elif name != "input" and not raw.strip():
+            problems.append(f"{at}, field '{column}': is empty")
+        else:
+            fields[name] = raw
+    if problems:
+        return None, problems
+    task = value.get("task") if isinstance(value.get("task"), str) else ""
+    return Record(fields["instruction"], fields["input"], fields["output"], task, value.get("exact") is True), []

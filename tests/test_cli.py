@@ -106,3 +106,12 @@ def test_judge_progress_is_plain_lines_when_stderr_is_not_a_terminal(tmp_path):
     progress = [line for line in result.stderr.splitlines() if re.match(r"^\s*\d+% ", line)]
     assert progress and progress[-1].startswith("100%"), result.stderr
     assert "\r" not in result.stderr and "|" not in result.stderr  # no bar redrawn in place
+
+
+def test_a_file_over_the_record_limit_is_an_error(write):
+    path = write("many.jsonl", "".join(json.dumps({"instruction": f"Say {i}.", "output": str(i)}) + "\n"
+                                       for i in range(30)))
+    result = run("data", "validate", str(path), "--max-records", "20")
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"error: {path}: holds 30 records, over the limit of 20")
+    assert run("data", "validate", str(path), "--max-records", "30").returncode == 0

@@ -147,3 +147,37 @@ def test_splits_are_deterministic_and_book_sized():
     assert splits == data.split_indices(1100, seed=7)
     assert splits != data.split_indices(1100, seed=8)
     assert sorted(splits.train + splits.validation + splits.test) == list(range(1100))
+
+
+def test_record_limit_names_the_count_and_the_limit(write):
+    rows = [{"instruction": f"Say {i}.", "output": str(i)} for i in range(25)]
+    for name, content in [("d.json", rows), ("d.jsonl", "".join(json.dumps(r) + "\n" for r in rows)),
+                          ("d.csv", "instruction,output\n" + "".join(f"Say {i}.,{i}\n" for i in range(25)))]:
+        message = error_of(write(name, content), max_records=10)
+        assert "holds 25 records, over the limit of 10" in message and "--max-records" in message
+    assert len(data.load(str(write("d.json", rows)), max_records=25)) == 25
+
+
+def test_record_limit_of_the_app_applies_to_every_load(write):
+    path = write("d.json", ALPACA * 4)
+    data.set_record_limit(5)
+    try:
+        assert "holds 12 records, over the limit of 5" in error_of(path)
+    finally:
+        data.set_record_limit(data.DEFAULT_MAX_RECORDS)
+    assert len(data.load(str(path))) == 12
+
+
+def test_json_read_one_record_at_a_time_still_checks_the_whole_text(write):
+    assert "line 1, column 39: invalid JSON: Extra data" in error_of(write("d.json", '[{"instruction": "a", "output": "b"}] x'))
+    assert "invalid JSON" in error_of(write("d.json", '[{"instruction": "a", "output": "b"}'))
+    assert "file holds no records" in error_of(write("d.json", "[ ]"))
+    nested = data.load(str(write("d.json", {"data": ALPACA})))
+    assert [r.output for r in nested.records] == ["5", "receive", "Blue"]
+
+
+def test_a_dataset_is_shared_not_copied_by_deepcopy():
+    import copy
+
+    dataset = data.load("builtin")
+    assert copy.deepcopy(dataset) is dataset  # Gradio deep-copies a State's value per session

@@ -224,3 +224,45 @@ def test_the_app_refuses_a_missing_auth_variable():
     result = subprocess.run([sys.executable, "app.py", "--auth-env", "PG_NO_SUCH_AUTH"], cwd=ROOT,
                             capture_output=True, text=True, env=env, timeout=120)
     assert result.returncode == 2 and "PG_NO_SUCH_AUTH is not set" in result.stderr
+
+
+# ---------------------------------------------------------------- special files as datasets
+
+
+def load_in_thread(path):
+    """data.load(path) on a thread, so that a hang fails the test instead of stopping it."""
+    outcome = {}
+
+    def run():
+        try:
+            data.load(str(path))
+        except DataError as exc:
+            outcome["error"] = str(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(60)
+    assert not thread.is_alive(), f"loading {path} hung"
+    return outcome.get("error", "")
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/zero"), reason="no /dev/zero")
+def test_a_device_is_refused_without_reading_it():
+    message = load_in_thread("/dev/zero")
+    assert message == "/dev/zero: is a device, not a regular file; give a .json, .jsonl, .csv or .parquet file"
+
+
+def test_a_named_pipe_is_refused_without_waiting_for_a_writer(tmp_path):
+    pipe = tmp_path / "data.jsonl"
+    os.mkfifo(pipe)
+    assert "is a named pipe, not a regular file" in load_in_thread(pipe)
+
+
+def test_a_file_is_read_with_a_byte_limit(tmp_path):
+    from playground.data import read_limited
+
+    path = tmp_path / "d.json"
+    path.write_bytes(b" " * 3000)
+    assert len(read_limited(path, max_mb=3000 / 2**20)) == 3000
+    with pytest.raises(DataError, match="over the"):
+        read_limited(path, max_mb=2000 / 2**20)
