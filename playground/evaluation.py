@@ -208,14 +208,25 @@ def example_rows(records: list[dict[str, Any]], judgments: list[judge.Judgment],
             row[f"{side}_score"] = found.score if found else None
             row[f"{side}_status"] = found.status if found else ("not graded" if use_judge else "")
             row[f"{side}_reply"] = (found.reply or found.error) if found else ""
+            if found and found.error:
+                row[f"{side}_error"] = f"{found.kind}: {found.error}"
         if row.get("base_score") is not None and row.get("tuned_score") is not None:
             row["difference"] = row["tuned_score"] - row["base_score"]
         pair = verdicts.get(str(number))
         if pair is not None:
             row["pairwise"] = pair.verdict
             row["pairwise_replies"] = list(pair.replies)
+            if any(pair.errors):
+                row["pairwise_errors"] = [f"{kind}: {error}" if error else "" for kind, error in zip(pair.kinds, pair.errors)]
         rows.append(row)
     return rows
+
+
+def _by_kind(part: dict[str, Any], status: str) -> str:
+    """A count with its kinds: "4 (3 timeout, 1 HTTP 503)"."""
+    key = "errors" if status == "error" else status
+    kinds = [f"{e['count']} {e['kind']}" for e in part.get("problems") or [] if e["status"] == status]
+    return f"{part[key]} ({', '.join(kinds)})" if kinds else str(part[key])
 
 
 def summary_lines(summary: dict[str, Any], facts: dict[str, Any] | None = None) -> list[str]:
@@ -229,8 +240,8 @@ def summary_lines(summary: dict[str, Any], facts: dict[str, Any] | None = None) 
             interval = (f" [95% interval {part['interval'][0]:.1f}–{part['interval'][1]:.1f}]"
                         if part.get("interval") else "")
             lines.append(f"{side.capitalize()}: average {average}{interval} (scored {part['scored']} of "
-                         f"{part['total']}; unparsed {part['unparsed']}, errors {part['errors']}, skipped "
-                         f"{part['skipped']}, truncated {part['truncated']})")
+                         f"{part['total']}; unparsed {part['unparsed']}, errors {_by_kind(part, 'error')}, skipped "
+                         f"{_by_kind(part, 'skipped')}, truncated {part['truncated']})")
     for side, values in summary.get("metrics", {}).items():
         exact = ("n/a" if values["exact_match"] is None
                  else f"{values['exact_match']:.0%} on {values['exact_examples']} single-answer examples")

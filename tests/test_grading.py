@@ -133,6 +133,24 @@ def test_stopping_the_server_mid_run_loses_nothing_and_a_second_run_finishes(res
     assert full.summary["tuned"]["average"] == pytest.approx(expected_average(records, "tuned"))
 
 
+def test_the_scores_file_says_why_answers_were_not_graded(responses, tmp_path):
+    from ollama_standin import Fault
+
+    with OllamaStandin(reply=scripted_score) as server:
+        server.script.extend([Fault("503")])
+        settings = judge.JudgeSettings(host=server.url, concurrency=1, retries=0, backoff=0.01)
+        result = evaluation.grade_responses(responses, settings, tmp_path / "cache.jsonl")
+    failed = [(row, side) for row in result.rows for side in ("base", "tuned") if row.get(f"{side}_status") == "error"]
+    assert len(failed) == 1
+    row, side = failed[0]
+    assert row[f"{side}_error"].startswith("HTTP 503: ") and "busy" in row[f"{side}_error"]
+    saved = json.loads(result.scores_path.read_text())
+    assert saved["summary"][side]["problems"][0]["kind"] == "HTTP 503"
+    line = next(text for text in evaluation.summary_lines(result.summary) if text.startswith(side.capitalize()))
+    assert "errors 1 (1 HTTP 503), skipped 0" in line
+    assert any("busy" in warning for warning in result.summary["warnings"])
+
+
 def test_reference_metrics_need_no_server(tmp_path):
     path = tmp_path / "answers.json"
     judge.write_responses(path, [

@@ -12,7 +12,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -46,7 +46,8 @@ def summarize(judgments: list[Judgment]) -> dict[str, Any]:
                          "total": len(mine), "unparsed": sum(j.status == "unparsed" for j in mine),
                          "errors": sum(j.status == "error" for j in mine),
                          "skipped": sum(j.status == "skipped" for j in mine),
-                         "truncated": sum(j.truncated for j in mine)}
+                         "truncated": sum(j.truncated for j in mine),
+                         "problems": problems((j.status, j.kind, j.error) for j in mine)}
     if "base" in summary and "tuned" in summary:
         base = {j.key: j.score for j in judgments if j.side == "base" and j.score is not None}
         tuned = {j.key: j.score for j in judgments if j.side == "tuned" and j.score is not None}
@@ -75,7 +76,25 @@ def summarize_pairwise(judgments: list[PairJudgment]) -> dict[str, Any]:
             "swap_consistency": sum(not j.disagree for j in both) / len(both) if both else None,
             "disagreement": sum(j.disagree for j in both) / len(both) if both else None,
             "unparsed": statuses.count("unparsed"), "errors": statuses.count("error"),
-            "skipped": statuses.count("skipped")}
+            "skipped": statuses.count("skipped"),
+            "problems": problems(entry for j in judgments for entry in zip(j.statuses, j.kinds, j.errors))}
+
+
+def problems(entries: Iterable[tuple[str, str, str]]) -> list[dict[str, Any]]:
+    """Errors and skipped items counted by kind, most frequent first, each with its first message:
+    from (status, kind, message) per item."""
+    found: dict[tuple[str, str], dict[str, Any]] = {}
+    for status, kind, message in entries:
+        if status in ("error", "skipped"):
+            entry = found.setdefault((status, kind or status), {"status": status, "kind": kind or status,
+                                                                "count": 0, "message": message})
+            entry["count"] += 1
+    return sorted(found.values(), key=lambda e: -e["count"])
+
+
+def problem_lines(problems_found: list[dict[str, Any]], what: str) -> list[str]:
+    """One line per kind of failure: "3 tuned answers: error (timeout): No answer from ..."."""
+    return [f"{e['count']} {what}: {e['status']} ({e['kind']}): {e['message']}" for e in problems_found]
 
 
 def length_controlled_win_rate(outcomes: Sequence[float], length_differences: Sequence[float]) -> float | None:
@@ -190,6 +209,8 @@ def warnings(summary: dict[str, Any], parameters: str) -> list[str]:
             found.append(f"{part['truncated']} {side} prompts did not fit the judge's context (cut or refused).")
         if part.get("unparsed"):
             found.append(f"{part['unparsed']} {side} replies held no score (counted as unparsed, not as 0).")
+        found += problem_lines(part.get("problems") or [], f"{side} answers not graded")
+    found += problem_lines((summary.get("pairwise") or {}).get("problems") or [], "pairwise questions not answered")
     return found
 
 

@@ -4,14 +4,16 @@ A reply with no answer is asked again once (the book's prompt: not asked again),
 unparsed: never as 0, never dropped. Transient failures (busy, a broken stream, a timeout) are
 retried with backoff; what still fails is an error for that item and the run goes on, unless every
 further item would fail the same way (the server is gone, the model is missing): then nothing more
-is asked and the rest are "skipped" with the reason. Items with the same prompt are asked once.
+is asked and the rest are "skipped" with the reason. The same happens after `give_up_after` failed
+requests in a row (a server that hangs), when the grading's deadline passes, and on Stop; requests
+in flight are then not waited for. Items with the same prompt are asked once.
 """
 
 from __future__ import annotations
 
+import queue
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
 from typing import Any, Callable
 
@@ -43,33 +45,12 @@ class _Outcome:
     value: Any = None
     reply: str = ""
     error: str = ""
+    kind: str = ""  # what went wrong, in a few words ("timeout", "HTTP 503", "stopped", ...)
     truncated: bool = False
     prompt_tokens: int | None = None
     requests: int = 0
     cached: bool = False
     fatal: bool = False
-
-
-class _Backends:
-    """One backend (one client, one connection pool) per worker thread, closed together at the end."""
-
-    def __init__(self, settings: JudgeSettings):
-        self._settings = settings
-        self._local = threading.local()
-        self._all: list[Backend] = []
-        self._lock = threading.Lock()
-
-    def get(self) -> Backend:
-        backend = getattr(self._local, "backend", None)
-        if backend is None:
-            backend = self._local.backend = backends.make(self._settings)
-            with self._lock:
-                self._all.append(backend)
-        return backend
-
-    def close(self) -> None:
-        for backend in self._all:
-            backend.close()
 
 
 class _Either:
@@ -93,22 +74,60 @@ class _Stopped(Exception):
     pass
 
 
+class _Halt:
+    """Why the grading asks nothing more: the first reason given wins, and `event` is set."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.reason = ""
+        self._lock = threading.Lock()
+        self._failures = 0  # failed requests in a row, over every worker
+
+    def set(self, reason: str) -> None:
+        with self._lock:
+            if not self.event.is_set():
+                self.reason = reason
+                self.event.set()
+
+    def request_failed(self, limit: int, why: str) -> None:
+        """The circuit breaker: `limit` failed requests in a row (no reply in between) end the grading."""
+        with self._lock:
+            self._failures += 1
+            tripped = self._failures >= limit
+        if tripped:
+            self.set(f"gave up after {limit} failed requests in a row; the last: {why}")
+
+    def request_answered(self) -> None:
+        with self._lock:
+            self._failures = 0
+
+
 def _chat_with_retries(backend: Backend, settings: JudgeSettings, messages: list[dict[str, str]],
-                       schema: dict[str, Any] | None, stop: _Either, counter: list[int]) -> backends.Reply:
+                       schema: dict[str, Any] | None, halt: _Halt, stop: _Either,
+                       counter: list[int]) -> backends.Reply:
     """Retry transient failures with exponential backoff; `counter[0]` counts the requests sent."""
     for attempt in range(settings.retries + 1):
+        if stop.is_set():
+            raise _Stopped()
         counter[0] += 1
         try:
-            return backend.chat(messages, schema)
+            reply = backend.chat(messages, schema)
         except Exception as exc:
+            if isinstance(exc, PromptTooLong):  # the server answered: it is alive
+                halt.request_answered()
+            else:
+                halt.request_failed(settings.give_up_after, backend.describe(exc))
             if not backend.transient(exc) or attempt == settings.retries:
                 raise
+        else:
+            halt.request_answered()
+            return reply
         if stop.wait(settings.backoff * 2 ** attempt):
             raise _Stopped()
     raise AssertionError("unreachable")
 
 
-def _ask(backend: Backend, job: _Job, settings: JudgeSettings, stop: _Either) -> _Outcome:
+def _ask(backend: Backend, job: _Job, settings: JudgeSettings, halt: _Halt, stop: _Either) -> _Outcome:
     """Ask; re-ask once when the reply holds no answer; keep every reply."""
     messages = [{"role": "user", "content": job.prompt}]
     replies: list[str] = []
@@ -116,7 +135,7 @@ def _ask(backend: Backend, job: _Job, settings: JudgeSettings, stop: _Either) ->
     truncated, tokens = False, None
     try:
         for _ in range(2 if job.reask else 1):
-            reply = _chat_with_retries(backend, settings, messages, job.format, stop, counter)
+            reply = _chat_with_retries(backend, settings, messages, job.format, halt, stop, counter)
             replies.append(reply.text)
             tokens = reply.prompt_tokens if tokens is None else tokens  # the first prompt's count is the item's
             truncated = truncated or reply.truncated
@@ -127,23 +146,28 @@ def _ask(backend: Backend, job: _Job, settings: JudgeSettings, stop: _Either) ->
             # A greedy judge repeats itself on the same prompt, so the re-ask continues the conversation.
             messages += [{"role": "assistant", "content": reply.text}, {"role": "user", "content": job.reask or ""}]
     except _Stopped:
-        return _Outcome("skipped", error="stopped before an answer", requests=counter[0])
+        return _Outcome("skipped", error=halt.reason or STOPPED, kind=_kind(halt.reason), requests=counter[0])
     except Exception as exc:  # one item's failure never ends the run
         return _Outcome("error", reply="\n[asked again]\n".join(replies), error=backend.describe(exc),
-                        truncated=truncated or isinstance(exc, PromptTooLong), prompt_tokens=tokens,
-                        requests=counter[0], fatal=backend.fatal(exc))
+                        kind=backend.kind(exc), truncated=truncated or isinstance(exc, PromptTooLong),
+                        prompt_tokens=tokens, requests=counter[0], fatal=backend.fatal(exc))
     return _Outcome("unparsed", None, "\n[asked again]\n".join(replies), truncated=truncated,
                     prompt_tokens=tokens, requests=counter[0])
 
 
-def _run(jobs: list[_Job], settings: JudgeSettings, cache: JudgeCache | None,
-         on_progress: Callable[[int, int], None] | None, stop: threading.Event | None) -> list[_Outcome]:
-    """Every job's outcome, in order: from the cache, or asked with `concurrency` requests in flight."""
-    settings.check()
-    cache = cache if cache is not None else JudgeCache(None)
-    stop = stop or threading.Event()
-    halt = threading.Event()  # set by an error every further item would hit, and at the end
-    reason: list[str] = []
+STOPPED = "stopped before an answer"
+
+
+def _kind(reason: str) -> str:
+    """A skipped item's kind, from why the grading stopped asking."""
+    for start, kind in (("gave up", "gave up"), ("deadline", "deadline"), ("not asked", "not asked")):
+        if reason.startswith(start):
+            return kind
+    return "stopped"
+
+
+def _cached(jobs: list[_Job], cache: JudgeCache) -> list[_Outcome | None]:
+    """The outcomes known without asking: fixed answers and cached replies."""
     outcomes: list[_Outcome | None] = [None] * len(jobs)
     for i, job in enumerate(jobs):
         if job.fixed is not None:
@@ -152,46 +176,92 @@ def _run(jobs: list[_Job], settings: JudgeSettings, cache: JudgeCache | None,
             outcomes[i] = _Outcome(hit["status"], hit.get("value"), hit.get("reply", ""),
                                    truncated=bool(hit.get("truncated")), prompt_tokens=hit.get("prompt_tokens"),
                                    cached=True)
+    return outcomes
+
+
+def _start_workers(settings: JudgeSettings, todo: queue.Queue, done: queue.Queue, jobs: list[_Job],
+                   halt: _Halt, halted: _Either) -> None:
+    """`concurrency` daemon threads, each with its own backend (client), asking until `todo` is empty.
+
+    Daemon threads, so that a request hanging in a dead server never holds the caller: when the
+    grading stops, gives up or passes its deadline, it returns and the thread ends with its timeout."""
+
+    def work() -> None:
+        backend = backends.make(settings)
+        try:
+            while True:
+                try:
+                    members = todo.get_nowait()
+                except queue.Empty:
+                    return
+                if halted.is_set():
+                    outcome = _Outcome("skipped", error=halt.reason or STOPPED, kind=_kind(halt.reason))
+                else:
+                    outcome = _ask(backend, jobs[members[0]], settings, halt, halted)
+                    if outcome.fatal:  # every further item would fail the same way
+                        halt.set(f"not asked: {outcome.error}")
+                done.put((members, outcome))
+        finally:
+            backend.close()
+
+    for n in range(min(settings.concurrency, todo.qsize())):
+        threading.Thread(target=work, name=f"judge-{n}", daemon=True).start()
+
+
+def _run(jobs: list[_Job], settings: JudgeSettings, cache: JudgeCache | None,
+         on_progress: Callable[[int, int], None] | None, stop: threading.Event | None) -> list[_Outcome]:
+    """Every job's outcome, in order: from the cache, or asked with `concurrency` requests in flight.
+
+    Asking ends early when `stop` is set, the deadline passes or the circuit breaker trips: the
+    items not answered by then come back "skipped" with the reason, and nothing waits for the
+    requests still in flight."""
+    settings.check()
+    cache = cache if cache is not None else JudgeCache(None)
+    stop = stop or threading.Event()
+    outcomes = _cached(jobs, cache)
     same: dict[str, list[int]] = {}  # each prompt is asked once, for every item that has it
     for i, outcome in enumerate(outcomes):
         if outcome is None:
             same.setdefault(jobs[i].key, []).append(i)
-    done = len(jobs) - sum(len(members) for members in same.values())
+    finished = len(jobs) - sum(len(members) for members in same.values())
     if on_progress:
-        on_progress(done, len(jobs))
-    workers = _Backends(settings)
-    halted = _Either(stop, halt)
-
-    def work(i: int) -> _Outcome:
-        if halted.is_set():
-            why = reason[0] if reason and not stop.is_set() else "stopped before it was asked"
-            return _Outcome("skipped", error=why)
-        outcome = _ask(workers.get(), jobs[i], settings, halted)
-        if outcome.fatal and not halt.is_set():  # here, not in the loop below: no next item may start first
-            reason.append(f"not asked: {outcome.error}")
-            halt.set()
-        return outcome
-
-    pool = ThreadPoolExecutor(max_workers=settings.concurrency, thread_name_prefix="judge")
+        on_progress(finished, len(jobs))
+    halt = _Halt()
+    halted = _Either(stop, halt.event)
+    todo: queue.Queue = queue.Queue()
+    done: queue.Queue = queue.Queue()
+    for members in same.values():
+        todo.put(members)
+    _start_workers(settings, todo, done, jobs, halt, halted)
+    deadline = time.monotonic() + settings.deadline
+    waiting = len(same)
     try:
-        futures = {pool.submit(work, members[0]): members for members in same.values()}
-        for future in as_completed(futures):
-            members = futures[future]
-            outcome = future.result()
+        while waiting:
+            try:
+                members, outcome = done.get(timeout=0.05)
+            except queue.Empty:
+                if stop.is_set():
+                    halt.set(STOPPED)
+                elif time.monotonic() > deadline:
+                    halt.set(f"deadline: the grading's limit of {settings.deadline:g} s passed; grade again to "
+                             "ask for the rest (the replies so far are kept), or raise the limit")
+                if halt.event.is_set() and (stop.is_set() or not halt.reason.startswith("not asked")):
+                    break  # requests in flight are not waited for
+                continue
+            waiting -= 1
             for i in members:
                 outcomes[i] = outcome
             if outcome.status in ("scored", "unparsed"):  # errors are asked again next time
                 cache.put({"key": jobs[members[0]].key, "status": outcome.status, "value": outcome.value,
                            "reply": outcome.reply, "truncated": outcome.truncated,
                            "prompt_tokens": outcome.prompt_tokens})
-            done += len(members)
+            finished += len(members)
             if on_progress:
-                on_progress(done, len(jobs))
+                on_progress(finished, len(jobs))
     finally:
-        halt.set()  # if the caller's callback raised, the queued items return at once
-        pool.shutdown(wait=True)
-        workers.close()
-    return [o or _Outcome("skipped", error="stopped before it was asked") for o in outcomes]
+        halt.set(STOPPED)  # if the caller's callback raised, the queued items return at once
+    why = halt.reason
+    return [o or _Outcome("skipped", error=why, kind=_kind(why)) for o in outcomes]
 
 
 # ---------------------------------------------------------------- scores
@@ -205,6 +275,7 @@ class Judgment:
     status: str  # "scored", "unparsed" (the reply held no score), "error" or "skipped" (not asked)
     reply: str = ""  # the judge's raw reply (both, when it was asked again)
     error: str = ""
+    kind: str = ""  # what went wrong, in a few words: "timeout", "HTTP 503", "stopped", "gave up", ...
     truncated: bool = False  # the prompt did not fit the judge's context: cut by the server, or refused
     prompt_tokens: int | None = None
     cached: bool = False
@@ -229,7 +300,7 @@ def grade(items: list[JudgeItem], settings: JudgeSettings, cache: JudgeCache | N
                  fixed=0 if settings.book and it.response == "" else None) for it in items]
     outcomes = _run(jobs, settings, cache, on_progress, stop)
     return [Judgment(it.key, it.side, o.value if o.status == "scored" else None, o.status, o.reply, o.error,
-                     o.truncated, o.prompt_tokens, o.cached, o.requests) for it, o in zip(items, outcomes)]
+                     o.kind, o.truncated, o.prompt_tokens, o.cached, o.requests) for it, o in zip(items, outcomes)]
 
 
 # ---------------------------------------------------------------- pairwise
@@ -243,6 +314,7 @@ class PairJudgment:
     statuses: tuple[str, str]  # per order, as for Judgment
     replies: tuple[str, str]
     errors: tuple[str, str] = ("", "")
+    kinds: tuple[str, str] = ("", "")
 
     @property
     def disagree(self) -> bool | None:
@@ -276,7 +348,7 @@ def grade_pairwise(pairs: list[PairItem], settings: JudgeSettings, cache: JudgeC
         one, two = outcomes[2 * n], outcomes[2 * n + 1]
         results.append(PairJudgment(
             pair.key, _winner(one, a="base", b="tuned"), _winner(two, a="tuned", b="base"),
-            (one.status, two.status), (one.reply, two.reply), (one.error, two.error)))
+            (one.status, two.status), (one.reply, two.reply), (one.error, two.error), (one.kind, two.kind)))
     return results
 
 

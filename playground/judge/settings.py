@@ -53,6 +53,8 @@ class JudgeSettings:
     concurrency: int = 4
     retries: int = 3          # for transient errors (busy, broken stream, timeout)
     backoff: float = 1.0      # seconds before the first retry, doubled for each next one
+    give_up_after: int = 4    # failed requests in a row (no reply in between) before nothing more is asked
+    deadline: float = 1800.0  # seconds for the whole grading; the rest is skipped, and asked for next time
 
     @property
     def book(self) -> bool:
@@ -93,6 +95,10 @@ class JudgeSettings:
             problems.append("concurrency must be at least 1")
         if self.retries < 0:
             problems.append("retries cannot be negative")
+        if self.give_up_after < 1:
+            problems.append("the number of failures in a row before giving up must be at least 1")
+        if self.deadline <= 0:
+            problems.append("the grading's deadline must be more than 0 seconds")
         if self.num_ctx < 256:
             problems.append("the context (num_ctx) must be at least 256 tokens")
         if self.max_reply_tokens < 1:

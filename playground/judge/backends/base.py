@@ -63,4 +63,7 @@ class Backend(Protocol):
     def describe(self, exc: BaseException) -> str:
         """A message for the user about a failed call."""
 
+    def kind(self, exc: BaseException) -> str:
+        """What went wrong in a few words, to count failures by: "timeout", "HTTP 503", ..."""
+
     def close(self) -> None: ...

@@ -115,5 +115,16 @@ class OllamaBackend:
             return f"The connection to the Ollama server at {host} broke ({type(exc).__name__}: {exc})."
         return f"Unexpected problem talking to the Ollama server at {host}: {type(exc).__name__}: {exc}"
 
+    def kind(self, exc: BaseException) -> str:
+        if isinstance(exc, (ConnectionError, httpx.ConnectError)):
+            return "server unreachable"
+        if isinstance(exc, ollama.ResponseError):
+            return "error mid-reply" if exc.status_code == -1 else f"HTTP {exc.status_code}"
+        if isinstance(exc, httpx.TimeoutException):
+            return "timeout"
+        if isinstance(exc, (httpx.TransportError, BrokenStream)):
+            return "broken connection"
+        return type(exc).__name__
+
     def close(self) -> None:
         self.client.close()

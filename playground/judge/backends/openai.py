@@ -13,7 +13,6 @@ from __future__ import annotations
 import re
 from typing import Any, Callable
 
-import httpx
 import openai
 
 from ...errors import PlaygroundError
@@ -88,8 +87,10 @@ class OpenAIBackend:
     def fatal(self, exc: BaseException) -> bool:
         if isinstance(exc, openai.APIStatusError):
             return exc.status_code in (401, 403, 404)
-        # nothing listens there (a timeout is a slow server, not a dead one)
-        return isinstance(exc, openai.APIConnectionError) and isinstance(exc.__cause__, httpx.ConnectError)
+        # nothing listens there (a timeout is a slow server, not a dead one). By the cause's class name:
+        # the client's transport is httpx or its successor httpx2, depending on the client's version.
+        return (isinstance(exc, openai.APIConnectionError) and not isinstance(exc, openai.APITimeoutError)
+                and type(exc.__cause__).__name__ == "ConnectError")
 
     def describe(self, exc: BaseException) -> str:
         host, settings = self.settings.host, self.settings
@@ -110,6 +111,17 @@ class OpenAIBackend:
         if isinstance(exc, openai.APIStatusError):
             return f"The server at {host} answered an error (HTTP {exc.status_code}): {exc.message}"
         return f"Unexpected problem talking to the server at {host}: {type(exc).__name__}: {exc}"
+
+    def kind(self, exc: BaseException) -> str:
+        if isinstance(exc, PromptTooLong):
+            return "prompt too long"
+        if isinstance(exc, openai.APITimeoutError):
+            return "timeout"
+        if isinstance(exc, openai.APIConnectionError):
+            return "server unreachable" if self.fatal(exc) else "broken connection"
+        if isinstance(exc, openai.APIStatusError):
+            return f"HTTP {exc.status_code}"
+        return type(exc).__name__
 
     def close(self) -> None:
         self.client.close()
