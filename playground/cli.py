@@ -196,7 +196,7 @@ def cmd_judge(args: argparse.Namespace) -> int:
         args.run = runs.check_run_id(args.models_dir, args.run)
     settings = judge.JudgeSettings(model=args.judge_model, api=args.api, api_key_env=args.api_key_env or "",
                                    prompt=args.prompt, concurrency=args.concurrency, structured=args.structured,
-                                   timeout=args.timeout)
+                                   timeout=args.timeout, deadline=args.deadline, give_up_after=args.give_up_after)
     if args.host:
         settings.host = args.host
     settings.check()
@@ -387,6 +387,10 @@ def build_parser() -> argparse.ArgumentParser:
     grade.add_argument("--group-by", default="task", help="record field whose values get their own averages")
     grade.add_argument("--concurrency", type=int, default=4, help="requests in flight")
     grade.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for the server")
+    grade.add_argument("--deadline", type=float, default=1800.0,
+                       help="seconds for the whole grading; what is not graded by then is skipped (asked next time)")
+    grade.add_argument("--give-up-after", type=int, default=4,
+                       help="failed requests in a row before nothing more is asked")
     grade.add_argument("--structured", action="store_true", help="ask for JSON {reasoning, score}")
     grade.add_argument("--pairwise", action="store_true", help="also compare base and tuned in both orders")
     grade.add_argument("--pull", action="store_true", help="pull the judge model when it is missing")
