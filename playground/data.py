@@ -210,6 +210,20 @@ def read_limited(path: Path, max_mb: float) -> bytes:
     return content
 
 
+def discard_upload(path: str | Path, upload_folder: str | Path) -> bool:
+    """Delete a refused upload, only when it lies inside the server's upload folder (never a user's file)."""
+    path, folder = Path(path).resolve(), Path(upload_folder).resolve()
+    if folder not in path.parents or not path.is_file():
+        return False
+    path.unlink(missing_ok=True)
+    if path.parent != folder:  # the server keeps each upload in a folder of its own
+        try:
+            path.parent.rmdir()
+        except OSError:  # not empty: it holds something else too
+            pass
+    return True
+
+
 def _check_regular(path: Path, info: os.stat_result) -> None:
     if stat.S_ISDIR(info.st_mode):
         raise DataError(str(path), ["is a folder; give a .json, .jsonl, .csv or .parquet file"])

@@ -266,3 +266,17 @@ def test_a_file_is_read_with_a_byte_limit(tmp_path):
     assert len(read_limited(path, max_mb=3000 / 2**20)) == 3000
     with pytest.raises(DataError, match="over the"):
         read_limited(path, max_mb=2000 / 2**20)
+
+
+def test_a_refused_upload_is_deleted_but_nothing_outside_the_upload_folder(tmp_path):
+    uploads = tmp_path / "uploads"
+    upload = uploads / "3f2a9c" / "huge.json"
+    upload.parent.mkdir(parents=True)
+    upload.write_text("[]")
+    mine = tmp_path / "mine.json"
+    mine.write_text("[]")
+    assert data.discard_upload(upload, uploads)
+    assert not upload.exists() and not upload.parent.exists() and uploads.is_dir()
+    for path in (mine, uploads / ".." / "mine.json"):
+        assert not data.discard_upload(path, uploads)
+    assert mine.exists()

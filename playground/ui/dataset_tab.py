@@ -139,7 +139,10 @@ def build(shared: Shared) -> dict[str, Any]:
         """Load an upload, then empty the upload box for the next one (the message names the file)."""
         if not path:
             return (gr.skip(),) * 6
-        return *load_source(path, *mapping, name=Path(path).name), None
+        loaded = load_source(path, *mapping, name=Path(path).name)
+        if not isinstance(loaded[0], data.Dataset):  # refused: the server keeps no copy
+            data.discard_upload(path, gr.utils.get_upload_folder())
+        return *loaded, None
 
     def refresh_overview(dataset, spec):
         tokenizer, wait_message = tokenizer_or_message(shared.manager, spec)
