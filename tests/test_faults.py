@@ -152,7 +152,7 @@ def test_an_unwritable_runs_folder_fails_the_run_and_the_next_start_works(tiny_m
 def test_an_unwritable_runs_folder_is_an_error_on_the_command_line(tiny_model_dir, tmp_path):
     (tmp_path / "runs").write_text("not a folder")
     result = cli("train", "--data", "builtin", "--model", str(tiny_model_dir), "--max-steps", "1",
-                 "--batch-size", "2", "--probes", "0", "--out", str(tmp_path))
+                 "--batch-size", "2", "--probes", "0", "--models-dir", str(tmp_path))
     assert result.returncode == 2, result.stderr[-2000:]
     assert "error: Cannot write the run folder" in result.stderr and "Traceback" not in result.stderr
 
