@@ -12,7 +12,7 @@ WINNERS = ("tuned", "base", "tie", "both_bad")
 
 
 def votes_path(models_dir: Path, run_id: str) -> Path:
-    return runs.runs_dir(models_dir) / run_id / "votes.jsonl"
+    return runs.runs_dir(models_dir) / runs.check_run_id(models_dir, run_id) / "votes.jsonl"
 
 
 def save_vote(models_dir: Path, run_id: str, message: str, input_text: str, winner: str, tuned_side: str) -> None:

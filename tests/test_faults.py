@@ -108,6 +108,11 @@ def test_run_ids_name_a_folder_directly_under_the_runs_folder(tmp_path):
             runs.check_run_id(models, bad)
     with pytest.raises(PlaygroundError, match="No run 'missing'"):
         runs.read(models, "missing")
+    from playground import votes
+
+    with pytest.raises(PlaygroundError, match="is not a run"):
+        votes.save_vote(models, "../elsewhere/runs/x", "hi", "", "tuned", "left")
+    assert not (outside / "votes.jsonl").exists()
 
 
 def test_a_bad_run_id_is_refused_on_the_command_line(tmp_path):
