@@ -29,6 +29,7 @@ import psutil
 from .errors import PlaygroundError
 
 ACTIVE: set[str] = set()  # run ids this process is training right now
+_ISSUED: set[str] = set()  # run ids this process has given out
 SAVING = ".saving"  # where a run's adapter or weights are written before they are moved into place
 # Start times read through /proc can differ by a second between reads (the boot time is derived);
 # a process id reused within two seconds of the original process's start is not a real concern.
@@ -80,11 +81,14 @@ def check_run_id(models_dir: Path, run: str) -> str:
 
 
 def new_run_id(models_dir: Path, method: str) -> str:
+    """A new run id, never one given before in this process: a run whose folder could not be
+    created leaves its adapter on the shared weights under that name."""
     stamp = time.strftime("%Y%m%d-%H%M%S")
     run_id, n = f"{stamp}-{method}", 1
-    while (runs_dir(models_dir) / run_id).exists():
+    while (runs_dir(models_dir) / run_id).exists() or run_id in _ISSUED:
         n += 1
         run_id = f"{stamp}-{method}-{n}"
+    _ISSUED.add(run_id)
     return run_id
 
 
@@ -186,7 +190,7 @@ def list_runs(models_dir: Path) -> list[RunRecord]:
     """Every run, newest first; damaged folders are skipped."""
     folder = runs_dir(models_dir)
     records = []
-    for child in sorted(folder.iterdir(), reverse=True) if folder.exists() else []:
+    for child in sorted(folder.iterdir(), reverse=True) if folder.is_dir() else []:
         if child.is_dir() and not child.name.startswith("."):
             try:
                 records.append(read(models_dir, child.name))

@@ -146,6 +146,7 @@ def test_an_unwritable_runs_folder_fails_the_run_and_the_next_start_works(tiny_m
     job.thread.join(120)
     assert job.state == "failed", job.message
     assert "Cannot write the run folder" in job.message and str(tmp_path / "runs") in job.message
+    assert runs.list_runs(tmp_path) == []  # the Train tab's list still works
 
     (tmp_path / "runs").unlink()  # the user fixes it; Start is not refused as "still training"
     job = manager.start_training(small_dataset(), config)
