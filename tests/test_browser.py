@@ -81,6 +81,10 @@ def test_dataset_tab_pages_searches_and_shows_a_record(page, tmp_path):
     page.locator("#dataset-table [data-testid='cell-0-2']").click()
     expect(page.locator("#record-detail")).to_contain_text("capital")
     page.screenshot(path=str(SHOTS / "dataset.png"), full_page=True)
+    # a whole page of rows fits in the table's box: nothing to scroll inside it
+    fits = page.locator("#dataset-table").evaluate(
+        "t => [...t.querySelectorAll('*')].every(e => getComputedStyle(e).overflowY !== 'auto' || e.scrollHeight <= e.clientHeight + 1)")
+    assert fits
 
     bad = tmp_path / "broken.jsonl"
     bad.write_text('{"instruction": "a", "output": "b"}\n{"instruction": "c"}\n')
@@ -95,6 +99,16 @@ def test_dataset_tab_pages_searches_and_shows_a_record(page, tmp_path):
     page.locator("#dataset-load").click()
     expect(page.get_by_text("Loaded 30 records")).to_be_visible()
     expect(page.locator("#page-caption")).to_contain_text("30 records · page 1 of 3")
+
+    # an upload is called by its own name, not by the temporary path Gradio stores it under
+    page.locator("#dataset-upload input[type=file]").set_input_files(str(bad))
+    expect(page.get_by_text("broken.jsonl: line 2, field 'output': missing")).to_be_visible()
+    page.locator("#dataset-upload input[type=file]").set_input_files(str(good))
+    expect(page.get_by_text("Loaded 30 records from dolly.json.")).to_be_visible()
+    expect(page.locator("body")).not_to_contain_text("/tmp/gradio")
+    page.get_by_role("tab", name="Train").click()
+    expect(page.get_by_text("Trains on dolly.json")).to_be_visible()
+    page.get_by_role("tab", name="Dataset").click()
     page.locator("#dataset-builtin").click()
     expect(page.locator("#page-caption")).to_contain_text("1,196 records")
 
@@ -115,6 +129,15 @@ def test_prompt_styles_switch(page):
     page.locator("#custom-template textarea").fill("Q: {instruction} {output}")
     page.locator("#custom-template textarea").blur()
     expect(training).to_contain_text("Q: ")
+    page.locator("#custom-template textarea").fill("Q: {instruction} {bogus}")
+    page.locator("#custom-template textarea").blur()
+    expect(page.get_by_text("unknown placeholder {bogus}")).to_be_visible()
+    expect(training).to_have_count(0)  # no stale preview under the error
+    expect(page.locator("#inference-text textarea")).to_have_value("")
+    page.screenshot(path=str(SHOTS / "prompts-template-error.png"), full_page=True)
+    page.locator("#custom-template textarea").fill("Q: {instruction} {output}")
+    page.locator("#custom-template textarea").blur()
+    expect(training).to_contain_text("Q: ")
     page.locator("#prompt-style").get_by_text("Alpaca").click()
     expect(training).to_contain_text("<eos>")
     page.screenshot(path=str(SHOTS / "prompts.png"), full_page=True)
@@ -124,6 +147,8 @@ def test_batch_grid_shows_masking_and_truncation(page):
     page.get_by_role("tab", name="Batch masking").click()
     grid = page.locator("#batch-grid")
     expect(grid).to_contain_text("Sample 4")
+    expect(page.locator("#batch-style")).to_contain_text("Alpaca")  # the one style of the session
+    assert grid.locator(".pg-row").count() == grid.locator(".pg-labels").count() > 4  # labels on every line
     summary = page.locator("#batch-summary")
     expect(summary).to_contain_text("4 ×")
     # without masking every real target is trained: no masked cell
@@ -139,6 +164,14 @@ def test_batch_grid_shows_masking_and_truncation(page):
     expect(summary).to_contain_text("4 × 48")
     expect(grid.locator("[title*='truncated away']").first).to_be_visible()
     page.screenshot(path=str(SHOTS / "batch.png"), full_page=True)
+    page.locator("#max-length input[type=number]").fill("16")  # shorter than the Alpaca prompt
+    page.locator("#max-length input[type=number]").press("Enter")
+    expect(summary).to_contain_text("4 × 16")
+    expect(page.get_by_text("0 trained targets: with the prompt masked and a max length of 16")).to_be_visible()
+    page.screenshot(path=str(SHOTS / "batch-nothing-trained.png"), full_page=True)
+    page.locator("#max-length input[type=number]").fill("0")
+    page.locator("#max-length input[type=number]").press("Enter")
+    page.locator("#mask-instruction input").uncheck()
 
 
 def test_train_tab_runs_a_short_fine_tune_and_shows_it_learning(page):
@@ -148,13 +181,26 @@ def test_train_tab_runs_a_short_fine_tune_and_shows_it_learning(page):
     page.locator("#train-probe-every input").fill("2")
     page.locator("#train-start").click()
     status = page.locator("#train-status")
-    # the first use of the default model converts it from GGUF, then 4 steps and 3 probe rounds
-    expect(status).to_contain_text("step", timeout=600_000)
-    expect(page.locator("#train-curve .js-plotly-plot")).to_be_visible(timeout=600_000)
+    # the phase shows with a clock while the model loads; no empty plot
+    expect(page.locator("#train-phase")).to_contain_text(re.compile("Loading the model|Converting|Preparing|Probing"))
+    expect(status).not_to_contain_text("step 0 of 0")
+    expect(page.locator("#train-curve")).to_be_hidden()
+    expect(page.locator("#runs-table")).to_contain_text(re.compile("loading the model|running|preparing|converting"))
+    page.locator("#train-start").click()  # a second Start is refused, and the refusal stays
+    expect(page.locator("#train-message")).to_contain_text("still training")
+    page.wait_for_timeout(3000)
+    expect(page.locator("#train-message")).to_contain_text("still training")
+    page.screenshot(path=str(SHOTS / "train-starting.png"), full_page=True)
     expect(page.locator("#train-probes")).to_contain_text("answer at step 0", timeout=600_000)
+    expect(page.locator("#train-probes th", has_text="answer at step")).to_have_count(1)
+    expect(page.locator("#train-phase")).to_contain_text(re.compile("Validating|Training"), timeout=600_000)
+    expect(page.locator("#train-curve .js-plotly-plot")).to_be_visible(timeout=600_000)
+    expect(status).to_contain_text("tokens/s", timeout=600_000)
+    page.screenshot(path=str(SHOTS / "train-running.png"), full_page=True)
     expect(page.locator("#train-probes")).to_contain_text("answer at step 2", timeout=600_000)
     expect(status).to_contain_text("Finished after 4 of 4 steps", timeout=600_000)
     expect(page.locator("#train-probes")).to_contain_text("answer at step 4")
+    expect(page.locator("#train-message")).not_to_contain_text("still training")  # stale once the run ended
     assert page.locator("#train-curve .scatterlayer .trace").count() >= 2  # train and validation curves
     expect(page.locator("#runs-table")).to_contain_text("finished")
     page.screenshot(path=str(SHOTS / "train.png"), full_page=True)
@@ -204,18 +250,25 @@ def test_chat_tab_two_messages_regenerate_and_a_blind_vote(page):
     assert regenerated_left == left and regenerated_right == right  # greedy: the same answers again
     expect(page.locator("#chat-error")).to_be_empty()
 
-    page.locator("#chat-example input").click()
-    page.locator("#chat-example [role=option]").first.click()
-    page.locator("#chat-use-example").click()
+    for option in range(20):  # the first example with an Input section
+        page.locator("#chat-example input").click()
+        page.locator("#chat-example [role=option]").nth(option).click()
+        page.locator("#chat-use-example").click()
+        expect(page.locator("#chat-reference")).to_contain_text("filled in below")
+        if "Input section" in page.locator("#chat-reference").inner_text():
+            break
     expect(page.locator("#chat-reference")).to_contain_text("Reference answer")
     expect(page.locator("#chat-message textarea")).not_to_have_value("")
+    # the record's Input is shown beside its reference answer, and in its own box
+    expect(page.locator("#chat-input textarea")).to_have_value(page.locator("#chat-example-input").inner_text())
+    page.screenshot(path=str(SHOTS / "chat-example.png"), full_page=True)
 
     page.locator("#chat-blind input").check()
     expect(page.locator("#chat-left .message")).to_have_count(0)
     page.locator("#chat-message textarea").fill("Name a primary color.")
     page.locator("#chat-send").click()
     expect(page.locator("#vote-tie")).to_be_visible(timeout=180_000)
-    expect(page.locator("#chat-left")).to_contain_text("Model A")
+    expect(page.locator("#chat-left-name")).to_contain_text("Model A")
     page.locator("#vote-left").click()
     expect(page.locator("#chat-votes")).to_contain_text("Vote saved")
     expect(page.locator("#chat-votes")).to_contain_text("Left was")
@@ -229,6 +282,10 @@ def test_judge_tab_grades_with_one_click_against_the_ollama_stand_in(page):
     with OllamaStandin(reply=lambda request: "72") as server:
         page.get_by_role("tab", name="Judge").click()
         expect(page.locator("#judge-run input")).to_have_value(re.compile("lora"))
+        # before a grading: a short explanation, no empty table or plots
+        expect(page.locator("#judge-message")).to_contain_text("No grading of this run yet")
+        expect(page.locator("#judge-table")).to_be_hidden()
+        page.screenshot(path=str(SHOTS / "judge-before.png"), full_page=True)
         page.locator("#judge-host input, #judge-host textarea").first.fill(server.url)
         page.locator("#judge-count input[type=number]").fill("3")
         page.locator("#judge-count input[type=number]").press("Enter")
@@ -239,7 +296,35 @@ def test_judge_tab_grades_with_one_click_against_the_ollama_stand_in(page):
         expect(page.locator("#judge-tuned")).to_contain_text("scored 3 of 3")
         expect(page.locator("#judge-downloads")).to_contain_text("instruction-data-with-response")
         assert len(server.requests) == 6
+        # the drill-down: one example whole, with the judge's own reply
+        page.locator("#judge-table tbody td").nth(6).click()
+        detail = page.locator("#judge-detail")
+        expect(detail).to_contain_text("The judge's reply (tuned)")
+        expect(detail).to_contain_text("score 72 (scored)")
         page.screenshot(path=str(SHOTS / "judge.png"), full_page=True)
+        # leaving the tab and coming back, or reloading the page, shows the last grading again
+        page.get_by_role("tab", name="Chat").click()
+        page.get_by_role("tab", name="Judge").click()
+        expect(page.locator("#judge-tuned")).to_contain_text("scored 3 of 3")
+        page.reload()
+        page.get_by_role("tab", name="Judge").click()
+        expect(page.locator("#judge-tuned")).to_contain_text("scored 3 of 3", timeout=60_000)
+        expect(page.locator("#judge-message")).to_contain_text("The last grading of this run")
+
+
+def test_judge_tab_with_the_server_down_points_to_reference_metrics(page):
+    from llama_server import LlamaServer
+
+    down = LlamaServer().url  # a free port where nothing listens
+    page.get_by_role("tab", name="Judge").click()
+    page.locator("#judge-host input, #judge-host textarea").first.fill(down)
+    page.locator("#judge-grade").click()
+    expect(page.locator("#judge-message")).to_contain_text("Reference metrics only", timeout=60_000)
+    page.locator("#judge-metrics-only").get_by_role("checkbox").check()
+    page.locator("#judge-grade").click()
+    expect(page.locator("#judge-summary")).to_contain_text("exact match", timeout=300_000)
+    expect(page.locator("#judge-facts")).to_have_count(0)
+    page.locator("#judge-metrics-only").get_by_role("checkbox").uncheck()
 
 
 def test_judge_tab_grades_on_a_real_openai_compatible_server(page):

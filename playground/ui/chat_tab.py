@@ -41,6 +41,10 @@ def run_update(manager: Any, current: str | None) -> Any:
     return gr.update(choices=choices, value=current if current in ids else (ids[0] if ids else None))
 
 
+def pane_name(name: str) -> str:
+    return f'<div class="pg-pane-name">{html.escape(name)}</div>'
+
+
 def shown(turn: dict[str, str]) -> str:
     return turn["message"] + (f"\n\n{turn['input']}" if turn["input"] else "")
 
@@ -83,19 +87,25 @@ def build(shared: Shared) -> dict[str, Any]:
         blind = gr.Checkbox(label="Blind A/B (shuffled, unnamed)", scale=1, elem_id="chat-blind")
     run_info = gr.HTML(elem_id="chat-run-info")
     with gr.Accordion("Generation settings (same for both sides)", open=False, elem_id="chat-settings"):
+        with gr.Row():  # three to a row: room for each label beside its number box
+            max_new = gr.Slider(1, 512, value=64, step=1, label="Max new tokens", min_width=280, elem_id="chat-max-new")
+            temperature = gr.Slider(0, 2, value=0, step=0.05, label="Temperature (0: greedy)", min_width=280)
+            seed = gr.Number(value=123, precision=0, label="Seed", min_width=280)
         with gr.Row():
-            max_new = gr.Slider(1, 512, value=64, step=1, label="Max new tokens", elem_id="chat-max-new")
-            temperature = gr.Slider(0, 2, value=0, step=0.05, label="Temperature (0: greedy)")
-            top_p = gr.Slider(0.05, 1, value=1, step=0.05, label="Top-p")
-            top_k = gr.Slider(0, 200, value=0, step=1, label="Top-k (0: off)")
-            penalty = gr.Slider(0.5, 2, value=1, step=0.05, label="Repetition penalty")
-            seed = gr.Number(value=123, precision=0, label="Seed")
+            top_p = gr.Slider(0.05, 1, value=1, step=0.05, label="Top-p", min_width=280)
+            top_k = gr.Slider(0, 200, value=0, step=1, label="Top-k (0: off)", min_width=280)
+            penalty = gr.Slider(0.5, 2, value=1, step=0.05, label="Repetition penalty", min_width=280)
     with gr.Row():
+        # The names sit above the panes, not on them (a pane's own label covers its first lines).
         # Answers are shown as the model wrote them: "### Response:" is text, not a Markdown heading.
-        left = gr.Chatbot(label="Base", height=380, buttons=["copy", "copy_all"], render_markdown=False,
-                          elem_id="chat-left")
-        right = gr.Chatbot(label="Tuned", height=380, buttons=["copy", "copy_all"], render_markdown=False,
-                           elem_id="chat-right")
+        with gr.Column():
+            left_name = gr.HTML(pane_name("Base"), elem_id="chat-left-name")
+            left = gr.Chatbot(show_label=False, height=380, buttons=["copy", "copy_all"], render_markdown=False,
+                              elem_id="chat-left")
+        with gr.Column():
+            right_name = gr.HTML(pane_name("Tuned"), elem_id="chat-right-name")
+            right = gr.Chatbot(show_label=False, height=380, buttons=["copy", "copy_all"], render_markdown=False,
+                               elem_id="chat-right")
     reference = gr.HTML(elem_id="chat-reference")
     with gr.Row(visible=False) as vote_row:
         vote_buttons = {key: gr.Button(label, size="sm", elem_id=f"vote-{key}") for key, label in VOTES.items()}
@@ -104,7 +114,7 @@ def build(shared: Shared) -> dict[str, Any]:
     with gr.Row(equal_height=True):
         with gr.Column(scale=4):
             message = gr.Textbox(label="Message", placeholder="Type an instruction…", lines=2, elem_id="chat-message")
-            input_box = gr.Textbox(label="Input (optional: the record's ### Input section)", lines=1,
+            input_box = gr.Textbox(label="Input (optional: the record's ### Input section)", lines=2, max_lines=8,
                                    elem_id="chat-input")
         with gr.Column(scale=1, min_width=150):
             send = gr.Button("Send", variant="primary", elem_id="chat-send")
@@ -126,7 +136,7 @@ def build(shared: Shared) -> dict[str, Any]:
             names = ("Tuned", "Base") if tuned_is_left else ("Base", "Tuned")
         else:
             names = ("Model A", "Model B")
-        return gr.update(label=names[0]), gr.update(label=names[1])
+        return pane_name(names[0]), pane_name(names[1])
 
     def describe_run(run_id):
         if not run_id:
@@ -212,7 +222,7 @@ def build(shared: Shared) -> dict[str, Any]:
         left_label, right_label = labels(blind_on, tuned_is_left, not blind_on)
         return [], [], [], tuned_is_left, left_label, right_label, gr.update(visible=False), "", ""
 
-    reset_outputs = [left, right, turns, tuned_left, left, right, vote_row, votes, reference]
+    reset_outputs = [left, right, turns, tuned_left, left_name, right_name, vote_row, votes, reference]
     for event in (clear.click, blind.change, left.clear, right.clear):  # the panes' own bin clears it all
         event(start_over, blind, reset_outputs)
 
@@ -230,14 +240,17 @@ def build(shared: Shared) -> dict[str, Any]:
 
     for key, button in vote_buttons.items():
         button.click(lambda c, r, t, key=key: vote(key, c, r, t), [turns, run, tuned_left],
-                     [left, right, vote_row, votes])
+                     [left_name, right_name, vote_row, votes])
 
     def pick_example(index, run_id):
         if index is None or not run_id:
             raise gr.Error("Pick an example first.")
         record = manager.run_data(run_id).dataset.records[int(index)]
-        shown_reference = (f"<b>Reference answer</b> (test record #{index}):"
-                           f"<div class='pg-text'>{html.escape(record.output)}</div>")
+        filled = "the message and its Input section are" if record.input else "the message is"
+        shown_reference = (f"Test record #{index}: {filled} filled in below; Send asks both models."
+                           + (f"<div><b>Input</b></div><div class='pg-text' id='chat-example-input'>"
+                              f"{html.escape(record.input)}</div>" if record.input else "")
+                           + f"<div><b>Reference answer</b></div><div class='pg-text'>{html.escape(record.output)}</div>")
         return record.instruction, record.input, shown_reference
 
     use_example.click(pick_example, [example, run], [message, input_box, reference])

@@ -57,7 +57,8 @@ def build(shared: Shared) -> dict[str, Any]:
         shared.record_index.render()
         with_input = gr.Button("Random record with an input", size="sm", elem_id="random-with-input")
         without_input = gr.Button("Random record without an input", size="sm", elem_id="random-without-input")
-    style = gr.Radio(STYLE_CHOICES, value="alpaca", label="Prompt style", elem_id="prompt-style")
+    style = gr.Radio(STYLE_CHOICES, value="alpaca", elem_id="prompt-style",
+                     label="Prompt style: the one choice of this session, shown in Batch masking and used by Train")
     template = gr.Textbox(value=prompts.DEFAULT_CUSTOM, label="Custom template: {instruction}, {input}, {output}",
                           lines=3, visible=False, elem_id="custom-template")
     message = gr.HTML()

@@ -31,7 +31,8 @@ def speed_text(steps: list[Event]) -> str:
     recent = steps[-SPEED_WINDOW:]
     inputs = sum(e.values["input_tokens_per_s"] for e in recent) / len(recent)
     trained = sum(e.values["tokens_per_s"] for e in recent) / len(recent)
-    return f" · {inputs:,.0f} tokens/s ({trained:,.0f} trained; mean of the last {len(recent)} steps)"
+    window = "the last step" if len(recent) == 1 else f"the last {len(recent)} steps"
+    return f" · {inputs:,.0f} tokens/s ({trained:,.0f} trained; mean of {window})"
 
 
 def remaining_seconds(job: TrainingJob, steps: list[Event]) -> float | None:
@@ -108,8 +109,10 @@ def probes_html(events: list[Event]) -> str:
         answers = "".join(f"<td{' class=pg-latest' if r is last and len(rounds) > 1 else ''}>"
                           f"{html.escape(r.values['probes'][number]['answer'])}</td>" for r in rounds)
         rows.append(f"<tr><td>{html.escape(prompt)}</td><td>{html.escape(before['reference'])}</td>{answers}</tr>")
-    head = "".join(f"<th>answer at step {r.step}</th>" for r in rounds)
-    return f'<table class="pg-probes" id="train-probes"><tr><th>instruction</th><th>reference</th>{head}</tr>{"".join(rows)}</table>'
+    share = f"{62 / len(rounds):.0f}%"  # answer columns share the width evenly
+    head = "".join(f'<th style="width:{share}">answer at step {r.step}</th>' for r in rounds)
+    return (f'<table class="pg-probes" id="train-probes"><tr><th style="width:24%">instruction</th>'
+            f'<th style="width:14%">reference</th>{head}</tr>{"".join(rows)}</table>')
 
 
 def runs_frame(models_dir: Any, job: TrainingJob | None = None) -> pd.DataFrame:
@@ -151,7 +154,7 @@ def config_from(values: dict[str, Any]) -> TrainConfig:
 
 
 PROBES_CSS = """
-.pg-probes {border-collapse: collapse; width: 100%; font-size: 13px;}
+.pg-probes {border-collapse: collapse; width: 100%; font-size: 13px; table-layout: fixed;}
 .pg-probes th {text-align: left; background: #f3f4f6; padding: 6px; color: #374151;}
 .pg-probes td {border-top: 1px solid #e5e7eb; padding: 6px; vertical-align: top; white-space: pre-wrap; color: #111827;}
 .pg-probes td.pg-latest {background: #f0fdf4;}
@@ -273,13 +276,18 @@ def build(shared: Shared, style: gr.Radio, template: gr.Textbox) -> dict[str, An
             return model_line, gr.skip(), gr.skip(), gr.skip(), gr.skip(), seen_state
         now = (job.run_id, len(job.events), job.state, job.phase)
         if now == seen_state:  # nothing new: only the clock moves
-            return model_line, progress_html(job) if job.running else gr.skip(), gr.skip(), gr.skip(), gr.skip(), now
+            return (model_line, progress_html(job) if job.running else gr.skip(), gr.skip(), gr.skip(), gr.skip(),
+                    gr.skip(), now)
+        # a refusal given while the run trained is stale once it ends; otherwise the message stays
+        ended = seen_state is not None and seen_state[0] == job.run_id and seen_state[2] != job.state \
+            and not job.running
         events = list(job.events)
         figure = loss_figure(events)
         return (model_line, progress_html(job), gr.update(value=figure, visible=figure is not None),
-                probes_html(events), runs_frame(manager.models_dir, job), now)
+                probes_html(events), runs_frame(manager.models_dir, job), "" if ended else gr.skip(), now)
 
-    poll.tick(on_tick, seen, [model_status, progress, curve, probe_table, runs_table, seen], show_progress="hidden")
+    poll.tick(on_tick, seen, [model_status, progress, curve, probe_table, runs_table, message, seen],
+              show_progress="hidden")
     refresh_runs.click(lambda: runs_frame(manager.models_dir, manager.job), outputs=runs_table)
     return {"refreshers": [(describe_source, [shared.dataset, style, split_seed], source),
                            (lambda: runs_frame(manager.models_dir, manager.job), [], runs_table)]}
