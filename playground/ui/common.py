@@ -80,5 +80,6 @@ CSS = """
   border: 1px solid #e5e7eb; border-radius: 6px; padding: 10px; background: #fff; color: #111827;}
 .pg-text span {border-radius: 3px;}
 .pg-pane-name {font-weight: 600; font-size: 14px; color: #374151; padding: 2px 4px;}
-#chat-left, #chat-right {padding-top: 36px !important;}  /* the pane's buttons above its text, not over it */
+/* a chat pane's buttons sit above its scrolling text, not over it */
+#chat-left .bubble-wrap, #chat-right .bubble-wrap {margin-top: 34px; height: calc(100% - 34px); padding-top: 4px;}
 """
