@@ -144,10 +144,19 @@ def test_prompt_styles_switch(page):
 
 
 def test_batch_grid_shows_masking_and_truncation(page):
+    # the session has one prompt style: the one picked in Prompt styles is the one batches use
+    page.get_by_role("tab", name="Prompt styles").click()
+    page.locator("#prompt-style").get_by_text("Phi-3").click()
     page.get_by_role("tab", name="Batch masking").click()
     grid = page.locator("#batch-grid")
+    expect(page.locator("#batch-style")).to_contain_text("Phi-3")
+    expect(grid).to_contain_text("assistant")
+    page.get_by_role("tab", name="Prompt styles").click()
+    page.locator("#prompt-style").get_by_text("Alpaca").click()
+    page.get_by_role("tab", name="Batch masking").click()
+    expect(page.locator("#batch-style")).to_contain_text("Alpaca")
     expect(grid).to_contain_text("Sample 4")
-    expect(page.locator("#batch-style")).to_contain_text("Alpaca")  # the one style of the session
+    expect(grid).to_contain_text("Instruction")
     assert grid.locator(".pg-row").count() == grid.locator(".pg-labels").count() > 4  # labels on every line
     summary = page.locator("#batch-summary")
     expect(summary).to_contain_text("4 ×")

@@ -44,3 +44,18 @@ def test_a_starting_run_shows_its_phase_no_empty_figures_and_is_listed(tmp_path)
     assert train_tab.loss_figure(job.events) is None
     frame = train_tab.runs_frame(tmp_path, job)
     assert list(frame["run"]) == [job.run_id] and list(frame["state"]) == ["loading the model"]
+
+
+def test_an_unknown_hub_id_fails_at_once_with_the_reason_when_the_hub_cannot_be_reached(tmp_path):
+    import pytest
+
+    from playground import store
+
+    if store.hub_reachable():
+        pytest.skip("the hub answers here")
+    manager = ModelManager(tmp_path)
+    future = manager.request_tokenizer("nobody/no-such-model")
+    future.exception(timeout=None)
+    status = manager.tokenizer_status("nobody/no-such-model")
+    assert status.state == "error"
+    assert "The Hugging Face hub cannot be reached" in status.message and "give a local folder" in status.message

@@ -11,7 +11,7 @@ from .. import batching, data
 from ..batching import IGNORE_INDEX, KINDS
 from ..errors import PlaygroundError
 from ..prompts import STYLE_LABELS
-from .common import COLORS, Shared, legend, notice, tokenizer_or_message
+from .common import COLORS, Shared, changed, legend, notice, tokenizer_or_message
 
 SPLITS = ["train", "validation", "test"]
 
@@ -89,7 +89,17 @@ def style_line(style_value: str) -> str:
             "as chosen in the Prompt styles tab; the Train tab uses the same one.</div>")
 
 
-def build(shared: Shared, style: gr.Radio, template: gr.Textbox) -> dict[str, Any]:
+def batch_view(dataset: data.Dataset, tokenizer: Any, style: str, template: str, size: int, length: int,
+               split_name: str, seed: int, masked: bool, grouped: bool, number: int) -> tuple[str, str, str]:
+    """(warning, summary, grid) of one batch of a split, as training collates it."""
+    indices = getattr(dataset.splits(seed=int(seed or 0)), split_name)
+    batch = batching.training_batch(dataset.records, indices, tokenizer, style, int(size), int(number or 0),
+                                    int(length) or None, masked, grouped, int(seed or 0), template)
+    view = batching.describe(batch)
+    return empty_samples_warning(view, masked, int(length) or None), summary_html(view), grid_html(view, tokenizer)
+
+
+def build(shared: Shared) -> None:
     gr.Markdown("One batch exactly as training collates it. Targets are the inputs shifted left by one: "
                 "the **target** under each input token is the token the model must predict there. "
                 "`-100` marks targets the loss ignores.")
@@ -109,30 +119,19 @@ def build(shared: Shared, style: gr.Radio, template: gr.Textbox) -> dict[str, An
     gr.HTML(legend({k: KINDS[k] for k in KINDS} | {"truncated": "truncated away (never seen)"}))
     grid = gr.HTML(elem_id="batch-grid-view")
 
-    def show(dataset: data.Dataset, style_value, template_value, size, length, split_name, seed_value,
-             masked, grouped, batch_number, spec):
+    def show(dataset, spec, *settings):
         tokenizer, wait_message = tokenizer_or_message(shared.manager, spec)
         if not tokenizer:
             return notice(wait_message, "error"), "", ""
         try:
-            indices = getattr(dataset.splits(seed=int(seed_value or 0)), split_name)
-            batch = batching.training_batch(dataset.records, indices, tokenizer, style_value, int(size),
-                                            int(batch_number or 0), int(length) or None, masked, grouped,
-                                            int(seed_value or 0), template_value)
+            return batch_view(dataset, tokenizer, *settings)
         except PlaygroundError as exc:  # no stale batch under the error
             return notice(str(exc), "error"), "", ""
-        view = batching.describe(batch)
-        return empty_samples_warning(view, masked, int(length) or None), summary_html(view), grid_html(view, tokenizer)
 
-    inputs = [shared.dataset, style, template, batch_size, max_length, split, seed, mask, group, number,
-              shared.tokenizer_spec]
+    inputs = [shared.dataset, shared.tokenizer_spec, shared.style, shared.template, batch_size, max_length, split, seed,
+              mask, group, number]
     outputs = [message, summary, grid]
-    style.change(style_line, style, shown_style)
-    for component in (style, batch_size, max_length, split, mask, group):
-        component.change(show, inputs, outputs)
-    for trigger in (template.submit, template.blur):
-        trigger(show, inputs, outputs)
-    for component in (seed, number):
-        component.submit(show, inputs, outputs)
+    shared.style.change(style_line, shared.style, shown_style)
+    gr.on([*changed(shared, "dataset", "tokenizer_spec", "style", "template"), *(c.change for c in (
+        batch_size, max_length, split, mask, group)), seed.submit, number.submit], show, inputs, outputs)
     next_batch.click(lambda n: int(n or 0) + 1, number, number).then(show, inputs, outputs)
-    return {"refreshers": [(show, inputs, outputs)]}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import html
 import random
+from types import SimpleNamespace
 from typing import Any
 
 import gradio as gr
@@ -17,28 +18,9 @@ from ..errors import PlaygroundError
 from ..generation import GenerationSettings, stream
 from ..prompts import Turn, conversation
 from ..votes import save_vote, tally
-from .common import Shared, notice
+from .common import Shared, notice, run_choices, run_update
 
 VOTES = {"left": "left is better", "right": "right is better", "tie": "tie", "both_bad": "both bad"}
-
-
-def run_choices(manager: Any) -> list[tuple[str, str]]:
-    """Runs that can answer: saved adapters or weights, and the run training now (live weights)."""
-    choices = []
-    job = manager.job
-    if job is not None and job.running:
-        choices.append((f"● training now: {job.run_id} (latest step)", job.run_id))
-    for record in runs.list_runs(manager.models_dir):
-        if record.has_weights and not (job is not None and job.running and job.run_id == record.run_id):
-            choices.append((f"{record.run_id} · {record.settings.get('method', '?')} · {record.state}", record.run_id))
-    return choices
-
-
-def run_update(manager: Any, current: str | None) -> Any:
-    """Fresh run choices for a dropdown, keeping the current pick while it is still there."""
-    choices = run_choices(manager)
-    ids = [value for _, value in choices]
-    return gr.update(choices=choices, value=current if current in ids else (ids[0] if ids else None))
 
 
 def pane_name(name: str) -> str:
@@ -76,16 +58,137 @@ def example_choices(found: Any, limit: int = 40) -> list[tuple[str, int]]:
     return [(f"#{i} · {found.dataset.records[i].instruction[:70]}", i) for i in found.splits.test[:limit]]
 
 
-def build(shared: Shared) -> dict[str, Any]:
-    manager = shared.manager
+def labels(blind_on: bool, tuned_is_left: bool, shown_names: bool) -> tuple[str, str]:
+    """The two pane names: Base and Tuned (in their places), or Model A and Model B while blind."""
+    if not blind_on or shown_names:
+        names = ("Tuned", "Base") if tuned_is_left else ("Base", "Tuned")
+    else:
+        names = ("Model A", "Model B")
+    return pane_name(names[0]), pane_name(names[1])
+
+
+def no_examples() -> Any:
+    return gr.update(choices=[], value=None)
+
+
+def describe_run(manager: Any, run_id: str | None) -> tuple[str, Any]:
+    """A line about the run (model, style, data, memory, votes) and its test split's examples."""
+    if not run_id:
+        return notice("Train a run first (Train tab), or pick one here.", "info"), no_examples()
+    job = manager.job
+    if job is not None and job.run_id == run_id and job.side is None and job.running:
+        return notice(f"Run {run_id} is starting: {job.phase}…", "info"), no_examples()
+    try:
+        record = runs.read(manager.models_dir, run_id)
+        found = manager.run_data(run_id)
+    except PlaygroundError as exc:
+        return notice(str(exc), "error"), no_examples()
+    settings = record.settings
+    memory = manager.memory_report()
+    line = (f"Run <b>{html.escape(run_id)}</b>: {settings.get('method')} on <b>{html.escape(settings.get('model', '?'))}</b>, "
+            f"style <b>{html.escape(settings.get('style', '?'))}</b>, {record.state}; trained on "
+            f"{html.escape(found.dataset.source)} (test split: {len(found.splits.test):,} records).")
+    if settings.get("method") == "full":
+        line += " A full fine-tune answers from its own copy of the weights: memory doubles."
+    if memory["base"]:
+        line += (f" Weights in memory: base {memory['base'] / 2**20:,.0f} MiB + adapters "
+                 f"{memory['adapters'] / 2**20:,.1f} MiB" + (f" + full copies {memory['full_copies'] / 2**20:,.0f} MiB"
+                                                              if memory["full_copies"] else "") + ".")
+    info = f'<div style="font-size:13px;color:#374151">{line}</div>' + tally_html(tally(manager.models_dir, run_id))
+    if found.note:
+        info += notice(found.note, "warn")
+    return info, gr.update(choices=example_choices(found), value=None)
+
+
+def respond(manager: Any, asked: dict[str, str] | None, turns: list[dict[str, str]], run_id: str | None,
+            raw_on: bool, blind_on: bool, tuned_is_left: bool, *generation: Any):
+    """Both answers to the pending message, streamed: (left pane, right pane, conversation) per token."""
+    if not asked:
+        return
+    if not run_id:
+        raise gr.Error("Pick a tuned run first (train one in the Train tab).")
+    max_tokens, temp, p, k, rep, seed_value = generation
+    settings = GenerationSettings(int(max_tokens), float(temp), float(p), int(k), float(rep), int(seed_value or 0))
+    try:
+        settings.check()
+        tuned, record = manager.tuned_side(run_id)
+        spec = record.settings.get("model", store.DEFAULT)
+        base = manager.base_side(spec)
+        tokenizer = manager.tokenizer(spec)
+        style, template = record.settings.get("style", "alpaca"), record.settings.get("template")
+        rows = [(side, conversation(history(turns, name), asked["message"], style, tokenizer, template, raw_on,
+                                    asked["input"]))
+                for side, name in ((base, "base"), (tuned, "tuned"))]
+    except PlaygroundError as exc:
+        raise gr.Error(str(exc)) from None
+    swapped = bool(blind_on and tuned_is_left)
+    for base_answer, tuned_answer in stream(rows, tokenizer, style, settings):
+        now = turns + [{**asked, "base": base_answer, "tuned": tuned_answer}]
+        yield *panes(now, swapped), now
+
+
+def take(text: str, input_text: str) -> tuple[Any, ...]:
+    """(message box, input box, pending message, error): the typed message becomes the one to answer."""
+    text = (text or "").strip()
+    if not text:
+        return gr.update(), gr.update(), None, notice("Type a message first.", "error")
+    return "", "", {"message": text, "input": (input_text or "").strip()}, ""
+
+
+def drop_last(turns: list[dict[str, str]], blind_on: bool, tuned_is_left: bool) -> tuple[Any, ...]:
+    """(left, right, conversation, pending, error): the last turn taken back, to be answered again."""
+    if not turns:
+        return gr.update(), gr.update(), turns, None, notice("Nothing to regenerate yet.", "error")
+    last, rest = turns[-1], turns[:-1]
+    return *panes(rest, bool(blind_on and tuned_is_left)), rest, {"message": last["message"], "input": last["input"]}, ""
+
+
+def start_over(blind_on: bool) -> tuple[Any, ...]:
+    """An empty conversation; in blind mode the tuned model's side is drawn again."""
+    tuned_is_left = bool(blind_on and random.random() < 0.5)
+    left_label, right_label = labels(blind_on, tuned_is_left, not blind_on)
+    return [], [], [], tuned_is_left, left_label, right_label, gr.update(visible=False), "", ""
+
+
+def vote(manager: Any, choice: str, turns: list[dict[str, str]], run_id: str | None,
+         tuned_is_left: bool) -> tuple[Any, ...]:
+    """Save a blind vote on the last answers and reveal the names: (left name, right name, vote row, result)."""
+    if not run_id or not turns:
+        raise gr.Error("Send a message and read both answers before voting.")
+    tuned_side_name = "left" if tuned_is_left else "right"
+    winner = {"tie": "tie", "both_bad": "both_bad"}.get(choice) or ("tuned" if choice == tuned_side_name else "base")
+    last = turns[-1]
+    save_vote(manager.models_dir, run_id, last["message"], last["input"], winner, tuned_side_name)
+    left_label, right_label = labels(True, tuned_is_left, True)
+    names = f"Left was <b>{'Tuned' if tuned_is_left else 'Base'}</b>, right was <b>{'Base' if tuned_is_left else 'Tuned'}</b>."
+    result = notice(f"Vote saved: {winner.replace('_', ' ')}.", "ok") + f"<div>{names}</div>"
+    return left_label, right_label, gr.update(visible=False), result + tally_html(tally(manager.models_dir, run_id))
+
+
+def pick_example(manager: Any, index: Any, run_id: str | None) -> tuple[str, str, str]:
+    """(message, input, reference block) for one test record of the run."""
+    if index is None or not run_id:
+        raise gr.Error("Pick an example first.")
+    record = manager.run_data(run_id).dataset.records[int(index)]
+    filled = "the message and its Input section are" if record.input else "the message is"
+    shown_reference = (f"Test record #{index}: {filled} filled in below; Send asks both models."
+                       + (f"<div><b>Input</b></div><div class='pg-text' id='chat-example-input'>"
+                          f"{html.escape(record.input)}</div>" if record.input else "")
+                       + f"<div><b>Reference answer</b></div><div class='pg-text'>{html.escape(record.output)}</div>")
+    return record.instruction, record.input, shown_reference
+
+
+def layout(manager: Any) -> SimpleNamespace:
+    """The tab's components: the run and modes, generation settings, the two panes, votes, the message box."""
+    ui = SimpleNamespace()
     gr.Markdown("Both sides answer the same message with the same settings, in the run's own prompt style. "
                 "Base is the shared weights with every adapter off; Tuned switches the run's adapter on.")
     with gr.Row(equal_height=True):
-        run = gr.Dropdown(run_choices(manager), label="Tuned run", scale=3, elem_id="chat-run")
-        refresh = gr.Button("↻ Runs", scale=0, elem_id="chat-refresh")
-        raw = gr.Checkbox(label="Raw (no prompt template)", scale=1, elem_id="chat-raw")
-        blind = gr.Checkbox(label="Blind A/B (shuffled, unnamed)", scale=1, elem_id="chat-blind")
-    run_info = gr.HTML(elem_id="chat-run-info")
+        ui.run = gr.Dropdown(run_choices(manager), label="Tuned run", scale=3, elem_id="chat-run")
+        ui.refresh = gr.Button("↻ Runs", scale=0, elem_id="chat-refresh")
+        ui.raw = gr.Checkbox(label="Raw (no prompt template)", scale=1, elem_id="chat-raw")
+        ui.blind = gr.Checkbox(label="Blind A/B (shuffled, unnamed)", scale=1, elem_id="chat-blind")
+    ui.run_info = gr.HTML(elem_id="chat-run-info")
     with gr.Accordion("Generation settings (same for both sides)", open=False, elem_id="chat-settings"):
         with gr.Row():  # three to a row: room for each label beside its number box
             max_new = gr.Slider(1, 512, value=64, step=1, label="Max new tokens", min_width=280, elem_id="chat-max-new")
@@ -95,171 +198,70 @@ def build(shared: Shared) -> dict[str, Any]:
             top_p = gr.Slider(0.05, 1, value=1, step=0.05, label="Top-p", min_width=280)
             top_k = gr.Slider(0, 200, value=0, step=1, label="Top-k (0: off)", min_width=280)
             penalty = gr.Slider(0.5, 2, value=1, step=0.05, label="Repetition penalty", min_width=280)
+    ui.generation = [max_new, temperature, top_p, top_k, penalty, seed]
     with gr.Row():
         # The names sit above the panes, not on them (a pane's own label covers its first lines).
         # Answers are shown as the model wrote them: "### Response:" is text, not a Markdown heading.
         with gr.Column():
-            left_name = gr.HTML(pane_name("Base"), elem_id="chat-left-name")
-            left = gr.Chatbot(show_label=False, height=380, buttons=["copy", "copy_all"], render_markdown=False,
-                              elem_id="chat-left")
+            ui.left_name = gr.HTML(pane_name("Base"), elem_id="chat-left-name")
+            ui.left = gr.Chatbot(show_label=False, height=380, buttons=["copy", "copy_all"], render_markdown=False,
+                                 elem_id="chat-left")
         with gr.Column():
-            right_name = gr.HTML(pane_name("Tuned"), elem_id="chat-right-name")
-            right = gr.Chatbot(show_label=False, height=380, buttons=["copy", "copy_all"], render_markdown=False,
-                               elem_id="chat-right")
-    reference = gr.HTML(elem_id="chat-reference")
-    with gr.Row(visible=False) as vote_row:
-        vote_buttons = {key: gr.Button(label, size="sm", elem_id=f"vote-{key}") for key, label in VOTES.items()}
-    votes = gr.HTML(elem_id="chat-votes")
-    error = gr.HTML(elem_id="chat-error")
+            ui.right_name = gr.HTML(pane_name("Tuned"), elem_id="chat-right-name")
+            ui.right = gr.Chatbot(show_label=False, height=380, buttons=["copy", "copy_all"], render_markdown=False,
+                                  elem_id="chat-right")
+    ui.reference = gr.HTML(elem_id="chat-reference")
+    with gr.Row(visible=False) as ui.vote_row:
+        ui.vote_buttons = {key: gr.Button(label, size="sm", elem_id=f"vote-{key}") for key, label in VOTES.items()}
+    ui.votes = gr.HTML(elem_id="chat-votes")
+    ui.error = gr.HTML(elem_id="chat-error")
     with gr.Row(equal_height=True):
         with gr.Column(scale=4):
-            message = gr.Textbox(label="Message", placeholder="Type an instruction…", lines=2, elem_id="chat-message")
-            input_box = gr.Textbox(label="Input (optional: the record's ### Input section)", lines=2, max_lines=8,
-                                   elem_id="chat-input")
+            ui.message = gr.Textbox(label="Message", placeholder="Type an instruction…", lines=2, elem_id="chat-message")
+            ui.input = gr.Textbox(label="Input (optional: the record's ### Input section)", lines=2, max_lines=8,
+                                  elem_id="chat-input")
         with gr.Column(scale=1, min_width=150):
-            send = gr.Button("Send", variant="primary", elem_id="chat-send")
-            stop = gr.Button("Stop", variant="stop", elem_id="chat-stop")
+            ui.send = gr.Button("Send", variant="primary", elem_id="chat-send")
+            ui.stop = gr.Button("Stop", variant="stop", elem_id="chat-stop")
     with gr.Row():
-        regenerate = gr.Button("Regenerate", size="sm", elem_id="chat-regenerate")
-        clear = gr.Button("Clear", size="sm", elem_id="chat-clear")
+        ui.regenerate = gr.Button("Regenerate", size="sm", elem_id="chat-regenerate")
+        ui.clear = gr.Button("Clear", size="sm", elem_id="chat-clear")
     with gr.Row(equal_height=True):
-        example = gr.Dropdown([], label="Example instructions from the run's test split", scale=4,
-                              elem_id="chat-example")
-        use_example = gr.Button("Use example", scale=1, elem_id="chat-use-example")
+        ui.example = gr.Dropdown([], label="Example instructions from the run's test split", scale=4,
+                                 elem_id="chat-example")
+        ui.use_example = gr.Button("Use example", scale=1, elem_id="chat-use-example")
+    ui.turns = gr.State([])          # the conversation, as text (see the module docstring)
+    ui.pending = gr.State(None)      # the message being answered: {"message", "input"}
+    ui.tuned_left = gr.State(False)  # blind mode: which side the tuned model is shown on
+    return ui
 
-    turns = gr.State([])            # the conversation, as text (see the module docstring)
-    pending = gr.State(None)        # the message being answered: {"message", "input"}
-    tuned_left = gr.State(False)    # blind mode: which side the tuned model is shown on
 
-    def labels(blind_on: bool, tuned_is_left: bool, shown_names: bool):
-        if not blind_on or shown_names:
-            names = ("Tuned", "Base") if tuned_is_left else ("Base", "Tuned")
-        else:
-            names = ("Model A", "Model B")
-        return pane_name(names[0]), pane_name(names[1])
+def build(shared: Shared, tab: gr.Tab) -> None:
+    manager = shared.manager
+    ui = layout(manager)
 
-    def describe_run(run_id):
-        if not run_id:
-            return notice("Train a run first (Train tab), or pick one here.", "info"), gr.update(choices=[], value=None)
-        job = manager.job
-        if job is not None and job.run_id == run_id and job.side is None and job.running:
-            return notice(f"Run {run_id} is starting: {job.message}", "info"), gr.update(choices=[], value=None)
-        try:
-            record = runs.read(manager.models_dir, run_id)
-            found = manager.run_data(run_id)
-        except PlaygroundError as exc:
-            return notice(str(exc), "error"), gr.update(choices=[], value=None)
-        settings = record.settings
-        memory = manager.memory_report()
-        line = (f"Run <b>{html.escape(run_id)}</b>: {settings.get('method')} on <b>{html.escape(settings.get('model', '?'))}</b>, "
-                f"style <b>{html.escape(settings.get('style', '?'))}</b>, {record.state}; trained on "
-                f"{html.escape(found.dataset.source)} (test split: {len(found.splits.test):,} records).")
-        if settings.get("method") == "full":
-            line += " A full fine-tune answers from its own copy of the weights: memory doubles."
-        if memory["base"]:
-            line += (f" Weights in memory: base {memory['base'] / 2**20:,.0f} MiB + adapters "
-                     f"{memory['adapters'] / 2**20:,.1f} MiB" + (f" + full copies {memory['full_copies'] / 2**20:,.0f} MiB"
-                                                                  if memory["full_copies"] else "") + ".")
-        info = f'<div style="font-size:13px;color:#374151">{line}</div>' + tally_html(tally(manager.models_dir, run_id))
-        if found.note:
-            info += notice(found.note, "warn")
-        return info, gr.update(choices=example_choices(found), value=None)
+    def answer(*args):
+        yield from respond(manager, *args)
 
-    def respond(asked, conversation_so_far, run_id, raw_on, blind_on, tuned_is_left,
-                max_tokens, temp, p, k, rep, seed_value):
-        if not asked:
-            return
-        if not run_id:
-            raise gr.Error("Pick a tuned run first (train one in the Train tab).")
-        settings = GenerationSettings(int(max_tokens), float(temp), float(p), int(k), float(rep), int(seed_value or 0))
-        try:
-            settings.check()
-            tuned, record = manager.tuned_side(run_id)
-            spec = record.settings.get("model", store.DEFAULT)
-            base = manager.base_side(spec)
-            tokenizer = manager.tokenizer(spec)
-            style, template = record.settings.get("style", "alpaca"), record.settings.get("template")
-            rows = [(side, conversation(history(conversation_so_far, name), asked["message"], style, tokenizer,
-                                        template, raw_on, asked["input"]))
-                    for side, name in ((base, "base"), (tuned, "tuned"))]
-        except PlaygroundError as exc:
-            raise gr.Error(str(exc)) from None
-        swapped = bool(blind_on and tuned_is_left)
-        for base_answer, tuned_answer in stream(rows, tokenizer, style, settings):
-            now = conversation_so_far + [{**asked, "base": base_answer, "tuned": tuned_answer}]
-            yield *panes(now, swapped), now
-
-    gen_inputs = [max_new, temperature, top_p, top_k, penalty, seed]
-    chat_inputs = [pending, turns, run, raw, blind, tuned_left, *gen_inputs]
-    chat_outputs = [left, right, turns]
-
-    def take(text, input_text):
-        text = (text or "").strip()
-        if not text:
-            return gr.update(), gr.update(), None, notice("Type a message first.", "error")
-        return "", "", {"message": text, "input": (input_text or "").strip()}, ""
-
-    take_outputs = [message, input_box, pending, error]
-    sent = send.click(take, [message, input_box], take_outputs).then(respond, chat_inputs, chat_outputs)
-    submitted = message.submit(take, [message, input_box], take_outputs).then(respond, chat_inputs, chat_outputs)
-
-    def drop_last(conversation_so_far, blind_on, tuned_is_left):
-        if not conversation_so_far:
-            return gr.update(), gr.update(), conversation_so_far, None, notice("Nothing to regenerate yet.", "error")
-        last = conversation_so_far[-1]
-        rest = conversation_so_far[:-1]
-        return (*panes(rest, bool(blind_on and tuned_is_left)), rest,
-                {"message": last["message"], "input": last["input"]}, "")
-
-    regenerated = regenerate.click(drop_last, [turns, blind, tuned_left], [left, right, turns, pending, error]).then(
-        respond, chat_inputs, chat_outputs)
-    for event in (sent, submitted, regenerated):
-        event.then(lambda b, t: gr.update(visible=bool(b and t)), [blind, turns], vote_row)
-    stop.click(None, cancels=[sent, submitted, regenerated])
-
-    def start_over(blind_on):
-        tuned_is_left = bool(blind_on and random.random() < 0.5)
-        left_label, right_label = labels(blind_on, tuned_is_left, not blind_on)
-        return [], [], [], tuned_is_left, left_label, right_label, gr.update(visible=False), "", ""
-
-    reset_outputs = [left, right, turns, tuned_left, left_name, right_name, vote_row, votes, reference]
-    for event in (clear.click, blind.change, left.clear, right.clear):  # the panes' own bin clears it all
-        event(start_over, blind, reset_outputs)
-
-    def vote(choice, conversation_so_far, run_id, tuned_is_left):
-        if not run_id or not conversation_so_far:
-            raise gr.Error("Send a message and read both answers before voting.")
-        tuned_side_name = "left" if tuned_is_left else "right"
-        winner = {"tie": "tie", "both_bad": "both_bad"}.get(choice) or ("tuned" if choice == tuned_side_name else "base")
-        last = conversation_so_far[-1]
-        save_vote(manager.models_dir, run_id, last["message"], last["input"], winner, tuned_side_name)
-        left_label, right_label = labels(True, tuned_is_left, True)
-        names = f"Left was <b>{'Tuned' if tuned_is_left else 'Base'}</b>, right was <b>{'Base' if tuned_is_left else 'Tuned'}</b>."
-        result = notice(f"Vote saved: {winner.replace('_', ' ')}.", "ok") + f"<div>{names}</div>"
-        return left_label, right_label, gr.update(visible=False), result + tally_html(tally(manager.models_dir, run_id))
-
-    for key, button in vote_buttons.items():
-        button.click(lambda c, r, t, key=key: vote(key, c, r, t), [turns, run, tuned_left],
-                     [left_name, right_name, vote_row, votes])
-
-    def pick_example(index, run_id):
-        if index is None or not run_id:
-            raise gr.Error("Pick an example first.")
-        record = manager.run_data(run_id).dataset.records[int(index)]
-        filled = "the message and its Input section are" if record.input else "the message is"
-        shown_reference = (f"Test record #{index}: {filled} filled in below; Send asks both models."
-                           + (f"<div><b>Input</b></div><div class='pg-text' id='chat-example-input'>"
-                              f"{html.escape(record.input)}</div>" if record.input else "")
-                           + f"<div><b>Reference answer</b></div><div class='pg-text'>{html.escape(record.output)}</div>")
-        return record.instruction, record.input, shown_reference
-
-    use_example.click(pick_example, [example, run], [message, input_box, reference])
-
-    def refresh_runs(current):
-        return run_update(manager, current)
-
-    refresh.click(refresh_runs, run, run)
-    run.change(describe_run, run, [run_info, example])
-    describe = [(describe_run, [run], [run_info, example])]
-    return {"refreshers": [(refresh_runs, [run], [run]), *describe], "refresh_runs": (refresh_runs, [run], [run]),
-            "after_refresh": describe}
+    chat_inputs = [ui.pending, ui.turns, ui.run, ui.raw, ui.blind, ui.tuned_left, *ui.generation]
+    chat_outputs = [ui.left, ui.right, ui.turns]
+    taken = [ui.message, ui.input, ui.pending, ui.error]
+    sent = gr.on([ui.send.click, ui.message.submit], take, [ui.message, ui.input], taken).then(
+        answer, chat_inputs, chat_outputs)
+    regenerated = ui.regenerate.click(drop_last, [ui.turns, ui.blind, ui.tuned_left],
+                                      [ui.left, ui.right, ui.turns, ui.pending, ui.error]).then(
+        answer, chat_inputs, chat_outputs)
+    for event in (sent, regenerated):
+        event.then(lambda b, t: gr.update(visible=bool(b and t)), [ui.blind, ui.turns], ui.vote_row)
+    ui.stop.click(None, cancels=[sent, regenerated])
+    gr.on([ui.clear.click, ui.blind.change, ui.left.clear, ui.right.clear], start_over, ui.blind,  # the panes' bins too
+          [ui.left, ui.right, ui.turns, ui.tuned_left, ui.left_name, ui.right_name, ui.vote_row, ui.votes, ui.reference])
+    for key, button in ui.vote_buttons.items():
+        button.click(lambda c, r, t, key=key: vote(manager, key, c, r, t), [ui.turns, ui.run, ui.tuned_left],
+                     [ui.left_name, ui.right_name, ui.vote_row, ui.votes])
+    ui.use_example.click(lambda i, r: pick_example(manager, i, r), [ui.example, ui.run],
+                         [ui.message, ui.input, ui.reference])
+    # runs appear as they are trained: the list is read again when the page opens or the tab is shown
+    gr.on([shared.app.load, tab.select, ui.refresh.click], lambda current: run_update(manager, current), ui.run,
+          ui.run).then(lambda r: describe_run(manager, r), ui.run, [ui.run_info, ui.example])
+    ui.run.input(lambda r: describe_run(manager, r), ui.run, [ui.run_info, ui.example])

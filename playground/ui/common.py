@@ -1,4 +1,8 @@
-"""What the tabs share: the manager, per-session state, and small helpers for messages."""
+"""What the tabs share: the manager, per-session state, and small helpers for messages and runs.
+
+Each tab subscribes to the shared state it shows (`changed`): a new dataset, record, tokenizer or
+prompt style redraws the tabs that use it, and no tab knows about another.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ from typing import Any
 
 import gradio as gr
 
+from .. import runs
 from ..errors import PlaygroundError
 from ..manager import ModelManager
 
@@ -26,10 +31,37 @@ COLORS = {
 class Shared:
     """Components and state every tab reads; one per app, the State values one per browser session."""
     manager: ModelManager
+    app: gr.Blocks            # for its `load` event: a tab draws itself when a page opens
     dataset: gr.State         # the current playground.data.Dataset
     record_index: gr.Number   # the record picked in the Dataset tab
     tokenizer_spec: gr.State  # "default", a hub id or a folder
+    style: gr.State           # the session's prompt style, chosen in the Prompt styles tab
+    template: gr.State        # the custom style's template
     max_file_mb: float
+
+
+def changed(shared: Shared, *names: str) -> list[Any]:
+    """Triggers for a tab that shows the named shared state: the page opening, and each one's change."""
+    return [shared.app.load, *(getattr(shared, name).change for name in names)]
+
+
+def run_choices(manager: ModelManager) -> list[tuple[str, str]]:
+    """Runs that can answer: saved adapters or weights, and the run training now (live weights)."""
+    choices = []
+    job = manager.job
+    if job is not None and job.running:
+        choices.append((f"● training now: {job.run_id} (latest step)", job.run_id))
+    for record in runs.list_runs(manager.models_dir):
+        if record.has_weights and not (job is not None and job.running and job.run_id == record.run_id):
+            choices.append((f"{record.run_id} · {record.settings.get('method', '?')} · {record.state}", record.run_id))
+    return choices
+
+
+def run_update(manager: ModelManager, current: str | None) -> Any:
+    """Fresh run choices for a dropdown, keeping the current pick while it is still there."""
+    choices = run_choices(manager)
+    ids = [value for _, value in choices]
+    return gr.update(choices=choices, value=current if current in ids else (ids[0] if ids else None))
 
 
 def tokenizer_or_message(manager: ModelManager, spec: str, wait: float = 600.0) -> tuple[Any, str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import gradio as gr
@@ -12,7 +13,7 @@ import plotly.graph_objects as go
 
 from .. import data, prompts
 from ..errors import PlaygroundError
-from .common import Shared, notice, tokenizer_or_message
+from .common import Shared, changed, notice, tokenizer_or_message
 
 PAGE_SIZES = [10, 20, 50]
 TABLE_COLUMNS = ["#", "task", "instruction", "input", "output"]
@@ -82,98 +83,97 @@ def record_html(dataset: data.Dataset, index: int) -> str:
     return f"<div><b>Record #{index}</b></div>{body}"
 
 
-def build(shared: Shared) -> dict[str, Any]:
+def layout() -> SimpleNamespace:
+    """The tab's components: the loaders, the message and stats, the table and the record."""
+    ui = SimpleNamespace()
     with gr.Row():
         with gr.Column(scale=3):
-            source = gr.Textbox(label="Load a dataset: file path, URL or Hugging Face dataset id",
-                                placeholder="e.g. data/my_instructions.jsonl", elem_id="dataset-path")
+            ui.source = gr.Textbox(label="Load a dataset: file path, URL or Hugging Face dataset id",
+                                   placeholder="e.g. data/my_instructions.jsonl", elem_id="dataset-path")
             with gr.Row():
-                load_button = gr.Button("Load", variant="primary", elem_id="dataset-load")
-                builtin_button = gr.Button("Bundled dataset", elem_id="dataset-builtin")
+                ui.load = gr.Button("Load", variant="primary", elem_id="dataset-load")
+                ui.builtin = gr.Button("Bundled dataset", elem_id="dataset-builtin")
             with gr.Accordion("Column mapping (optional: leave empty to detect)", open=False):
                 with gr.Row():
-                    map_instruction = gr.Textbox(label="instruction column", placeholder="instruction / prompt / question")
-                    map_input = gr.Textbox(label="input column", placeholder="input / context")
-                    map_output = gr.Textbox(label="output column", placeholder="output / response / completion / answer")
+                    ui.mapping = [gr.Textbox(label="instruction column", placeholder="instruction / prompt / question"),
+                                  gr.Textbox(label="input column", placeholder="input / context"),
+                                  gr.Textbox(label="output column",
+                                             placeholder="output / response / completion / answer")]
         with gr.Column(scale=2):
-            upload = gr.File(label="…or upload JSON, JSONL, CSV or Parquet", file_types=[".json", ".jsonl", ".csv", ".parquet"],
-                             height=170, elem_id="dataset-upload")
-    message = gr.HTML()
-    stats = gr.HTML()
-    histogram = gr.Plot(show_label=False, visible=False, elem_id="dataset-histogram")  # shown once drawn
+            ui.upload = gr.File(label="…or upload JSON, JSONL, CSV or Parquet", height=170, elem_id="dataset-upload",
+                                file_types=[".json", ".jsonl", ".csv", ".parquet"])
+    ui.message = gr.HTML()
+    ui.stats = gr.HTML()
+    ui.histogram = gr.Plot(show_label=False, visible=False, elem_id="dataset-histogram")  # shown once drawn
     with gr.Row():
         with gr.Column(scale=5):
             with gr.Row():
-                search = gr.Textbox(label="Search", placeholder="words in instruction, input, output or task",
-                                    scale=3, elem_id="dataset-search")
-                page_size = gr.Dropdown(PAGE_SIZES, value=PAGE_SIZES[0], label="Rows per page", scale=1)
+                ui.search = gr.Textbox(label="Search", placeholder="words in instruction, input, output or task",
+                                       scale=3, elem_id="dataset-search")
+                ui.page_size = gr.Dropdown(PAGE_SIZES, value=PAGE_SIZES[0], label="Rows per page", scale=1)
             # tall enough for a page of wrapped rows; task wide enough for "animal_classification"
-            table = gr.Dataframe(headers=TABLE_COLUMNS, interactive=False, wrap=True, max_height=1400,
-                                 column_widths=["6%", "20%", "32%", "18%", "24%"], elem_id="dataset-table")
+            ui.table = gr.Dataframe(headers=TABLE_COLUMNS, interactive=False, wrap=True, max_height=1400,
+                                    column_widths=["6%", "20%", "32%", "18%", "24%"], elem_id="dataset-table")
             with gr.Row():
-                prev_button = gr.Button("◀ Previous", size="sm", elem_id="page-prev")
-                page = gr.Number(value=1, label="Page", precision=0, minimum=1, elem_id="page-number")
-                next_button = gr.Button("Next ▶", size="sm", elem_id="page-next")
-            caption = gr.Markdown(elem_id="page-caption")
+                ui.previous = gr.Button("◀ Previous", size="sm", elem_id="page-prev")
+                ui.page = gr.Number(value=1, label="Page", precision=0, minimum=1, elem_id="page-number")
+                ui.next = gr.Button("Next ▶", size="sm", elem_id="page-next")
+            ui.caption = gr.Markdown(elem_id="page-caption")
         with gr.Column(scale=2):
-            detail = gr.HTML(elem_id="record-detail")
+            ui.detail = gr.HTML(elem_id="record-detail")
+    return ui
 
-    table_inputs = [shared.dataset, search, page, page_size]
-    table_outputs = [table, page, caption]
 
-    def load_source(path_or_file, instruction_col, input_col, output_col, name=None):
-        """Load a path, URL or id; an upload is called by its own file `name`, not Gradio's temporary path."""
-        mapping = {"instruction": instruction_col, "input": input_col, "output": output_col}
-        try:
-            dataset = data.load(path_or_file or "", {k: v.strip() for k, v in mapping.items() if v and v.strip()},
-                                shared.max_file_mb)
-        except PlaygroundError as exc:
-            # keep the dataset the session had: no state output changes
-            shown = str(exc).replace(str(path_or_file), name) if name else str(exc)
-            return gr.skip(), notice(shown, "error"), gr.skip(), gr.skip(), gr.skip()
-        if name:
-            dataset.source = name  # `origin` keeps the path it was read from
-        return dataset, notice(f"Loaded {len(dataset):,} records from {dataset.source}.", "ok"), 0, 1, ""
+def load_source(shared: Shared, path_or_file: Any, mapping_values: tuple[str, ...], name: str | None = None):
+    """(dataset, message, record, page, search) after loading a path, URL or id; on an error the
+    session keeps its dataset. An upload is called by its own file `name`, not Gradio's temporary path."""
+    mapping = dict(zip(("instruction", "input", "output"), mapping_values))
+    try:
+        dataset = data.load(path_or_file or "", {k: v.strip() for k, v in mapping.items() if v and v.strip()},
+                            shared.max_file_mb)
+    except PlaygroundError as exc:
+        shown = str(exc).replace(str(path_or_file), name) if name else str(exc)
+        return gr.skip(), notice(shown, "error"), gr.skip(), gr.skip(), gr.skip()
+    if name:
+        dataset.source = name  # `origin` keeps the path it was read from
+    return dataset, notice(f"Loaded {len(dataset):,} records from {dataset.source}.", "ok"), 0, 1, ""
+
+
+def picked_row(event: gr.SelectData) -> int:
+    return int(event.row_value[0])
+
+
+def build(shared: Shared) -> None:
+    ui = layout()
+    table_inputs, table_outputs = [shared.dataset, ui.search, ui.page, ui.page_size], [ui.table, ui.page, ui.caption]
 
     def load_upload(path, *mapping):
         """Load an upload, then empty the upload box for the next one (the message names the file)."""
         if not path:
             return (gr.skip(),) * 6
-        loaded = load_source(path, *mapping, name=Path(path).name)
+        loaded = load_source(shared, path, mapping, name=Path(path).name)
         if not isinstance(loaded[0], data.Dataset):  # refused: the server keeps no copy
             data.discard_upload(path, gr.utils.get_upload_folder())
         return *loaded, None
 
-    def refresh_overview(dataset, spec):
+    def overview(dataset, spec):
         tokenizer, wait_message = tokenizer_or_message(shared.manager, spec)
         if not tokenizer:
             return stats_html(dataset) + notice(wait_message, "error"), gr.update(value=None, visible=False)
         return stats_html(dataset), gr.update(value=length_histogram(dataset, tokenizer), visible=True)
 
-    mapping_inputs = [map_instruction, map_input, map_output]
-    load_outputs = [shared.dataset, message, shared.record_index, page, search]
-    loaded = [
-        load_button.click(load_source, [source, *mapping_inputs], load_outputs),
-        source.submit(load_source, [source, *mapping_inputs], load_outputs),
-        builtin_button.click(lambda *m: load_source(data.BUILTIN, *m), mapping_inputs, load_outputs),
-        upload.upload(load_upload, [upload, *mapping_inputs], [*load_outputs, upload]),
-    ]
+    loaded = [shared.dataset, ui.message, shared.record_index, ui.page, ui.search]
+    gr.on([ui.load.click, ui.source.submit], lambda path, *m: load_source(shared, path, m),
+          [ui.source, *ui.mapping], loaded)
+    ui.builtin.click(lambda *m: load_source(shared, data.BUILTIN, m), ui.mapping, loaded)
+    ui.upload.upload(load_upload, [ui.upload, *ui.mapping], [*loaded, ui.upload])
 
-    search.change(lambda: 1, outputs=page).then(page_of, table_inputs, table_outputs)
-    page_size.change(page_of, table_inputs, table_outputs)
-    page.submit(page_of, table_inputs, table_outputs)
-    prev_button.click(lambda p: max(1, int(p or 1) - 1), page, page).then(page_of, table_inputs, table_outputs)
-    next_button.click(lambda p: int(p or 1) + 1, page, page).then(page_of, table_inputs, table_outputs)
-
-    def select_row(dataset, event: gr.SelectData):
-        index = int(event.row_value[0])
-        return index, record_html(dataset, index)
-
-    table.select(select_row, shared.dataset, [shared.record_index, detail])
-
-    return {
-        "loaded": loaded,  # events after which every tab refreshes
-        "refreshers": [(page_of, table_inputs, table_outputs),
-                       (record_html, [shared.dataset, shared.record_index], detail),
-                       (refresh_overview, [shared.dataset, shared.tokenizer_spec], [stats, histogram])],
-    }
+    gr.on(changed(shared, "dataset"), page_of, table_inputs, table_outputs)
+    gr.on(changed(shared, "dataset", "tokenizer_spec"), overview, [shared.dataset, shared.tokenizer_spec],
+          [ui.stats, ui.histogram])
+    gr.on(changed(shared, "dataset", "record_index"), record_html, [shared.dataset, shared.record_index], ui.detail)
+    ui.search.change(lambda: 1, outputs=ui.page).then(page_of, table_inputs, table_outputs)
+    gr.on([ui.page_size.change, ui.page.submit], page_of, table_inputs, table_outputs)
+    ui.previous.click(lambda p: max(1, int(p or 1) - 1), ui.page, ui.page).then(page_of, table_inputs, table_outputs)
+    ui.next.click(lambda p: int(p or 1) + 1, ui.page, ui.page).then(page_of, table_inputs, table_outputs)
+    ui.table.select(picked_row, None, shared.record_index)

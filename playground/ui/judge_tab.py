@@ -10,11 +10,10 @@ import gradio as gr
 from .. import evaluation, judge
 from ..errors import PlaygroundError
 from ..generation import GenerationSettings
-from .chat_tab import run_choices, run_update
-from .common import Shared, notice
+from .common import Shared, notice, run_choices, run_update
 from .judge_report import distribution, groups_figure, summary_html, table
 
-def build(shared: Shared) -> dict[str, Any]:
+def build(shared: Shared, tab: gr.Tab) -> None:
     manager = shared.manager
     stops: dict[str, threading.Event] = {}  # per browser session
     gr.Markdown("Generates the base and tuned answers on the run's own split, then asks a judge model (Llama 3 on "
@@ -152,5 +151,5 @@ def build(shared: Shared) -> dict[str, Any]:
     def refresh_runs(current):
         return run_update(manager, current)
 
-    return {"refreshers": [(refresh_runs, [run], [run])], "refresh_runs": (refresh_runs, [run], [run])}
+    gr.on([shared.app.load, tab.select], refresh_runs, run, [run])
 

@@ -10,7 +10,7 @@ import gradio as gr
 
 from .. import batching, data, prompts
 from ..errors import PlaygroundError
-from .common import COLORS, Shared, legend, notice, tokenizer_or_message
+from .common import COLORS, Shared, changed, legend, notice, tokenizer_or_message
 
 STYLE_CHOICES = [(label, style) for style, label in prompts.STYLE_LABELS.items()]
 
@@ -49,7 +49,13 @@ def preview(dataset: data.Dataset, index: Any, style: str, template: str, tokeni
     return title + parts + highlighted(rendered), rendered.prompt, counts
 
 
-def build(shared: Shared) -> dict[str, Any]:
+def pick(dataset: data.Dataset, want_input: bool) -> Any:
+    """A random record with (or without) an input."""
+    choices = [i for i, r in enumerate(dataset.records) if bool(r.input.strip()) == want_input]
+    return random.choice(choices) if choices else gr.skip()
+
+
+def build(shared: Shared) -> None:
     gr.Markdown("The **training text** is what the model learns from: prompt + response + one end-of-text "
                 "token. The **inference text** is what it is given when you chat with it: the prompt alone, "
                 "ending where the response should begin.")
@@ -77,15 +83,12 @@ def build(shared: Shared) -> dict[str, Any]:
             return notice(str(exc), "error"), "", "", ""
         return "", text, token_counts, prompt
 
-    def pick(dataset, want_input: bool):
-        choices = [i for i, r in enumerate(dataset.records) if bool(r.input.strip()) == want_input]
-        return random.choice(choices) if choices else gr.skip()
-
-    inputs = [shared.dataset, shared.record_index, style, template, shared.tokenizer_spec]
-    outputs = [message, training, counts, inference]
-    style.change(lambda s: gr.update(visible=s == "custom"), style, template)
-    for trigger in (style.change, template.submit, template.blur, shared.record_index.submit, shared.record_index.change):
-        trigger(show, inputs, outputs)
+    # this tab sets the session's style and template; every tab that uses them subscribes to them
+    style.change(lambda s: (s, gr.update(visible=s == "custom")), style, [shared.style, template])
+    gr.on([template.submit, template.blur], lambda t: t, template, shared.template)
+    gr.on([*changed(shared, "dataset", "record_index", "tokenizer_spec", "style", "template"),
+           shared.record_index.submit], show,
+          [shared.dataset, shared.record_index, shared.style, shared.template, shared.tokenizer_spec],
+          [message, training, counts, inference])
     with_input.click(lambda d: pick(d, True), shared.dataset, shared.record_index)
     without_input.click(lambda d: pick(d, False), shared.dataset, shared.record_index)
-    return {"refreshers": [(show, inputs, outputs)], "style": style, "template": template}

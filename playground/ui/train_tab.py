@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import time
+from types import SimpleNamespace
 from typing import Any
 
 import gradio as gr
@@ -13,8 +14,9 @@ import plotly.graph_objects as go
 from .. import runs, store
 from ..errors import PlaygroundError
 from ..manager import TrainingJob
+from ..prompts import STYLE_LABELS
 from ..training import PRESETS, Event, TrainConfig
-from .common import Shared, notice
+from .common import Shared, changed, notice
 
 def clock(seconds: float) -> str:
     seconds = int(max(0, seconds))
@@ -161,80 +163,105 @@ PROBES_CSS = """
 """
 
 
-def build(shared: Shared, style: gr.Radio, template: gr.Textbox) -> dict[str, Any]:
-    manager = shared.manager
+def describe_source(dataset: Any, style: str, split_seed: Any) -> str:
+    """What a run started now trains on: the session's dataset, split and prompt style."""
+    sizes = dataset.splits(seed=int(split_seed or 0)).sizes()
+    return (f"<div style='font-size:13px;color:#4b5563' id='train-source'>Trains on <b>{html.escape(dataset.source)}</b> "
+            f"({len(dataset):,} records: train {sizes['train']:,}, validation {sizes['validation']:,}, "
+            f"test {sizes['test']:,} with split seed {int(split_seed or 0)}) in the "
+            f"<b>{html.escape(STYLE_LABELS.get(style, style))}</b> prompt style, both as chosen in the earlier tabs. "
+            "The run keeps its split: chat examples and grading use its own test records.</div>")
+
+
+def settings_form() -> tuple[gr.Dropdown, gr.HTML, dict[str, Any]]:
+    """The preset, the data line, and the training settings by TrainConfig field name (Quick CPU demo's values)."""
     defaults = TrainConfig(**PRESETS["Quick CPU demo"])
-    with gr.Row(equal_height=True):
-        model_spec = gr.Textbox(value=store.DEFAULT, label="Base model: 'default' (Gemma 3 270M), a Hugging Face id or a folder",
-                                scale=3, elem_id="train-model")
-        load_model = gr.Button("Load model", scale=0, elem_id="train-load-model")
-    model_status = gr.HTML(elem_id="train-model-status")
+    number = lambda name, label, **options: gr.Number(value=getattr(defaults, name), label=label, **options)
+    form: dict[str, Any] = {}
     with gr.Row():
         preset = gr.Dropdown(list(PRESETS), value="Quick CPU demo", label="Preset", elem_id="train-preset")
-        method = gr.Radio([("LoRA (adapter on the shared base)", "lora"),
-                           ("Full fine-tune (its own copy: doubles memory)", "full")],
-                          value=defaults.method, label="Method", elem_id="train-method")
+        form["method"] = gr.Radio([("LoRA (adapter on the shared base)", "lora"),
+                                   ("Full fine-tune (its own copy: doubles memory)", "full")],
+                                  value=defaults.method, label="Method", elem_id="train-method")
     source = gr.HTML()
     with gr.Row():
-        max_steps = gr.Number(value=defaults.max_steps, precision=0, label="Max steps (empty: use epochs)", elem_id="train-max-steps")
-        epochs = gr.Number(value=defaults.epochs, label="Epochs")
-        batch_size = gr.Number(value=defaults.batch_size, precision=0, label="Batch size", minimum=1)
-        grad_accum = gr.Number(value=defaults.grad_accum, precision=0, label="Gradient accumulation", minimum=1)
-        lr = gr.Number(value=defaults.lr, label="Learning rate")
-        warmup = gr.Number(value=defaults.warmup_steps, precision=0, label="Warmup steps", minimum=0)
+        form["max_steps"] = number("max_steps", "Max steps (empty: use epochs)", precision=0, elem_id="train-max-steps")
+        form["epochs"] = number("epochs", "Epochs")
+        form["batch_size"] = number("batch_size", "Batch size", precision=0, minimum=1)
+        form["grad_accum"] = number("grad_accum", "Gradient accumulation", precision=0, minimum=1)
+        form["lr"] = number("lr", "Learning rate")
+        form["warmup_steps"] = number("warmup_steps", "Warmup steps", precision=0, minimum=0)
     with gr.Row():
-        max_length = gr.Number(value=defaults.max_length, precision=0, label="Max length (tokens)")
-        seed = gr.Number(value=defaults.seed, precision=0, label="Seed (initialisation, batch order)")
-        split_seed = gr.Number(value=defaults.split_seed, precision=0, label="Split seed (train/validation/test)",
-                               elem_id="train-split-seed")
-        eval_every = gr.Number(value=defaults.eval_every, precision=0, label="Validate every N steps", elem_id="train-eval-every")
-        probe_every = gr.Number(value=defaults.probe_every, precision=0, label="Probe answers every N steps", elem_id="train-probe-every")
-        probes = gr.Number(value=defaults.probes, precision=0, label="Probe instructions", minimum=0)
+        form["max_length"] = number("max_length", "Max length (tokens)", precision=0)
+        form["seed"] = number("seed", "Seed (initialisation, batch order)", precision=0)
+        form["split_seed"] = number("split_seed", "Split seed (train/validation/test)", precision=0,
+                                    elem_id="train-split-seed")
+        form["eval_every"] = number("eval_every", "Validate every N steps", precision=0, elem_id="train-eval-every")
+        form["probe_every"] = number("probe_every", "Probe answers every N steps", precision=0,
+                                     elem_id="train-probe-every")
+        form["probes"] = number("probes", "Probe instructions", precision=0, minimum=0)
     with gr.Row():
-        mask = gr.Checkbox(value=defaults.mask_instruction, label="Mask instruction tokens")
-        group = gr.Checkbox(value=defaults.group_by_length, label="Group by length")
+        form["mask_instruction"] = gr.Checkbox(value=defaults.mask_instruction, label="Mask instruction tokens")
+        form["group_by_length"] = gr.Checkbox(value=defaults.group_by_length, label="Group by length")
     with gr.Accordion("LoRA settings", open=False):
         with gr.Row():
-            lora_r = gr.Number(value=defaults.lora_r, precision=0, label="Rank r")
-            lora_alpha = gr.Number(value=defaults.lora_alpha, precision=0, label="Alpha")
-            lora_dropout = gr.Number(value=defaults.lora_dropout, label="Dropout")
-            targets = gr.Textbox(value=defaults.target_modules, label="Target modules ('all-linear' or names, comma-separated)")
+            form["lora_r"] = number("lora_r", "Rank r", precision=0)
+            form["lora_alpha"] = number("lora_alpha", "Alpha", precision=0)
+            form["lora_dropout"] = number("lora_dropout", "Dropout")
+            form["target_modules"] = gr.Textbox(value=defaults.target_modules,
+                                                label="Target modules ('all-linear' or names, comma-separated)")
+    return preset, source, form
+
+
+def run_view(manager: Any) -> SimpleNamespace:
+    """Start and Stop, and what a run shows as it goes: progress, loss curves, probe answers, the runs."""
+    view = SimpleNamespace()
     with gr.Row():
-        start = gr.Button("Start training", variant="primary", elem_id="train-start")
-        stop = gr.Button("Stop", variant="stop", elem_id="train-stop")
-    message = gr.HTML(elem_id="train-message")  # Start and Stop answers: the poller never writes here
-    progress = gr.HTML(elem_id="train-status")
-    curve = gr.Plot(show_label=False, visible=False, elem_id="train-curve")
+        view.start = gr.Button("Start training", variant="primary", elem_id="train-start")
+        view.stop = gr.Button("Stop", variant="stop", elem_id="train-stop")
+    view.message = gr.HTML(elem_id="train-message")  # Start and Stop answers: the poller never writes here
+    view.progress = gr.HTML(elem_id="train-status")
+    view.curve = gr.Plot(show_label=False, visible=False, elem_id="train-curve")
     gr.Markdown("**Probe answers**: a few validation instructions, answered greedily by the model before "
                 "training and again every few steps.")
-    probe_table = gr.HTML(elem_id="train-probe-view")
+    view.probes = gr.HTML(elem_id="train-probe-view")
     gr.Markdown("**Runs** (kept under `models/runs/`; they survive a restart)")
-    runs_table = gr.Dataframe(runs_frame(manager.models_dir, manager.job), interactive=False, elem_id="runs-table")
-    refresh_runs = gr.Button("Refresh runs", size="sm")
-    seen = gr.State(None)  # the job's (run, events, state, phase) last drawn in this browser session
-    poll = gr.Timer(1.0)
+    view.runs = gr.Dataframe(runs_frame(manager.models_dir, manager.job), interactive=False, elem_id="runs-table")
+    view.refresh = gr.Button("Refresh runs", size="sm")
+    view.seen = gr.State(None)  # the job's (run, events, state, phase) last drawn in this browser session
+    view.poll = gr.Timer(1.0)
+    return view
 
-    fields = [method, max_steps, epochs, batch_size, grad_accum, lr, warmup, max_length, seed, split_seed, mask, group,
-              eval_every, probe_every, probes, lora_r, lora_alpha, lora_dropout, targets]
-    names = ["method", "max_steps", "epochs", "batch_size", "grad_accum", "lr", "warmup_steps", "max_length", "seed",
-             "split_seed", "mask_instruction", "group_by_length", "eval_every", "probe_every", "probes", "lora_r", "lora_alpha",
-             "lora_dropout", "target_modules"]
 
-    def apply_preset(name):
-        config = TrainConfig(**PRESETS[name])
-        return [getattr(config, n) for n in names]
+def poll_update(manager: Any, seen: Any) -> tuple[Any, ...]:
+    """(model status, progress, curve, probes, runs, message, seen): the clock every tick, the rest on news."""
+    job = manager.job
+    status = manager.model_status()
+    model_line = notice(status.message, {"loading": "info", "ready": "ok", "error": "error"}[status.state]) \
+        if status.message != "No model loaded yet." else ""
+    if job is None:
+        return model_line, *(gr.skip(),) * 5, seen
+    now = (job.run_id, len(job.events), job.state, job.phase)
+    if now == seen:  # nothing new: only the clock moves
+        return model_line, progress_html(job) if job.running else gr.skip(), *(gr.skip(),) * 4, now
+    # a refusal given while the run trained is stale once it ends; otherwise the message stays
+    ended = seen is not None and seen[0] == job.run_id and seen[2] != job.state and not job.running
+    events = list(job.events)
+    figure = loss_figure(events)
+    return (model_line, progress_html(job), gr.update(value=figure, visible=figure is not None), probes_html(events),
+            runs_frame(manager.models_dir, job), "" if ended else gr.skip(), now)
 
-    preset.change(apply_preset, preset, fields)
-    def describe_source(dataset, style_value, split_seed_value):
-        sizes = dataset.splits(seed=int(split_seed_value or 0)).sizes()
-        return (f"<div style='font-size:13px;color:#4b5563'>Trains on <b>{html.escape(dataset.source)}</b> "
-                f"({len(dataset):,} records: train {sizes['train']:,}, validation {sizes['validation']:,}, "
-                f"test {sizes['test']:,} with split seed {int(split_seed_value or 0)}) in the "
-                f"<b>{html.escape(style_value)}</b> prompt style, both as chosen in the earlier tabs. The run "
-                "keeps its split: chat examples and grading use its own test records.</div>")
 
-    for component in (style, split_seed):
-        component.change(describe_source, [shared.dataset, style, split_seed], source)
+def build(shared: Shared) -> None:
+    manager = shared.manager
+    with gr.Row(equal_height=True):
+        model_spec = gr.Textbox(value=store.DEFAULT, scale=3, elem_id="train-model",
+                                label="Base model: 'default' (Gemma 3 270M), a Hugging Face id or a folder")
+        load_model = gr.Button("Load model", scale=0, elem_id="train-load-model")
+    model_status = gr.HTML(elem_id="train-model-status")
+    preset, source, form = settings_form()
+    view = run_view(manager)
+    names, fields = list(form), list(form.values())
 
     def on_load_model(spec):
         try:
@@ -243,20 +270,15 @@ def build(shared: Shared, style: gr.Radio, template: gr.Textbox) -> dict[str, An
             return notice(str(exc), "error")
         return notice(manager.model_status().message, "info")
 
-    load_model.click(on_load_model, model_spec, model_status)
-
-    def on_start(dataset, spec, style_value, template_value, *values):
-        settings = dict(zip(names, values))
+    def on_start(dataset, spec, style, template, *values):
         try:
-            config = config_from({**settings, "model": (spec or store.DEFAULT).strip(), "style": style_value,
-                                  "template": template_value if style_value == "custom" else None})
+            config = config_from({**dict(zip(names, values)), "model": (spec or store.DEFAULT).strip(), "style": style,
+                                  "template": template if style == "custom" else None})
             manager.request_model(config.model)
             manager.start_training(dataset, config)
         except PlaygroundError as exc:
             return notice(str(exc), "error"), gr.skip(), gr.skip()
         return "", progress_html(manager.job), None
-
-    start.click(on_start, [shared.dataset, model_spec, style, template, *fields], [message, progress, seen])
 
     def on_stop():
         job = manager.job
@@ -265,29 +287,14 @@ def build(shared: Shared, style: gr.Radio, template: gr.Textbox) -> dict[str, An
         manager.stop_training()
         return notice(f"Stopping run {job.run_id} after the current step…", "warn")
 
-    stop.click(on_stop, outputs=message)
-
-    def on_tick(seen_state):
-        job = manager.job
-        status = manager.model_status()
-        model_line = notice(status.message, {"loading": "info", "ready": "ok", "error": "error"}[status.state]) \
-            if status.message != "No model loaded yet." else ""
-        if job is None:
-            return model_line, gr.skip(), gr.skip(), gr.skip(), gr.skip(), seen_state
-        now = (job.run_id, len(job.events), job.state, job.phase)
-        if now == seen_state:  # nothing new: only the clock moves
-            return (model_line, progress_html(job) if job.running else gr.skip(), gr.skip(), gr.skip(), gr.skip(),
-                    gr.skip(), now)
-        # a refusal given while the run trained is stale once it ends; otherwise the message stays
-        ended = seen_state is not None and seen_state[0] == job.run_id and seen_state[2] != job.state \
-            and not job.running
-        events = list(job.events)
-        figure = loss_figure(events)
-        return (model_line, progress_html(job), gr.update(value=figure, visible=figure is not None),
-                probes_html(events), runs_frame(manager.models_dir, job), "" if ended else gr.skip(), now)
-
-    poll.tick(on_tick, seen, [model_status, progress, curve, probe_table, runs_table, message, seen],
-              show_progress="hidden")
-    refresh_runs.click(lambda: runs_frame(manager.models_dir, manager.job), outputs=runs_table)
-    return {"refreshers": [(describe_source, [shared.dataset, style, split_seed], source),
-                           (lambda: runs_frame(manager.models_dir, manager.job), [], runs_table)]}
+    preset.change(lambda name: [getattr(TrainConfig(**PRESETS[name]), n) for n in names], preset, fields)
+    gr.on([*changed(shared, "dataset", "style"), form["split_seed"].change], describe_source,
+          [shared.dataset, shared.style, form["split_seed"]], source)
+    load_model.click(on_load_model, model_spec, model_status)
+    view.start.click(on_start, [shared.dataset, model_spec, shared.style, shared.template, *fields],
+                     [view.message, view.progress, view.seen])
+    view.stop.click(on_stop, outputs=view.message)
+    view.poll.tick(lambda seen: poll_update(manager, seen), view.seen,
+                   [model_status, view.progress, view.curve, view.probes, view.runs, view.message, view.seen],
+                   show_progress="hidden")
+    gr.on([shared.app.load, view.refresh.click], lambda: runs_frame(manager.models_dir, manager.job), None, view.runs)
