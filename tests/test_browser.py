@@ -139,7 +139,9 @@ def test_prompt_styles_switch(page):
     page.locator("#custom-template textarea").blur()
     expect(training).to_contain_text("Q: ")
     page.locator("#prompt-style").get_by_text("Alpaca").click()
+    expect(training).to_contain_text("### Instruction:")  # drawn anew: only the Alpaca text has it
     expect(training).to_contain_text("<eos>")
+    expect(page.locator("#token-counts")).to_contain_text("response token")
     page.screenshot(path=str(SHOTS / "prompts.png"), full_page=True)
 
 
