@@ -18,6 +18,7 @@ from ..prompts import STYLE_LABELS
 from ..training import PRESETS, Event, TrainConfig
 from .common import Shared, changed, notice
 
+
 def clock(seconds: float) -> str:
     seconds = int(max(0, seconds))
     return f"{seconds // 60}:{seconds % 60:02d}"
@@ -176,7 +177,10 @@ def describe_source(dataset: Any, style: str, split_seed: Any) -> str:
 def settings_form() -> tuple[gr.Dropdown, gr.HTML, dict[str, Any]]:
     """The preset, the data line, and the training settings by TrainConfig field name (Quick CPU demo's values)."""
     defaults = TrainConfig(**PRESETS["Quick CPU demo"])
-    number = lambda name, label, **options: gr.Number(value=getattr(defaults, name), label=label, **options)
+
+    def number(name: str, label: str, **options: Any) -> gr.Number:
+        return gr.Number(value=getattr(defaults, name), label=label, **options)
+
     form: dict[str, Any] = {}
     with gr.Row():
         preset = gr.Dropdown(list(PRESETS), value="Quick CPU demo", label="Preset", elem_id="train-preset")
