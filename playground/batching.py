@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
+import numpy as np
 import torch
 
 from .errors import PlaygroundError
@@ -69,19 +70,64 @@ def special_ids(tokenizer: Any) -> tuple[int, int]:
 
 def encode(record: Any, style: str, tokenizer: Any, template: str | None = None, index: int = -1) -> Sample:
     """Tokenise prompt and response separately, so the prompt boundary is exact for masking."""
-    rendered = render(record, style, tokenizer, template)
+    return encode_many([record], style, tokenizer, template, index=index)[0]
+
+
+def encode_many(records: Sequence[Any], style: str, tokenizer: Any, template: str | None = None,
+                index: int = -1) -> list[Sample]:
+    """`encode` for several records, with one tokenizer call for their prompts and one for their
+    responses; `index` is the first record's number (the rest follow), -1 for none."""
+    if not records:
+        return []
     eos, _ = special_ids(tokenizer)
-    prompt_ids = tokenizer(rendered.prompt, add_special_tokens=not rendered.has_special_tokens).input_ids
-    if prompt_ids and prompt_ids[-1] == eos:  # tokenizers that append </s> to every text
-        prompt_ids = prompt_ids[:-1]
-    response_ids = tokenizer(rendered.response, add_special_tokens=False).input_ids
-    return Sample(ids=list(prompt_ids) + list(response_ids) + [eos], prompt_len=len(prompt_ids), index=index)
+    rendered = [render(record, style, tokenizer, template) for record in records]
+    prompt_ids: list[list[int]] = [[] for _ in rendered]
+    for with_specials in (False, True):  # a chat template may already have written them
+        which = [i for i, r in enumerate(rendered) if r.has_special_tokens != with_specials]
+        if which:
+            ids = tokenizer([rendered[i].prompt for i in which], add_special_tokens=with_specials).input_ids
+            for i, prompt in zip(which, ids):
+                prompt_ids[i] = list(prompt[:-1] if prompt and prompt[-1] == eos else prompt)  # a </s> added to every text
+    response_ids = tokenizer([r.response for r in rendered], add_special_tokens=False).input_ids
+    return [Sample(ids=prompt + list(response) + [eos], prompt_len=len(prompt), index=-1 if index < 0 else index + i)
+            for i, (prompt, response) in enumerate(zip(prompt_ids, response_ids))]
+
+
+CHUNK = 1000  # records per tokenizer call: fast, and the tokenizer's temporaries stay small
+
+
+def encode_chunks(records: Sequence[Any], style: str, tokenizer: Any, template: str | None = None,
+                  indices: Sequence[int] | None = None, chunk: int = CHUNK) -> Iterator[list[Sample]]:
+    """The samples of `indices` (default: every record), `chunk` records at a time."""
+    indices = range(len(records)) if indices is None else indices
+    for start in range(0, len(indices), chunk):
+        part = indices[start:start + chunk]
+        samples = encode_many([records[i] for i in part], style, tokenizer, template)
+        yield [Sample(s.ids, s.prompt_len, i) for s, i in zip(samples, part)]
 
 
 def encode_all(records: Sequence[Any], style: str, tokenizer: Any, template: str | None = None,
                indices: Sequence[int] | None = None) -> list[Sample]:
-    indices = range(len(records)) if indices is None else indices
-    return [encode(records[i], style, tokenizer, template, index=i) for i in indices]
+    return [sample for chunk in encode_chunks(records, style, tokenizer, template, indices) for sample in chunk]
+
+
+def sample_lengths(records: Sequence[Any], style: str, tokenizer: Any, template: str | None = None,
+                   indices: Sequence[int] | None = None, chunk: int = CHUNK) -> np.ndarray:
+    """`len(encode(record).ids)` of each record, keeping only the numbers (int32), never all the ids."""
+    count = len(records) if indices is None else len(indices)
+    lengths = np.empty(count, dtype=np.int32)
+    position = 0
+    for samples in encode_chunks(records, style, tokenizer, template, indices, chunk):
+        lengths[position:position + len(samples)] = [len(s.ids) for s in samples]
+        position += len(samples)
+    return lengths
+
+
+def dataset_lengths(dataset: Any, style: str, tokenizer: Any, template: str | None = None) -> np.ndarray:
+    """Every record's sample length, computed once per dataset, tokenizer, style and template."""
+    key = ("sample_lengths", id(tokenizer), getattr(tokenizer, "name_or_path", ""), style,
+           template if style == "custom" else None)
+    return dataset.remember(key, lambda: sample_lengths(dataset.records, style, tokenizer, template))
 
 
 def collate(samples: Sequence[Sample], pad_id: int, max_length: int | None = None,
@@ -192,11 +238,22 @@ def token_text(tokenizer: Any, ids: Sequence[int]) -> list[str]:
 def training_batch(records: Sequence[Any], indices: Sequence[int], tokenizer: Any, style: str,
                    batch_size: int, number: int = 0, max_length: int | None = None,
                    mask_instruction: bool = False, group_by_length: bool = False, seed: int = 123,
-                   template: str | None = None) -> Batch:
-    """Batch `number` of an epoch over `indices`, exactly as training would collate it."""
-    samples = encode_all(records, style, tokenizer, template, indices)
-    batches = batch_order([len(s.ids) for s in samples], batch_size, seed, group_by_length)
+                   template: str | None = None, lengths: Sequence[int] | None = None) -> Batch:
+    """Batch `number` of an epoch over `indices`, exactly as training would collate it.
+
+    Only that batch's records are tokenised. Grouping by length needs the length of every sample
+    in `indices`: `lengths` (by record number, as `dataset_lengths` gives them) saves computing them.
+    """
+    if not group_by_length:
+        order_lengths: Sequence[int] = np.zeros(len(indices), dtype=np.int32)  # the order needs only the count
+    elif lengths is None:
+        order_lengths = sample_lengths(records, style, tokenizer, template, indices)
+    else:
+        order_lengths = [lengths[i] for i in indices]
+    batches = batch_order(order_lengths, batch_size, seed, group_by_length)
     if not 0 <= number < len(batches):
         raise PlaygroundError(f"Batch number {number} is out of range: this split has {len(batches)} batches.")
+    picked = [indices[i] for i in batches[number]]
+    samples = encode_all(records, style, tokenizer, template, picked)
     _, pad = special_ids(tokenizer)
-    return collate([samples[i] for i in batches[number]], pad, max_length, mask_instruction)
+    return collate(samples, pad, max_length, mask_instruction)

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from importlib import resources
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import pandas as pd
 
@@ -84,6 +84,7 @@ class Dataset:
     mapping: dict[str, str]  # Alpaca field -> column name in the source
     duplicates: list[tuple[int, int]] = field(default_factory=list)  # (row, row it repeats), 1-based
     origin: str = ""  # what it was loaded from (`builtin`, a path, a URL), to load it again
+    derived: dict = field(default_factory=dict, repr=False, compare=False)  # see `remember`
 
     def __len__(self) -> int:
         return len(self.records)
@@ -103,6 +104,16 @@ class Dataset:
         for record in self.records:
             digest.update(json.dumps(record.as_dict(), ensure_ascii=False, sort_keys=True).encode() + b"\n")
         return digest.hexdigest()
+
+    def remember(self, key: Any, compute: Callable[[], Any], keep: int = 8) -> Any:
+        """compute() once per key (the last `keep` kept): a dataset is never changed in place, so
+        what is computed from its records (token lengths, search results) stays true."""
+        if key not in self.derived:
+            value = compute()
+            while len(self.derived) >= keep:
+                self.derived.pop(next(iter(self.derived)), None)
+            self.derived[key] = value
+        return self.derived[key]
 
     def to_frame(self) -> pd.DataFrame:
         """A table of the records, built column by column (no dict per record)."""

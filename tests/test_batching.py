@@ -97,3 +97,32 @@ def test_training_batch_uses_collate(default_tokenizer):
     samples = [batching.encode(records[s.index], "phi3", default_tokenizer, index=s.index) for s in batch.samples]
     expected = collate(samples, default_tokenizer.pad_token_id, mask_instruction=True)
     assert torch.equal(batch.inputs, expected.inputs) and torch.equal(batch.targets, expected.targets)
+
+
+def test_lengths_in_chunks_equal_one_record_at_a_time_on_the_bundled_dataset(default_tokenizer):
+    from playground import data
+
+    records = data.load(data.BUILTIN).records
+    for style in ("alpaca", "phi3", "chat"):
+        one_by_one = [len(batching.encode(r, style, default_tokenizer).ids) for r in records]
+        chunked = batching.sample_lengths(records, style, default_tokenizer, chunk=100)
+        assert chunked.dtype.name == "int32" and chunked.tolist() == one_by_one
+    first = [batching.encode(r, "alpaca", default_tokenizer, index=i) for i, r in enumerate(records[:30])]
+    assert batching.encode_all(records[:30], "alpaca", default_tokenizer) == first
+
+
+def test_training_batch_is_the_batch_of_the_whole_split_encoded(default_tokenizer):
+    from playground import data
+
+    dataset = data.load(data.BUILTIN)
+    indices = dataset.splits().train
+    samples = batching.encode_all(dataset.records, "alpaca", default_tokenizer, indices=indices)
+    for grouped in (False, True):
+        order = batching.batch_order([len(s.ids) for s in samples], 8, seed=5, group_by_length=grouped)
+        expected = collate([samples[i] for i in order[3]], default_tokenizer.pad_token_id, 64, True)
+        lengths = batching.dataset_lengths(dataset, "alpaca", default_tokenizer) if grouped else None
+        for given in (None, lengths):
+            batch = batching.training_batch(dataset.records, indices, default_tokenizer, "alpaca", 8, 3, 64, True,
+                                            grouped, 5, lengths=given)
+            assert [s.index for s in batch.samples] == [s.index for s in expected.samples]
+            assert torch.equal(batch.inputs, expected.inputs) and torch.equal(batch.targets, expected.targets)

@@ -59,3 +59,29 @@ def test_an_unknown_hub_id_fails_at_once_with_the_reason_when_the_hub_cannot_be_
     status = manager.tokenizer_status("nobody/no-such-model")
     assert status.state == "error"
     assert "The Hugging Face hub cannot be reached" in status.message and "give a local folder" in status.message
+
+
+def test_a_dataset_page_holds_the_rows_of_the_whole_searched_table():
+    from playground import data
+    from playground.ui import dataset_tab
+
+    dataset = data.load(data.BUILTIN)
+    frame = dataset.to_frame()
+    frame.insert(0, "#", range(len(frame)))
+    found = frame[frame["output"].str.lower().str.contains("paris") | frame["instruction"].str.lower().str.contains(
+        "paris") | frame["input"].str.lower().str.contains("paris") | frame["task"].str.lower().str.contains("paris")]
+    for query, whole in (("", frame), ("Paris", found)):
+        shown, page, caption = dataset_tab.page_of(dataset, query, 2, 10)
+        expected = whole.iloc[10:20][dataset_tab.TABLE_COLUMNS].reset_index(drop=True)
+        assert page == 2 and shown.astype(str).equals(expected.astype(str))
+    assert dataset_tab.page_of(dataset, "", 999, 10)[1] == 120
+
+
+def test_the_length_histogram_says_when_it_draws_a_sample(default_tokenizer):
+    from playground import data
+    from playground.ui import dataset_tab
+
+    dataset = data.load(data.BUILTIN)
+    assert "sample" not in dataset_tab.length_histogram(dataset, default_tokenizer).layout.title.text
+    title = dataset_tab.length_histogram(dataset, default_tokenizer, sample=500).layout.title.text
+    assert "a uniform sample of 500 of 1,196 records" in title

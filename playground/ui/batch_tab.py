@@ -93,8 +93,9 @@ def batch_view(dataset: data.Dataset, tokenizer: Any, style: str, template: str,
                split_name: str, seed: int, masked: bool, grouped: bool, number: int) -> tuple[str, str, str]:
     """(warning, summary, grid) of one batch of a split, as training collates it."""
     indices = getattr(dataset.splits(seed=int(seed or 0)), split_name)
+    lengths = batching.dataset_lengths(dataset, style, tokenizer, template) if grouped else None
     batch = batching.training_batch(dataset.records, indices, tokenizer, style, int(size), int(number or 0),
-                                    int(length) or None, masked, grouped, int(seed or 0), template)
+                                    int(length) or None, masked, grouped, int(seed or 0), template, lengths)
     view = batching.describe(batch)
     return empty_samples_warning(view, masked, int(length) or None), summary_html(view), grid_html(view, tokenizer)
 

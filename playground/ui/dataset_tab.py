@@ -5,13 +5,14 @@ from __future__ import annotations
 import html
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, Sequence
 
 import gradio as gr
+import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from .. import data, prompts
+from .. import batching, data
 from ..errors import PlaygroundError
 from .common import Shared, changed, notice, tokenizer_or_message
 
@@ -19,24 +20,35 @@ PAGE_SIZES = [10, 20, 50]
 TABLE_COLUMNS = ["#", "task", "instruction", "input", "output"]
 
 
-def filtered(dataset: data.Dataset, query: str) -> pd.DataFrame:
-    frame = dataset.to_frame()
-    frame.insert(0, "#", range(len(frame)))
+def matches(dataset: data.Dataset, query: str) -> Sequence[int]:
+    """Record numbers whose instruction, input, output or task holds the query (any case); all without one."""
     query = (query or "").strip().lower()
-    if query:
-        text = (frame["instruction"] + "\n" + frame["input"] + "\n" + frame["output"] + "\n" + frame["task"]).str.lower()
-        frame = frame[text.str.contains(query, regex=False)]
-    return frame
+    if not query:
+        return range(len(dataset))
+
+    def search() -> np.ndarray:
+        found = [i for i, r in enumerate(dataset.records)
+                 if query in f"{r.instruction}\n{r.input}\n{r.output}\n{r.task}".lower()]
+        return np.array(found, dtype=np.int32)
+
+    return dataset.remember(("search", query), search)
+
+
+def page_rows(dataset: data.Dataset, numbers: Sequence[int]) -> pd.DataFrame:
+    """The table rows of the given records only."""
+    records = [dataset.records[int(i)] for i in numbers]
+    return pd.DataFrame([[int(i), r.task, r.instruction, r.input, r.output] for i, r in zip(numbers, records)],
+                        columns=TABLE_COLUMNS)
 
 
 def page_of(dataset: data.Dataset, query: str, page: int, page_size: int) -> tuple[pd.DataFrame, int, str]:
     """One page of the (searched) table, the page number actually shown, and a caption."""
-    frame = filtered(dataset, query)
+    found = matches(dataset, query)
     page_size = int(page_size or PAGE_SIZES[0])
-    pages = max(1, -(-len(frame) // page_size))
+    pages = max(1, -(-len(found) // page_size))
     page = min(max(1, int(page or 1)), pages)
-    shown = frame.iloc[(page - 1) * page_size: page * page_size][TABLE_COLUMNS]
-    caption = f"{len(frame):,} of {len(dataset):,} records match" if (query or "").strip() else f"{len(dataset):,} records"
+    shown = page_rows(dataset, found[(page - 1) * page_size: page * page_size])
+    caption = f"{len(found):,} of {len(dataset):,} records match" if (query or "").strip() else f"{len(dataset):,} records"
     return shown, page, f"{caption} · page {page} of {pages}"
 
 
@@ -58,14 +70,26 @@ def stats_html(dataset: data.Dataset) -> str:
     return f'<div class="pg-cards">{body}</div>{extra}'
 
 
-def length_histogram(dataset: data.Dataset, tokenizer: Any) -> go.Figure:
-    """Token counts of each record's Alpaca training text (prompt + response + end-of-text)."""
-    texts = [prompts.render(r, "alpaca", tokenizer).training_text for r in dataset.records]
-    lengths = pd.Series([len(ids) for ids in tokenizer(texts).input_ids])
+HISTOGRAM_SAMPLE = 20_000  # records drawn for the histogram of a larger dataset
+
+
+def histogram_lengths(dataset: data.Dataset, tokenizer: Any, sample: int = HISTOGRAM_SAMPLE) -> np.ndarray:
+    """Training-sample lengths in the Alpaca style: of every record, or of a seeded uniform sample
+    of `sample` records when there are more."""
+    if len(dataset) <= sample:
+        return batching.dataset_lengths(dataset, "alpaca", tokenizer)
+    picked = np.sort(np.random.default_rng(0).choice(len(dataset), size=sample, replace=False))
+    return batching.sample_lengths(dataset.records, "alpaca", tokenizer, indices=picked.tolist())
+
+
+def length_histogram(dataset: data.Dataset, tokenizer: Any, sample: int = HISTOGRAM_SAMPLE) -> go.Figure:
+    """Token counts of each record's Alpaca training sample (prompt + response + end-of-text)."""
+    lengths = histogram_lengths(dataset, tokenizer, sample)
+    drawn = "" if len(lengths) == len(dataset) else f"; a uniform sample of {len(lengths):,} of {len(dataset):,} records"
     figure = go.Figure(go.Histogram(x=lengths, nbinsx=40, marker_color="#6366f1"))
     figure.update_layout(
-        title=f"Token lengths, Alpaca style (median {lengths.median():.0f}, 95th percentile "
-              f"{lengths.quantile(0.95):.0f}, max {lengths.max()})",
+        title=f"Token lengths, Alpaca style (median {np.median(lengths):.0f}, 95th percentile "
+              f"{np.percentile(lengths, 95):.0f}, max {lengths.max()}{drawn})",
         xaxis_title="tokens per training example", yaxis_title="records",
         height=300, margin=dict(l=50, r=20, t=50, b=40), bargap=0.05, template="plotly_white")
     return figure
