@@ -148,3 +148,42 @@ def test_the_report_card_is_saved_with_what_was_used(tmp_path):
     assert all(row["tuned_reply"] == "90" for row in saved["rows"])
     lines = evaluation.summary_lines(summary, facts)
     assert any(line.startswith("Judge: llama3:latest (8.0B, digest") for line in lines)
+
+
+def test_the_tab_lists_worst_regressions_first_and_the_drill_down_says_why_a_score_is_missing():
+    from playground.ui import judge_report
+
+    rows = [{"record": 5, "group": "a", "instruction": "i5", "reference": "r", "base_response": "b", "tuned_response": "t",
+             "base_score": 40, "tuned_score": 90, "difference": 50, "base_status": "scored", "tuned_status": "scored",
+             "base_reply": "40", "tuned_reply": "90"},
+            {"record": 7, "group": "b", "instruction": "i7", "reference": "r", "base_response": "b", "tuned_response": "t",
+             "base_score": 80, "tuned_score": None, "base_status": "scored", "tuned_status": "error",
+             "tuned_error": "timeout: No answer within 120 s"},
+            {"record": 9, "group": "a", "instruction": "i9", "reference": "r", "base_response": "b", "tuned_response": "t",
+             "base_score": 90, "tuned_score": 30, "difference": -60, "base_status": "scored", "tuned_status": "scored"}]
+    ordered = judge_report.sorted_rows(rows)
+    assert [r["record"] for r in ordered] == [9, 5, 7]
+    frame = judge_report.table(ordered, "task")
+    assert list(frame.columns) == ["record", "task", "base", "tuned", "Δ", "instruction", "tuned answer", "base answer"]
+    rows[0]["pairwise"] = "tuned"
+    assert "pairwise" in judge_report.table(judge_report.sorted_rows(rows)).columns
+    detail = judge_report.drill_down(ordered[2])
+    assert "Record 7" in detail and "timeout: No answer within 120 s" in detail and "score – (error)" in detail
+    assert "The judge&#x27;s reply (base)" not in detail  # no reply saved for it: nothing invented
+
+
+def test_the_latest_grading_of_a_run_is_read_back_with_its_files(tmp_path):
+    folder = evaluation.judge_dir(tmp_path, "run-1")
+    assert evaluation.latest_grading(tmp_path, "run-1") is None
+    for name, average in (("test-3-aaaa", 10.0), ("test-5-bbbb", 20.0)):
+        (folder / name).mkdir(parents=True)
+        (folder / name / "responses.json").write_text("[]")
+        (folder / name / "scores-llama3-x.json").write_text(json.dumps(
+            {"judge": {"used": False}, "summary": {"tuned": {"average": average}}, "rows": []}))
+    import os
+    os.utime(folder / "test-3-aaaa" / "scores-llama3-x.json", (1, 1))  # the older one
+    saved = evaluation.latest_grading(tmp_path, "run-1")
+    assert saved["grading"] == "test-5-bbbb" and saved["summary"]["tuned"]["average"] == 20.0
+    assert [os.path.basename(f) for f in saved["files"]] == ["responses.json", "scores-llama3-x.json"]
+    (folder / "test-5-bbbb" / "scores-llama3-x.json").write_text('{"cut')  # cut by a crash: the older one is shown
+    assert evaluation.latest_grading(tmp_path, "run-1")["grading"] == "test-3-aaaa"

@@ -193,7 +193,9 @@ def warnings(summary: dict[str, Any], parameters: str) -> list[str]:
     """What makes the figures less trustworthy: few examples, a small judge, unparsed or cut prompts."""
     found = []
     scored = [summary[side]["scored"] for side in ("base", "tuned") if side in summary]
-    if scored and min(scored) < 50:
+    if scored and min(scored) == 0:
+        found.append("One side has no scored example: it has no average to compare.")
+    elif scored and min(scored) < 50:
         found.append(f"Only {min(scored)} scored examples on one side: its interval is wide or missing; grade at "
                      "least 50 for a comparison to rest on.")
     size = parameter_count(parameters)

@@ -10,10 +10,6 @@ import plotly.graph_objects as go
 
 from .common import notice
 
-TABLE_COLUMNS = ["record", "group", "difference", "instruction", "input", "reference", "base_response", "base_score",
-                 "tuned_response", "tuned_score", "pairwise", "base_reply", "tuned_reply"]
-
-
 def _card(value: str, caption: str, element: str = "") -> str:
     anchor = f' id="{element}"' if element else ""
     return f'<div class="pg-card"{anchor}><b>{html.escape(value)}</b><span>{html.escape(caption)}</span></div>'
@@ -71,15 +67,17 @@ def summary_html(summary: dict[str, Any], facts: dict[str, Any]) -> str:
 
 
 def distribution(rows: list[dict[str, Any]]) -> go.Figure:
+    """Both sides' scores in bins of 10, side by side in each bin."""
     figure = go.Figure()
     for side, color in (("base", "#9ca3af"), ("tuned", "#6366f1")):
         scores = [r[f"{side}_score"] for r in rows if r.get(f"{side}_score") is not None]
-        if scores:
-            figure.add_trace(go.Histogram(x=scores, name=side, marker_color=color,
-                                          xbins=dict(start=0, end=101, size=10)))
-    figure.update_layout(barmode="group", height=280, template="plotly_white", margin=dict(l=50, r=20, t=40, b=40),
-                         xaxis_title="judge score (0-100)", yaxis_title="examples",
-                         legend=dict(orientation="h", y=1.02, yanchor="bottom", x=1, xanchor="right"),
+        figure.add_trace(go.Histogram(x=scores, name=f"{side} ({len(scores)} scored)", marker_color=color,
+                                      xbins=dict(start=0, end=101, size=10), showlegend=True))
+    figure.update_layout(barmode="group", bargap=0.15, height=300, template="plotly_white",
+                         margin=dict(l=50, r=20, t=56, b=40), xaxis_title="judge score (0-100)",
+                         yaxis_title="examples", yaxis=dict(rangemode="tozero", tickformat="d", dtick=1
+                                                            if len(rows) <= 10 else None),
+                         legend=dict(orientation="h", y=1.04, yanchor="bottom", x=1, xanchor="right"),
                          xaxis_range=[0, 101])
     return figure
 
@@ -93,20 +91,73 @@ def groups_figure(summary: dict[str, Any]) -> go.Figure | None:
     figure = go.Figure()
     for side, color in (("base", "#9ca3af"), ("tuned", "#6366f1")):
         figure.add_trace(go.Bar(x=names, y=[groups[n][f"{side}_average"] for n in names], name=side,
-                                marker_color=color,
+                                marker_color=color, showlegend=True,
                                 customdata=[groups[n]["examples"] for n in names],
                                 hovertemplate="%{x}: %{y:.1f} (%{customdata} examples)<extra>" + side + "</extra>"))
-    figure.update_layout(barmode="group", height=320, template="plotly_white", margin=dict(l=50, r=20, t=40, b=90),
+    figure.update_layout(barmode="group", height=300, template="plotly_white", margin=dict(l=50, r=20, t=56, b=90),
                          yaxis_title="judge average", yaxis_range=[0, 100],
                          xaxis_title=summary["groups"]["by"],
-                         legend=dict(orientation="h", y=1.02, yanchor="bottom", x=1, xanchor="right"))
+                         legend=dict(orientation="h", y=1.04, yanchor="bottom", x=1, xanchor="right"))
     return figure
 
 
-def table(rows: list[dict[str, Any]]) -> pd.DataFrame:
-    """Per example, worst regressions (lowest tuned − base) first; ungraded rows last."""
-    frame = pd.DataFrame(rows)
-    for column in TABLE_COLUMNS:
-        if column not in frame:
-            frame[column] = None
-    return frame[TABLE_COLUMNS].sort_values("difference", na_position="last", kind="stable")
+# The table's columns and their headers: scores first, the texts cut to a line (the drill-down has them whole).
+TABLE_HEADERS = {"record": "record", "group": "task", "base_score": "base", "tuned_score": "tuned",
+                 "difference": "Δ", "pairwise": "pairwise", "instruction": "instruction",
+                 "tuned_response": "tuned answer", "base_response": "base answer"}
+
+
+def sorted_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Worst regressions (lowest tuned − base) first; rows without both scores last, in order."""
+    scored = sorted((r for r in rows if r.get("difference") is not None), key=lambda r: r["difference"])
+    return scored + [r for r in rows if r.get("difference") is None]
+
+
+COLUMN_WIDTHS = {"record": "70px", "group": "130px", "base_score": "60px", "tuned_score": "60px",
+                 "difference": "60px", "pairwise": "80px", "instruction": "300px", "tuned_response": "230px",
+                 "base_response": "230px"}
+
+
+def table_columns(rows: list[dict[str, Any]]) -> list[str]:
+    """The table's columns: the pairwise verdict only when the grading has one."""
+    return [c for c in TABLE_HEADERS if c != "pairwise" or any(r.get("pairwise") for r in rows)]
+
+
+def table(rows: list[dict[str, Any]], group_by: str = "task") -> pd.DataFrame:
+    """One line per example, in the order of `rows` (see sorted_rows); Δ is tuned − base."""
+    columns = table_columns(rows)
+    frame = pd.DataFrame([{column: row.get(column) for column in columns} for row in rows], columns=columns)
+    return frame.rename(columns={**TABLE_HEADERS, "group": group_by})
+
+
+def _field(title: str, text: str | None, mono: bool = True) -> str:
+    style = "white-space:pre-wrap;font-family:ui-monospace,monospace;font-size:12px" if mono else "font-size:13px"
+    return (f'<div style="margin:6px 0"><div style="font-size:12px;color:#6b7280">{html.escape(title)}</div>'
+            f'<div style="{style};background:#f9fafb;border:1px solid #e5e7eb;border-radius:6px;padding:6px 8px;'
+            'max-height:220px;overflow:auto">'
+            f'{html.escape(text or "") or "<i>(empty)</i>"}</div></div>')
+
+
+def drill_down(row: dict[str, Any]) -> str:
+    """One example in full: the texts, each side's score, status and the judge's own reply (or why
+    there is none), and the pairwise verdict with both orders' replies."""
+    parts = [f'<div id="judge-detail"><b>Record {row.get("record")}</b>'
+             + (f' · {html.escape(str(row.get("group")))}' if row.get("group") else "")
+             + _field("Instruction", row.get("instruction")) + (_field("Input", row["input"]) if row.get("input") else "")
+             + _field("Reference", row.get("reference"))]
+    for side in ("base", "tuned"):
+        if f"{side}_response" not in row:
+            continue
+        score = row.get(f"{side}_score")
+        status = row.get(f"{side}_status") or ""
+        parts.append(_field(f"{side.capitalize()} answer · score {'–' if score is None else score} ({status})",
+                            row.get(f"{side}_response")))
+        if row.get(f"{side}_error"):
+            parts.append(notice(f"{side.capitalize()}: {row[f'{side}_error']}", "error"))
+        elif row.get(f"{side}_reply"):
+            parts.append(_field(f"The judge's reply ({side})", row.get(f"{side}_reply")))
+    if row.get("pairwise_replies"):
+        first, second = row["pairwise_replies"]
+        parts.append(_field(f"Pairwise verdict: {row.get('pairwise') or 'none'} · base shown as A", first)
+                     + _field("tuned shown as A", second))
+    return "".join(parts) + "</div>"

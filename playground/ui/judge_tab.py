@@ -11,7 +11,8 @@ from .. import evaluation, judge
 from ..errors import PlaygroundError
 from ..generation import GenerationSettings
 from .common import Shared, notice, run_choices, run_update
-from .judge_report import distribution, groups_figure, summary_html, table
+from .judge_report import (COLUMN_WIDTHS, distribution, drill_down, groups_figure, sorted_rows, summary_html,
+                           table, table_columns)
 
 def build(shared: Shared, tab: gr.Tab) -> None:
     manager = shared.manager
@@ -46,23 +47,28 @@ def build(shared: Shared, tab: gr.Tab) -> None:
                               value="default", label="Judge prompt", elem_id="judge-prompt")
             structured = gr.Checkbox(label="Structured reply: JSON {reasoning, score}")
             pairwise = gr.Checkbox(label="Also compare base and tuned pairwise, both orders")
-            metrics_only = gr.Checkbox(label="Reference metrics only (no server)", elem_id="judge-metrics-only")
             group_by = gr.Textbox(value="task", label="Averages per value of", elem_id="judge-group-by")
         template = gr.Textbox(value=judge.DEFAULT_TEMPLATE, lines=6, label="Judge prompt ({instruction}, {input}, "
                               "{reference}, {response})")
-    with gr.Row():
-        grade = gr.Button("Grade with Llama 3", variant="primary", elem_id="judge-grade")
-        stop = gr.Button("Stop", variant="stop", elem_id="judge-stop")
-    message = gr.HTML(elem_id="judge-message")
-    summary = gr.HTML(elem_id="judge-report")
-    with gr.Row():
-        plot = gr.Plot(label="Score distributions")
-        groups = gr.Plot(label="Averages per group", elem_id="judge-groups")
-    rows = gr.Dataframe(interactive=False, wrap=True, max_height=600, elem_id="judge-table",
-                        column_widths=["5%", "7%", "6%", "12%", "7%", "7%", "12%", "5%", "12%", "5%", "6%", "8%", "8%"],
-                        label="Per example, worst regressions first, with the judge's own replies (sortable)")
-    downloads = gr.File(label="Downloads: both answers, the book's file for the tuned model, the scores",
-                        file_count="multiple", elem_id="judge-downloads")
+    with gr.Row(equal_height=True):
+        grade = gr.Button("Grade base and tuned", variant="primary", scale=2, elem_id="judge-grade")
+        stop = gr.Button("Stop", variant="stop", scale=1, elem_id="judge-stop")
+        metrics_only = gr.Checkbox(label="Reference metrics only (exact match, ROUGE-L: no server needed)",
+                                   scale=2, elem_id="judge-metrics-only")
+    message = gr.HTML(notice(EMPTY, "info"), elem_id="judge-message")
+    with gr.Column(visible=False) as results:
+        summary = gr.HTML(elem_id="judge-report")
+        with gr.Row():
+            plot = gr.Plot(label="Score distributions", show_label=False)
+            groups = gr.Plot(label="Averages per group", show_label=False, elem_id="judge-groups")
+        gr.Markdown("**Per example**, worst regressions first (Δ = tuned − base). Click a row for the whole example and the judge's "
+                    "own replies.")
+        rows = gr.Dataframe(interactive=False, max_height=420, max_chars=90, elem_id="judge-table")
+        detail = gr.HTML(elem_id="judge-detail-panel")
+        downloads = gr.File(label="Downloads: both answers, the book's file for the tuned model, the scores",
+                            file_count="multiple", elem_id="judge-downloads")
+    shown_rows = gr.State([])  # the table's rows in display order, for the drill-down
+    result_outputs = [results, summary, plot, groups, rows, detail, downloads, shown_rows]
 
     def settings_from(api_value, host_value, model_value, key_env_value, prompt_value, concurrency_value,
                       timeout_value, structured_on, template_value):
@@ -109,7 +115,7 @@ def build(shared: Shared, tab: gr.Tab) -> None:
                  template_value, request: gr.Request, progress=gr.Progress()):
         stop_event = stops.setdefault(request.session_hash if request else "", threading.Event())
         stop_event.clear()
-        skip = (gr.skip(),) * 5
+        skip = (gr.skip(),) * len(result_outputs)
         if not run_id:
             return notice("Pick a tuned run first (train one in the Train tab).", "error"), *skip
         try:
@@ -117,30 +123,33 @@ def build(shared: Shared, tab: gr.Tab) -> None:
                                      concurrency_value, timeout_value, structured_on, template_value)
             status = None
             if not metrics_on:
+                progress(0, desc=f"Checking the judge server at {settings.host}")
                 status = judge.preflight(settings)
                 if not status.ok:
-                    return notice(status.message + " Or tick “Reference metrics only” in the judge settings.",
-                                  "error"), *skip
+                    return notice(status.message + " To grade without a server, tick “Reference metrics only” "
+                                  "beside the Grade button.", "error"), *skip
+            progress(0, desc="Loading the model")
             path = evaluation.generate_responses(
                 manager, run_id, split_name, int(limit), GenerationSettings(max_new_tokens=int(max_tokens)),
                 on_progress=lambda f, text: progress(f * 0.5, desc=text), stop=stop_event)
+            progress(0.5, desc="Asking the judge" if not metrics_on else "Computing the reference metrics")
             result = evaluation.grade_responses(
                 path, settings, evaluation.judge_dir(manager.models_dir, run_id) / "cache.jsonl", pairwise=pairwise_on,
                 on_progress=lambda f, text: progress(0.5 + f * 0.5, desc=text), stop=stop_event,
                 use_judge=not metrics_on, server=status, group_by=(group_value or "task").strip())
         except PlaygroundError as exc:
             return notice(str(exc), "error"), *skip
-        done = notice(" · ".join(evaluation.summary_lines(result.summary)[:2]) or "Reference metrics computed.", "ok")
-        note = manager.run_data(run_id).note
-        if note:
-            done += notice(note, "warn")
-        facts = evaluation.judge_facts(settings, status, not metrics_on)
-        files = [str(path), str(path.with_name(evaluation.BOOK_FILE)), str(result.scores_path)]
-        return (done, summary_html(result.summary, facts), distribution(result.rows), groups_figure(result.summary),
-                table(result.rows), files)
+        saved = evaluation.latest_grading(manager.models_dir, run_id)
+        return (finished_message(result.summary, manager.run_data(run_id).note), *show(saved))
 
     grade.click(on_grade, [run, split, count, max_new, pairwise, metrics_only, group_by, *server_inputs],
-                [message, summary, plot, groups, rows, downloads])
+                [message, *result_outputs], show_progress_on=[message])
+
+    def on_select(shown, event: gr.SelectData):
+        row = event.index[0] if event and event.index else None
+        return drill_down(shown[row]) if row is not None and row < len(shown) else ""
+
+    rows.select(on_select, shown_rows, detail)
 
     def on_stop(request: gr.Request):
         stops.setdefault(request.session_hash if request else "", threading.Event()).set()
@@ -149,7 +158,41 @@ def build(shared: Shared, tab: gr.Tab) -> None:
     stop.click(on_stop, None, message)
 
     def refresh_runs(current):
-        return run_update(manager, current)
+        """The runs, and the picked run's last grading (so it is there again after a reload)."""
+        update = run_update(manager, current)
+        return update, *last_grading(update.get("value"))
 
-    gr.on([shared.app.load, tab.select], refresh_runs, run, [run])
+    def last_grading(run_id):
+        saved = evaluation.latest_grading(manager.models_dir, run_id) if run_id else None
+        text = notice(EMPTY, "info") if saved is None else notice(
+            f"The last grading of this run ({saved['grading']}); grade again for another split or size.", "info")
+        return text, *show(saved)
 
+    run.change(last_grading, run, [message, *result_outputs])
+    outputs = [run, message, *result_outputs]
+    gr.on([shared.app.load, tab.select], refresh_runs, run, outputs)
+
+
+EMPTY = ("No grading of this run yet. Press “Grade base and tuned”: the report card appears here with each "
+         "average and its 95% interval, the score distributions, averages per task and every example.")
+
+
+def show(saved: dict[str, Any] | None) -> tuple[Any, ...]:
+    """The results area's updates for a saved grading (see evaluation.latest_grading), or hidden."""
+    if saved is None:
+        return gr.update(visible=False), "", None, None, None, "", None, []
+    summary, facts = saved["summary"], saved.get("judge") or {}
+    group_by = (summary.get("groups") or {}).get("by", "task")
+    ordered = sorted_rows(saved["rows"])
+    widths = [COLUMN_WIDTHS[c] for c in table_columns(ordered)]
+    return (gr.update(visible=True), summary_html(summary, facts), distribution(saved["rows"]),
+            groups_figure(summary), gr.update(value=table(ordered, group_by), column_widths=widths), "",
+            saved["files"], ordered)
+
+
+def finished_message(summary: dict[str, Any], note: str) -> str:
+    """The first lines of the report; a warning when answers were left ungraded, with why."""
+    lines = evaluation.summary_lines(summary)[:2]
+    missing = sum((summary.get(side) or {}).get(key, 0) for side in ("base", "tuned") for key in ("errors", "skipped"))
+    text = notice(" · ".join(lines) or "Reference metrics computed.", "warn" if missing else "ok")
+    return text + (notice(note, "warn") if note else "")
