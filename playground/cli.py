@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from . import batching, data, prompts, runs, store, training
+from . import batching, data, data_checks, prompts, runs, store, training
 from .errors import PlaygroundError
 
 
@@ -35,6 +35,23 @@ def cmd_data_validate(args: argparse.Namespace) -> int:
     print(f"splits: train {sizes['train']}, validation {sizes['validation']}, test {sizes['test']}")
     for row, first in dataset.duplicates[:20]:
         print(f"warning: record {row} repeats the instruction and input of record {first}")
+    return 0
+
+
+def cmd_data_check(args: argparse.Namespace) -> int:
+    """Findings for a dataset trained with the given settings; outputs may be empty here, to be reported."""
+    dataset = data.load(args.path, parse_mapping(args.mapping), args.max_file_mb, args.max_records,
+                        empty_outputs=True)
+    tokenizer = store.load_tokenizer(args.tokenizer)
+    settings = data_checks.CheckSettings(style=args.style, template=args.template, max_length=args.max_length or None,
+                                         mask_instruction=args.mask_instruction, split_seed=args.seed)
+    report = data_checks.check(dataset, tokenizer, settings)
+    if args.json:
+        print(json.dumps({"source": dataset.source, **report.to_json()}, ensure_ascii=False))
+    else:
+        print(f"{dataset.source}:")
+        for line in data_checks.lines(report):
+            print(line)
     return 0
 
 
@@ -302,6 +319,15 @@ def build_parser() -> argparse.ArgumentParser:
     validate = data_cmd.add_parser("validate", help="check a dataset; print record count and split sizes")
     add_source(validate)
     validate.set_defaults(func=cmd_data_validate)
+    check = data_cmd.add_parser("check", help="find problems in a dataset for the given training settings")
+    add_source(check)
+    add_style(check)
+    check.add_argument("--split-seed", dest="seed", type=int, help="the split seed training will use (default 123)")
+    check.add_argument("--max-length", type=int, default=training.TrainConfig().max_length,
+                       help="training's max length (default %(default)s; 0: no truncation)")
+    check.add_argument("--mask-instruction", action=argparse.BooleanOptionalAction, default=False)
+    check.add_argument("--json", action="store_true", help="print the findings as JSON")
+    check.set_defaults(func=cmd_data_check)
 
     prompt = commands.add_parser("prompt", help="print one record's training text in a style")
     add_source(prompt)

@@ -151,10 +151,13 @@ def set_record_limit(max_records: int) -> None:
 
 
 def load(source: str | Path, mapping: dict[str, str] | None = None,
-         max_mb: float = DEFAULT_MAX_MB, max_records: int | None = None) -> Dataset:
-    """Load a dataset from `builtin`, a file path, an http(s) URL or a Hugging Face dataset id."""
+         max_mb: float = DEFAULT_MAX_MB, max_records: int | None = None, empty_outputs: bool = False) -> Dataset:
+    """Load a dataset from `builtin`, a file path, an http(s) URL or a Hugging Face dataset id.
+
+    `empty_outputs` keeps records whose output is empty or only whitespace (refused otherwise),
+    for the data check to report them."""
     text = str(source).strip()
-    limits = (max_mb, max_records or _record_limit)
+    limits = (max_mb, max_records or _record_limit, empty_outputs)
     try:
         dataset = _load(text, mapping, limits)
     except DataError:
@@ -180,14 +183,14 @@ def release_memory() -> None:
         pass
 
 
-def _load(text: str, mapping: dict[str, str] | None, limits: tuple[float, int]) -> Dataset:
+def _load(text: str, mapping: dict[str, str] | None, limits: tuple[float, int, bool]) -> Dataset:
     if not text:
         raise DataError("dataset", ["no file, URL or dataset id given"])
     if text == BUILTIN:
         path = resources.files("playground").joinpath("datasets/instructions.json")
-        return _parse(Path(str(path)).read_bytes(), "builtin (instructions.json)", ".json", mapping, limits[1])
+        return _parse(Path(str(path)).read_bytes(), "builtin (instructions.json)", ".json", mapping, *limits[1:])
     if text.startswith(("http://", "https://")):
-        return _parse(_download(text, limits[0]), text, _suffix(text), mapping, limits[1])
+        return _parse(_download(text, limits[0]), text, _suffix(text), mapping, *limits[1:])
     path = Path(text).expanduser()
     if path.exists():
         return load_file(path, mapping, *limits)
@@ -197,9 +200,10 @@ def _load(text: str, mapping: dict[str, str] | None, limits: tuple[float, int]) 
 
 
 def load_file(path: str | Path, mapping: dict[str, str] | None = None,
-              max_mb: float = DEFAULT_MAX_MB, max_records: int | None = None) -> Dataset:
+              max_mb: float = DEFAULT_MAX_MB, max_records: int | None = None, empty_outputs: bool = False) -> Dataset:
     path = Path(path)
-    return _parse(read_limited(path, max_mb), str(path), _suffix(path.name), mapping, max_records or _record_limit)
+    return _parse(read_limited(path, max_mb), str(path), _suffix(path.name), mapping, max_records or _record_limit,
+                  empty_outputs)
 
 
 def read_limited(path: Path, max_mb: float) -> bytes:
@@ -274,7 +278,7 @@ def _download(url: str, max_mb: float) -> bytes:
     return data
 
 
-def _load_hub(repo_id: str, mapping: dict[str, str] | None, limits: tuple[float, int]) -> Dataset:
+def _load_hub(repo_id: str, mapping: dict[str, str] | None, limits: tuple[float, int, bool]) -> Dataset:
     from huggingface_hub import snapshot_download
 
     try:
@@ -300,7 +304,8 @@ class _Invalid(str):
     """A row that could not be parsed, standing in its place with the message that says why."""
 
 
-def _parse(data: bytes, source: str, suffix: str, mapping: dict[str, str] | None, max_records: int) -> Dataset:
+def _parse(data: bytes, source: str, suffix: str, mapping: dict[str, str] | None, max_records: int,
+           empty_outputs: bool = False) -> Dataset:
     if not data.strip():
         raise DataError(source, ["file is empty"])
     if suffix == ".parquet":
@@ -316,7 +321,7 @@ def _parse(data: bytes, source: str, suffix: str, mapping: dict[str, str] | None
             rows, where = _read_jsonl(text), "line"
         else:
             rows, where = _read_json(text, source), "record"
-    return _build(rows, source, where, mapping, max_records)
+    return _build(rows, source, where, mapping, max_records, empty_outputs)
 
 
 def _decode(data: bytes, source: str) -> str:
@@ -435,7 +440,7 @@ def detect_mapping(columns: list[str]) -> dict[str, str]:
 
 
 def _build(rows: Iterable[tuple[int, Any]], source: str, where: str,
-           override: dict[str, str] | None, max_records: int) -> Dataset:
+           override: dict[str, str] | None, max_records: int, empty_outputs: bool = False) -> Dataset:
     """Records from rows read one at a time; the first object's keys decide the column mapping."""
     rows = iter(rows)
     head = []  # the rows up to the first object, read ahead
@@ -469,7 +474,7 @@ def _build(rows: Iterable[tuple[int, Any]], source: str, where: str,
         if isinstance(value, _Invalid):
             problems.append(value)
             continue
-        record, row_problems = _record(value, mapping, at)
+        record, row_problems = _record(value, mapping, at, empty_outputs)
         if row_problems:
             problems.extend(row_problems)
             continue
@@ -484,7 +489,7 @@ def _build(rows: Iterable[tuple[int, Any]], source: str, where: str,
     return Dataset(records=records, source=source, mapping=mapping, duplicates=duplicates)
 
 
-def _record(value: Any, mapping: dict[str, str], at: str) -> tuple[Record | None, list[str]]:
+def _record(value: Any, mapping: dict[str, str], at: str, empty_outputs: bool = False) -> tuple[Record | None, list[str]]:
     """One row as a Record, or the problems that prevent it."""
     if type(value) is dict:  # the usual case first, checked quickly: fields present, text, not empty
         instruction, output = value.get(mapping["instruction"]), value.get(mapping["output"])
@@ -506,7 +511,7 @@ def _record(value: Any, mapping: dict[str, str], at: str) -> tuple[Record | None
             problems.append(f"{at}, field '{column}': missing")
         elif not isinstance(raw, str):
             problems.append(f"{at}, field '{column}': must be text, got {type(raw).__name__}")
-        elif name != "input" and not raw.strip():
+        elif name != "input" and not raw.strip() and not (name == "output" and empty_outputs):
             problems.append(f"{at}, field '{column}': is empty")
         else:
             fields[name] = raw

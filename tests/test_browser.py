@@ -113,6 +113,24 @@ def test_dataset_tab_pages_searches_and_shows_a_record(page, tmp_path):
     expect(page.locator("#page-caption")).to_contain_text("1,196 records")
 
 
+def test_dataset_tab_checks_the_data_and_opens_a_record_found(page):
+    page.get_by_role("tab", name="Dataset").click()
+    expect(page.locator("#page-caption")).to_contain_text("1,196 records")
+    page.locator("#check-max-length input[type=number]").fill("48")
+    page.locator("#check-mask input").check()
+    page.locator("#data-check").click()
+    findings = page.locator("#data-check-findings")
+    expect(findings).to_contain_text("kinds of problem found")
+    expect(findings).to_contain_text("Alpaca (the book's template) style, max length 48, instruction masked")
+    expect(findings).to_contain_text("response cut away")
+    expect(findings).to_contain_text("#146")  # its output repeats its input
+    page.locator("#data-check-record input").click()
+    page.locator("#data-check-record [role=option]").filter(has_text="output equals the input: #146").click()
+    expect(page.locator("#record-detail")).to_contain_text("Record #146")
+    findings.scroll_into_view_if_needed()
+    page.screenshot(path=str(SHOTS / "dataset-check.png"), full_page=True)
+
+
 def test_prompt_styles_switch(page):
     page.get_by_role("tab", name="Prompt styles").click()
     training = page.locator("#training-text")

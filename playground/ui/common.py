@@ -94,6 +94,8 @@ CSS = """
 .pg-card b {display: block; font-size: 22px; color: #111827;}
 .pg-card span {font-size: 12px; color: #6b7280;}
 .pg-facts {font-size: 12px; color: #4b5563; margin: 6px 0;}
+.pg-findings {border-collapse: collapse; font-size: 13px; width: 100%;}
+.pg-findings th, .pg-findings td {border-bottom: 1px solid #e5e7eb; padding: 4px 8px; text-align: left; vertical-align: top;}
 .pg-legend span {display: inline-block; padding: 2px 8px; margin: 2px 4px 2px 0; border-radius: 4px;
   font-size: 12px; color: #111827; border: 1px solid #d1d5db;}
 .pg-grid {font-family: ui-monospace, monospace; font-size: 12px;}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+from functools import partial
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Sequence
@@ -12,7 +13,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from .. import batching, data
+from .. import batching, data, data_checks, prompts, training
 from ..errors import PlaygroundError
 from .common import Shared, changed, notice, tokenizer_or_message
 
@@ -129,6 +130,7 @@ def layout() -> SimpleNamespace:
     ui.message = gr.HTML()
     ui.stats = gr.HTML()
     ui.histogram = gr.Plot(show_label=False, visible=False, elem_id="dataset-histogram")  # shown once drawn
+    ui.check = check_layout()
     with gr.Row():
         with gr.Column(scale=5):
             with gr.Row():
@@ -146,6 +148,74 @@ def layout() -> SimpleNamespace:
         with gr.Column(scale=2):
             ui.detail = gr.HTML(elem_id="record-detail")
     return ui
+
+
+def check_layout() -> SimpleNamespace:
+    """The data check: the training settings it assumes, its button, the findings and a record picker."""
+    check = SimpleNamespace()
+    with gr.Accordion("Check the data before training", open=True):
+        with gr.Row():
+            check.max_length = gr.Number(value=training.TrainConfig().max_length, precision=0, minimum=0,
+                                         label="Max length (0 = no truncation)", elem_id="check-max-length")
+            check.split_seed = gr.Number(value=123, precision=0, label="Split seed", elem_id="check-split-seed")
+            check.masked = gr.Checkbox(label="Mask instruction tokens", elem_id="check-mask")
+            check.run = gr.Button("Check the data", variant="primary", elem_id="data-check")
+        check.findings = gr.HTML(elem_id="data-check-findings")
+        check.record = gr.Dropdown([], value=None, label="Show a record found (in the record view beside the table)",
+                                   interactive=True, elem_id="data-check-record")
+    return check
+
+
+def findings_html(report: data_checks.Report) -> str:
+    """The settings and lengths, then a table: each finding, its count, its first records, what it means."""
+    settings, lengths = report.settings, report.lengths
+    facts = (f"{report.records:,} records in the {prompts.STYLE_LABELS[settings.style]} style, max length "
+             f"{settings.max_length or 'none'}, instruction {'masked' if settings.mask_instruction else 'not masked'}, "
+             f"split seed {settings.split_seed}. Training positions per record: median {lengths.median:.0f}, "
+             f"95th percentile {lengths.p95:.0f}, longest {lengths.longest}; {lengths.over:,} over the max length, "
+             f"{lengths.lost_share:.1%} of all positions cut away.")
+    rows = "".join(finding_row(f) for f in report.findings)
+    found = len(report.problems())
+    summary = notice(f"{found} kind{'s' if found != 1 else ''} of problem found." if found else "No problem found.",
+                     "warn" if found else "ok")
+    return (f'{summary}<div class="pg-facts">{html.escape(facts)}</div>'
+            f'<table class="pg-findings"><tr><th>finding</th><th>records</th><th>first record numbers</th>'
+            f'<th>what it means</th></tr>{rows}</table>')
+
+
+def finding_row(finding: data_checks.Finding) -> str:
+    listed = ", ".join(f"#{n}" + (f" ({finding.notes[n]})" if n in finding.notes else "") for n in finding.shown())
+    if finding.count > data_checks.SHOWN:
+        listed += f" … {finding.count - data_checks.SHOWN:,} more"
+    style = "" if finding.count else ' style="color:#9ca3af"'
+    return (f'<tr{style}><td>{html.escape(finding.title)}</td><td><b>{finding.count:,}</b></td>'
+            f'<td>{html.escape(listed)}</td><td>{html.escape(finding.advice) if finding.count else ""}</td></tr>')
+
+
+def record_choices(report: data_checks.Report) -> list[tuple[str, str]]:
+    """One choice per listed record of each finding; the value is `finding key:record number`."""
+    return [(f"{f.title}: #{n}" + (f" ({f.notes[n]})" if n in f.notes else ""), f"{f.key}:{n}")
+            for f in report.problems() for n in f.shown()]
+
+
+def check_data(shared: Shared, dataset: data.Dataset, spec: str, style: str, template: str, max_length: float,
+               masked: bool, split_seed: float, progress: gr.Progress = gr.Progress()):
+    """(findings, record picker) for the session's dataset, prompt style and tokenizer."""
+    tokenizer, wait_message = tokenizer_or_message(shared.manager, spec)
+    if not tokenizer:
+        return notice(wait_message, "error"), gr.update(choices=[], value=None)
+    settings = data_checks.CheckSettings(style=style, template=template, max_length=int(max_length or 0) or None,
+                                         mask_instruction=bool(masked), split_seed=int(split_seed or 0))
+    try:
+        report = data_checks.check(dataset, tokenizer, settings,
+                                   on_progress=lambda done: progress(done, desc="tokenising as training does"))
+    except PlaygroundError as exc:
+        return notice(str(exc), "error"), gr.update(choices=[], value=None)
+    return findings_html(report), gr.update(choices=record_choices(report), value=None)
+
+
+def picked_finding(value: str | None) -> Any:
+    return int(value.rsplit(":", 1)[1]) if value else gr.skip()
 
 
 def load_source(shared: Shared, path_or_file: Any, mapping_values: tuple[str, ...], name: str | None = None):
@@ -201,3 +271,13 @@ def build(shared: Shared) -> None:
     ui.previous.click(lambda p: max(1, int(p or 1) - 1), ui.page, ui.page).then(page_of, table_inputs, table_outputs)
     ui.next.click(lambda p: int(p or 1) + 1, ui.page, ui.page).then(page_of, table_inputs, table_outputs)
     ui.table.select(picked_row, None, shared.record_index)
+    connect_check(shared, ui.check)
+
+
+def connect_check(shared: Shared, check: SimpleNamespace) -> None:
+    """The check runs on a click; a new dataset clears its findings; a picked record opens in the record view."""
+    settings = [shared.dataset, shared.tokenizer_spec, shared.style, shared.template, check.max_length, check.masked,
+                check.split_seed]
+    check.run.click(partial(check_data, shared), settings, [check.findings, check.record])
+    shared.dataset.change(lambda: ("", gr.update(choices=[], value=None)), None, [check.findings, check.record])
+    check.record.change(picked_finding, check.record, shared.record_index)
