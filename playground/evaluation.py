@@ -171,12 +171,18 @@ def grade_responses(path: Path, settings: judge.JudgeSettings, cache_path: Path 
     cache = judge.JudgeCache(cache_path)
     items = judge.items_from_responses(records)
     judgments: list[judge.Judgment] = []
+    share = 0.5 if pairwise else 1.0  # of the progress bar, for the scores; the pairwise questions get the rest
     if use_judge and items:
-        report = (lambda done, total: on_progress(done / total, f"graded {done} of {total} answers")) if on_progress else None
+        report = ((lambda done, total: on_progress(share * done / total, f"graded {done} of {total} answers"))
+                  if on_progress else None)
         judgments = judge.grade(items, settings, cache, on_progress=report, stop=stop)
     pairs: list[judge.PairJudgment] = []
     if pairwise and use_judge:
-        pairs = judge.grade_pairwise(judge.pairs_from_responses(records), settings, cache, stop=stop)
+        report = ((lambda done, total: on_progress(share + (1 - share) * done / total,
+                                                   f"asked {done} of {total} pairwise questions (both orders)"))
+                  if on_progress else None)
+        pairs = judge.grade_pairwise(judge.pairs_from_responses(records), settings, cache, on_progress=report,
+                                     stop=stop)
     rows = example_rows(records, judgments, pairs, group_by, use_judge)
     summary = judge.summarize(judgments) if judgments else {}
     summary["metrics"] = reference_metrics(records)
@@ -200,7 +206,7 @@ def judge_facts(settings: judge.JudgeSettings, server: judge.Preflight | None, u
     return {"used": True, "backend": settings.api, "host": settings.host, "model": judge.model_name(settings),
             "digest": server.digest if server else "", "parameters": server.parameters if server else "",
             "prompt": settings.prompt, "template_sha256": hashlib.sha256(template.encode()).hexdigest()[:16],
-            "structured": settings.structured, "options": settings.options(),
+            "structured": settings.structured, "options": settings.request_options(),
             "api_key_env": settings.api_key_env or None}
 
 

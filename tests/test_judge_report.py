@@ -187,3 +187,11 @@ def test_the_latest_grading_of_a_run_is_read_back_with_its_files(tmp_path):
     assert [os.path.basename(f) for f in saved["files"]] == ["responses.json", "scores-llama3-x.json"]
     (folder / "test-5-bbbb" / "scores-llama3-x.json").write_text('{"cut')  # cut by a crash: the older one is shown
     assert evaluation.latest_grading(tmp_path, "run-1")["grading"] == "test-3-aaaa"
+
+
+def test_the_report_names_the_options_the_protocol_sends():
+    ollama = JudgeSettings()
+    assert evaluation.judge_facts(ollama, None, True)["options"] == {"temperature": 0.0, "seed": 123, "num_ctx": 4096,
+                                                                      "num_predict": 512}
+    openai = JudgeSettings(api="openai", prompt="book")
+    assert evaluation.judge_facts(openai, None, True)["options"] == {"temperature": 0.0, "seed": 123, "max_tokens": 512}

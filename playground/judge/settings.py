@@ -70,6 +70,15 @@ class JudgeSettings:
         return {"temperature": self.temperature, "seed": self.seed, "num_ctx": self.num_ctx,
                 "num_predict": self.max_reply_tokens}
 
+    def request_options(self) -> dict[str, Any]:
+        """The options as the chosen protocol sends them: an OpenAI-compatible server has no context
+        option (its context is set when it starts) and names the reply limit max_tokens."""
+        options = self.options()
+        if self.api == "openai":
+            return {"temperature": options["temperature"], "seed": options["seed"],
+                    "max_tokens": self.max_reply_tokens}
+        return options
+
     def api_key(self) -> str | None:
         """The key from the named environment variable (None when no variable is named)."""
         if not self.api_key_env:

@@ -37,7 +37,7 @@ class OpenAIBackend:
                                     timeout=timeout or settings.timeout, max_retries=0)
 
     def chat(self, messages: list[dict[str, str]], schema: dict[str, Any] | None) -> Reply:
-        options = self.settings.options()
+        options = self.settings.request_options()
         extra: dict[str, Any] = {}
         if schema is not None:
             extra["response_format"] = {"type": "json_schema",
@@ -45,7 +45,7 @@ class OpenAIBackend:
         try:
             response = self.client.chat.completions.create(
                 model=self.settings.model, messages=messages, temperature=options["temperature"],
-                seed=options["seed"], max_tokens=self.settings.max_reply_tokens, **extra)
+                seed=options["seed"], max_tokens=options["max_tokens"], **extra)
         except openai.BadRequestError as exc:
             if _TOO_LONG.search(str(exc.message)):
                 raise PromptTooLong(exc.message) from exc
