@@ -210,7 +210,8 @@ def warnings(summary: dict[str, Any], parameters: str) -> list[str]:
         if part.get("truncated"):
             found.append(f"{part['truncated']} {side} prompts did not fit the judge's context (cut or refused).")
         if part.get("unparsed"):
-            found.append(f"{part['unparsed']} {side} replies held no score (counted as unparsed, not as 0).")
+            replies = "reply" if part["unparsed"] == 1 else "replies"
+            found.append(f"{part['unparsed']} {side} {replies} held no score (counted as unparsed, not as 0).")
         found += problem_lines(part.get("problems") or [], f"{side} answers not graded")
     found += problem_lines((summary.get("pairwise") or {}).get("problems") or [], "pairwise questions not answered")
     return found
