@@ -135,7 +135,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             setattr(config, name, getattr(args, name))
     if getattr(args, "out", None):
         print("warning: --out is deprecated; use --models-dir", file=sys.stderr)
-        args.models_dir = args.models_dir
+        args.models_dir = args.out
     if args.max_steps is not None or args.epochs is not None:
         config.max_steps, config.epochs = args.max_steps, args.epochs or 1.0
     config.check()

@@ -88,7 +88,9 @@ def test_train_names_the_store_models_dir_and_turns_preset_choices_off(tiny_mode
     old = run(*common, "--out", str(tmp_path / "b"))
     assert old.returncode == 0, old.stderr
     assert "--out is deprecated; use --models-dir" in old.stderr
-    settings = json.loads((Path(old.stdout.strip().splitlines()[-1]) / "config.json").read_text())["settings"]
+    old_folder = Path(old.stdout.strip().splitlines()[-1])
+    assert old_folder.parent == tmp_path / "b" / "runs"  # --out is still where the run goes
+    settings = json.loads((old_folder / "config.json").read_text())["settings"]
     assert settings["mask_instruction"] is True  # the preset's choice
     assert "--out" not in run("train", "--help").stdout
 

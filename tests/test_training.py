@@ -148,7 +148,7 @@ def test_two_lora_steps_on_the_real_default_model(tmp_path):
     env = {**os.environ, "PLAYGROUND_MODELS_DIR": str(ROOT / "models")}
     result = subprocess.run([sys.executable, "-m", "playground", "train", "--model", "default", "--method", "lora",
                              "--max-steps", "2", "--batch-size", "2", "--max-length", "64", "--probes", "1",
-                             "--eval-every", "1", "--out", str(tmp_path)],
+                             "--eval-every", "1", "--models-dir", str(tmp_path)],
                             cwd=ROOT, capture_output=True, text=True, env=env, timeout=1200)
     assert result.returncode == 0, result.stderr[-2000:]
     lines = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
