@@ -17,57 +17,20 @@ the data is dropped (del, gc, and for (a) `data.release_memory()`, which the app
 
 from __future__ import annotations
 
-import argparse
 import gc
 import json
-import os
-import platform
 import resource
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.common import run_child  # noqa: E402
+from bench.common import MIB, Sampler, parse_or_run_child, run_child, write_file  # noqa: E402
 
 SIZES = (10_000, 100_000, 200_000, 1_000_000)  # 200,000: the default record limit
-MIB = 2**20
-
-
-def write_file(path: Path, n: int) -> None:
-    with open(path, "w", encoding="utf-8") as file:
-        file.write("[")
-        for i in range(n):
-            record = {"instruction": f"Say {i}.", "input": "", "output": str(i)}
-            file.write(("," if i else "") + json.dumps(record))
-        file.write("]")
-
-
-class Sampler:
-    """The largest RSS seen by psutil while a block runs (a cross-check of ru_maxrss)."""
-
-    def __init__(self) -> None:
-        import psutil
-
-        self.process, self.peak, self.done = psutil.Process(), 0, threading.Event()
-
-    def __enter__(self) -> "Sampler":
-        self.thread = threading.Thread(target=self._sample, daemon=True)
-        self.thread.start()
-        return self
-
-    def _sample(self) -> None:
-        while not self.done.is_set():
-            self.peak = max(self.peak, self.process.memory_info().rss)
-            time.sleep(0.002)
-
-    def __exit__(self, *exc: object) -> None:
-        self.done.set()
-        self.thread.join()
 
 
 def child(method: str, path: str) -> None:
@@ -110,14 +73,9 @@ def child(method: str, path: str) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="10k and 100k records only")
-    parser.add_argument("--child", nargs=2, metavar=("METHOD", "FILE"), help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.child:
-        child(*args.child)
+    args = parse_or_run_child(__doc__, child)
+    if args is None:
         return
-    print(f"machine: {platform.platform()}, Python {platform.python_version()}, {os.cpu_count()} CPUs")
     print("JSON array of tiny records; MiB above the process's RSS before loading; each case in a fresh process\n")
     print(f"{'records':>9} {'file MB':>8}  {'method':<24} {'seconds':>8} {'peak MiB':>9} {'kept MiB':>9} "
           f"{'after drop':>10}  outcome")

@@ -21,11 +21,8 @@ are not the histogram's), and the figure itself is built both ways.
 
 from __future__ import annotations
 
-import argparse
 import gc
 import json
-import os
-import platform
 import resource
 import sys
 import tempfile
@@ -35,11 +32,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.common import run_child  # noqa: E402
-from bench.data_memory import Sampler, write_file  # noqa: E402
+from bench.common import MIB, Sampler, parse_or_run_child, run_child, write_file  # noqa: E402
 
 SIZES = (10_000, 100_000, 200_000)
-MIB = 2**20
 
 
 def old_histogram(dataset, tokenizer):
@@ -96,14 +91,9 @@ def child(method: str, path: str) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="10k and 100k records only")
-    parser.add_argument("--child", nargs=2, metavar=("METHOD", "FILE"), help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.child:
-        child(*args.child)
+    args = parse_or_run_child(__doc__, child)
+    if args is None:
         return
-    print(f"machine: {platform.platform()}, Python {platform.python_version()}, {os.cpu_count()} CPUs")
     print("JSON array of tiny records, default tokenizer; histogram peak in MiB above the process's RSS "
           "before it; each case in a fresh process\n")
     print(f"{'records':>9}  {'method':<34} {'hist s':>7} {'peak MiB':>9} {'page turn s':>12}")
