@@ -130,11 +130,10 @@ def table(rows: list[dict[str, Any]], group_by: str = "task") -> pd.DataFrame:
     return frame.rename(columns={**TABLE_HEADERS, "group": group_by})
 
 
-def _field(title: str, text: str | None, mono: bool = True) -> str:
-    style = "white-space:pre-wrap;font-family:ui-monospace,monospace;font-size:12px" if mono else "font-size:13px"
+def _field(title: str, text: str | None) -> str:
+    """A titled text box in the app's text style (.pg-text), scrolling when long."""
     return (f'<div style="margin:6px 0"><div style="font-size:12px;color:#6b7280">{html.escape(title)}</div>'
-            f'<div style="{style};background:#f9fafb;border:1px solid #e5e7eb;border-radius:6px;padding:6px 8px;'
-            'max-height:220px;overflow:auto">'
+            f'<div class="pg-text" style="max-height:220px;overflow:auto">'
             f'{html.escape(text or "") or "<i>(empty)</i>"}</div></div>')
 
 
