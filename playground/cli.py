@@ -203,6 +203,45 @@ def cmd_chat(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_inspect(args: argparse.Namespace) -> int:
+    """Per-token probabilities, losses and KL of base and tuned on one text; or loss by task family."""
+    from . import inspection
+    from .manager import ModelManager
+
+    args.run = runs.check_run_id(args.models_dir, args.run)
+    manager = ModelManager(args.models_dir)
+    if args.families:
+        families = inspection.family_losses(manager, args.run, args.split, args.limit)
+        if args.json:
+            print(json.dumps([vars(f) for f in families], ensure_ascii=False))
+            return 0
+        print(f"{'task family':<28} {'records':>7} {'tokens':>7} {'base loss':>10} {'tuned loss':>10}")
+        for f in families:
+            print(f"{f.family[:28]:<28} {f.records:>7} {f.tokens:>7} {f.base_loss:>10.3f} {f.tuned_loss:>10.3f}")
+        return 0
+    if (args.instruction or args.input) and args.reference is None:
+        raise PlaygroundError("--instruction needs --reference: the answer both models read, token by token.")
+    if args.reference is not None:
+        typed = data.Record(args.instruction or "", args.input or "", args.reference)
+        result = inspection.inspect_record(manager, args.run, typed)
+    else:
+        result = inspection.inspect_example(manager, args.run, args.split, args.index)
+    if args.json:
+        for row in result.tokens:
+            print(json.dumps(row.as_row(), ensure_ascii=False))
+        return 0
+    print(f"{result.source}: {len(result.tokens)} response tokens" + (" (cut at the run's max length)"
+                                                                        if result.truncated else ""))
+    print(f"{'token':<16} {'base p':>8} {'tuned p':>8} {'base loss':>10} {'tuned loss':>10} {'KL':>8}")
+    for row in result.tokens:
+        print(f"{row.token[:16]:<16} {row.base_prob:>8.4f} {row.tuned_prob:>8.4f} {row.base_loss:>10.3f} "
+              f"{row.tuned_loss:>10.3f} {row.kl:>8.3f}")
+    for side, totals in result.totals.items():
+        shown = {k: "-" if v is None else f"{v:.3f}" for k, v in totals.items()}
+        print(f"{side}: mean loss on prompt tokens {shown['prompt_loss']}, on response tokens {shown['response_loss']}")
+    return 0
+
+
 def cmd_judge(args: argparse.Namespace) -> int:
     """Generate (or read) base and tuned answers, grade them with the judge, print the averages."""
     from . import evaluation, judge
@@ -389,6 +428,21 @@ def build_parser() -> argparse.ArgumentParser:
     chat.add_argument("--raw", action="store_true", help="send the prompt as typed, with no template")
     chat.add_argument("--models-dir", type=Path, default=store.MODELS_DIR)
     chat.set_defaults(func=cmd_chat)
+
+    look = commands.add_parser("inspect", help="what the fine-tune changed: per response token, base and tuned "
+                                               "probability, loss and KL; or loss by task family")
+    look.add_argument("--run", required=True, help="a run id: the name of a folder under MODELS_DIR/runs/")
+    look.add_argument("--split", choices=["train", "validation", "test"], default="test", help="the run's own split")
+    look.add_argument("--index", type=int, default=0, help="which example of the split (0: the first)")
+    look.add_argument("--instruction", help="inspect this typed text instead (with --reference)")
+    look.add_argument("--input", help="the typed text's input section")
+    look.add_argument("--reference", help="the reference answer the models read (needed for typed text)")
+    look.add_argument("--families", action="store_true", help="mean response loss per task family on --split")
+    look.add_argument("--limit", type=int, help="with --families: only the first N examples of the split")
+    look.add_argument("--json", action="store_true",
+                      help="JSON lines, one per response token (token, base_prob, tuned_prob, base_loss, tuned_loss, kl)")
+    look.add_argument("--models-dir", type=Path, default=store.MODELS_DIR)
+    look.set_defaults(func=cmd_inspect)
 
     grade = commands.add_parser("judge", help="grade base and tuned answers with a Llama 3 judge on Ollama")
     grade.add_argument("--run", help="a run id (a folder under MODELS_DIR/runs/): generate its base and tuned "
