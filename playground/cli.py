@@ -477,6 +477,8 @@ def build_parser() -> argparse.ArgumentParser:
     grade.add_argument("--no-judge", action="store_true", help="reference metrics only; no server needed")
     grade.add_argument("--models-dir", type=Path, default=store.MODELS_DIR)
     grade.set_defaults(func=cmd_judge)
+    from .export.cli import add_parser as add_export_parser
+    add_export_parser(commands)
     return parser
 
 

@@ -1,0 +1,48 @@
+"""`python -m playground export`: one run exported to a folder, with progress and the files it wrote."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from .. import store
+from .gguf_file import K_QUANT_NOTE, QUANTS
+from .runner import FORMATS, ExportRequest, export_run
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from ..cli import ProgressReport
+    from ..manager import ModelManager
+
+    request = ExportRequest(run_id=args.run, format=args.format, out=args.out, quant=args.quant, force=args.force,
+                            parity_count=args.parity, max_new_tokens=args.max_new_tokens,
+                            ollama_host=args.host, ollama_name=args.name, create_on_server=not args.no_create)
+    manager = ModelManager(args.models_dir)
+    progress = ProgressReport()
+    try:
+        result = export_run(manager, request, on_progress=progress)
+    finally:
+        progress.close()
+    for line in result.lines():
+        print(line)
+    return 0
+
+
+def add_parser(commands: Any) -> None:
+    export = commands.add_parser("export", help="export a run: adapter, merged HF folder, GGUF or Ollama model",
+                                 description="Export a run's tuned model. GGUF and Ollama exports end with a parity "
+                                             "check: the run's test prompts answered by llama.cpp and by the app. "
+                                             + K_QUANT_NOTE)
+    export.add_argument("--run", required=True, help="a run id: the name of a folder under MODELS_DIR/runs/")
+    export.add_argument("--format", required=True, choices=FORMATS)
+    export.add_argument("--quant", choices=list(QUANTS), default="f16", help="GGUF tensor type (gguf, ollama)")
+    export.add_argument("--out", type=Path, help="the folder to create (default: the run's exports/FORMAT[-QUANT])")
+    export.add_argument("--force", action="store_true", help="replace an earlier export in --out")
+    export.add_argument("--parity", type=int, default=10, help="test prompts for the parity check (gguf, ollama)")
+    export.add_argument("--max-new-tokens", type=int, default=64, help="answer length in the parity check")
+    export.add_argument("--host", help="Ollama server (default: $OLLAMA_HOST or http://127.0.0.1:11434)")
+    export.add_argument("--name", help="the Ollama model's name (default: playground-RUN)")
+    export.add_argument("--no-create", action="store_true", help="write the Modelfile only; print the create command")
+    export.add_argument("--models-dir", type=Path, default=store.MODELS_DIR)
+    export.set_defaults(func=cmd_export)

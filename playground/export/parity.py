@@ -1,0 +1,158 @@
+"""The parity check: does the exported GGUF answer like the app?
+
+The run's own test prompts are answered greedily twice: by the app's tuned model through the one
+generation engine, and by llama.cpp (`llama_cpp.Llama`) on the exported file, with llama.cpp's own
+tokenizer. The result counts identical answers and, for the others, where the first different token
+is; it also counts prompts that llama.cpp tokenises differently from the app.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from .. import prompts
+from ..errors import PlaygroundError
+from ..generation import GenerationSettings, answer_text, encode, generate
+
+Progress = Callable[[float, str], None]
+
+
+@dataclass
+class Difference:
+    record: int            # the record's number in the dataset
+    instruction: str
+    app: str
+    gguf: str
+    token: int             # the answer's first token that differs (0-based)
+    app_token: str         # what the app wrote there ("" when its answer had ended)
+    gguf_token: str
+
+
+@dataclass
+class ParityResult:
+    total: int
+    identical: int
+    same_prompt_tokens: int
+    max_new_tokens: int
+    differences: list[Difference] = field(default_factory=list)
+
+    @property
+    def summary(self) -> str:
+        text = f"{self.identical} of {self.total} answers identical to the app's (greedy, {self.max_new_tokens} tokens at most)"
+        if self.same_prompt_tokens != self.total:
+            text += f"; llama.cpp tokenised {self.total - self.same_prompt_tokens} prompts differently"
+        return text
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "summary": self.summary}
+
+
+@dataclass(frozen=True)
+class Case:
+    record: int
+    instruction: str
+    prompt: prompts.Prompt
+
+
+def cases_for(manager: Any, run_id: str, style: str, tokenizer: Any, template: str | None, count: int) -> list[Case]:
+    """The first `count` records of the run's own test split, as the app prompts them."""
+    found = manager.run_data(run_id)
+    cases = []
+    for index in found.indices("test")[:count]:
+        record = found.dataset.records[index]
+        cases.append(Case(index, record.instruction, prompts.render(record, style, tokenizer, template).inference))
+    if not cases:
+        raise PlaygroundError(f"Run {run_id} has no test records to check the export with.")
+    return cases
+
+
+def app_answers(manager: Any, run_id: str, cases: list[Case], tokenizer: Any, style: str,
+                settings: GenerationSettings, stop: threading.Event | None,
+                on_progress: Progress | None) -> list[str]:
+    side, _ = manager.tuned_side(run_id)
+
+    def progress(done: int, total: int) -> None:
+        if on_progress:
+            on_progress(done / total, f"The app's answers: {done} of {total}")
+
+    return generate([(side, case.prompt) for case in cases], tokenizer, style, settings, stop=stop,
+                    on_progress=progress)
+
+
+def gguf_answers(path: Path, cases: list[Case], tokenizer: Any, stops: list[int], adds_bos: bool,
+                 settings: GenerationSettings, stop: threading.Event | None,
+                 on_progress: Progress | None) -> tuple[list[list[int]], int]:
+    """llama.cpp's greedy answer tokens for every case, and how many prompts it tokenised as the app did."""
+    llm = load_llama(path, max(len(encode(tokenizer, c.prompt)) for c in cases) + settings.max_new_tokens + 8)
+    answers, same = [], 0
+    for number, case in enumerate(cases):
+        if stop is not None and stop.is_set():
+            raise PlaygroundError(f"Stopped during the parity check ({number} of {len(cases)} answered).")
+        ids = llm.tokenize(case.prompt.text.encode("utf-8"), add_bos=adds_bos and not case.prompt.has_special_tokens,
+                           special=True)
+        same += ids == encode(tokenizer, case.prompt)
+        llm.reset()
+        answer: list[int] = []
+        for token in llm.generate(ids, temp=0.0, top_k=1, top_p=1.0, min_p=0.0, repeat_penalty=1.0, reset=True):
+            if token in stops:
+                break
+            answer.append(token)
+            if len(answer) >= settings.max_new_tokens:
+                break
+        answers.append(answer)
+        if on_progress:
+            on_progress((number + 1) / len(cases), f"llama.cpp's answers: {number + 1} of {len(cases)}")
+    return answers, same
+
+
+def load_llama(path: Path, n_ctx: int) -> Any:
+    try:
+        import llama_cpp
+    except ImportError:
+        raise PlaygroundError("The parity check needs llama.cpp's Python package: pip install llama-cpp-python") from None
+    try:
+        return llama_cpp.Llama(str(path), n_ctx=max(n_ctx, 256), n_threads=None, verbose=False, seed=0)
+    except (ValueError, RuntimeError) as exc:
+        raise PlaygroundError(f"llama.cpp could not load {path.name}: {exc}") from None
+
+
+def compare(cases: list[Case], app: list[str], gguf: list[list[int]], tokenizer: Any, same_prompts: int,
+            max_new_tokens: int) -> ParityResult:
+    result = ParityResult(len(cases), 0, same_prompts, max_new_tokens)
+    for case, app_text, ids in zip(cases, app, gguf):
+        gguf_text = answer_text(tokenizer, ids)
+        if gguf_text == app_text:
+            result.identical += 1
+            continue
+        result.differences.append(first_difference(case, app_text, ids, tokenizer))
+    return result
+
+
+def first_difference(case: Case, app_text: str, ids: list[int], tokenizer: Any) -> Difference:
+    """The first llama.cpp token whose text leaves the app's answer, and the app's token at that place."""
+    position = 0
+    while position < len(ids) and app_text.startswith(answer_text(tokenizer, ids[:position + 1])):
+        position += 1
+    written = answer_text(tokenizer, ids[:position])
+    rest = app_text[len(written):] if app_text.startswith(written) else app_text
+    app_ids = tokenizer(rest, add_special_tokens=False).input_ids
+    return Difference(case.record, case.instruction, app_text, answer_text(tokenizer, ids), position,
+                      tokenizer.decode(app_ids[:1]) if app_ids else "",
+                      tokenizer.decode(ids[position:position + 1]) if position < len(ids) else "")
+
+
+def check(manager: Any, run_id: str, path: Path, tokenizer: Any, style: str, template: str | None,
+          stops: list[int], adds_bos: bool, count: int, settings: GenerationSettings,
+          stop: threading.Event | None = None, on_progress: Progress | None = None) -> ParityResult:
+    """Answer `count` test prompts of the run in the app and with the GGUF file; compare them."""
+    cases = cases_for(manager, run_id, style, tokenizer, template, count)
+
+    def part(start: float, share: float) -> Progress | None:
+        return (lambda f, text: on_progress(start + share * f, text)) if on_progress else None
+
+    app = app_answers(manager, run_id, cases, tokenizer, style, settings, stop, part(0.0, 0.6))
+    gguf, same = gguf_answers(path, cases, tokenizer, stops, adds_bos, settings, stop, part(0.6, 0.4))
+    return compare(cases, app, gguf, tokenizer, same, settings.max_new_tokens)
