@@ -9,12 +9,17 @@ the same error bodies (`{"error": "..."}` with the HTTP status):
   POST /api/show     a model's details, or 404
   POST /api/pull     NDJSON progress lines (or one line when not streamed); the model is then present
   POST /api/chat     one reply, or NDJSON chunks (`done: false` ... then a final `done: true`)
+  HEAD /api/blobs/sha256:<hex>   200 when the blob is there, else 404
+  POST /api/blobs/sha256:<hex>   the file's bytes; 201, or 400 when they do not hash to the digest
+  POST /api/create   a model from uploaded blobs (`files`), a `template` and `parameters`: NDJSON progress
+                     lines ending in `success` (or one line when not streamed); the model is then listed
 
 What a chat request gets is scripted from tests: `reply(request) -> str | Fault` (default: "85"),
 or `script`, a queue of behaviours (a reply text or a `Fault`) consumed one per request before
 `reply` is asked. `latency` is added to every chat request; `capacity` requests are served at once
 and the rest wait (like OLLAMA_NUM_PARALLEL); `max_concurrent` is the most seen at once. Every chat
-request body is kept in `requests`.
+request body is kept in `requests`. Uploaded blobs are kept in `blobs` (digest -> bytes) and every
+create request body in `created` (model name -> body).
 
 From another test module:  `from ollama_standin import OllamaStandin, Fault, standin  # noqa: F401`
 (the `standin` fixture yields a started server and stops it afterwards).
@@ -25,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import hashlib
 import json
 import socket
 import threading
@@ -84,6 +90,8 @@ class OllamaStandin:
         self.port = port
         self.pull_steps = pull_steps
         self.requests: list[dict[str, Any]] = []
+        self.blobs: dict[str, bytes] = {}
+        self.created: dict[str, dict[str, Any]] = {}
         self.max_concurrent = 0
         self._active = 0
         self._lock = threading.Lock()
@@ -231,6 +239,13 @@ class _Handler(BaseHTTPRequestHandler):
     # ------------------------------------------------------------ routes
 
     def do_HEAD(self) -> None:
+        if self.path.startswith("/api/blobs/"):
+            with self.owner._lock:
+                found = self.path[len("/api/blobs/"):] in self.owner.blobs
+            self.send_response(200 if found else 404)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         self.send_response(200)
         self.send_header("Content-Length", "0")
         self.end_headers()
@@ -250,12 +265,16 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             self.connection.shutdown(socket.SHUT_RDWR)
             return
+        if self.path.startswith("/api/blobs/"):
+            self._blob(self.path[len("/api/blobs/"):])
+            return
         try:
             body = self._body()
         except json.JSONDecodeError:
             self._error(400, "invalid character in request body")
             return
-        routes = {"/api/chat": self._chat, "/api/show": self._show, "/api/pull": self._pull}
+        routes = {"/api/chat": self._chat, "/api/show": self._show, "/api/pull": self._pull,
+                  "/api/create": self._create}
         route = routes.get(self.path)
         if route is None:
             self._send_text(404, "404 page not found")
@@ -297,6 +316,67 @@ class _Handler(BaseHTTPRequestHandler):
         with self.owner._lock:
             self.owner.models.add(name)
         self._stream_line({"status": "success"})
+        self._end_stream()
+
+    def _raw_body(self) -> bytes:
+        """The request's bytes, sent with a Content-Length or in chunks."""
+        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+            data = b""
+            while True:
+                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                if size == 0:
+                    self.rfile.readline()
+                    return data
+                data += self.rfile.read(size)
+                self.rfile.readline()
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length else b""
+
+    def _blob(self, digest: str) -> None:
+        data = self._raw_body()
+        actual = "sha256:" + hashlib.sha256(data).hexdigest()
+        if not digest.startswith("sha256:") or len(digest) != 71:
+            self._error(400, "invalid digest format")
+            return
+        if actual != digest:
+            self._error(400, f"digest mismatch, expected {digest!r}, got {actual!r}")
+            return
+        with self.owner._lock:
+            self.owner.blobs[digest] = data
+        self.send_response(201)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def _create(self, body: dict[str, Any]) -> None:
+        name = str(body.get("model") or "")
+        if not name:
+            self._error(400, "model is required")
+            return
+        files = body.get("files") or {}
+        if not files and not body.get("from"):
+            self._error(400, "neither 'from' or 'files' was specified")
+            return
+        with self.owner._lock:
+            missing = [digest for digest in files.values() if digest not in self.owner.blobs]
+        if missing:
+            self._error(400, f"blob {missing[0]} not found: upload it first")
+            return
+        lines = [{"status": "parsing GGUF"}]
+        lines += [{"status": f"using existing layer {digest}"} for digest in files.values()]
+        for part in ("template", "parameters"):
+            if body.get(part):
+                text = json.dumps(body[part], sort_keys=True).encode()
+                lines.append({"status": f"creating new layer sha256:{hashlib.sha256(text).hexdigest()}"})
+        lines += [{"status": "writing manifest"}, {"status": "success"}]
+        with self.owner._lock:
+            self.owner.created[_full_name(name)] = body
+            self.owner.models.add(_full_name(name))
+        if not body.get("stream", True):
+            self._send_json(200, {"status": "success"})
+            return
+        self._start_stream()
+        for line in lines:
+            self._stream_line(line)
         self._end_stream()
 
     def _chat(self, body: dict[str, Any]) -> None:
