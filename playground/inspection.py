@@ -49,6 +49,7 @@ class TokenRow:
 class Inspection:
     run_id: str
     source: str             # "test record 12", or "typed text"
+    prompt: str             # the prompt's text as the models read it
     prompt_tokens: list[str]
     tokens: list[TokenRow]  # one per token of the reference response, its end-of-text token last
     totals: dict[str, dict[str, float | None]]  # side -> mean loss of prompt and of response tokens
@@ -134,7 +135,8 @@ def compare(base: Side, tuned: Side, tokenizer: Any, record: data.Record, style:
             for p in range(first, len(ids) - 1)]
     totals = {name: {"prompt_loss": _mean(loss[:first]), "response_loss": _mean(loss[first:])}
               for name, loss in (("base", base_loss), ("tuned", tuned_loss))}
-    return Inspection(run_id, source, texts[:prompt_len], rows, totals, truncated)
+    prompt = tokenizer.decode(ids[:prompt_len], skip_special_tokens=True)
+    return Inspection(run_id, source, prompt, texts[:prompt_len], rows, totals, truncated)
 
 
 def _run_sides(manager: Any, run_id: str) -> tuple[Side, Side, Any, dict[str, Any]]:

@@ -305,6 +305,41 @@ def test_chat_tab_two_messages_regenerate_and_a_blind_vote(page):
     page.screenshot(path=str(SHOTS / "chat.png"), full_page=True)
 
 
+def test_inspect_tab_shows_what_changed_per_token_and_per_family(page):
+    page.get_by_role("tab", name="Inspect").click()
+    expect(page.locator("#inspect-run input")).to_have_value(re.compile("lora"))  # the run trained above
+    expect(page.locator("#inspect-example input")).to_have_value(re.compile(r"^0 · record \d+"))
+    page.locator("#inspect-go").click()
+    expect(page.locator("#inspect-message")).to_contain_text("answer tokens", timeout=180_000)
+    tokens = page.locator("#inspect-tuned .token")
+    count = tokens.count()
+    assert count >= 2 and page.locator("#inspect-base .token").count() == count
+    expect(page.locator("#inspect-detail")).to_contain_text("Token 0")
+    tokens.nth(count - 1).click()  # the end-of-text token: both sides' top 5 for it
+    expect(page.locator("#inspect-detail")).to_contain_text(f"Token {count - 1}")
+    expect(page.locator("#inspect-detail")).to_contain_text("Tuned: top 5 next tokens")
+    expect(page.locator("#inspect-summary")).to_contain_text("answer loss, base → tuned")
+    page.screenshot(path=str(SHOTS / "inspect.png"), full_page=True)
+
+    page.get_by_role("tab", name="Chat").click()  # leaving the tab and coming back keeps the result
+    page.get_by_role("tab", name="Inspect").click()
+    expect(page.locator("#inspect-detail")).to_contain_text(f"Token {count - 1}")
+
+    page.get_by_text("Or a text of your own").click()
+    page.locator("#inspect-instruction textarea").fill("Name a primary color.")
+    page.locator("#inspect-reference textarea").fill("Red.")
+    page.locator("#inspect-typed").click()
+    expect(page.locator("#inspect-message")).to_contain_text("Your text", timeout=180_000)
+    expect(page.locator("#inspect-summary")).to_contain_text("Name a primary color.")
+
+    page.locator("#families-split input").click()
+    page.locator("#families-split [role=option]", has_text="test").click()
+    page.locator("#families-go").click()
+    expect(page.locator("#families-message")).to_contain_text("task families", timeout=300_000)
+    expect(page.locator("#families-plot .js-plotly-plot")).to_be_visible()
+    page.screenshot(path=str(SHOTS / "inspect-families.png"), full_page=True)
+
+
 def set_judge_count(page, n):
     page.locator("#judge-count input[type=number]").fill(str(n))
     page.locator("#judge-count input[type=number]").press("Enter")

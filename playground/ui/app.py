@@ -13,6 +13,7 @@ import gradio as gr
 from .. import data, prompts
 from ..manager import ModelManager
 from . import batch_tab, chat_tab, dataset_tab, judge_tab, prompts_tab, train_tab
+from . import inspect_tab
 from . import export_tab
 from .common import Shared, notice
 
@@ -77,6 +78,8 @@ def build_app(manager: ModelManager, max_file_mb: float | None = None) -> gr.Blo
                 train_tab.build(shared)
             with gr.Tab("Chat", id="chat") as chat:
                 chat_tab.build(shared, chat)
+            with gr.Tab("Inspect", id="inspect") as inspecting:
+                inspect_tab.build(shared, inspecting)
             with gr.Tab("Judge", id="judge") as grading:
                 judge_tab.build(shared, grading)
             with gr.Tab("Export", id="export") as exporting:

@@ -113,6 +113,9 @@ CSS = """
 .pg-text {font-family: ui-monospace, monospace; white-space: pre-wrap; font-size: 13px; line-height: 1.5;
   border: 1px solid #e5e7eb; border-radius: 6px; padding: 10px; background: #fff; color: #111827;}
 .pg-text span {border-radius: 3px;}
+.pg-prompt {font-size: 12px; max-height: 9em; overflow-y: auto; color: #4b5563; margin-bottom: 8px;}
+.pg-top5 {display: flex; flex-wrap: wrap; gap: 16px;}
+.pg-top5 table {width: auto; min-width: 280px;}
 .pg-pane-name {font-weight: 600; font-size: 14px; color: #374151; padding: 2px 4px;}
 /* a chat pane's buttons sit above its scrolling text, not over it */
 #chat-left .bubble-wrap, #chat-right .bubble-wrap {margin-top: 34px; height: calc(100% - 34px); padding-top: 4px;}
