@@ -281,11 +281,12 @@ def test_the_command_line_exports_and_lists_the_files(tiny_run, tmp_path, capsys
 # ------------------------------------------------------------ the default model
 
 
-# Documented floor for the default model's Quick-CPU-style LoRA run, 10 test prompts, 32 new tokens, the app in
-# float32: F16 keeps llama.cpp within float rounding of the app, so at least 8 of 10 answers are identical; Q8_0
-# moves the weights by up to 1/254 of each block's largest value, which flips some near-tied greedy choices of a
-# 270M model: at least 6 of 10. Every prompt is tokenised by llama.cpp exactly as by the app.
-FLOOR = {"f16": 8, "q8_0": 6}
+# Documented floor for the default model's LoRA run (16 steps of the Quick CPU demo's settings), 10 test prompts,
+# 32 new tokens, the app in float32. Measured here: F16 10 of 10 identical, Q8_0 8 of 10 (one answer went on
+# where the app's stopped, one differed at its first token). F16 keeps llama.cpp within float rounding of the
+# app: at least 9 of 10. Q8_0 moves each weight by up to 1/254 of its block's largest value, which flips some
+# near-tied greedy choices of a 270M model: at least 6 of 10. Every prompt is tokenised as the app does.
+FLOOR = {"f16": 9, "q8_0": 6}
 
 
 def train_default_run(models: Path, run_id: str) -> None:
@@ -328,3 +329,24 @@ def test_tiny_gguf_parity_on_eight_test_prompts(graded_run, tiny_model_dir, tmp_
     parity = result.parity
     assert parity.total == 8 and parity.same_prompt_tokens == 8
     assert parity.identical >= 7, parity.as_dict()
+
+
+def test_a_full_fine_tune_exports_its_own_weights(tiny_model_dir, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    from tests_helpers import small_dataset, train_tiny_run
+
+    models = tmp_path / "store"
+    run = train_tiny_run(tiny_model_dir, models, "full-run", small_dataset(), max_steps=4, method="full")
+    manager = ModelManager(models, tokenizer_spec=str(tiny_model_dir), dtype="float32")
+    with pytest.raises(PlaygroundError, match="full fine-tune"):
+        export_run(manager, ExportRequest(run_id="full-run", format="adapter", out=tmp_path / "adapter"))
+    hf_result = export_run(manager, ExportRequest(run_id="full-run", format="hf", out=tmp_path / "hf"))
+    exported = AutoModelForCausalLM.from_pretrained(hf_result.folder).eval()
+    trained = AutoModelForCausalLM.from_pretrained(run / "weights").eval()
+    _, ids = prompt_ids(manager.tokenizer(str(tiny_model_dir)))
+    with torch.no_grad():
+        assert torch.equal(exported(torch.tensor([ids])).logits, trained(torch.tensor([ids])).logits)
+    gguf_result = export_run(manager, ExportRequest(run_id="full-run", format="gguf", out=tmp_path / "gguf",
+                                                    parity_count=4, max_new_tokens=12))
+    assert gguf_result.parity.identical == gguf_result.parity.total

@@ -31,12 +31,12 @@ def write_hf(model: Any, tokenizer: Any, folder: Path, chat_template: str, stops
     """The merged model as safetensors, its tokenizer with the run's prompt style as the chat template,
     and a generation config that stops where the app stops and decodes greedily."""
     model.save_pretrained(folder, safe_serialization=True)
-    saved_template = getattr(tokenizer, "chat_template", None)
-    try:
-        tokenizer.chat_template = chat_template
-        tokenizer.save_pretrained(folder)
-    finally:
-        tokenizer.chat_template = saved_template
+    tokenizer.save_pretrained(folder)  # the shared tokenizer is not changed: its template is replaced on disk
+    config_path = folder / "tokenizer_config.json"
+    config = json.loads(config_path.read_text(encoding="utf-8"))
+    if config.pop("chat_template", None) is not None:
+        config_path.write_text(json.dumps(config, indent=2, ensure_ascii=False), encoding="utf-8")
+    (folder / "chat_template.jinja").write_text(chat_template, encoding="utf-8")
     generation = {"bos_token_id": tokenizer.bos_token_id, "eos_token_id": stops if len(stops) > 1 else stops[0],
                   "pad_token_id": tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stops[0],
                   "do_sample": False, "max_new_tokens": 256}
