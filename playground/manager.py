@@ -212,6 +212,14 @@ class ModelManager:
         return Status("ready", f"Model '{spec}' on {loaded.device.type} in {str(loaded.dtype).replace('torch.', '')}, "
                                f"{parameter_bytes(loaded.weights.model) / 2**20:,.0f} MiB of weights.")
 
+    def loaded_model(self, spec: str = store.DEFAULT) -> LoadedModel | None:
+        """The base model when `spec` is loaded and ready; None otherwise (never waits or loads)."""
+        with self._state_lock:
+            future, current = self._model, self._model_spec
+        if future is None or current != (spec or store.DEFAULT).strip() or not future.done():
+            return None
+        return None if future.exception() is not None else future.result()
+
     def model(self, spec: str = store.DEFAULT, timeout: float | None = None) -> LoadedModel:
         future = self.request_model(spec)
         try:

@@ -1,0 +1,289 @@
+"""Before Start: will the run fit in memory, and how long will it take?
+
+Memory is counted from the model's own parameter shapes (the loaded model, or one built on the
+`meta` device from its config, which costs no memory) and the batch the settings make:
+- weights: the shared base weights, plus a float32 copy for a full fine-tune (training.prepare_model);
+- trainable parameters, their gradients and AdamW's two states (float32 for LoRA);
+- activations kept for the backward pass (no gradient checkpointing), counted on the padded batch:
+  per token and layer, ACT_BYTES_PER_FEATURE bytes per input and output feature of the layer's
+  linear layers, a measure that follows the architecture's widths;
+- the logits at trained positions (modeling.CausalLMLoss): in the model's dtype, their float32 copy,
+  the log-softmax kept for backward and its gradient; with a 262k vocabulary this is often the
+  largest part.
+Time per step comes from this machine's earlier runs of the same model, method, device and dtype
+(their measured input tokens per second), or, without one, from the parameter count and a matmul
+speed measured here, which is rougher and says so.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import psutil
+import torch
+from torch import nn
+
+from . import batching, runs, store
+from .errors import PlaygroundError
+
+# Bytes autograd keeps per token, per layer and per input or output feature of the layer's linear
+# layers. Measured with saved-tensor hooks on a batch of 4 x 128: Gemma 3 270M 4.4 (LoRA on bf16,
+# float32 adapters) and 6.0 (full, float32); a tiny Llama 4.2 (LoRA) and 4.5 (full), both float32.
+ACT_BYTES_PER_FEATURE = {"lora": 4.5, "full": 6.0}
+LOGIT_BYTES = 12  # per trained position and vocabulary entry, besides the logits in the model's dtype
+SAMPLE_RECORDS = 256  # training records tokenised to measure lengths
+MATMUL_EFFICIENCY = 0.5  # of the measured matmul speed a training step reaches (rough)
+GIB = 2**30
+
+
+@dataclass
+class Shapes:
+    """What the estimate needs from a model."""
+    parameters: int
+    weight_bytes: int
+    hidden: int
+    vocab: int
+    dtype_bytes: int
+    linears: dict[str, tuple[int, int]] = field(default_factory=dict)  # name -> (in, out), LM head excluded
+
+
+@dataclass
+class Batches:
+    """Token counts per optimizer step, from a sample of the training split."""
+    computed: float  # padded tokens the decoder runs on (batch x width), per micro-batch
+    real: float      # real input tokens per micro-batch
+    trained: float   # trained targets per micro-batch
+    micro_batches: int  # per optimizer step (gradient accumulation)
+
+
+@dataclass
+class Estimate:
+    parts: dict[str, int]  # bytes
+    trainable: int
+    available: int | None  # bytes free on the device now
+    step_seconds: float | None
+    run_seconds: float | None
+    steps: int
+    basis: str  # where the time comes from
+    already_loaded: int = 0  # bytes of `parts` already in memory (the loaded base weights)
+
+    @property
+    def total(self) -> int:
+        return sum(self.parts.values())
+
+    @property
+    def fits(self) -> bool | None:
+        if self.available is None:
+            return None
+        return self.total - self.already_loaded <= self.available
+
+
+def shapes_of(model: nn.Module) -> Shapes:
+    """Shapes of a loaded model (or one on the meta device); LoRA layers already on it are skipped."""
+    from .modeling import unwrap_causal_lm
+
+    causal_lm = unwrap_causal_lm(model)
+    config = getattr(causal_lm.config, "text_config", None) or causal_lm.config
+    head = causal_lm.get_output_embeddings()
+    linears = {name: (module.in_features, module.out_features) for name, module in causal_lm.named_modules()
+               if isinstance(module, nn.Linear) and module is not head and "lora_" not in name}
+    base = [p for name, p in causal_lm.named_parameters() if "lora_" not in name]
+    dtype = next(iter(base)).dtype
+    return Shapes(parameters=sum(p.numel() for p in base), weight_bytes=sum(p.numel() * p.element_size() for p in base),
+                  hidden=config.hidden_size, vocab=config.vocab_size, dtype_bytes=dtype.itemsize, linears=linears)
+
+
+def shapes_from_config(folder: str | Path, dtype: torch.dtype) -> Shapes:
+    """Shapes of a local model folder without loading its weights: built on the meta device."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    config = AutoConfig.from_pretrained(folder)
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config, dtype=dtype)
+    return shapes_of(model)
+
+
+def lora_parameters(shapes: Shapes, rank: int, targets: str) -> int:
+    """Trainable parameters of LoRA adapters: rank x (in + out) per targeted linear layer."""
+    names = None if targets == "all-linear" else {t.strip() for t in targets.split(",") if t.strip()}
+    return sum(rank * (n_in + n_out) for name, (n_in, n_out) in shapes.linears.items()
+               if names is None or name.rsplit(".", 1)[-1] in names)
+
+
+def batch_tokens(records: Sequence[Any], indices: Sequence[int], tokenizer: Any, config: Any) -> Batches:
+    """Mean tokens per micro-batch for the settings, from up to SAMPLE_RECORDS training records."""
+    picked = list(indices[:SAMPLE_RECORDS])
+    samples = batching.encode_all(records, config.style, tokenizer, config.template, picked)
+    if not samples:
+        return Batches(0, 0, 0, config.grad_accum)
+    limit = config.max_length or max(len(s.ids) for s in samples)
+    lengths = [min(len(s.ids) - 1, limit) for s in samples]
+    trained = [max(0, n - max(s.prompt_len - 1, 0)) if config.mask_instruction else n
+               for s, n in zip(samples, lengths)]
+    size = min(config.batch_size, len(samples))
+    # Batches are padded to their longest sample: about the mean when grouped by length, else
+    # about the length below which a batch's samples all fall half of the time.
+    mean = statistics.mean(lengths)
+    width = mean if config.group_by_length else max(mean, _typical_max(lengths, size))
+    return Batches(computed=size * width, real=size * mean,
+                   trained=size * statistics.mean(trained), micro_batches=config.grad_accum)
+
+
+def _typical_max(lengths: list[int], size: int) -> float:
+    ordered = sorted(lengths)
+    quantile = 0.5 ** (1 / max(size, 1))  # P(max of `size` draws <= q) = 1/2
+    return float(ordered[min(len(ordered) - 1, int(quantile * len(ordered)))])
+
+
+def memory(shapes: Shapes, config: Any, batches: Batches) -> tuple[dict[str, int], int]:
+    """(bytes per part, trainable parameters)."""
+    if config.method == "lora":
+        trainable = lora_parameters(shapes, config.lora_r, config.target_modules)
+        copy = 0
+    else:
+        trainable = shapes.parameters
+        copy = trainable * 4  # the float32 copy that trains
+    logit_dtype_bytes = shapes.dtype_bytes if config.method == "lora" else 4
+    features = sum(n_in + n_out for n_in, n_out in shapes.linears.values())  # over all layers
+    per_token = features * ACT_BYTES_PER_FEATURE[config.method]
+    parts = {"weights": shapes.weight_bytes + copy,
+             "gradients": trainable * 4,
+             "optimizer": trainable * 8,
+             "activations": int(batches.computed * per_token),
+             "logits": int(batches.trained * shapes.vocab * (LOGIT_BYTES + logit_dtype_bytes))}
+    return parts, trainable
+
+
+def available_bytes(device: torch.device) -> int | None:
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    if device.type == "cpu":
+        return psutil.virtual_memory().available
+    return None
+
+
+def measured_speed(models_dir: Path, config: Any, device: str, dtype: str) -> tuple[float | None, int]:
+    """Median input tokens/s of the latest runs like this one (same model, method, device, dtype)."""
+    speeds = []
+    for record in runs.list_runs(models_dir):
+        s = record.settings
+        if (s.get("model"), s.get("method"), record.config.get("device"), record.config.get("dtype")) != \
+                (config.model, config.method, device, dtype):
+            continue
+        steps = [e["input_tokens_per_s"] for e in _events(record.folder) if e.get("kind") == "step"
+                 and e.get("input_tokens_per_s")]
+        if len(steps) > 2:
+            speeds.append(statistics.median(steps[2:]))  # the first steps warm up
+        if len(speeds) == 5:
+            break
+    return (statistics.median(speeds) if speeds else None), len(speeds)
+
+
+def _events(folder: Path) -> list[dict[str, Any]]:
+    try:
+        lines = (folder / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return []
+    events = []
+    for line in lines:
+        try:
+            events.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return events
+
+
+def matmul_flops(device: torch.device, dtype: torch.dtype, size: int = 1024, seconds: float = 0.3) -> float:
+    """Floating-point operations per second of a square matmul here, measured for about `seconds`."""
+    a = torch.randn(size, size, device=device, dtype=dtype)
+    b = torch.randn(size, size, device=device, dtype=dtype)
+    a @ b  # warm up
+    count, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        a @ b
+        count += 1
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return 2 * size**3 * count / (time.perf_counter() - started)
+
+
+def step_seconds(shapes: Shapes, config: Any, batches: Batches, tokens_per_s: float | None,
+                 flops: float | None) -> float | None:
+    """One optimizer step: real tokens at the measured speed, or the compute over the matmul speed."""
+    if tokens_per_s:
+        return batches.real * batches.micro_batches / tokens_per_s
+    if not flops:
+        return None
+    per_token = (6 if config.method == "full" else 4) * shapes.parameters  # no weight gradients with LoRA
+    work = batches.computed * per_token + batches.trained * 6 * shapes.hidden * shapes.vocab
+    return work * batches.micro_batches / (flops * MATMUL_EFFICIENCY)
+
+
+def estimate(shapes: Shapes, config: Any, batches: Batches, steps: int, device: torch.device, *,
+             models_dir: Path, dtype_name: str, already_loaded: bool = False,
+             flops: float | None = None) -> Estimate:
+    parts, trainable = memory(shapes, config, batches)
+    speed, count = measured_speed(models_dir, config, device.type, dtype_name)
+    if speed:
+        basis = f"measured: {speed:,.0f} input tokens/s, the median of {count} earlier run{'s' * (count > 1)} like this"
+    else:
+        flops = flops if flops is not None else matmul_flops(device, getattr(torch, dtype_name, torch.float32))
+        basis = (f"rough: no earlier run like this, so from this machine's matmul speed ({flops / 1e9:,.0f} GFLOP/s) "
+                 "and the model's size; the first run makes it measured")
+    per_step = step_seconds(shapes, config, batches, speed, flops)
+    evaluations = math.ceil(steps / config.eval_every) + 1 if config.eval_every else 2
+    run = None if per_step is None else per_step * steps + evaluations * config.eval_batches * per_step / 3
+    return Estimate(parts, trainable, available_bytes(device), per_step, run, steps, basis,
+                    shapes.weight_bytes if already_loaded else 0)
+
+
+def for_settings(manager: Any, dataset: Any, config: Any, steps: int, train_indices: Sequence[int]) -> Estimate:
+    """The estimate for training `config` on `dataset` with the manager's device: the loaded model's
+    shapes when it is loaded, else its config's (the weights are not loaded for this)."""
+    from .modeling import pick_dtype
+
+    tokenizer = manager.tokenizer(config.model, timeout=60)
+    loaded = manager.loaded_model(config.model)
+    if loaded is not None:
+        shapes, dtype = shapes_of(loaded.weights.model), loaded.dtype
+    elif store.needs_conversion(config.model, manager.models_dir):
+        raise PlaygroundError("The estimate needs the model's shapes, known once the default model is converted "
+                              "(the first Start does it, about a minute).")
+    else:
+        dtype = pick_dtype(manager.device, manager.requested_dtype, store.model_type(config.model, manager.models_dir))
+        try:
+            shapes = shapes_from_config(store.resolve(config.model, manager.models_dir, weights=True), dtype)
+        except (OSError, ValueError) as exc:
+            raise PlaygroundError(f"No estimate: the config of model '{config.model}' cannot be read ({exc}).") from None
+    batches = batch_tokens(dataset.records, train_indices, tokenizer, config)
+    return estimate(shapes, config, batches, steps, manager.device, models_dir=manager.models_dir,
+                    dtype_name=str(dtype).replace("torch.", ""), already_loaded=loaded is not None)
+
+
+def describe(result: Estimate) -> str:
+    """A short text for the Train tab and the command line."""
+    names = {"weights": "weights", "gradients": "gradients", "optimizer": "AdamW states",
+             "activations": "activations", "logits": "logits at trained positions"}
+    parts = ", ".join(f"{names[k]} {v / GIB:.2f}" for k, v in result.parts.items() if v)
+    lines = [f"Memory: about {result.total / GIB:.1f} GiB ({parts} GiB); {result.trainable:,} trainable parameters."]
+    if result.fits is False:
+        lines.append(f"This will probably not fit: {result.available / GIB:.1f} GiB is free. Lower the batch size "
+                     "or the max length, or use LoRA.")
+    elif result.available is not None:
+        lines.append(f"{result.available / GIB:.1f} GiB is free now.")
+    if result.step_seconds is not None and result.run_seconds is not None:
+        lines.append(f"Time: about {result.step_seconds:.1f} s per step, {_duration(result.run_seconds)} for "
+                     f"{result.steps} steps with validation, probes not counted ({result.basis}).")
+    return "\n".join(lines)
+
+
+def _duration(seconds: float) -> str:
+    minutes, rest = divmod(int(round(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{rest:02d}" if hours else f"{minutes}:{rest:02d}"

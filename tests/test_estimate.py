@@ -1,0 +1,112 @@
+"""The estimate before Start against what a real training step on the tiny model holds."""
+
+import json
+import statistics
+
+import pytest
+import torch
+
+from playground import batching, data, estimate, store
+from playground.modeling import CausalLMLoss, unwrap_causal_lm
+from playground.training import TrainConfig, prepare_model
+from playground.weights import Weights
+from tests_helpers import small_dataset
+
+
+def saved_bytes(run, exclude):
+    """Bytes of the tensors autograd keeps for backward while `run()` goes, parameters excluded."""
+    seen = {}
+
+    def pack(tensor):
+        storage = tensor.untyped_storage()
+        if storage.data_ptr() not in exclude:
+            seen[storage.data_ptr()] = storage.nbytes()
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        result = run()
+    return sum(seen.values()), result
+
+
+@pytest.mark.parametrize("method", ["lora", "full"])
+def test_memory_parts_match_one_real_training_step(tiny_model_dir, tmp_path, method):
+    config = TrainConfig(model=str(tiny_model_dir), method=method, batch_size=4, max_length=64, lora_r=8,
+                         mask_instruction=True, lora_dropout=0.0)
+    base = store.load_model(str(tiny_model_dir), dtype=torch.float32)
+    base_bytes = sum(p.numel() * p.element_size() for p in base.parameters())
+    side = prepare_model(Weights(base), config, "run", tmp_path, torch.float32, "cpu")
+    model = side.weights.model
+    shapes = estimate.shapes_of(model)
+    tokenizer = store.load_tokenizer(str(tiny_model_dir))
+    dataset = data.load("builtin")
+    batch = batching.training_batch(dataset.records, list(range(40)), tokenizer, "alpaca", 4, max_length=64,
+                                    mask_instruction=True)
+    exact = estimate.Batches(computed=batch.inputs.numel(), real=batch.real_tokens, trained=batch.trained_tokens,
+                             micro_batches=1)
+    parts, trainable = estimate.memory(shapes, config, exact)
+
+    trained = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trained, lr=1e-3)
+    parameters = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    with side.weights.use(train=True, adapter=side.adapter):
+        decoder_bytes, _ = saved_bytes(lambda: unwrap_causal_lm(model).get_decoder()(
+            input_ids=batch.inputs, use_cache=False).last_hidden_state, parameters)
+        loss, count = CausalLMLoss(model)(batch.inputs, batch.targets)
+        (loss / count).backward()
+        optimizer.step()
+
+    assert trainable == sum(p.numel() for p in trained)
+    assert parts["gradients"] == sum(p.grad.numel() * p.grad.element_size() for p in trained)
+    states = [t for state in optimizer.state.values() for name, t in state.items() if name != "step"]
+    assert parts["optimizer"] == sum(t.numel() * t.element_size() for t in states)
+    copy = 0 if method == "lora" else sum(p.numel() * 4 for p in trained)
+    assert parts["weights"] == shapes.weight_bytes + copy and shapes.weight_bytes == base_bytes
+    assert 0.7 < parts["activations"] / decoder_bytes < 1.4, (parts["activations"], decoder_bytes)
+
+
+def test_shapes_from_the_config_alone_are_the_loaded_model_shapes(tiny_model_dir):
+    loaded = estimate.shapes_of(store.load_model(str(tiny_model_dir), dtype=torch.float32))
+    from_config = estimate.shapes_from_config(tiny_model_dir, torch.float32)
+    assert from_config == loaded
+    assert estimate.lora_parameters(loaded, 8, "q_proj,v_proj") < estimate.lora_parameters(loaded, 8, "all-linear")
+
+
+def test_batch_tokens_follow_masking_and_grouping(default_tokenizer):
+    records = small_dataset().records
+    indices = list(range(len(records)))
+    plain = estimate.batch_tokens(records, indices, default_tokenizer, TrainConfig(batch_size=4, group_by_length=False))
+    masked = estimate.batch_tokens(records, indices, default_tokenizer, TrainConfig(batch_size=4, mask_instruction=True))
+    samples = batching.encode_all(records, "alpaca", default_tokenizer, None, indices)
+    assert plain.real == pytest.approx(4 * statistics.mean(len(s.ids) - 1 for s in samples))
+    assert plain.trained == plain.real and masked.trained < masked.real
+    assert masked.trained == pytest.approx(4 * statistics.mean(len(s.ids) - s.prompt_len for s in samples))
+    assert plain.computed >= plain.real
+
+
+def test_time_comes_from_earlier_runs_like_this_one(tiny_run, tiny_model_dir):
+    record = json.loads((tiny_run / "runs" / "tiny-run" / "config.json").read_text())
+    config = TrainConfig(**record["settings"])
+    events = [json.loads(line) for line in (tiny_run / "runs" / "tiny-run" / "metrics.jsonl").read_text().splitlines()]
+    speed = statistics.median([e["input_tokens_per_s"] for e in events if e["kind"] == "step"][2:])
+    shapes = estimate.shapes_of(store.load_model(str(tiny_model_dir)))
+    batches = estimate.Batches(computed=400, real=300, trained=100, micro_batches=2)
+    result = estimate.estimate(shapes, config, batches, 10, torch.device("cpu"), models_dir=tiny_run,
+                               dtype_name=record["dtype"])
+    assert result.step_seconds == pytest.approx(600 / speed)
+    assert result.basis.startswith("measured") and "1 earlier run" in result.basis
+    other = estimate.estimate(shapes, TrainConfig(**{**record["settings"], "method": "full"}), batches, 10,
+                              torch.device("cpu"), models_dir=tiny_run, dtype_name=record["dtype"], flops=1e9)
+    assert other.basis.startswith("rough")
+    work = 400 * 6 * shapes.parameters + 100 * 6 * shapes.hidden * shapes.vocab
+    assert other.step_seconds == pytest.approx(2 * work / (1e9 * estimate.MATMUL_EFFICIENCY))
+
+
+def test_a_run_that_will_not_fit_says_so():
+    result = estimate.Estimate(parts={"weights": 3 * estimate.GIB, "activations": 2 * estimate.GIB}, trainable=10,
+                               available=4 * estimate.GIB, step_seconds=2.0, run_seconds=130.0, steps=60, basis="measured")
+    text = estimate.describe(result)
+    assert result.fits is False and "will probably not fit: 4.0 GiB is free" in text
+    assert "about 2.0 s per step, 2:10 for 60 steps" in text
+    loaded = estimate.Estimate(parts=result.parts, trainable=10, available=4 * estimate.GIB, step_seconds=None,
+                               run_seconds=None, steps=60, basis="", already_loaded=3 * estimate.GIB)
+    assert loaded.fits is True  # the loaded weights are already in memory
