@@ -140,6 +140,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         config.max_steps, config.epochs = args.max_steps, args.epochs or 1.0
     config.check()
     dataset = data.load(args.data, parse_mapping(args.mapping), args.max_file_mb, args.max_records)
+    if args.estimate:
+        return print_estimate(args, dataset, config)
     accelerator = Accelerator(cpu=args.device == "cpu")
     dtype = pick_dtype(accelerator.device, args.dtype, store.model_type(config.model, args.models_dir))
     tokenizer = store.load_tokenizer(config.model, args.models_dir)
@@ -168,6 +170,23 @@ def cmd_train(args: argparse.Namespace) -> int:
         if (runs.runs_dir(args.models_dir) / run_id).is_dir():
             print(runs.runs_dir(args.models_dir) / run_id)
     return 0 if state in ("finished", "stopped") else 2
+
+
+def print_estimate(args: argparse.Namespace, dataset: data.Dataset, config: training.TrainConfig) -> int:
+    """`train --estimate`: memory, time and the data's problems for these settings; nothing is trained."""
+    from . import estimate
+    from .manager import ModelManager
+
+    manager = ModelManager(args.models_dir, device=args.device, dtype=args.dtype)
+    splits = dataset.splits(seed=config.split_seed)
+    steps = training.total_steps_for(config, len(splits.train))
+    print(estimate.describe(estimate.for_settings(manager, dataset, config, steps, splits.train)))
+    report = data_checks.check(dataset, manager.tokenizer(config.model), data_checks.CheckSettings.for_training(config))
+    problems = report.problems()
+    print(f"Data check: {len(problems)} kind{'s' * (len(problems) != 1)} of problem with these settings.")
+    for finding in problems:
+        print(f"  {finding.title}: {finding.count:,} ({finding.advice})")
+    return 0
 
 
 def cmd_chat(args: argparse.Namespace) -> int:
@@ -417,6 +436,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"], default="auto")
     train.add_argument("--models-dir", type=Path, default=store.MODELS_DIR,
                        help="model store; the run goes in MODELS_DIR/runs/")
+    train.add_argument("--estimate", action="store_true",
+                       help="print the memory and time estimate and the data check for these settings; train nothing")
     train.add_argument("--out", type=Path, help=argparse.SUPPRESS)  # the old name of --models-dir
     train.set_defaults(func=cmd_train)
 

@@ -30,6 +30,12 @@ class CheckSettings:
     mask_instruction: bool = False
     split_seed: int = 123
 
+    @classmethod
+    def for_training(cls, config: Any) -> "CheckSettings":
+        """The settings a training config (training.TrainConfig) will train with."""
+        return cls(style=config.style, template=config.template, max_length=config.max_length,
+                   mask_instruction=config.mask_instruction, split_seed=config.split_seed)
+
 
 @dataclass
 class Finding:

@@ -233,7 +233,8 @@ def estimate(shapes: Shapes, config: Any, batches: Batches, steps: int, device: 
     if speed:
         basis = f"measured: {speed:,.0f} input tokens/s, the median of {count} earlier run{'s' * (count > 1)} like this"
     else:
-        flops = flops if flops is not None else matmul_flops(device, getattr(torch, dtype_name, torch.float32))
+        trains_in = torch.float32 if config.method == "full" and device.type != "cuda" else getattr(torch, dtype_name)
+        flops = flops if flops is not None else matmul_flops(device, trains_in)
         basis = (f"rough: no earlier run like this, so from this machine's matmul speed ({flops / 1e9:,.0f} GFLOP/s) "
                  "and the model's size; the first run makes it measured")
     per_step = step_seconds(shapes, config, batches, speed, flops)

@@ -208,6 +208,10 @@ def test_train_tab_runs_a_short_fine_tune_and_shows_it_learning(page):
     page.locator("#train-max-steps input").fill("4")
     page.locator("#train-eval-every input").fill("2")
     page.locator("#train-probe-every input").fill("2")
+    page.locator("#train-check").click()  # before Start: the estimate and the data check, not blocking
+    expect(page.locator("#train-preflight")).to_contain_text("Memory: about", timeout=120_000)
+    expect(page.locator("#train-preflight")).to_contain_text("for 4 steps")
+    expect(page.locator("#train-preflight")).to_contain_text("data check found")
     page.locator("#train-start").click()
     status = page.locator("#train-status")
     # the phase shows with a clock while the model loads; no empty plot

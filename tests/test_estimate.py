@@ -110,3 +110,18 @@ def test_a_run_that_will_not_fit_says_so():
     loaded = estimate.Estimate(parts=result.parts, trainable=10, available=4 * estimate.GIB, step_seconds=None,
                                run_seconds=None, steps=60, basis="", already_loaded=3 * estimate.GIB)
     assert loaded.fits is True  # the loaded weights are already in memory
+
+
+def test_train_estimate_prints_memory_time_and_data_check_and_trains_nothing(tiny_model_dir, tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    result = subprocess.run([sys.executable, "-m", "playground", "train", "--model", str(tiny_model_dir), "--max-steps",
+                             "3", "--estimate", "--models-dir", str(tmp_path)], capture_output=True, text=True,
+                            cwd=root, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.startswith("Memory: about") and "for 3 steps" in result.stdout
+    assert "Data check:" in result.stdout
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())

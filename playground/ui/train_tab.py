@@ -11,7 +11,7 @@ import gradio as gr
 import pandas as pd
 import plotly.graph_objects as go
 
-from .. import runs, store
+from .. import data_checks, estimate, runs, store
 from ..errors import PlaygroundError
 from ..manager import TrainingJob
 from ..prompts import STYLE_LABELS
@@ -174,6 +174,37 @@ def describe_source(dataset: Any, style: str, split_seed: Any) -> str:
             "The run keeps its split: chat examples and grading use its own test records.</div>")
 
 
+def estimate_html(manager: Any, dataset: Any, config: TrainConfig) -> str:
+    """Memory and time for these settings, with a warning when it will probably not fit."""
+    from ..training import total_steps_for
+
+    splits = dataset.splits(seed=config.split_seed)
+    try:
+        result = estimate.for_settings(manager, dataset, config, total_steps_for(config, len(splits.train)),
+                                       splits.train)
+    except PlaygroundError as exc:
+        return notice(str(exc), "warn")
+    return notice(estimate.describe(result), "error" if result.fits is False else "info")
+
+
+def findings_html(manager: Any, dataset: Any, config: TrainConfig) -> str:
+    """The data problems that matter with these settings (see the Dataset tab's full check); not blocking."""
+    settings = data_checks.CheckSettings.for_training(config)
+    try:
+        report = data_checks.check(dataset, manager.tokenizer(config.model, timeout=60), settings)
+    except PlaygroundError as exc:
+        return notice(str(exc), "warn")
+    problems = report.problems()
+    if not problems:
+        return notice(f"The data check found nothing to fix in {report.records:,} records with these settings.", "ok")
+    rows = "".join(f"<tr><td><b>{html.escape(f.title)}</b>: {f.count:,}</td><td>records "
+                   f"{', '.join(map(str, f.shown()[:8]))}{' …' if f.count > 8 else ''}</td>"
+                   f"<td>{html.escape(f.advice)}</td></tr>" for f in problems)
+    return (notice(f"The data check found {len(problems)} kind{'s' * (len(problems) > 1)} of problem with these "
+                   "settings; training can start anyway. The Dataset tab's check opens each record.", "warn")
+            + f'<table class="pg-findings" id="train-findings">{rows}</table>')
+
+
 def settings_form() -> tuple[gr.Dropdown, gr.HTML, dict[str, Any]]:
     """The preset, the data line, and the training settings by TrainConfig field name (Quick CPU demo's values)."""
     defaults = TrainConfig(**PRESETS["Quick CPU demo"])
@@ -264,6 +295,10 @@ def build(shared: Shared) -> None:
         load_model = gr.Button("Load model", scale=0, elem_id="train-load-model")
     model_status = gr.HTML(elem_id="train-model-status")
     preset, source, form = settings_form()
+    with gr.Row(equal_height=True):
+        check = gr.Button("Before Start: memory, time and data check", size="sm", scale=0, min_width=340,
+                          elem_id="train-check")
+    preflight = gr.HTML(elem_id="train-preflight")
     view = run_view(manager)
     names, fields = list(form), list(form.values())
 
@@ -284,6 +319,15 @@ def build(shared: Shared) -> None:
             return notice(str(exc), "error"), gr.skip(), gr.skip()
         return "", progress_html(manager.job), None
 
+    def on_check(dataset, spec, style, template, *values):
+        try:
+            config = config_from({**dict(zip(names, values)), "model": (spec or store.DEFAULT).strip(), "style": style,
+                                  "template": template if style == "custom" else None})
+            config.check()
+        except PlaygroundError as exc:
+            return notice(str(exc), "error")
+        return estimate_html(manager, dataset, config) + findings_html(manager, dataset, config)
+
     def on_stop():
         job = manager.job
         if job is None or not job.running:
@@ -298,6 +342,8 @@ def build(shared: Shared) -> None:
     view.start.click(on_start, [shared.dataset, model_spec, shared.style, shared.template, *fields],
                      [view.message, view.progress, view.seen])
     view.stop.click(on_stop, outputs=view.message)
+    check.click(on_check, [shared.dataset, model_spec, shared.style, shared.template, *fields], preflight,
+                show_progress_on=[preflight])
     view.poll.tick(lambda seen: poll_update(manager, seen), view.seen,
                    [model_status, view.progress, view.curve, view.probes, view.runs, view.message, view.seen],
                    show_progress="hidden")
