@@ -9,7 +9,10 @@ Memory is counted from the model's own parameter shapes (the loaded model, or on
   linear layers, a measure that follows the architecture's widths;
 - the logits at trained positions (modeling.CausalLMLoss): in the model's dtype, their float32 copy,
   the log-softmax kept for backward and its gradient; with a 262k vocabulary this is often the
-  largest part.
+  largest part;
+- the optimizer step's temporaries (off the GPU, AdamW updates one tensor at a time, with a
+  temporary the size of that tensor) and the runtime's own memory (RUNTIME_BYTES).
+bench/estimate_accuracy.py compares the total with the peak RSS of real runs of the default model.
 Time per step comes from this machine's earlier runs of the same model, method, device and dtype
 (their measured input tokens per second), or, without one, from the parameter count and a matmul
 speed measured here, which is rougher and says so.
@@ -36,7 +39,13 @@ from .errors import PlaygroundError
 # layers. Measured with saved-tensor hooks on a batch of 4 x 128: Gemma 3 270M 4.4 (LoRA on bf16,
 # float32 adapters) and 6.0 (full, float32); a tiny Llama 4.2 (LoRA) and 4.5 (full), both float32.
 ACT_BYTES_PER_FEATURE = {"lora": 4.5, "full": 6.0}
-LOGIT_BYTES = 12  # per trained position and vocabulary entry, besides the logits in the model's dtype
+# Per trained position and vocabulary entry, besides the logits in the model's dtype: their float32
+# copy, the log-softmax kept for backward, and in backward its gradient, the softmax and the matmul's
+# float32 output. Fitted with bench/estimate_accuracy.py (25 against about 14 counted by hand).
+LOGIT_BYTES = 25
+# What a step holds besides tensors: the allocator's cache, kernel workspaces, the autograd engine.
+# Measured as the rest of the peak RSS on this 2-core CPU with the default model.
+RUNTIME_BYTES = 400 * 2**20
 SAMPLE_RECORDS = 256  # training records tokenised to measure lengths
 MATMUL_EFFICIENCY = 0.5  # of the measured matmul speed a training step reaches (rough)
 GIB = 2**30
@@ -50,6 +59,7 @@ class Shapes:
     hidden: int
     vocab: int
     dtype_bytes: int
+    largest: int  # elements of the largest parameter tensor
     linears: dict[str, tuple[int, int]] = field(default_factory=dict)  # name -> (in, out), LM head excluded
 
 
@@ -96,7 +106,8 @@ def shapes_of(model: nn.Module) -> Shapes:
     base = [p for name, p in causal_lm.named_parameters() if "lora_" not in name]
     dtype = next(iter(base)).dtype
     return Shapes(parameters=sum(p.numel() for p in base), weight_bytes=sum(p.numel() * p.element_size() for p in base),
-                  hidden=config.hidden_size, vocab=config.vocab_size, dtype_bytes=dtype.itemsize, linears=linears)
+                  hidden=config.hidden_size, vocab=config.vocab_size, dtype_bytes=dtype.itemsize,
+                  largest=max(p.numel() for p in base), linears=linears)
 
 
 def shapes_from_config(folder: str | Path, dtype: torch.dtype) -> Shapes:
@@ -141,13 +152,14 @@ def _typical_max(lengths: list[int], size: int) -> float:
     return float(ordered[min(len(ordered) - 1, int(quantile * len(ordered)))])
 
 
-def memory(shapes: Shapes, config: Any, batches: Batches) -> tuple[dict[str, int], int]:
+def memory(shapes: Shapes, config: Any, batches: Batches, device_type: str = "cpu") -> tuple[dict[str, int], int]:
     """(bytes per part, trainable parameters)."""
     if config.method == "lora":
         trainable = lora_parameters(shapes, config.lora_r, config.target_modules)
         copy = 0
+        largest = max((config.lora_r * max(n_in, n_out) for n_in, n_out in shapes.linears.values()), default=0)
     else:
-        trainable = shapes.parameters
+        trainable, largest = shapes.parameters, shapes.largest
         copy = trainable * 4  # the float32 copy that trains
     logit_dtype_bytes = shapes.dtype_bytes if config.method == "lora" else 4
     features = sum(n_in + n_out for n_in, n_out in shapes.linears.values())  # over all layers
@@ -155,8 +167,10 @@ def memory(shapes: Shapes, config: Any, batches: Batches) -> tuple[dict[str, int
     parts = {"weights": shapes.weight_bytes + copy,
              "gradients": trainable * 4,
              "optimizer": trainable * 8,
+             "optimizer_step": 0 if device_type == "cuda" else largest * 4,  # fused on the GPU
              "activations": int(batches.computed * per_token),
-             "logits": int(batches.trained * shapes.vocab * (LOGIT_BYTES + logit_dtype_bytes))}
+             "logits": int(batches.trained * shapes.vocab * (LOGIT_BYTES + logit_dtype_bytes)),
+             "runtime": RUNTIME_BYTES}
     return parts, trainable
 
 
@@ -228,7 +242,7 @@ def step_seconds(shapes: Shapes, config: Any, batches: Batches, tokens_per_s: fl
 def estimate(shapes: Shapes, config: Any, batches: Batches, steps: int, device: torch.device, *,
              models_dir: Path, dtype_name: str, already_loaded: bool = False,
              flops: float | None = None) -> Estimate:
-    parts, trainable = memory(shapes, config, batches)
+    parts, trainable = memory(shapes, config, batches, device.type)
     speed, count = measured_speed(models_dir, config, device.type, dtype_name)
     if speed:
         basis = f"measured: {speed:,.0f} input tokens/s, the median of {count} earlier run{'s' * (count > 1)} like this"
@@ -270,7 +284,8 @@ def for_settings(manager: Any, dataset: Any, config: Any, steps: int, train_indi
 def describe(result: Estimate) -> str:
     """A short text for the Train tab and the command line."""
     names = {"weights": "weights", "gradients": "gradients", "optimizer": "AdamW states",
-             "activations": "activations", "logits": "logits at trained positions"}
+             "optimizer_step": "its update's temporaries", "activations": "activations",
+             "logits": "logits at trained positions", "runtime": "runtime"}
     parts = ", ".join(f"{names[k]} {v / GIB:.2f}" for k, v in result.parts.items() if v)
     lines = [f"Memory: about {result.total / GIB:.1f} GiB ({parts} GiB); {result.trainable:,} trainable parameters."]
     if result.fits is False:

@@ -62,6 +62,8 @@ def test_memory_parts_match_one_real_training_step(tiny_model_dir, tmp_path, met
     copy = 0 if method == "lora" else sum(p.numel() * 4 for p in trained)
     assert parts["weights"] == shapes.weight_bytes + copy and shapes.weight_bytes == base_bytes
     assert 0.7 < parts["activations"] / decoder_bytes < 1.4, (parts["activations"], decoder_bytes)
+    largest = max(p.numel() for p in trained)
+    assert parts["optimizer_step"] == 4 * largest  # one float32 temporary the size of the largest tensor
 
 
 def test_shapes_from_the_config_alone_are_the_loaded_model_shapes(tiny_model_dir):
