@@ -97,11 +97,14 @@ def main() -> None:
     splash = Splash(args.host, args.port)  # answers while Gradio and PyTorch import (several seconds)
 
     from playground import data
+    from playground.cli import quiet_libraries
     from playground.manager import ModelManager
     from playground.ui import build_app
     from playground.ui.common import CSS
     from playground.ui.train_tab import PROBES_CSS
 
+    quiet_libraries()  # no loading bars or deprecation notices from transformers in the app's log
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # Gradio's own requests, one line each
     if args.max_records:
         data.set_record_limit(args.max_records)
     manager = ModelManager(args.models_dir, tokenizer_spec=args.tokenizer, device=args.device, dtype=args.dtype)
