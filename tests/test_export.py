@@ -350,3 +350,18 @@ def test_a_full_fine_tune_exports_its_own_weights(tiny_model_dir, tmp_path):
     gguf_result = export_run(manager, ExportRequest(run_id="full-run", format="gguf", out=tmp_path / "gguf",
                                                     parity_count=4, max_new_tokens=12))
     assert gguf_result.parity.identical == gguf_result.parity.total
+
+
+def test_a_killed_export_s_folder_is_removed_by_the_next_export(manager, tmp_path):
+    import os
+
+    import psutil
+
+    dead = next(pid for pid in range(4_000_000, 3_000_000, -1) if not psutil.pid_exists(pid))
+    left = tmp_path / f".adapter-export-{dead}-abcd1234"
+    live = tmp_path / f".adapter-export-{os.getpid()}-efgh5678"
+    for folder in (left, live):
+        folder.mkdir()
+        (folder / "model.gguf").write_bytes(b"half")
+    export_run(manager, ExportRequest(run_id=RUN, format="adapter", out=tmp_path / "adapter"))
+    assert not left.exists() and live.exists()

@@ -153,8 +153,11 @@ def _ollama(request: ExportRequest, folder: Path, found: Any, stop_texts: list[s
     command = modelfile.create_command(folder, name)
     if not request.create_on_server or not modelfile.reachable(host):
         return f"No Ollama server at {host}: create the model with\n  {command}"
-    modelfile.create(host, name, folder / modelfile.GGUF_NAME, found, stop_texts,
-                     on_progress=lambda f, text: report(0.99, text))
+    try:
+        modelfile.create(host, name, folder / modelfile.GGUF_NAME, found, stop_texts,
+                         on_progress=lambda f, text: report(0.99, text))
+    except PlaygroundError as exc:  # the files are written; say how to create the model by hand
+        return f"{exc} Create the model with\n  {command}"
     return f"Created the Ollama model {name} at {host}: ollama run {name}"
 
 

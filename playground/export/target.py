@@ -1,6 +1,7 @@
 """Where an export goes: built in a hidden temporary folder beside the target, renamed at the end.
 
-Nothing half-written is left when an export fails or is stopped. An existing folder is replaced
+Nothing half-written is left when an export fails or is stopped; the folder of an export whose process
+was killed is removed by the next export to the same place. An existing folder is replaced
 only with `force` and only when it holds an earlier export (its `export.json`); a file, or a folder
 of anything else, is never written over.
 """
@@ -8,12 +9,15 @@ of anything else, is never written over.
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
+
+import psutil
 
 from ..errors import PlaygroundError
 
@@ -55,9 +59,10 @@ def building(out: Path, force: bool) -> Iterator[Path]:
     """A temporary folder beside `out` to build in; moved to `out` when the block ends without error."""
     out = Path(out).expanduser().resolve()
     check_target(out, force)
+    remove_leftovers(out)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        work = Path(tempfile.mkdtemp(prefix=f".{out.name}-export-", dir=out.parent))
+        work = Path(tempfile.mkdtemp(prefix=f".{out.name}-export-{os.getpid()}-", dir=out.parent))
     except OSError as exc:
         raise PlaygroundError(f"Cannot write beside {out}: {exc.strerror or exc}.") from None
     try:
@@ -67,6 +72,17 @@ def building(out: Path, force: bool) -> Iterator[Path]:
         _move_into_place(work, out)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def remove_leftovers(out: Path) -> list[Path]:
+    """Temporary folders beside `out` left by exports whose process was killed (their process id is gone)."""
+    removed = []
+    for folder in out.parent.glob(f".{glob.escape(out.name)}-export-*") if out.parent.is_dir() else []:
+        pid = folder.name[len(out.name) + len(".-export-"):].split("-")[0]
+        if folder.is_dir() and not (pid.isdigit() and psutil.pid_exists(int(pid))):
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
 
 
 def _move_into_place(work: Path, out: Path) -> None:
