@@ -67,7 +67,8 @@ def render_go(template, messages):
     the last-message test, {{ $m.Content }} and quoted literals."""
     body = re.fullmatch(r'\{\{ range \$i, \$m := \.Messages \}\}\{\{ if eq \$m\.Role "user" \}\}(.*)'
                         r'\{\{ else if eq \$m\.Role "assistant" \}\}\{\{ \$m\.Content \}\}'
-                        r'\{\{ if gt \(len \(slice \$\.Messages \$i\)\) 1 \}\}(.*)\{\{ end \}\}\{\{ end \}\}\{\{ end \}\}',
+                        r'\{\{ if gt \(len \(slice \$\.Messages \$i\)\) 1 \}\}(.*)'
+                        r'\{\{ end \}\}\{\{ end \}\}\{\{ end \}\}',
                         template, re.S)
     assert body is not None, template
     user, between = body.groups()

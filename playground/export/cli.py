@@ -18,7 +18,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     request = ExportRequest(run_id=args.run, format=args.format, out=args.out, quant=args.quant, force=args.force,
                             parity_count=args.parity, max_new_tokens=args.max_new_tokens,
                             ollama_host=args.host, ollama_name=args.name, create_on_server=not args.no_create)
-    manager = ModelManager(args.models_dir)
+    manager = ModelManager(args.models_dir, dtype=args.dtype)
     progress = ProgressReport()
     try:
         result = export_run(manager, request, on_progress=progress)
@@ -41,6 +41,8 @@ def add_parser(commands: Any) -> None:
     export.add_argument("--force", action="store_true", help="replace an earlier export in --out")
     export.add_argument("--parity", type=int, default=10, help="test prompts for the parity check (gguf, ollama)")
     export.add_argument("--max-new-tokens", type=int, default=64, help="answer length in the parity check")
+    export.add_argument("--dtype", choices=["auto", "float32", "bfloat16"], default="auto",
+                        help="the app's dtype for its side of the parity check (auto: bfloat16 on a CPU for Gemma)")
     export.add_argument("--host", help="Ollama server (default: $OLLAMA_HOST or http://127.0.0.1:11434)")
     export.add_argument("--name", help="the Ollama model's name (default: playground-RUN)")
     export.add_argument("--no-create", action="store_true", help="write the Modelfile only; print the create command")

@@ -67,7 +67,8 @@ def model_card(facts: RunFacts, models_dir: Path, found: PromptFormat, example: 
         lines += [str(record.config.get("dataset", "unknown"))]
     lines += ["", "## Scores", ""]
     if grading:
-        lines += [f"Grading {grading['grading']}:", ""] + [f"- {line}" for line in evaluation.summary_lines(grading["summary"])]
+        summary = evaluation.summary_lines(grading["summary"])
+        lines += [f"Grading {grading['grading']}:", ""] + [f"- {line.strip()}" for line in summary]
     else:
         lines += ["Not graded (grade it in the Judge tab or with `python -m playground judge --run RUN`)."]
     if parity:

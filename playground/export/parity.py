@@ -41,7 +41,8 @@ class ParityResult:
 
     @property
     def summary(self) -> str:
-        text = f"{self.identical} of {self.total} answers identical to the app's (greedy, {self.max_new_tokens} tokens at most)"
+        text = (f"{self.identical} of {self.total} answers identical to the app's "
+                f"(greedy, {self.max_new_tokens} tokens at most)")
         if self.same_prompt_tokens != self.total:
             text += f"; llama.cpp tokenised {self.total - self.same_prompt_tokens} prompts differently"
         return text
@@ -112,7 +113,8 @@ def load_llama(path: Path, n_ctx: int) -> Any:
     try:
         import llama_cpp
     except ImportError:
-        raise PlaygroundError("The parity check needs llama.cpp's Python package: pip install llama-cpp-python") from None
+        raise PlaygroundError("The parity check needs llama.cpp's Python package: "
+                              "pip install llama-cpp-python") from None
     try:
         return llama_cpp.Llama(str(path), n_ctx=max(n_ctx, 256), n_threads=None, verbose=False, seed=0)
     except (ValueError, RuntimeError) as exc:

@@ -86,19 +86,7 @@ def export_run(manager: Any, request: ExportRequest, on_progress: Progress | Non
     stops = tuned.stop_tokens(facts, tokenizer)
     result = ExportResult(out, [])
     with target.building(out, request.force) as work:
-        if request.format == "adapter":
-            hf.write_adapter(facts, work)
-        elif request.format == "hf":
-            _write_hf(facts, models_dir, tokenizer, found, stops, work, report)
-        else:
-            result.parity = _write_gguf(manager, facts, request, tokenizer, found, stops, work, report, stop)
-        example = found.render("{instruction}", "{input}")
-        (work / "README.md").write_text(hf.model_card(facts, models_dir, found, example, request.format,
-                                                      result.parity.as_dict() if result.parity else None),
-                                        encoding="utf-8")
-        if request.format == "ollama":
-            (work / "Modelfile").write_text(modelfile.modelfile_text(found, _stop_texts(tokenizer, stops)),
-                                            encoding="utf-8")
+        result.parity = _write_files(manager, facts, request, tokenizer, found, stops, work, report, stop)
         _write_manifest(work, request, result)
         if stop is not None and stop.is_set():
             raise PlaygroundError("Export stopped: nothing was written.")
@@ -111,6 +99,26 @@ def export_run(manager: Any, request: ExportRequest, on_progress: Progress | Non
     records.append(facts.record.folder, _entry(request, result))
     report(1.0, "Done")
     return result
+
+
+def _write_files(manager: Any, facts: tuned.RunFacts, request: ExportRequest, tokenizer: Any, found: Any,
+                 stops: list[int], work: Path, report: Progress,
+                 stop: threading.Event | None) -> parity.ParityResult | None:
+    """The export's files in `work`; the parity check's result for GGUF and Ollama."""
+    checked = None
+    if request.format == "adapter":
+        hf.write_adapter(facts, work)
+    elif request.format == "hf":
+        _write_hf(facts, manager.models_dir, tokenizer, found, stops, work, report)
+    else:
+        checked = _write_gguf(manager, facts, request, tokenizer, found, stops, work, report, stop)
+    card = hf.model_card(facts, manager.models_dir, found, found.render("{instruction}", "{input}"), request.format,
+                         checked.as_dict() if checked else None)
+    (work / "README.md").write_text(card, encoding="utf-8")
+    if request.format == "ollama":
+        (work / "Modelfile").write_text(modelfile.modelfile_text(found, _stop_texts(tokenizer, stops)),
+                                        encoding="utf-8")
+    return checked
 
 
 def _config_of(facts: tuned.RunFacts, models_dir: Path) -> Any:

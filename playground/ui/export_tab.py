@@ -12,7 +12,7 @@ import gradio as gr
 
 from .. import runs
 from ..errors import PlaygroundError
-from ..export import ExportRequest, default_out, export_run
+from ..export import ExportRequest, export_run
 from ..export import records as export_records
 from ..export.gguf_file import K_QUANT_NOTE
 from ..export.target import human_size
