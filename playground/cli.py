@@ -261,6 +261,23 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    """Runs side by side: final figures and the settings that differ, from what each run recorded."""
+    from . import comparison
+
+    summaries = comparison.compare(args.models_dir, args.runs)
+    figures, differing = comparison.final_figures(summaries), comparison.differing_settings(summaries)
+    if args.json:
+        print(json.dumps({"figures": figures, "differing_settings": differing}, ensure_ascii=False, default=str))
+        return 0
+    for row in figures:
+        print("  ".join(f"{k}={v}" for k, v in row.items() if v is not None))
+    print("settings that differ:" if differing else "settings: all the same")
+    for row in differing:
+        print(f"  {row['setting']}: " + ", ".join(f"{s.run_id}={row[s.run_id]}" for s in summaries))
+    return 0
+
+
 def cmd_judge(args: argparse.Namespace) -> int:
     """Generate (or read) base and tuned answers, grade them with the judge, print the averages."""
     from . import evaluation, judge
@@ -464,6 +481,12 @@ def build_parser() -> argparse.ArgumentParser:
                       help="JSON lines, one per response token (token, base_prob, tuned_prob, base_loss, tuned_loss, kl)")
     look.add_argument("--models-dir", type=Path, default=store.MODELS_DIR)
     look.set_defaults(func=cmd_inspect)
+
+    side_by_side = commands.add_parser("compare", help="runs side by side: final figures and the settings that differ")
+    side_by_side.add_argument("runs", nargs="+", help="run ids (folders under MODELS_DIR/runs/)")
+    side_by_side.add_argument("--json", action="store_true")
+    side_by_side.add_argument("--models-dir", type=Path, default=store.MODELS_DIR)
+    side_by_side.set_defaults(func=cmd_compare)
 
     grade = commands.add_parser("judge", help="grade base and tuned answers with a Llama 3 judge on Ollama")
     grade.add_argument("--run", help="a run id (a folder under MODELS_DIR/runs/): generate its base and tuned "

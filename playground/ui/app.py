@@ -12,9 +12,7 @@ import gradio as gr
 
 from .. import data, prompts
 from ..manager import ModelManager
-from . import batch_tab, chat_tab, dataset_tab, judge_tab, prompts_tab, train_tab
-from . import inspect_tab
-from . import export_tab
+from . import batch_tab, chat_tab, compare_tab, dataset_tab, export_tab, inspect_tab, judge_tab, prompts_tab, train_tab
 from .common import Shared, notice
 
 INTRO = ("**Instruction-tuning playground** — see what supervised instruction fine-tuning does, step by "
@@ -82,6 +80,8 @@ def build_app(manager: ModelManager, max_file_mb: float | None = None) -> gr.Blo
                 inspect_tab.build(shared, inspecting)
             with gr.Tab("Judge", id="judge") as grading:
                 judge_tab.build(shared, grading)
+            with gr.Tab("Compare", id="compare") as comparing:
+                compare_tab.build(shared, comparing)
             with gr.Tab("Export", id="export") as exporting:
                 export_tab.build(shared, exporting)
     return demo
