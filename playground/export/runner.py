@@ -58,10 +58,15 @@ class ExportResult:
             out.append(f"Parity with the app: {self.parity.summary}.")
             for diff in self.parity.differences:
                 out.append(f"  record {diff.record}: first different token #{diff.token}: llama.cpp "
-                           f"{diff.gguf_token!r}, the app {diff.app_token!r}")
+                           f"{token_text(diff.gguf_token)}, the app {token_text(diff.app_token)}")
         if self.ollama:
             out.append(self.ollama)
         return out + self.notes
+
+
+def token_text(token: str) -> str:
+    """A token as shown in a parity report; an empty one means that answer had ended."""
+    return repr(token) if token else "(its answer ended)"
 
 
 def default_out(models_dir: Path, run_id: str, fmt: str, quant: str) -> Path:

@@ -13,6 +13,7 @@ import gradio as gr
 from .. import runs
 from ..errors import PlaygroundError
 from ..export import ExportRequest, export_run
+from ..export.runner import token_text
 from ..export import records as export_records
 from ..export.gguf_file import K_QUANT_NOTE
 from ..export.target import human_size
@@ -127,7 +128,7 @@ def parity_html(parity: dict[str, Any] | None) -> str:
     kind = "ok" if parity["identical"] == parity["total"] else "warn"
     rows = "".join(
         f"<tr><td>{d['record']}</td><td>{html.escape(d['instruction'])}</td><td>{d['token']}</td>"
-        f"<td>{html.escape(repr(d['app_token']))}</td><td>{html.escape(repr(d['gguf_token']))}</td>"
+        f"<td>{html.escape(token_text(d['app_token']))}</td><td>{html.escape(token_text(d['gguf_token']))}</td>"
         f"<td>{html.escape(d['app'])}</td><td>{html.escape(d['gguf'])}</td></tr>" for d in parity["differences"])
     table = ("" if not rows else '<table class="pg-findings"><tr><th>Record</th><th>Instruction</th>'
              "<th>First different token</th><th>App</th><th>llama.cpp</th><th>App's answer</th>"
