@@ -419,3 +419,17 @@ def test_judge_tab_grades_on_a_real_openai_compatible_server(page):
         expect(page.locator("#judge-tuned")).to_contain_text("of 3")
         expect(page.locator("#judge-report")).to_contain_text("size is not reported")
         page.screenshot(path=str(SHOTS / "judge-openai.png"), full_page=True)
+
+
+def test_compare_tab_overlays_curves_and_shows_the_graded_figures(page):
+    page.get_by_role("tab", name="Compare").click()
+    page.locator("#compare-runs input").click()
+    page.locator("#compare-runs [role=option]").first.click()
+    page.keyboard.press("Escape")
+    page.locator("#compare-go").click()
+    expect(page.locator("#compare-message")).to_contain_text("1 run;")
+    expect(page.locator("#compare-by-step .js-plotly-plot")).to_be_visible()
+    expect(page.locator("#compare-by-time .js-plotly-plot")).to_be_visible()
+    expect(page.locator("#compare-figures")).to_contain_text("final val loss")
+    expect(page.locator("#compare-figures")).to_contain_text("tuned ROUGE-L")  # graded in the Judge tab above
+    page.screenshot(path=str(SHOTS / "compare.png"), full_page=True)

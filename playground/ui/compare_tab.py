@@ -39,9 +39,10 @@ def curves_figure(summaries: list[comparison.RunSummary], by_time: bool) -> go.F
             figure.add_trace(go.Scatter(x=x(s.validation), y=[p.loss for p in s.validation], mode="lines+markers",
                                         name=f"{s.run_id} validation", legendgroup=s.run_id,
                                         line=dict(color=color, width=2.5)))
-    figure.update_layout(height=360, template="plotly_white", margin=dict(l=50, r=20, t=30, b=40),
-                         xaxis_title="minutes of training" if by_time else "optimizer step",
-                         yaxis_title="cross-entropy loss", legend=dict(font=dict(size=11)))
+    figure.update_layout(height=420, template="plotly_white", margin=dict(l=50, r=20, t=20, b=110),
+                         xaxis_title="minutes since the run started" if by_time else "optimizer step",
+                         yaxis_title="cross-entropy loss",  # the legend below: run ids are long
+                         legend=dict(font=dict(size=11), orientation="h", y=-0.22, yanchor="top", x=0))
     return figure
 
 
