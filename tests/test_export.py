@@ -290,14 +290,14 @@ def test_the_command_line_exports_and_lists_the_files(tiny_run, tmp_path, capsys
 FLOOR = {"f16": 9, "q8_0": 6}
 
 
-def train_default_run(models: Path, run_id: str) -> None:
+def train_default_run(models: Path, run_id: str, steps: int = 16, style: str = "alpaca") -> None:
     """A short LoRA run on the default model with the Quick CPU demo's settings."""
     from playground import data
     from playground.training import PRESETS, TrainConfig, prepare_model, run_training
     from playground.weights import Weights
 
-    config = TrainConfig(**{**PRESETS["Quick CPU demo"], "max_steps": 16, "probes": 0, "eval_every": 0,
-                            "probe_every": 0})
+    config = TrainConfig(**{**PRESETS["Quick CPU demo"], "max_steps": steps, "style": style, "probes": 0,
+                            "eval_every": 0, "probe_every": 0})
     side = prepare_model(Weights(store.load_model(store.DEFAULT, models)), config, run_id, models, None, "cpu")
     state, message, _ = run_training(side, store.load_tokenizer(store.DEFAULT, models), data.load("builtin"), config,
                                      models, run_id)
@@ -366,3 +366,23 @@ def test_a_killed_export_s_folder_is_removed_by_the_next_export(manager, tmp_pat
         (folder / "model.gguf").write_bytes(b"half")
     export_run(manager, ExportRequest(run_id=RUN, format="adapter", out=tmp_path / "adapter"))
     assert not left.exists() and live.exists()
+
+
+@pytest.mark.slow
+def test_default_model_chat_style_run_as_an_ollama_model(tmp_path_factory):
+    """Gemma's own turn format: <bos> in the prompt text, <end_of_turn> a stop token in the GGUF and the Modelfile."""
+    import llama_cpp
+
+    models = tmp_path_factory.mktemp("chat-store")
+    (models / store.DEFAULT_NAME).symlink_to(store.ensure_default_model(), target_is_directory=True)
+    train_default_run(models, "chat-lora", steps=6, style="chat")
+    manager = ModelManager(models, dtype="float32")
+    with OllamaStandin() as server:
+        result = export_run(manager, ExportRequest(run_id="chat-lora", format="ollama", out=models / "ollama",
+                                                   parity_count=10, max_new_tokens=32, ollama_host=server.url))
+        assert server.created["playground-chat-lora:latest"]["parameters"]["stop"] == ["<eos>", "<end_of_turn>"]
+    assert result.parity.same_prompt_tokens == 10 and result.parity.identical >= FLOOR["f16"], result.parity.as_dict()
+    llm = llama_cpp.Llama(str(result.folder / "model.gguf"), n_ctx=128, verbose=False)
+    assert llm.metadata["tokenizer.ggml.eot_token_id"] == "106"
+    assert llm.metadata["tokenizer.ggml.add_bos_token"] == "true"
+    assert "<start_of_turn>model" in (result.folder / "Modelfile").read_text()
