@@ -277,6 +277,9 @@ def test_the_command_line_exports_and_lists_the_files(tiny_run, tmp_path, capsys
     assert cli.main(["export", "--run", RUN, "--format", "adapter", "--out", str(out),
                      "--models-dir", str(tiny_run)]) == 2
     assert "--force" in capsys.readouterr().err
+    assert cli.main(["export", "--run", RUN, "--format", "gguf", "--quant", "Q4_K_M", "--out", str(tmp_path / "k"),
+                     "--models-dir", str(tiny_run)]) == 2
+    assert "llama-quantize" in capsys.readouterr().err and not (tmp_path / "k").exists()
 
 
 # ------------------------------------------------------------ the default model

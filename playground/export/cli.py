@@ -36,7 +36,7 @@ def add_parser(commands: Any) -> None:
                                              + K_QUANT_NOTE)
     export.add_argument("--run", required=True, help="a run id: the name of a folder under MODELS_DIR/runs/")
     export.add_argument("--format", required=True, choices=FORMATS)
-    export.add_argument("--quant", choices=list(QUANTS), default="f16", help="GGUF tensor type (gguf, ollama)")
+    export.add_argument("--quant", default="f16", help=f"GGUF tensor type: {', '.join(QUANTS)} (gguf, ollama)")
     export.add_argument("--out", type=Path, help="the folder to create (default: the run's exports/FORMAT[-QUANT])")
     export.add_argument("--force", action="store_true", help="replace an earlier export in --out")
     export.add_argument("--parity", type=int, default=10, help="test prompts for the parity check (gguf, ollama)")
