@@ -9,7 +9,9 @@ The book's rules (chapter 7):
 - targets are the inputs shifted left by one position;
 - target positions past a sample's end-of-text token are -100, so padding is not learned, while
   the end-of-text token itself is trained (the model learns to stop);
-- optionally, prompt targets are -100 too, so only the response is learned;
+- optionally, prompt targets are -100 too, so only the response is learned ("prompt": the whole
+  prompt, response header included), or only the instruction and input are ("instruction": the
+  book's exercise 7.2, which masks the tokens of `format_input(entry)` and trains the header);
 - optionally, everything is cut to a maximum length.
 """
 
@@ -27,6 +29,24 @@ from .prompts import render
 
 IGNORE_INDEX = -100
 
+# Which prompt targets are -100 (see the module's docstring).
+MASKS = {
+    "none": "nothing masked: the prompt is trained too (the book's main chapter)",
+    "prompt": "the whole prompt masked, response header included",
+    "instruction": "instruction and input masked, the response header trained (the book's exercise 7.2)",
+}
+
+
+def mask_mode(mask: str | bool | None) -> str:
+    """A mask name from a name or the older `mask_instruction` flag (True is "prompt")."""
+    if mask is None or mask is False:
+        return "none"
+    if mask is True:
+        return "prompt"
+    if mask not in MASKS:
+        raise PlaygroundError(f"Unknown masking {mask!r}: use one of {', '.join(MASKS)}.")
+    return mask
+
 # What happens to the target at a position (one colour each in the Batch tab).
 KINDS = {
     "prompt": "prompt token, trained",
@@ -42,6 +62,7 @@ class Sample:
     ids: list[int]    # prompt + response + end-of-text, before any truncation
     prompt_len: int   # how many of `ids` belong to the prompt
     index: int = -1   # the record it came from
+    instruction_len: int = -1  # how many belong to the prompt without its response header (-1: unknown)
 
 
 @dataclass
@@ -81,16 +102,24 @@ def encode_many(records: Sequence[Any], style: str, tokenizer: Any, template: st
         return []
     eos, _ = special_ids(tokenizer)
     rendered = [render(record, style, tokenizer, template) for record in records]
-    prompt_ids: list[list[int]] = [[] for _ in rendered]
+    prompt_ids = _prompt_ids(tokenizer, [r.prompt for r in rendered], rendered, eos)
+    instruction_ids = _prompt_ids(tokenizer, [r.instruction for r in rendered], rendered, eos)
+    response_ids = tokenizer([r.response for r in rendered], add_special_tokens=False).input_ids
+    return [Sample(ids=prompt + list(response) + [eos], prompt_len=len(prompt), index=-1 if index < 0 else index + i,
+                   instruction_len=len(instruction))
+            for i, (prompt, instruction, response) in enumerate(zip(prompt_ids, instruction_ids, response_ids))]
+
+
+def _prompt_ids(tokenizer: Any, texts: list[str], rendered: list[Any], eos: int) -> list[list[int]]:
+    """The ids of prompt texts, with the tokenizer's special tokens unless the text already holds them."""
+    result: list[list[int]] = [[] for _ in texts]
     for with_specials in (False, True):  # a chat template may already have written them
         which = [i for i, r in enumerate(rendered) if r.has_special_tokens != with_specials]
         if which:
-            ids = tokenizer([rendered[i].prompt for i in which], add_special_tokens=with_specials).input_ids
+            ids = tokenizer([texts[i] for i in which], add_special_tokens=with_specials).input_ids
             for i, prompt in zip(which, ids):
-                prompt_ids[i] = list(prompt[:-1] if prompt and prompt[-1] == eos else prompt)  # a </s> added to every text
-    response_ids = tokenizer([r.response for r in rendered], add_special_tokens=False).input_ids
-    return [Sample(ids=prompt + list(response) + [eos], prompt_len=len(prompt), index=-1 if index < 0 else index + i)
-            for i, (prompt, response) in enumerate(zip(prompt_ids, response_ids))]
+                result[i] = list(prompt[:-1] if prompt and prompt[-1] == eos else prompt)  # a </s> added to every text
+    return result
 
 
 CHUNK = 1000  # records per tokenizer call: fast, and the tokenizer's temporaries stay small
@@ -103,7 +132,7 @@ def encode_chunks(records: Sequence[Any], style: str, tokenizer: Any, template: 
     for start in range(0, len(indices), chunk):
         part = indices[start:start + chunk]
         samples = encode_many([records[i] for i in part], style, tokenizer, template)
-        yield [Sample(s.ids, s.prompt_len, i) for s, i in zip(samples, part)]
+        yield [Sample(s.ids, s.prompt_len, i, s.instruction_len) for s, i in zip(samples, part)]
 
 
 def encode_all(records: Sequence[Any], style: str, tokenizer: Any, template: str | None = None,
@@ -131,8 +160,12 @@ def dataset_lengths(dataset: Any, style: str, tokenizer: Any, template: str | No
 
 
 def collate(samples: Sequence[Sample], pad_id: int, max_length: int | None = None,
-            mask_instruction: bool = False) -> Batch:
-    """The book's custom collate function, working from sample lengths rather than pad ids."""
+            mask: str | bool = "none", *, mask_instruction: bool | None = None) -> Batch:
+    """The book's custom collate function, working from sample lengths rather than pad ids.
+
+    `mask` is a MASKS name ("none", "prompt", "instruction"); True and the older `mask_instruction`
+    flag mean "prompt"."""
+    mask = mask_mode(mask if mask_instruction is None else mask_instruction)
     if not samples:
         raise PlaygroundError("Cannot collate an empty batch.")
     if max_length is not None and max_length < 2:
@@ -147,19 +180,32 @@ def collate(samples: Sequence[Sample], pad_id: int, max_length: int | None = Non
         shifted = sample.ids[1:][:width]
         inputs[row, :len(source)] = torch.tensor(source, dtype=torch.long)
         targets[row, :len(shifted)] = torch.tensor(shifted, dtype=torch.long)
-        if mask_instruction:
-            # target t predicts token t+1, which is a prompt token while t+1 < prompt_len
-            targets[row, :max(sample.prompt_len - 1, 0)] = IGNORE_INDEX
+        masked = masked_prefix(sample, mask)
+        # target t predicts token t+1, which is a masked prompt token while t+1 < masked
+        targets[row, :max(masked - 1, 0)] = IGNORE_INDEX
     return Batch(inputs=inputs, targets=targets, samples=list(samples))
 
 
+def masked_prefix(sample: Sample, mask: str) -> int:
+    """How many of the sample's first tokens are masked as targets under `mask`."""
+    if mask == "prompt":
+        return sample.prompt_len
+    if mask == "instruction":
+        if sample.instruction_len < 0:
+            raise PlaygroundError("This sample was made without its instruction length; encode it again "
+                                  "to mask the instruction only.")
+        return sample.instruction_len
+    return 0
+
+
 def batch_order(lengths: Sequence[int], batch_size: int, seed: int = 123,
-                group_by_length: bool = False) -> list[list[int]]:
+                group_by_length: bool = False, drop_last: bool = False) -> list[list[int]]:
     """Indices of each batch for one epoch: a seeded shuffle, optionally grouped by length.
 
     Grouping sorts each window of 50 batches' worth of samples by length before cutting batches,
     then shuffles the batch order, so batches hold similar lengths (little padding) yet the epoch
-    still visits the data in a random order.
+    still visits the data in a random order. `drop_last` leaves out the last batch when it is
+    smaller than `batch_size`, as the book's training loader does.
     """
     if batch_size < 1:
         raise PlaygroundError(f"Batch size must be at least 1, got {batch_size}.")
@@ -171,6 +217,8 @@ def batch_order(lengths: Sequence[int], batch_size: int, seed: int = 123,
         order = [i for start in range(0, len(order), window)
                  for i in sorted(order[start:start + window], key=lambda i: -lengths[i])]
     batches = [order[start:start + batch_size] for start in range(0, len(order), batch_size)]
+    if drop_last and batches and len(batches[-1]) < batch_size:
+        batches.pop()
     if group_by_length:
         rng.shuffle(batches)
     return batches
@@ -237,8 +285,9 @@ def token_text(tokenizer: Any, ids: Sequence[int]) -> list[str]:
 
 def training_batch(records: Sequence[Any], indices: Sequence[int], tokenizer: Any, style: str,
                    batch_size: int, number: int = 0, max_length: int | None = None,
-                   mask_instruction: bool = False, group_by_length: bool = False, seed: int = 123,
-                   template: str | None = None, lengths: Sequence[int] | None = None) -> Batch:
+                   mask: str | bool = "none", group_by_length: bool = False, seed: int = 123,
+                   template: str | None = None, lengths: Sequence[int] | None = None,
+                   drop_last: bool = False, *, mask_instruction: bool | None = None) -> Batch:
     """Batch `number` of an epoch over `indices`, exactly as training would collate it.
 
     Only that batch's records are tokenised. Grouping by length needs the length of every sample
@@ -250,10 +299,10 @@ def training_batch(records: Sequence[Any], indices: Sequence[int], tokenizer: An
         order_lengths = sample_lengths(records, style, tokenizer, template, indices)
     else:
         order_lengths = [lengths[i] for i in indices]
-    batches = batch_order(order_lengths, batch_size, seed, group_by_length)
+    batches = batch_order(order_lengths, batch_size, seed, group_by_length, drop_last)
     if not 0 <= number < len(batches):
         raise PlaygroundError(f"Batch number {number} is out of range: this split has {len(batches)} batches.")
     picked = [indices[i] for i in batches[number]]
     samples = encode_all(records, style, tokenizer, template, picked)
     _, pad = special_ids(tokenizer)
-    return collate(samples, pad, max_length, mask_instruction)
+    return collate(samples, pad, max_length, mask, mask_instruction=mask_instruction)

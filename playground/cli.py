@@ -25,14 +25,24 @@ def parse_mapping(text: str | None) -> dict[str, str] | None:
 
 
 def load_dataset(args: argparse.Namespace) -> data.Dataset:
-    return data.load(args.path, parse_mapping(args.mapping), args.max_file_mb, args.max_records)
+    return data.load(args.path, parse_mapping(args.mapping), args.max_file_mb, args.max_records,
+                     skip_bad_rows=args.skip_bad_rows)
+
+
+def print_skipped(dataset: data.Dataset) -> None:
+    """Every row left out by --skip-bad-rows, with its reason (on stderr)."""
+    for row, why in dataset.skipped:
+        print(f"skipped: {why}", file=sys.stderr)
+    if dataset.skipped:
+        print(f"skipped {len(dataset.skipped)} bad row(s); loaded {len(dataset)}", file=sys.stderr)
 
 
 def cmd_data_validate(args: argparse.Namespace) -> int:
     dataset = load_dataset(args)
-    sizes = dataset.splits(seed=args.seed).sizes()
+    print_skipped(dataset)
+    sizes = dataset.splits(seed=args.seed, order=args.split_order).sizes()
     print(f"{dataset.source}: {len(dataset)} records, {dataset.with_input} with an input")
-    print(f"splits: train {sizes['train']}, validation {sizes['validation']}, test {sizes['test']}")
+    print(f"splits ({args.split_order}): train {sizes['train']}, validation {sizes['validation']}, test {sizes['test']}")
     for row, first in dataset.duplicates[:20]:
         print(f"warning: record {row} repeats the instruction and input of record {first}")
     return 0
@@ -41,10 +51,12 @@ def cmd_data_validate(args: argparse.Namespace) -> int:
 def cmd_data_check(args: argparse.Namespace) -> int:
     """Findings for a dataset trained with the given settings; outputs may be empty here, to be reported."""
     dataset = data.load(args.path, parse_mapping(args.mapping), args.max_file_mb, args.max_records,
-                        empty_outputs=True)
-    tokenizer = store.load_tokenizer(args.tokenizer)
+                        empty_outputs=True, skip_bad_rows=args.skip_bad_rows)
+    print_skipped(dataset)
+    tokenizer = load_tokenizer(args.tokenizer)
     settings = data_checks.CheckSettings(style=args.style, template=args.template, max_length=args.max_length or None,
-                                         mask_instruction=args.mask_instruction, split_seed=args.seed)
+                                         mask_instruction=mask_arg(args), split_seed=args.seed,
+                                         split_order=args.split_order)
     report = data_checks.check(dataset, tokenizer, settings)
     if args.json:
         print(json.dumps({"source": dataset.source, **report.to_json()}, ensure_ascii=False))
@@ -59,7 +71,7 @@ def cmd_prompt(args: argparse.Namespace) -> int:
     dataset = load_dataset(args)
     if not 0 <= args.index < len(dataset):
         raise PlaygroundError(f"--index {args.index} is out of range: the dataset has {len(dataset)} records")
-    tokenizer = store.load_tokenizer(args.tokenizer)
+    tokenizer = load_tokenizer(args.tokenizer)
     rendered = prompts.render(dataset.records[args.index], args.style, tokenizer, args.template)
     sys.stdout.write(rendered.training_text + "\n")
     return 0
@@ -67,11 +79,12 @@ def cmd_prompt(args: argparse.Namespace) -> int:
 
 def cmd_batch(args: argparse.Namespace) -> int:
     dataset = load_dataset(args)
-    tokenizer = store.load_tokenizer(args.tokenizer)
-    split = getattr(dataset.splits(seed=args.seed), args.split)
+    print_skipped(dataset)
+    tokenizer = load_tokenizer(args.tokenizer)
+    split = getattr(dataset.splits(seed=args.seed, order=args.split_order), args.split)
     batch = batching.training_batch(dataset.records, split, tokenizer, args.style, args.batch_size,
-                                    args.number, args.max_length, args.mask_instruction,
-                                    args.group_by_length, args.seed, args.template)
+                                    args.number, args.max_length, mask_arg(args),
+                                    args.group_by_length, args.seed, args.template, drop_last=args.drop_last)
     view = batching.describe(batch)
     rows = [{"index": r.index, "input_ids": r.input_ids, "target_ids": r.target_ids,
              "tokens": batching.token_text(tokenizer, r.input_ids), "kind": r.kinds,
@@ -114,6 +127,24 @@ def batch_text(view: batching.BatchView, tokenizer: object, width: int = 100) ->
     return "\n".join(out)
 
 
+def mask_arg(args: argparse.Namespace) -> str | None:
+    """--mask NAME, else --[no-]mask-instruction (True: "prompt"), else None (not given)."""
+    if getattr(args, "mask", None):
+        return args.mask
+    if args.mask_instruction is None:
+        return None
+    return batching.mask_mode(args.mask_instruction)
+
+
+def load_tokenizer(spec: str, models_dir: Path | None = None) -> object:
+    """A tokenizer by name: the book's GPT-2 through tiktoken, else `store.load_tokenizer`."""
+    from . import tiktoken_tokenizer
+
+    if spec == tiktoken_tokenizer.NAME:
+        return tiktoken_tokenizer.load()
+    return store.load_tokenizer(spec, models_dir)
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     """One run in the foreground; under `accelerate launch` each process trains its share of batches."""
     from accelerate import Accelerator
@@ -125,21 +156,24 @@ def cmd_train(args: argparse.Namespace) -> int:
     overrides = {"model": args.model, "method": args.method, "style": args.style, "template": args.template,
                  "batch_size": args.batch_size, "lr": args.lr, "max_length": args.max_length,
                  "grad_accum": args.grad_accum, "seed": args.seed, "split_seed": args.split_seed,
+                 "split_order": args.split_order, "mask": mask_arg(args), "drop_last": args.drop_last,
                  "eval_every": args.eval_every,
                  "probe_every": args.probe_every, "probes": args.probes}
     for name, value in overrides.items():
         if value is not None:
             setattr(config, name, value)
-    for name in ("mask_instruction", "group_by_length"):  # --[no-]mask-instruction, --[no-]group-by-length
-        if getattr(args, name) is not None:
-            setattr(config, name, getattr(args, name))
+    if args.group_by_length is not None:
+        config.group_by_length = args.group_by_length
+    config.mask_instruction = config.mask == "prompt"
     if getattr(args, "out", None):
         print("warning: --out is deprecated; use --models-dir", file=sys.stderr)
         args.models_dir = args.out
     if args.max_steps is not None or args.epochs is not None:
         config.max_steps, config.epochs = args.max_steps, args.epochs or 1.0
     config.check()
-    dataset = data.load(args.data, parse_mapping(args.mapping), args.max_file_mb, args.max_records)
+    dataset = data.load(args.data, parse_mapping(args.mapping), args.max_file_mb, args.max_records,
+                        skip_bad_rows=args.skip_bad_rows)
+    print_skipped(dataset)
     if args.estimate:
         return print_estimate(args, dataset, config)
     accelerator = Accelerator(cpu=args.device == "cpu")
@@ -178,7 +212,7 @@ def print_estimate(args: argparse.Namespace, dataset: data.Dataset, config: trai
     from .manager import ModelManager
 
     manager = ModelManager(args.models_dir, device=args.device, dtype=args.dtype)
-    splits = dataset.splits(seed=config.split_seed)
+    splits = dataset.splits(seed=config.split_seed, order=config.split_order)
     steps = training.total_steps_for(config, len(splits.train))
     print(estimate.describe(estimate.for_settings(manager, dataset, config, steps, splits.train)))
     report = data_checks.check(dataset, manager.tokenizer(config.model), data_checks.CheckSettings.for_training(config))
@@ -384,12 +418,22 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--max-file-mb", type=float, default=data.DEFAULT_MAX_MB)
         p.add_argument("--max-records", type=int, default=data.DEFAULT_MAX_RECORDS, help="most records accepted")
         p.add_argument("--seed", type=int, default=123, help="split and shuffle seed")
+        add_book_data_options(p)
+
+    def add_book_data_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--split-order", choices=list(data.SPLIT_ORDERS), default="shuffled",
+                       help="shuffled with the split seed, or book: in file order, as the book slices it")
+        p.add_argument("--skip-bad-rows", action="store_true",
+                       help="load the good rows of a file with bad ones and list each bad row with its reason")
 
     def add_style(p: argparse.ArgumentParser) -> None:
         p.add_argument("--style", choices=prompts.STYLES, default="alpaca")
         p.add_argument("--template", help="custom template with {instruction}, {input}, {output}")
-        p.add_argument("--tokenizer", default=store.DEFAULT, help="'default', a Hugging Face id or a folder")
+        p.add_argument("--tokenizer", default=store.DEFAULT,
+                       help="'default', a Hugging Face id or a folder, or gpt2-tiktoken (the book's GPT-2 tokenizer)")
 
+    mask_help = ("which prompt targets are -100: none; prompt (the whole prompt, response header included); "
+                 "instruction (instruction and input only, the book's exercise 7.2)")
     data_cmd = commands.add_parser("data", help="dataset commands").add_subparsers(dest="action", required=True)
     validate = data_cmd.add_parser("validate", help="check a dataset; print record count and split sizes")
     add_source(validate)
@@ -400,7 +444,9 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--split-seed", dest="seed", type=int, help="the split seed training will use (default 123)")
     check.add_argument("--max-length", type=int, default=training.TrainConfig().max_length,
                        help="training's max length (default %(default)s; 0: no truncation)")
-    check.add_argument("--mask-instruction", action=argparse.BooleanOptionalAction, default=False)
+    check.add_argument("--mask-instruction", action=argparse.BooleanOptionalAction, default=False,
+                       help="the same as --mask prompt")
+    check.add_argument("--mask", choices=list(batching.MASKS), help=mask_help)
     check.add_argument("--json", action="store_true", help="print the findings as JSON")
     check.set_defaults(func=cmd_data_check)
 
@@ -415,7 +461,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_style(batch)
     batch.add_argument("--batch-size", type=int, default=8)
     batch.add_argument("--max-length", type=int)
-    batch.add_argument("--mask-instruction", action=argparse.BooleanOptionalAction, default=False)
+    batch.add_argument("--mask-instruction", action=argparse.BooleanOptionalAction, default=False,
+                       help="the same as --mask prompt")
+    batch.add_argument("--mask", choices=list(batching.MASKS), help=mask_help)
+    batch.add_argument("--drop-last", action="store_true", help="leave out the last, smaller batch of the epoch")
     batch.add_argument("--group-by-length", action=argparse.BooleanOptionalAction, default=False)
     batch.add_argument("--split", choices=["train", "validation", "test"], default="train")
     batch.add_argument("--number", type=int, default=0, help="which batch of the epoch")
@@ -440,11 +489,18 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--style", choices=prompts.STYLES)
     train.add_argument("--template", help="custom template with {instruction}, {input}, {output}")
     train.add_argument("--mask-instruction", action=argparse.BooleanOptionalAction,
-                       help="-100 on the prompt's targets (default: the preset's choice)")
+                       help="-100 on the prompt's targets, the same as --mask prompt (default: the preset's choice)")
+    train.add_argument("--mask", choices=list(batching.MASKS), help=mask_help + " (default: the preset's choice)")
+    train.add_argument("--drop-last", action=argparse.BooleanOptionalAction,
+                       help="leave out the last, smaller training batch of each epoch, as the book does")
     train.add_argument("--group-by-length", action=argparse.BooleanOptionalAction,
                        help="batch samples of similar length together (default: the preset's choice)")
     train.add_argument("--seed", type=int, help="initialisation and batch order seed")
     train.add_argument("--split-seed", type=int, help="which records are train, validation and test (default 123)")
+    train.add_argument("--split-order", choices=list(data.SPLIT_ORDERS),
+                       help="shuffled with the split seed, or book: in file order (default: the preset's choice)")
+    train.add_argument("--skip-bad-rows", action="store_true",
+                       help="load the good rows of a file with bad ones and list each bad row with its reason")
     train.add_argument("--eval-every", type=int)
     train.add_argument("--probe-every", type=int)
     train.add_argument("--probes", type=int)

@@ -41,6 +41,9 @@ DEFAULT_MAX_MB = 200
 # a few hundred MB in records and much more in the tabs that tokenise them.
 DEFAULT_MAX_RECORDS = 200_000
 TRAIN_FRACTION, TEST_FRACTION = 0.85, 0.10  # the book's split; validation is the remainder
+# How records are put in order before the split is cut: a seeded shuffle (the playground's
+# default), or the file's own order (the book slices its data as it comes).
+SPLIT_ORDERS = {"shuffled": "shuffled with the split seed", "book": "in file order, as the book slices it"}
 FIELDS = ("instruction", "input", "output")
 SUFFIXES = (".json", ".jsonl", ".csv", ".parquet")
 
@@ -84,6 +87,8 @@ class Dataset:
     mapping: dict[str, str]  # Alpaca field -> column name in the source
     duplicates: list[tuple[int, int]] = field(default_factory=list)  # (row, row it repeats), 1-based
     origin: str = ""  # what it was loaded from (`builtin`, a path, a URL), to load it again
+    skipped: list[tuple[int, str]] = field(default_factory=list)  # (row, why) left out by skip_bad_rows
+    skip_bad_rows: bool = False  # loaded with skip_bad_rows: loading it again needs the same
     derived: dict = field(default_factory=dict, repr=False, compare=False)  # see `remember`
 
     def __len__(self) -> int:
@@ -93,9 +98,10 @@ class Dataset:
     def with_input(self) -> int:
         return sum(1 for r in self.records if r.input.strip())
 
-    def splits(self, seed: int = 123, train: float = TRAIN_FRACTION, test: float = TEST_FRACTION) -> Splits:
-        """The book's 85/10/5 split (validation is the remainder), on a seeded shuffle."""
-        return split_indices(len(self.records), seed=seed, train=train, test=test)
+    def splits(self, seed: int = 123, train: float = TRAIN_FRACTION, test: float = TEST_FRACTION,
+               order: str = "shuffled") -> Splits:
+        """The book's 85/10/5 split (validation is the remainder), on a seeded shuffle or in file order."""
+        return split_indices(len(self.records), seed=seed, train=train, test=test, order=order)
 
     @cached_property
     def fingerprint(self) -> str:
@@ -126,14 +132,21 @@ class Dataset:
         return self
 
 
-def split_indices(n: int, seed: int = 123, train: float = TRAIN_FRACTION, test: float = TEST_FRACTION) -> Splits:
+def split_indices(n: int, seed: int = 123, train: float = TRAIN_FRACTION, test: float = TEST_FRACTION,
+                  order: str = "shuffled") -> Splits:
+    """First `train` of the records, then `test`, then the rest as validation (the book's slicing),
+    after a seeded shuffle (`order` "shuffled") or in file order ("book"; the seed is not used)."""
     if not (0 < train < 1 and 0 <= test < 1 and train + test <= 1):
         raise DataError("splits", [f"train {train} and test {test} fractions must lie in (0, 1) and sum to at most 1"])
-    order = list(range(n))
-    random.Random(seed).shuffle(order)
+    if order not in SPLIT_ORDERS:
+        raise DataError("splits", [f"unknown split order {order!r}; use {' or '.join(SPLIT_ORDERS)}"])
+    indices = list(range(n))
+    if order == "shuffled":
+        random.Random(seed).shuffle(indices)
+    order_list = indices
     n_train, n_test = int(n * train), int(n * test)
-    return Splits(train=order[:n_train], test=order[n_train:n_train + n_test],
-                  validation=order[n_train + n_test:])
+    return Splits(train=order_list[:n_train], test=order_list[n_train:n_train + n_test],
+                  validation=order_list[n_train + n_test:])
 
 
 # ---------------------------------------------------------------- loading
@@ -151,13 +164,15 @@ def set_record_limit(max_records: int) -> None:
 
 
 def load(source: str | Path, mapping: dict[str, str] | None = None,
-         max_mb: float = DEFAULT_MAX_MB, max_records: int | None = None, empty_outputs: bool = False) -> Dataset:
+         max_mb: float = DEFAULT_MAX_MB, max_records: int | None = None, empty_outputs: bool = False,
+         skip_bad_rows: bool = False) -> Dataset:
     """Load a dataset from `builtin`, a file path, an http(s) URL or a Hugging Face dataset id.
 
     `empty_outputs` keeps records whose output is empty or only whitespace (refused otherwise),
-    for the data check to report them."""
+    for the data check to report them. `skip_bad_rows` loads the good rows of a file with bad
+    ones and lists each bad row with its reason in `Dataset.skipped` (refused otherwise)."""
     text = str(source).strip()
-    limits = (max_mb, max_records or _record_limit, empty_outputs)
+    limits = (max_mb, max_records or _record_limit, empty_outputs, skip_bad_rows)
     try:
         dataset = _load(text, mapping, limits)
     except DataError:
@@ -183,7 +198,7 @@ def release_memory() -> None:
         pass
 
 
-def _load(text: str, mapping: dict[str, str] | None, limits: tuple[float, int, bool]) -> Dataset:
+def _load(text: str, mapping: dict[str, str] | None, limits: tuple[float, int, bool, bool]) -> Dataset:
     if not text:
         raise DataError("dataset", ["no file, URL or dataset id given"])
     if text == BUILTIN:
@@ -200,10 +215,11 @@ def _load(text: str, mapping: dict[str, str] | None, limits: tuple[float, int, b
 
 
 def load_file(path: str | Path, mapping: dict[str, str] | None = None,
-              max_mb: float = DEFAULT_MAX_MB, max_records: int | None = None, empty_outputs: bool = False) -> Dataset:
+              max_mb: float = DEFAULT_MAX_MB, max_records: int | None = None, empty_outputs: bool = False,
+              skip_bad_rows: bool = False) -> Dataset:
     path = Path(path)
     return _parse(read_limited(path, max_mb), str(path), _suffix(path.name), mapping, max_records or _record_limit,
-                  empty_outputs)
+                  empty_outputs, skip_bad_rows)
 
 
 def read_limited(path: Path, max_mb: float) -> bytes:
@@ -278,7 +294,7 @@ def _download(url: str, max_mb: float) -> bytes:
     return data
 
 
-def _load_hub(repo_id: str, mapping: dict[str, str] | None, limits: tuple[float, int, bool]) -> Dataset:
+def _load_hub(repo_id: str, mapping: dict[str, str] | None, limits: tuple[float, int, bool, bool]) -> Dataset:
     from huggingface_hub import snapshot_download
 
     try:
@@ -305,7 +321,7 @@ class _Invalid(str):
 
 
 def _parse(data: bytes, source: str, suffix: str, mapping: dict[str, str] | None, max_records: int,
-           empty_outputs: bool = False) -> Dataset:
+           empty_outputs: bool = False, skip_bad_rows: bool = False) -> Dataset:
     if not data.strip():
         raise DataError(source, ["file is empty"])
     if suffix == ".parquet":
@@ -321,7 +337,7 @@ def _parse(data: bytes, source: str, suffix: str, mapping: dict[str, str] | None
             rows, where = _read_jsonl(text), "line"
         else:
             rows, where = _read_json(text, source), "record"
-    return _build(rows, source, where, mapping, max_records, empty_outputs)
+    return _build(rows, source, where, mapping, max_records, empty_outputs, skip_bad_rows)
 
 
 def _decode(data: bytes, source: str) -> str:
@@ -440,7 +456,8 @@ def detect_mapping(columns: list[str]) -> dict[str, str]:
 
 
 def _build(rows: Iterable[tuple[int, Any]], source: str, where: str,
-           override: dict[str, str] | None, max_records: int, empty_outputs: bool = False) -> Dataset:
+           override: dict[str, str] | None, max_records: int, empty_outputs: bool = False,
+           skip_bad_rows: bool = False) -> Dataset:
     """Records from rows read one at a time; the first object's keys decide the column mapping."""
     rows = iter(rows)
     head = []  # the rows up to the first object, read ahead
@@ -465,16 +482,17 @@ def _build(rows: Iterable[tuple[int, Any]], source: str, where: str,
             raise DataError(source, [f"no column for '{name}' among {columns}; "
                                      f"expected one of {list(COLUMN_ALIASES[name])} or a column mapping"])
 
-    records, problems, seen, duplicates = [], [], {}, []
+    records, problems, seen, duplicates, skipped = [], [], {}, [], []
     items = itertools.chain(head, rows)
     for count, (number, value) in enumerate(items, start=1):
         if count > max_records:  # count the rest without keeping them, to say how many there are
             raise _too_many(source, count + sum(1 for _ in items), max_records)
         at = f"{where} {number}"
-        if isinstance(value, _Invalid):
-            problems.append(value)
+        record, row_problems = ((None, [str(value)]) if isinstance(value, _Invalid)
+                                else _record(value, mapping, at, empty_outputs))
+        if row_problems and skip_bad_rows:
+            skipped.append((number, "; ".join(row_problems)))
             continue
-        record, row_problems = _record(value, mapping, at, empty_outputs)
         if row_problems:
             problems.extend(row_problems)
             continue
@@ -486,7 +504,10 @@ def _build(rows: Iterable[tuple[int, Any]], source: str, where: str,
         records.append(record)
     if problems:
         raise DataError(source, problems)
-    return Dataset(records=records, source=source, mapping=mapping, duplicates=duplicates)
+    if not records:
+        raise DataError(source, ["every row is bad; none was loaded"] + [why for _, why in skipped[:20]])
+    return Dataset(records=records, source=source, mapping=mapping, duplicates=duplicates, skipped=skipped,
+                   skip_bad_rows=skip_bad_rows)
 
 
 def _record(value: Any, mapping: dict[str, str], at: str, empty_outputs: bool = False) -> tuple[Record | None, list[str]]:

@@ -27,14 +27,19 @@ class CheckSettings:
     style: str = "alpaca"
     template: str | None = None
     max_length: int | None = 256  # training's default; None: no truncation
-    mask_instruction: bool = False
+    mask_instruction: bool | str = False  # a batching.MASKS name, or the older flag (True: "prompt")
     split_seed: int = 123
+    split_order: str = "shuffled"
+
+    @property
+    def mask(self) -> str:
+        return batching.mask_mode(self.mask_instruction)
 
     @classmethod
     def for_training(cls, config: Any) -> "CheckSettings":
         """The settings a training config (training.TrainConfig) will train with."""
         return cls(style=config.style, template=config.template, max_length=config.max_length,
-                   mask_instruction=config.mask_instruction, split_seed=config.split_seed)
+                   mask_instruction=config.mask, split_seed=config.split_seed, split_order=config.split_order)
 
 
 @dataclass
@@ -168,7 +173,7 @@ class TokenCounts:
     trained: np.ndarray         # targets trained with the chosen masking
 
 
-def trained_per_row(samples: list[batching.Sample], pad: int, max_length: int | None, masked: bool) -> list[int]:
+def trained_per_row(samples: list[batching.Sample], pad: int, max_length: int | None, masked: bool | str) -> list[int]:
     """Trained targets of each sample, read from `collate`'s own targets."""
     batch = batching.collate(samples, pad, max_length, masked)
     return (batch.targets != batching.IGNORE_INDEX).sum(dim=1).tolist()
@@ -187,8 +192,8 @@ def token_counts(dataset: data.Dataset, tokenizer: Any, settings: CheckSettings,
             where = [s.index for s in part]
             counts.lengths[where] = [len(s.ids) for s in part]
             counts.response_kept[where] = trained_per_row(part, pad, settings.max_length, True)
-            counts.trained[where] = (counts.response_kept[where] if settings.mask_instruction else
-                                     trained_per_row(part, pad, settings.max_length, False))
+            counts.trained[where] = (counts.response_kept[where] if settings.mask == "prompt" else
+                                     trained_per_row(part, pad, settings.max_length, settings.mask))
         done += len(samples)
         if on_progress:
             on_progress(done / n)
@@ -208,8 +213,7 @@ def token_findings(counts: TokenCounts, settings: CheckSettings) -> tuple[list[F
     findings = [
         Finding("response_cut", "response cut away", f"at {at}, the prompt fills the whole sample: none of the "
                 "response is ever a target", numbers(counts.response_kept == 0)),
-        Finding("no_target", "nothing trained", f"at {at} with the instruction "
-                f"{'masked' if settings.mask_instruction else 'not masked'}, no target is trained: the "
+        Finding("no_target", "nothing trained", f"at {at} with masking {settings.mask!r}, no target is trained: the "
                 "record adds nothing to the loss", numbers(counts.trained == 0)),
         Finding("too_long", "longer than the max length", f"cut to {limit} positions; the rest is never seen"
                 if limit else "no max length given", numbers(over)),
@@ -230,7 +234,8 @@ def check(dataset: data.Dataset, tokenizer: Any, settings: CheckSettings = Check
     records = dataset.records
     counts = token_counts(dataset, tokenizer, settings, on_progress)
     from_tokens, lengths = token_findings(counts, settings)
-    findings = [*duplicates(records), split_leaks(records, dataset.splits(seed=settings.split_seed)),
+    findings = [*duplicates(records), split_leaks(records, dataset.splits(seed=settings.split_seed,
+                                                                          order=settings.split_order)),
                 *from_tokens, empty_outputs(records), outputs_equal_inputs(records), templated(records)]
     return Report(settings, len(dataset), findings, lengths)
 
@@ -238,8 +243,8 @@ def check(dataset: data.Dataset, tokenizer: Any, settings: CheckSettings = Check
 def lines(report: Report) -> Iterable[str]:
     """The report as text: the settings, the lengths, then one block per finding."""
     s = report.settings
-    yield (f"{report.records:,} records · style {s.style} · max length {s.max_length or 'none'} · instruction "
-           f"{'masked' if s.mask_instruction else 'not masked'} · split seed {s.split_seed}")
+    yield (f"{report.records:,} records · style {s.style} · max length {s.max_length or 'none'} · masking "
+           f"{s.mask} · split seed {s.split_seed}, {s.split_order}")
     n = report.lengths
     yield (f"training positions per record: median {n.median:.0f}, 95th percentile {n.p95:.0f}, longest "
            f"{n.longest}; {n.over:,} over the max length, {n.lost_share:.1%} of all positions cut away")

@@ -44,6 +44,12 @@ class Rendered:
     # True when the prompt already holds the tokenizer's special tokens (a chat template writes
     # its own <bos>), so tokenising must not add them a second time.
     has_special_tokens: bool = False
+    header: str = ""  # the response header closing the prompt ("\n\n### Response:\n" in Alpaca)
+
+    @property
+    def instruction(self) -> str:
+        """The prompt without its response header: the book's `format_input(entry)` in Alpaca."""
+        return self.prompt[:len(self.prompt) - len(self.header)]
 
     @property
     def inference(self) -> Prompt:
@@ -58,14 +64,23 @@ class Rendered:
         return [(self.prompt, "prompt"), (self.response, "response"), (self.eos, "eos")]
 
 
-def alpaca_prompt(record: RecordLike) -> str:
-    """The book's `format_input` plus the response header, so generation starts at the answer."""
+ALPACA_HEADER = "\n\n### Response:\n"
+PHI3_HEADER = "\n<|assistant|>:\n"
+
+
+def alpaca_instruction(record: RecordLike) -> str:
+    """The book's `format_input`: the instruction and the input, without the response header."""
     text = ("Below is an instruction that describes a task. "
             "Write a response that appropriately completes the request."
             f"\n\n### Instruction:\n{record.instruction}")
     if record.input:
         text += f"\n\n### Input:\n{record.input}"
-    return text + "\n\n### Response:\n"
+    return text
+
+
+def alpaca_prompt(record: RecordLike) -> str:
+    """The book's `format_input` plus the response header, so generation starts at the answer."""
+    return alpaca_instruction(record) + ALPACA_HEADER
 
 
 def phi3_prompt(record: RecordLike) -> str:
@@ -73,7 +88,7 @@ def phi3_prompt(record: RecordLike) -> str:
     text = f"<|user|>\n{record.instruction}"
     if record.input:
         text += f"\n{record.input}"
-    return text + "\n<|assistant|>:\n"
+    return text + PHI3_HEADER
 
 
 def check_template(template: str) -> None:
@@ -97,18 +112,22 @@ def check_template(template: str) -> None:
         raise PlaygroundError("Custom template: " + "; ".join(problems) + ".")
 
 
-def custom_parts(record: RecordLike, template: str) -> tuple[str, str]:
+def custom_parts(record: RecordLike, template: str) -> tuple[str, str, str]:
+    """(prompt, response, header): the header is the template's text between its last
+    {instruction} or {input} and {output}."""
     check_template(template)
     before, after = template.split("{output}")
 
     def fill(text: str) -> str:
         return text.replace("{instruction}", record.instruction).replace("{input}", record.input)
 
-    return fill(before), record.output + fill(after)
+    header = re.split(r"\{instruction\}|\{input\}", before)[-1]
+    return fill(before), record.output + fill(after), header
 
 
-def chat_parts(record: RecordLike, tokenizer: Any) -> tuple[str, str]:
-    """Split the tokenizer's own chat template into prompt (with generation header) and response."""
+def chat_parts(record: RecordLike, tokenizer: Any) -> tuple[str, str, str]:
+    """Split the tokenizer's own chat template into prompt (with generation header), response and
+    that header (empty when the template's prompt does not extend the bare user turn)."""
     if not getattr(tokenizer, "chat_template", None):
         raise PlaygroundError("This tokenizer has no chat template; pick the Alpaca, Phi-3 or "
                               "custom style instead.")
@@ -121,25 +140,28 @@ def chat_parts(record: RecordLike, tokenizer: Any) -> tuple[str, str]:
     if not full.startswith(prompt):
         raise PlaygroundError("The chat template renders the conversation differently with and "
                               "without the answer, so the prompt cannot be split off.")
-    return prompt, full[len(prompt):]
+    turn = tokenizer.apply_chat_template([{"role": "user", "content": user}], tokenize=False,
+                                         add_generation_prompt=False)
+    header = prompt[len(turn):] if prompt.startswith(turn) else ""
+    return prompt, full[len(prompt):], header
 
 
 def render(record: RecordLike, style: str, tokenizer: Any = None, template: str | None = None) -> Rendered:
     """Render one record in a style; `tokenizer` gives the end-of-text token and chat template."""
     eos = getattr(tokenizer, "eos_token", None) or "<|endoftext|>"
     if style == "alpaca":
-        return Rendered(alpaca_prompt(record), record.output, eos)
+        return Rendered(alpaca_prompt(record), record.output, eos, header=ALPACA_HEADER)
     if style == "phi3":
-        return Rendered(phi3_prompt(record), record.output, eos)
+        return Rendered(phi3_prompt(record), record.output, eos, header=PHI3_HEADER)
     if style == "custom":
-        prompt, response = custom_parts(record, template or DEFAULT_CUSTOM)
-        return Rendered(prompt, response, eos)
+        prompt, response, header = custom_parts(record, template or DEFAULT_CUSTOM)
+        return Rendered(prompt, response, eos, header=header)
     if style == "chat":
-        prompt, response = chat_parts(record, tokenizer)
+        prompt, response, header = chat_parts(record, tokenizer)
         # Many templates end the assistant turn with their own marker (<end_of_turn>, <|im_end|>);
         # the end-of-text token still closes the example so generation learns to stop.
         bos = getattr(tokenizer, "bos_token", None)
-        return Rendered(prompt, response, eos, has_special_tokens=bool(bos and prompt.startswith(bos)))
+        return Rendered(prompt, response, eos, has_special_tokens=bool(bos and prompt.startswith(bos)), header=header)
     raise PlaygroundError(f"Unknown prompt style {style!r}; choose one of {', '.join(STYLES)}.")
 
 

@@ -1,7 +1,8 @@
 """The data a run trained on: saved with the run, and found again, unchanged, to evaluate it.
 
 `data.json` in the run folder records the dataset's origin, column mapping and content hash, the
-split seed and fractions, and the record indices of the train, validation and test splits. A copy
+split seed, order and fractions, the record indices of the train, validation and test splits, and
+the rows left out when the data was loaded with "skip bad rows" (loading it again skips them too). A copy
 of the records is kept once per content hash under `models/datasets/`, so a run can be evaluated
 after an uploaded file is gone. Loading checks the hash: chat examples and gradings use the run's
 own test split of the very data it trained on, or fail with a message that says what differs.
@@ -46,13 +47,22 @@ def snapshot(dataset: data.Dataset, models_dir: Path) -> Path:
     return path
 
 
-def describe(dataset: data.Dataset, splits: data.Splits, split_seed: int, models_dir: Path) -> dict[str, Any]:
+def describe(dataset: data.Dataset, splits: data.Splits, split_seed: int, models_dir: Path,
+             split_order: str = "shuffled") -> dict[str, Any]:
     """What `data.json` holds for a run on `dataset`; writes the snapshot of its records."""
     return {"origin": dataset.origin, "source": dataset.source, "mapping": dataset.mapping,
             "sha256": dataset.fingerprint, "records": len(dataset),
             "snapshot": snapshot(dataset, models_dir).name,
-            "split": {"seed": split_seed, "train": data.TRAIN_FRACTION, "test": data.TEST_FRACTION},
+            "skip_bad_rows": dataset.skip_bad_rows,
+            "skipped": [{"row": row, "reason": why} for row, why in dataset.skipped],
+            "split": {"seed": split_seed, "order": split_order, "train": data.TRAIN_FRACTION,
+                      "test": data.TEST_FRACTION},
             "indices": {"train": splits.train, "validation": splits.validation, "test": splits.test}}
+
+
+def split_order(saved: dict[str, Any]) -> str:
+    """The split order a run's `data.json` records; runs saved before it was recorded were shuffled."""
+    return saved.get("split", {}).get("order", "shuffled")
 
 
 def load(models_dir: Path, record: runs.RunRecord, offered: data.Dataset | None = None) -> RunData:
@@ -73,7 +83,9 @@ def load(models_dir: Path, record: runs.RunRecord, offered: data.Dataset | None 
             f"content hash {offered.fingerprint[:12]}; the run's has {saved['records']:,} records, hash "
             f"{saved['sha256'][:12]}, from {saved['source']}).")
     tried = []
-    for where, load_it in (("its origin", lambda: data.load(saved["origin"], saved["mapping"] or None)),
+    skip = bool(saved.get("skip_bad_rows", False))
+    for where, load_it in (("its origin", lambda: data.load(saved["origin"], saved["mapping"] or None,
+                                                             skip_bad_rows=skip)),
                            ("the copy kept in the store",
                             lambda: data.load(str(snapshots_dir(models_dir) / saved["snapshot"])))):
         try:

@@ -30,7 +30,8 @@ class TrainConfig:
     method: str = "lora"             # "lora" or "full"
     style: str = "alpaca"
     template: str | None = None      # for the custom style
-    mask_instruction: bool = False
+    mask_instruction: bool = False  # the older flag: True is mask "prompt"; `mask` wins when given
+    mask: str | None = None          # batching.MASKS: "none", "prompt" or "instruction"
     max_length: int | None = 256
     batch_size: int = 4
     grad_accum: int = 1
@@ -41,7 +42,9 @@ class TrainConfig:
     max_steps: int | None = None     # wins over epochs when set
     seed: int = 123                  # initialisation, batch order, dropout
     split_seed: int = 123            # which records are train, validation and test
+    split_order: str = "shuffled"    # data.SPLIT_ORDERS: "shuffled", or "book" (file order)
     group_by_length: bool = True
+    drop_last: bool = False          # leave out the last, smaller training batch of an epoch (the book does)
     lora_r: int = 16
     lora_alpha: int = 32
     lora_dropout: float = 0.05
@@ -53,8 +56,16 @@ class TrainConfig:
     probe_tokens: int = 40
     log_every: int = 1
 
+    def __post_init__(self) -> None:
+        self.mask = batching.mask_mode(self.mask_instruction if self.mask is None else self.mask)
+        self.mask_instruction = self.mask == "prompt"
+
     def check(self) -> None:
         problems = []
+        if self.mask not in batching.MASKS:
+            problems.append(f"mask must be one of {', '.join(batching.MASKS)}")
+        if self.split_order not in data.SPLIT_ORDERS:
+            problems.append(f"split order must be one of {', '.join(data.SPLIT_ORDERS)}")
         if self.method not in ("lora", "full"):
             problems.append(f"method must be 'lora' or 'full', not {self.method!r}")
         if self.style not in prompts.STYLES:
@@ -91,6 +102,21 @@ PRESETS: dict[str, dict[str, Any]] = {
     "GPU": dict(method="lora", max_steps=None, epochs=2, batch_size=8, lr=2e-4, max_length=512, warmup_steps=10,
                 mask_instruction=False, eval_every=25, eval_batches=8, probe_every=50, probes=3, probe_tokens=64,
                 lora_r=16, lora_alpha=32, lora_dropout=0.05),
+    # The book's chapter 7 settings (gpt_instruction_finetuning.py): a full fine-tune, AdamW at 5e-5
+    # with weight decay 0.1, 2 epochs of batches of 8 in a random order with the last partial batch
+    # dropped, the data sliced in file order, nothing masked, at most 1024 tokens; validation loss
+    # on 5 batches every 5 steps. The learning rate still warms up and decays (the book's is constant).
+    "The book (full fine-tune)": dict(
+        method="full", max_steps=None, epochs=2, batch_size=8, lr=5e-5, weight_decay=0.1, max_length=1024,
+        warmup_steps=1, mask="none", split_order="book", drop_last=True, group_by_length=False,
+        eval_every=5, eval_batches=5, probe_every=50, probes=1, probe_tokens=35),
+    # Exercise 7.4: the same with LoRA of rank 16 and alpha 16 on the linear layers (peft scales the
+    # update by alpha / rank; the book's LoRALayer multiplies by alpha alone).
+    "The book, exercise 7.4 (LoRA)": dict(
+        method="lora", max_steps=None, epochs=2, batch_size=8, lr=5e-5, weight_decay=0.1, max_length=1024,
+        warmup_steps=1, mask="none", split_order="book", drop_last=True, group_by_length=False,
+        eval_every=5, eval_batches=5, probe_every=50, probes=1, probe_tokens=35,
+        lora_r=16, lora_alpha=16, lora_dropout=0.0),
 }
 
 
@@ -129,8 +155,13 @@ def probe_records(dataset: data.Dataset, splits: data.Splits, count: int) -> lis
     return [dataset.records[i] for i in pool[:count]]
 
 
+def batches_per_epoch(config: TrainConfig, train_size: int) -> int:
+    """Training batches in one epoch: the last, smaller one is left out with drop_last."""
+    return train_size // config.batch_size if config.drop_last else math.ceil(train_size / config.batch_size)
+
+
 def total_steps_for(config: TrainConfig, train_size: int) -> int:
-    per_epoch = math.ceil(math.ceil(train_size / config.batch_size) / config.grad_accum)
+    per_epoch = math.ceil(batches_per_epoch(config, train_size) / config.grad_accum)
     if config.max_steps:
         return config.max_steps
     return max(1, math.ceil(per_epoch * config.epochs))
@@ -151,10 +182,13 @@ def train(side: Side, tokenizer: Any, dataset: data.Dataset, splits: data.Splits
     torch.manual_seed(config.seed)
     if not splits.train:
         raise PlaygroundError("The training split is empty: the dataset needs more records.")
+    if batches_per_epoch(config, len(splits.train)) == 0:
+        raise PlaygroundError(f"The training split has {len(splits.train)} records, fewer than one batch of "
+                              f"{config.batch_size}, and drop_last leaves that batch out: lower the batch size.")
     encode = lambda indices: batching.encode_all(dataset.records, config.style, tokenizer, config.template, indices)
     train_samples, val_samples = encode(splits.train), encode(splits.validation)
     _, pad_id = batching.special_ids(tokenizer)
-    collate = lambda samples: batching.collate(samples, pad_id, config.max_length, config.mask_instruction)
+    collate = lambda samples: batching.collate(samples, pad_id, config.max_length, config.mask)
 
     loss_module = CausalLMLoss(weights.model)
     trainable = [p for p in weights.model.parameters() if p.requires_grad]
@@ -172,7 +206,7 @@ def train(side: Side, tokenizer: Any, dataset: data.Dataset, splits: data.Splits
     rank, world = (accelerator.process_index, accelerator.num_processes) if accelerator else (0, 1)
     probes = probe_records(dataset, splits, config.probes)
     started = time.monotonic()
-    per_epoch = math.ceil(math.ceil(len(train_samples) / config.batch_size) / config.grad_accum)
+    per_epoch = math.ceil(batches_per_epoch(config, len(train_samples)) / config.grad_accum)
 
     def event(kind: str, step: int, **values: Any) -> None:
         emit(Event(kind, step, total, step / per_epoch, time.monotonic() - started, values))
@@ -218,7 +252,8 @@ def train(side: Side, tokenizer: Any, dataset: data.Dataset, splits: data.Splits
     try:
         while step < total:
             order = batching.batch_order([len(s.ids) for s in train_samples], config.batch_size,
-                                         seed=config.seed + epoch, group_by_length=config.group_by_length)
+                                         seed=config.seed + epoch, group_by_length=config.group_by_length,
+                                         drop_last=config.drop_last)
             order = order[rank::world]  # each process its own share of the batches
             for indices in order:
                 if stop.is_set():
@@ -321,7 +356,8 @@ def start_run(side: Side, tokenizer: Any, dataset: data.Dataset, splits: data.Sp
                       "pad_token": tokenizer.pad_token, "vocab_size": len(tokenizer)},
     })
     try:
-        runs.write_json(writer.folder / run_data.FILE, run_data.describe(dataset, splits, config.split_seed, models_dir))
+        runs.write_json(writer.folder / run_data.FILE, run_data.describe(dataset, splits, config.split_seed, models_dir,
+                                                                         config.split_order))
     except OSError as exc:
         raise PlaygroundError(f"Cannot keep the run's data record ({exc.strerror or exc}): check that "
                               f"{models_dir} is a folder you can write to.") from None
@@ -338,7 +374,7 @@ def run_training(side: Side, tokenizer: Any, dataset: data.Dataset, config: Trai
     try; the caller goes on.
     """
     main = accelerator is None or accelerator.is_main_process
-    splits = dataset.splits(seed=config.split_seed)
+    splits = dataset.splits(seed=config.split_seed, order=config.split_order)
     writer = None
 
     def emit(event: Event) -> None:

@@ -179,7 +179,7 @@ def test_a_run_records_its_data_and_its_own_split(graded_run):
     builtin = data.load("builtin")
     expected = builtin.splits(seed=7)
     assert saved["sha256"] == builtin.fingerprint and saved["origin"] == "builtin"
-    assert saved["split"] == {"seed": 7, "train": 0.85, "test": 0.1}
+    assert saved["split"] == {"seed": 7, "order": "shuffled", "train": 0.85, "test": 0.1}
     assert saved["indices"] == {"train": expected.train, "validation": expected.validation, "test": expected.test}
     found = run_data.load(graded_run, record)
     assert found.splits == expected and found.note == ""

@@ -1,0 +1,255 @@
+"""The book's way as options: split order, masking, drop_last, presets, the tiktoken tokenizer,
+the book's test answers, chat --input and skipping bad rows."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import tiktoken
+
+from playground import batching, data, prompts, run_data, runs, tiktoken_tokenizer, training
+from playground.data import Record
+from playground.errors import DataError, PlaygroundError
+
+ROOT = Path(__file__).resolve().parent.parent
+GPT2_PATTERN = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "playground", *args], cwd=ROOT, capture_output=True, text=True)
+
+
+@pytest.fixture(scope="module")
+def small_tiktoken() -> tiktoken_tokenizer.TiktokenTokenizer:
+    """A tiktoken encoding built here: the 256 bytes, a few merges, and <|endoftext|> after them."""
+    ranks = {bytes([b]): b for b in range(256)}
+    for pair in (b"##", b"###", b" R", b"es", b"\n\n", b"in", b"on", b"th", b"the", b" the"):
+        ranks[pair] = len(ranks)
+    encoding = tiktoken.Encoding("small-test", pat_str=GPT2_PATTERN, mergeable_ranks=ranks,
+                                 special_tokens={"<|endoftext|>": len(ranks)})
+    return tiktoken_tokenizer.TiktokenTokenizer(encoding, "small-test")
+
+
+RECORDS = [Record("Name the capital of France.", "", "Paris."),
+           Record("Sort the words.", "pear, apple", "apple, pear"),
+           Record("Give an antonym of hot.", "", "cold"),
+           Record("Add the numbers.", "2 and 3", "5")]
+
+
+# ---------------------------------------------------------------- 1. split order
+
+
+def test_book_split_slices_in_file_order_train_then_test_then_validation():
+    splits = data.split_indices(20, order="book")
+    assert splits.train == list(range(17)) and splits.test == [17, 18] and splits.validation == [19]
+    assert data.split_indices(20, seed=5, order="book") == splits  # no shuffle: the seed changes nothing
+    shuffled = data.split_indices(20, seed=5)
+    assert shuffled == data.split_indices(20, seed=5, order="shuffled") and shuffled.train != splits.train
+    with pytest.raises(DataError, match="unknown split order 'sorted'"):
+        data.split_indices(20, order="sorted")
+
+
+def test_a_run_records_its_split_order_and_finds_the_same_indices(tiny_model_dir, tmp_path):
+    from tests_helpers import small_dataset, train_tiny_run
+
+    dataset = small_dataset()
+    folder = train_tiny_run(tiny_model_dir, tmp_path, "book-split", dataset, max_steps=1, split_order="book")
+    saved = json.loads((folder / "data.json").read_text())
+    assert saved["split"]["order"] == "book" and run_data.split_order(saved) == "book"
+    assert saved["indices"]["train"] == list(range(10)) and saved["indices"]["test"] == [10]
+    found = run_data.load(tmp_path, runs.read(tmp_path, "book-split"))
+    assert found.splits == dataset.splits(order="book")
+    del saved["split"]["order"]  # a run saved before the order was recorded was shuffled
+    assert run_data.split_order(saved) == "shuffled"
+
+
+# ---------------------------------------------------------------- 2. masking
+
+
+def test_instruction_masking_trains_the_response_header(small_tiktoken):
+    samples = batching.encode_all(RECORDS, "alpaca", small_tiktoken)
+    header = len(small_tiktoken.encode(prompts.ALPACA_HEADER))
+    counts = {mask: batching.collate(samples, 0, None, mask).trained_tokens for mask in batching.MASKS}
+    assert counts["instruction"] == counts["prompt"] + header * len(RECORDS)
+    assert counts["none"] == sum(len(s.ids) - 1 for s in samples)
+    for sample, record in zip(samples, RECORDS):  # the book's instruction length: format_input alone
+        assert sample.instruction_len == len(small_tiktoken.encode(prompts.alpaca_instruction(record)))
+        assert sample.prompt_len == sample.instruction_len + header
+    batch = batching.collate(samples, 0, None, "instruction")
+    first_trained = (batch.targets[0] != batching.IGNORE_INDEX).nonzero()[0].item()
+    assert first_trained == samples[0].instruction_len - 1  # the book's targets[:instruction_length-1] = -100
+
+
+def test_the_older_flag_means_prompt_masking(small_tiktoken):
+    samples = batching.encode_all(RECORDS, "alpaca", small_tiktoken)
+    prompt = batching.collate(samples, 0, None, "prompt")
+    assert batching.collate(samples, 0, None, True).targets.equal(prompt.targets)
+    assert batching.collate(samples, 0, None, mask_instruction=True).targets.equal(prompt.targets)
+    assert batching.collate(samples, 0, None, False).targets.equal(batching.collate(samples, 0, None, "none").targets)
+    assert training.TrainConfig.from_dict({"mask_instruction": True}).mask == "prompt"  # a saved run's config
+    assert training.TrainConfig.from_dict({"mask_instruction": False}).mask == "none"
+    config = training.TrainConfig(mask="instruction")
+    assert config.mask == "instruction" and not config.mask_instruction
+    with pytest.raises(PlaygroundError, match="Unknown masking 'all'"):
+        batching.collate(samples, 0, None, "all")
+
+
+def test_the_batch_view_colours_the_header_differently(small_tiktoken):
+    views = {mask: batching.describe(batching.training_batch(RECORDS, [0, 1], small_tiktoken, "alpaca", 2, mask=mask))
+             for mask in ("prompt", "instruction")}
+    for row_prompt, row_instruction in zip(views["prompt"].rows, views["instruction"].rows):
+        changed = [p for p, (a, b) in enumerate(zip(row_prompt.kinds, row_instruction.kinds)) if a != b]
+        assert changed and all(row_prompt.kinds[p] == "prompt_masked" and row_instruction.kinds[p] == "prompt"
+                               for p in changed)
+        texts = batching.token_text(small_tiktoken, [row_prompt.next_ids[p] for p in changed])
+        assert "".join(texts).replace("↵", "\n").replace("␣", " ") == prompts.ALPACA_HEADER
+
+
+def test_other_styles_name_their_header():
+    record = RECORDS[1]
+    assert prompts.render(record, "phi3").header == prompts.PHI3_HEADER
+    custom = prompts.render(record, "custom", template="Q: {instruction}\n{input}\nA: {output}")
+    assert custom.header == "\nA: " and custom.instruction == "Q: Sort the words.\npear, apple"
+
+
+def test_data_check_accepts_mask_names(tiny_model_dir):
+    from playground import data_checks, store
+
+    dataset = data.Dataset(records=list(RECORDS), source="test", mapping={})
+    tokenizer = store.load_tokenizer(str(tiny_model_dir))
+    settings = data_checks.CheckSettings(max_length=None, mask_instruction="instruction", split_order="book")
+    counts = data_checks.token_counts(dataset, tokenizer, settings)
+    older = data_checks.token_counts(dataset, tokenizer, data_checks.CheckSettings(max_length=None,
+                                                                                   mask_instruction=True))
+    assert (counts.trained > older.trained).all()
+    report = data_checks.check(dataset, tokenizer, settings)
+    assert "masking instruction" in next(iter(data_checks.lines(report)))
+
+
+# ---------------------------------------------------------------- 3. drop_last
+
+
+def test_drop_last_leaves_out_the_smaller_batch():
+    lengths = [5] * 10
+    assert [len(b) for b in batching.batch_order(lengths, 4, seed=1)] == [4, 4, 2]
+    assert [len(b) for b in batching.batch_order(lengths, 4, seed=1, drop_last=True)] == [4, 4]
+    grouped = batching.batch_order(list(range(10)), 4, seed=1, group_by_length=True, drop_last=True)
+    assert sorted(len(b) for b in grouped) == [4, 4]
+    config = training.TrainConfig(batch_size=4, epochs=1, drop_last=True)
+    assert training.total_steps_for(config, 10) == 2
+    config.drop_last = False
+    assert training.total_steps_for(config, 10) == 3
+
+
+def test_drop_last_with_fewer_records_than_a_batch_is_refused(tiny_model_dir, tmp_path):
+    from playground import store
+    from playground.weights import Weights
+
+    dataset = data.Dataset(records=list(RECORDS) * 2, source="test", mapping={})  # 6 train records
+    config = training.TrainConfig(model=str(tiny_model_dir), batch_size=8, max_steps=1, probes=0, drop_last=True)
+    side = training.prepare_model(Weights(store.load_model(str(tiny_model_dir))), config, "few", tmp_path, None, "cpu")
+    state, message, _ = training.run_training(side, store.load_tokenizer(str(tiny_model_dir)), dataset, config,
+                                              tmp_path, "few")
+    assert state == "failed" and "fewer than one batch of 8" in message
+
+
+# ---------------------------------------------------------------- 5. presets
+
+
+def test_the_books_presets():
+    book = training.TrainConfig(**training.PRESETS["The book (full fine-tune)"])
+    book.check()
+    assert (book.method, book.lr, book.weight_decay, book.epochs, book.batch_size) == ("full", 5e-5, 0.1, 2, 8)
+    assert (book.split_order, book.mask, book.drop_last, book.max_steps) == ("book", "none", True, None)
+    lora = training.TrainConfig(**training.PRESETS["The book, exercise 7.4 (LoRA)"])
+    lora.check()
+    assert (lora.method, lora.lora_r, lora.lora_alpha, lora.lr) == ("lora", 16, 16, 5e-5)
+    assert {"Quick CPU demo", "GPU"} <= set(training.PRESETS)
+
+
+# ---------------------------------------------------------------- 6. the book's tokenizer
+
+
+def test_tiktoken_adapter_encodes_decodes_and_pads_with_end_of_text(small_tiktoken):
+    eos = small_tiktoken.eos_token_id
+    assert eos == len(small_tiktoken) - 1 and batching.special_ids(small_tiktoken) == (eos, eos)
+    ids = small_tiktoken(["the ### Response"]).input_ids[0]
+    assert small_tiktoken.decode(ids) == "the ### Response"
+    assert small_tiktoken.convert_ids_to_tokens(ids)[0] == "the"
+    assert small_tiktoken(["<|endoftext|>"]).input_ids[0] != [eos]  # typed text stays text
+    batch = batching.training_batch(RECORDS, [0, 1, 2, 3], small_tiktoken, "alpaca", 4)
+    shortest = min(range(4), key=lambda row: len(batch.samples[row].ids))
+    assert batch.inputs[shortest, -1].item() == eos  # padded with end-of-text, as the book pads with 50256
+    assert batching.token_text(small_tiktoken, [eos]) == ["<|endoftext|>"]
+    with pytest.raises(PlaygroundError, match="no chat template"):
+        prompts.render(RECORDS[0], "chat", small_tiktoken)
+
+
+def test_tiktoken_without_its_files_and_without_network_fails_at_once(tmp_path, monkeypatch):
+    monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(tmp_path / "empty-cache"))
+    monkeypatch.setattr(tiktoken_tokenizer, "GPT2_FILES", ("https://encodings.invalid/gpt-2/vocab.bpe",
+                                                          "https://encodings.invalid/gpt-2/encoder.json"))
+    with pytest.raises(PlaygroundError) as error:
+        tiktoken_tokenizer.load()
+    text = str(error.value)
+    assert "not in its cache" in text and "vocab.bpe, encoder.json" in text and "encodings.invalid" in text
+    assert "TIKTOKEN_CACHE_DIR" in text and str(tmp_path / "empty-cache") in text
+
+
+# ---------------------------------------------------------------- 8. bad rows
+
+
+BAD_ROWS = [{"instruction": "Say hi.", "input": "", "output": "hi"},
+            {"instruction": None, "input": "", "output": ""},
+            {"instruction": "Say bye.", "input": "", "output": "bye"},
+            {"instruction": "Count to two.", "output": 2}]
+
+
+def test_skip_bad_rows_loads_the_rest_and_lists_each_skipped_row(write):
+    path = write("rows.json", BAD_ROWS)
+    with pytest.raises(DataError, match="record 2, field 'instruction': must be text"):
+        data.load(str(path))  # strict by default
+    dataset = data.load(str(path), skip_bad_rows=True)
+    assert [r.instruction for r in dataset.records] == ["Say hi.", "Say bye."]
+    assert [row for row, _ in dataset.skipped] == [2, 4]
+    assert "must be text, got NoneType" in dataset.skipped[0][1] and "'output': is empty" in dataset.skipped[0][1]
+    assert "must be text, got int" in dataset.skipped[1][1]
+    lines = write("rows.jsonl", '{"instruction": "a", "output": "b"}\n{broken\n')
+    assert [row for row, _ in data.load(str(lines), skip_bad_rows=True).skipped] == [2]
+    with pytest.raises(DataError, match="every row is bad"):
+        data.load(str(write("none.json", BAD_ROWS[1:2])), skip_bad_rows=True)
+
+
+def test_a_run_records_the_skipped_rows_and_loads_its_data_again(tiny_model_dir, tmp_path, write):
+    from tests_helpers import train_tiny_run
+
+    rows = [{"instruction": f"Repeat {w}.", "input": "", "output": f"{w} {w}"} for w in
+            ["oak", "elm", "ash", "fir", "yew", "bay", "box", "fig", "lime", "pine"]]
+    path = write("mine.json", rows[:3] + [BAD_ROWS[1]] + rows[3:])
+    dataset = data.load(str(path), skip_bad_rows=True)
+    train_tiny_run(tiny_model_dir, tmp_path / "store", "skipping", dataset, max_steps=1)
+    saved = json.loads((tmp_path / "store" / "runs" / "skipping" / "data.json").read_text())
+    assert saved["skip_bad_rows"] is True and [s["row"] for s in saved["skipped"]] == [4]
+    found = run_data.load(tmp_path / "store", runs.read(tmp_path / "store", "skipping"))
+    assert found.note == "" and len(found.dataset) == 10  # from its origin, skipping the same row
+
+
+def test_cli_skip_bad_rows_split_order_and_masks(write, tiny_model_dir):
+    path = write("rows.json", BAD_ROWS + [{"instruction": f"Say {i}.", "input": "", "output": str(i)}
+                                          for i in range(16)])
+    strict = cli("data", "validate", str(path))
+    assert strict.returncode == 2 and "record 2, field 'instruction'" in strict.stderr
+    result = cli("data", "validate", str(path), "--skip-bad-rows", "--split-order", "book")
+    assert result.returncode == 0, result.stderr
+    assert "skipped: record 2" in result.stderr and "skipped: record 4" in result.stderr
+    assert "18 records" in result.stdout and "splits (book): train 15, validation 2, test 1" in result.stdout
+    trained = {}
+    for flags in (["--mask-instruction"], ["--mask", "prompt"], ["--mask", "instruction"]):
+        batch = cli("batch", str(path), "--skip-bad-rows", "--tokenizer", str(tiny_model_dir), "--batch-size", "4",
+                    "--split-order", "book", "--json", *flags)
+        assert batch.returncode == 0, batch.stderr
+        shown = json.loads(batch.stdout)
+        trained[" ".join(flags)] = shown["trained_tokens"]
+    assert trained["--mask-instruction"] == trained["--mask prompt"] < trained["--mask instruction"]
