@@ -244,7 +244,8 @@ def cmd_chat(args: argparse.Namespace) -> int:
     base = manager.base_side(spec)
     tokenizer = manager.tokenizer(spec)
     style = record.settings.get("style", "alpaca")
-    prompt = prompts.conversation([], args.prompt, style, tokenizer, record.settings.get("template"), args.raw)
+    prompt = prompts.conversation([], args.prompt, style, tokenizer, record.settings.get("template"), args.raw,
+                                  input_text=args.input or "")
     settings = GenerationSettings(max_new_tokens=args.max_new_tokens, seed=args.seed)
     base_answer, tuned_answer = generate([(base, prompt), (tuned, prompt)], tokenizer, style, settings)
     print(f"Base:\n{base_answer}\n\nTuned:\n{tuned_answer}")
@@ -347,7 +348,7 @@ def cmd_judge(args: argparse.Namespace) -> int:
         manager = ModelManager(args.models_dir)
         path = evaluation.generate_responses(manager, args.run, args.split, args.limit,
                                              GenerationSettings(max_new_tokens=args.max_new_tokens),
-                                             on_progress=progress, dataset=given)
+                                             on_progress=progress, dataset=given, answers=args.answers)
         note = json.loads((path.parent / "grading.json").read_text(encoding="utf-8")).get("note")
         if note:
             print(f"note: {note}", file=sys.stderr)
@@ -517,6 +518,7 @@ def build_parser() -> argparse.ArgumentParser:
     chat = commands.add_parser("chat", help="the base and the tuned answer to one prompt")
     chat.add_argument("--run", required=True, help="a run id: the name of a folder under MODELS_DIR/runs/")
     chat.add_argument("--prompt", required=True)
+    chat.add_argument("--input", help="the record's Input section (the book's records have one)")
     chat.add_argument("--max-new-tokens", type=int, default=64)
     chat.add_argument("--seed", type=int, default=123)
     chat.add_argument("--raw", action="store_true", help="send the prompt as typed, with no template")
@@ -556,6 +558,9 @@ def build_parser() -> argparse.ArgumentParser:
     grade.add_argument("--max-file-mb", type=float, default=data.DEFAULT_MAX_MB)
     grade.add_argument("--max-records", type=int, default=data.DEFAULT_MAX_RECORDS, help="most records accepted")
     grade.add_argument("--max-new-tokens", type=int, default=64)
+    grade.add_argument("--answers", choices=["playground", "book"], default="playground",
+                       help="book: prompt without the response header, up to 256 new tokens, '### Response:' "
+                            "removed, as the book's chapter 7 script asks for test answers")
     grade.add_argument("--api", choices=["ollama", "openai"], default="ollama",
                        help="the server's protocol: Ollama's own, or OpenAI-compatible (llama.cpp, vLLM, LM Studio, ...)")
     grade.add_argument("--host", help="the judge server (default: $OLLAMA_HOST or http://127.0.0.1:11434)")

@@ -18,7 +18,7 @@ import hashlib
 import json
 import re
 import threading
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -30,6 +30,26 @@ from .generation import GenerationSettings
 
 Progress = Callable[[float, str], None]
 BOOK_FILE = "instruction-data-with-response.json"
+# How test answers are asked for: the playground's prompt (the run's style, response header
+# included), or the book's (gpt_instruction_finetuning.py): the prompt without its response header
+# (`format_input(entry)`), up to 256 new tokens, and the header's text removed from the answer.
+ANSWERS = {"playground": "the run's prompt, response header included",
+           "book": "the book's: the prompt without its response header, up to 256 new tokens, "
+                   "'### Response:' removed from the answer"}
+BOOK_MAX_NEW_TOKENS = 256
+
+
+def answer_prompt(rendered: prompts.Rendered, answers: str) -> prompts.Prompt:
+    """What the model is asked to continue for a test answer."""
+    if answers == "book":
+        return prompts.Prompt(rendered.instruction, rendered.has_special_tokens)
+    return rendered.inference
+
+
+def book_answer(text: str, rendered: prompts.Rendered) -> str:
+    """The book's `.replace("### Response:", "").strip()`, with the run's own header text."""
+    header = rendered.header.strip()
+    return (text.replace(header, "") if header else text).strip()
 
 
 @dataclass
@@ -51,7 +71,8 @@ def _digest(value: Any) -> str:
 
 def generate_responses(manager: Any, run_id: str, split: str, limit: int, settings: GenerationSettings,
                        batch_size: int = 8, on_progress: Progress | None = None,
-                       stop: threading.Event | None = None, dataset: Dataset | None = None) -> Path:
+                       stop: threading.Event | None = None, dataset: Dataset | None = None,
+                       answers: str = "playground") -> Path:
     """Base and tuned answers for the first `limit` examples of the run's own split; returns the
     grading's responses file. The same grading again reuses its file.
 
@@ -59,7 +80,12 @@ def generate_responses(manager: Any, run_id: str, split: str, limit: int, settin
     last block of a grading is completed, then cut), so a record's answer comes from the same batch
     whatever the limit: in bf16 the batch can change a greedy answer (bench/batch_invariance.py).
     `dataset` (one the user pointed at) is used only when it is the data the run trained on.
+    `answers` "book" asks as the book does (ANSWERS), through the same generation engine.
     """
+    if answers not in ANSWERS:
+        raise PlaygroundError(f"Unknown answers {answers!r}: use {' or '.join(ANSWERS)}.")
+    if answers == "book":
+        settings = replace(settings, max_new_tokens=BOOK_MAX_NEW_TOKENS)
     record = runs.read(manager.models_dir, run_id)
     job = manager.job
     if job is not None and job.running and job.run_id == run_id:
@@ -76,27 +102,31 @@ def generate_responses(manager: Any, run_id: str, split: str, limit: int, settin
     meta = {"run": run_id, "run_updated": record.status.get("updated"), "data_sha256": found.dataset.fingerprint,
             "data_source": found.dataset.source, "split": split, "indices": indices,
             "generation": asdict(settings), "examples_per_batch": batch_size,
-            "dtype": str(next(tuned.weights.model.parameters()).dtype).replace("torch.", "")}
+            "dtype": str(next(tuned.weights.model.parameters()).dtype).replace("torch.", ""),
+            **({"answers": answers} if answers != "playground" else {})}
     folder = judge_dir(manager.models_dir, run_id) / f"{split}-{len(indices)}-{_digest(meta)[:8]}"
     path = folder / "responses.json"
     if path.exists() and (folder / "grading.json").exists():
         return path
     tokenizer = manager.tokenizer(spec)
     style, template = record.settings.get("style", "alpaca"), record.settings.get("template")
-    answers: dict[int, tuple[str, str]] = {}
+    written: dict[int, tuple[str, str]] = {}
     for start in range(0, len(indices), batch_size):
         block = pool[start:start + batch_size]
-        rows = []
+        rows, rendered = [], []
         for index in block:
-            prompt = prompts.render(found.dataset.records[index], style, tokenizer, template).inference
+            rendered.append(prompts.render(found.dataset.records[index], style, tokenizer, template))
+            prompt = answer_prompt(rendered[-1], answers)
             rows += [(base, prompt), (tuned, prompt)]
         texts = generation.generate(rows, tokenizer, style, settings, batch_size=None, stop=stop)
-        answers.update({index: (texts[2 * n], texts[2 * n + 1]) for n, index in enumerate(block)})
+        if answers == "book":
+            texts = [book_answer(text, rendered[n // 2]) for n, text in enumerate(texts)]
+        written.update({index: (texts[2 * n], texts[2 * n + 1]) for n, index in enumerate(block)})
         if on_progress:
             done = min(start + batch_size, len(indices))
             on_progress(done / len(indices), f"generated answers for {done} of {len(indices)} examples")
-    records = [{**found.dataset.records[i].as_dict(), "index": i, "base_response": answers[i][0],
-                "tuned_response": answers[i][1]} for i in indices]
+    records = [{**found.dataset.records[i].as_dict(), "index": i, "base_response": written[i][0],
+                "tuned_response": written[i][1]} for i in indices]
     judge.write_responses(folder / BOOK_FILE, [{"instruction": r["instruction"], "input": r["input"],
                                                 "output": r["output"], "model_response": r["tuned_response"]}
                                                for r in records])

@@ -155,6 +155,44 @@ def test_drop_last_with_fewer_records_than_a_batch_is_refused(tiny_model_dir, tm
     assert state == "failed" and "fewer than one batch of 8" in message
 
 
+# ---------------------------------------------------------------- 4. the book's test answers
+
+
+def test_book_answers_strip_the_header_text():
+    from playground import evaluation
+
+    rendered = prompts.render(RECORDS[0], "alpaca")
+    assert evaluation.book_answer("### Response:\nParis.  ", rendered) == "Paris."
+    assert evaluation.answer_prompt(rendered, "book").text == prompts.alpaca_instruction(RECORDS[0])
+    assert evaluation.answer_prompt(rendered, "playground").text == rendered.prompt
+    phi3 = prompts.render(RECORDS[0], "phi3")
+    assert evaluation.book_answer("<|assistant|>: Paris.", phi3) == "Paris."
+
+
+def test_grading_with_the_books_answers(tiny_run, tiny_model_dir):
+    from playground import evaluation, generation
+    from playground.generation import GenerationSettings
+    from playground.manager import ModelManager
+
+    manager = ModelManager(tiny_run, tokenizer_spec=str(tiny_model_dir))
+    ours = evaluation.generate_responses(manager, "tiny-run", "test", 1, GenerationSettings(max_new_tokens=8))
+    book = evaluation.generate_responses(manager, "tiny-run", "test", 1, GenerationSettings(max_new_tokens=8),
+                                         answers="book")
+    assert book.parent != ours.parent  # its own grading folder
+    meta = json.loads((book.parent / "grading.json").read_text())
+    assert meta["answers"] == "book" and meta["generation"]["max_new_tokens"] == 256
+    assert "answers" not in json.loads((ours.parent / "grading.json").read_text())
+    record = json.loads(book.read_text())[0]
+    tokenizer = manager.tokenizer(str(tiny_model_dir))
+    rendered = prompts.render(data.Record(record["instruction"], record["input"], record["output"]), "alpaca")
+    tuned, _ = manager.tuned_side("tiny-run")
+    expected = generation.generate([(tuned, prompts.Prompt(rendered.instruction))], tokenizer, "alpaca",
+                                   GenerationSettings(max_new_tokens=256))[0]
+    assert record["tuned_response"] == evaluation.book_answer(expected, rendered)
+    with pytest.raises(PlaygroundError, match="Unknown answers 'exact'"):
+        evaluation.generate_responses(manager, "tiny-run", "test", 1, GenerationSettings(), answers="exact")
+
+
 # ---------------------------------------------------------------- 5. presets
 
 
@@ -196,6 +234,18 @@ def test_tiktoken_without_its_files_and_without_network_fails_at_once(tmp_path, 
     text = str(error.value)
     assert "not in its cache" in text and "vocab.bpe, encoder.json" in text and "encodings.invalid" in text
     assert "TIKTOKEN_CACHE_DIR" in text and str(tmp_path / "empty-cache") in text
+
+
+# ---------------------------------------------------------------- 7. chat --input
+
+
+def test_chat_takes_an_input_section(tiny_run):
+    prompt = prompts.conversation([], "Sort the words.", "alpaca", None, input_text="pear, apple")
+    assert prompt.text == prompts.render(RECORDS[1], "alpaca").prompt
+    result = cli("chat", "--run", "tiny-run", "--prompt", "Sort the words.", "--input", "pear, apple",
+                 "--max-new-tokens", "4", "--models-dir", str(tiny_run))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.startswith("Base:\n") and "\n\nTuned:\n" in result.stdout
 
 
 # ---------------------------------------------------------------- 8. bad rows

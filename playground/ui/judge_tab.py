@@ -42,6 +42,9 @@ def build(shared: Shared, tab: gr.Tab) -> None:
             concurrency = gr.Slider(1, 16, value=4, step=1, label="Requests in flight")
             timeout = gr.Number(value=120, label="Timeout (s)")
             max_new = gr.Slider(8, 256, value=64, step=8, label="Max new tokens per answer")
+            answers = gr.Radio([("The run's prompt", "playground"),
+                                ("The book's: no response header, 256 tokens, '### Response:' removed", "book")],
+                               value="playground", label="Test answers", elem_id="judge-answers")
         with gr.Row():
             prompt = gr.Radio([("Injection-safe (default)", "default"), ("The book's prompt, exactly", "book")],
                               value="default", label="Judge prompt", elem_id="judge-prompt")
@@ -110,7 +113,7 @@ def build(shared: Shared, tab: gr.Tab) -> None:
 
     pull.click(on_pull, server_inputs, [server, pull])
 
-    def on_grade(run_id, split_name, limit, max_tokens, pairwise_on, metrics_on, group_value, api_value, host_value,
+    def on_grade(run_id, split_name, limit, max_tokens, answers_value, pairwise_on, metrics_on, group_value, api_value, host_value,
                  model_value, key_env_value, prompt_value, concurrency_value, timeout_value, structured_on,
                  template_value, request: gr.Request, progress=gr.Progress()):
         stop_event = stops.setdefault(request.session_hash if request else "", threading.Event())
@@ -131,7 +134,8 @@ def build(shared: Shared, tab: gr.Tab) -> None:
             progress(0, desc="Loading the model")
             path = evaluation.generate_responses(
                 manager, run_id, split_name, int(limit), GenerationSettings(max_new_tokens=int(max_tokens)),
-                on_progress=lambda f, text: progress(f * 0.5, desc=text), stop=stop_event)
+                on_progress=lambda f, text: progress(f * 0.5, desc=text), stop=stop_event,
+                answers=answers_value or "playground")
             progress(0.5, desc="Asking the judge" if not metrics_on else "Computing the reference metrics")
             result = evaluation.grade_responses(
                 path, settings, evaluation.judge_dir(manager.models_dir, run_id) / "cache.jsonl", pairwise=pairwise_on,
@@ -142,7 +146,7 @@ def build(shared: Shared, tab: gr.Tab) -> None:
         saved = evaluation.latest_grading(manager.models_dir, run_id)
         return (finished_message(result.summary, manager.run_data(run_id).note), *show(saved))
 
-    grade.click(on_grade, [run, split, count, max_new, pairwise, metrics_only, group_by, *server_inputs],
+    grade.click(on_grade, [run, split, count, max_new, answers, pairwise, metrics_only, group_by, *server_inputs],
                 [message, *result_outputs], show_progress_on=[message])
 
     def on_select(shown, event: gr.SelectData):
