@@ -30,6 +30,11 @@ ENDOFTEXT = "<|endoftext|>"
 GPT2_FILES = ("https://openaipublic.blob.core.windows.net/gpt-2/encodings/main/vocab.bpe",
               "https://openaipublic.blob.core.windows.net/gpt-2/encodings/main/encoder.json")
 NETWORK_TIMEOUT = 3.0
+# The tokenizer choice of the Dataset, Prompt styles and Batch tabs: the session's, or this one.
+SESSION = "session"
+TAB_CHOICES = [("The session's tokenizer (top of the page)", SESSION), (LABEL, NAME)]
+TAB_NOTE = "GPT-2 through tiktoken counts and shows the book's tokens; it trains nothing (a model brings its own)."
+_loaded: dict[str, "TiktokenTokenizer"] = {}
 
 
 @dataclass
@@ -99,9 +104,23 @@ def reachable(url: str, timeout: float = NETWORK_TIMEOUT) -> bool:
         return False
 
 
+def load_or_message(name: str = "gpt2") -> tuple[TiktokenTokenizer | None, str]:
+    """(tokenizer, "") or (None, why not), for a tab to show."""
+    try:
+        return load(name), ""
+    except PlaygroundError as exc:
+        return None, str(exc)
+
+
 def load(name: str = "gpt2") -> TiktokenTokenizer:
-    """The book's GPT-2 tokenizer from tiktoken, or a clear error at once when its files are neither
-    in tiktoken's cache nor downloadable."""
+    """The book's GPT-2 tokenizer from tiktoken (one object per process), or a clear error at once
+    when its files are neither in tiktoken's cache nor downloadable."""
+    if name not in _loaded:
+        _loaded[name] = _load(name)
+    return _loaded[name]
+
+
+def _load(name: str) -> TiktokenTokenizer:
     try:
         import tiktoken
     except ImportError:

@@ -7,13 +7,16 @@ from typing import Any
 
 import gradio as gr
 
-from .. import batching, data
+from .. import batching, data, tiktoken_tokenizer
 from ..batching import IGNORE_INDEX, KINDS
 from ..errors import PlaygroundError
 from ..prompts import STYLE_LABELS
 from .common import COLORS, Shared, changed, legend, notice, tokenizer_or_message
 
 SPLITS = ["train", "validation", "test"]
+MASK_PARTS = [("the whole prompt, response header included", "prompt"),
+              ("instruction and input only: the header is trained (the book's exercise 7.2)", "instruction")]
+SPLIT_ORDER_CHOICES = [("Shuffled with the seed", "shuffled"), ("In file order (the book's)", "book")]
 
 
 def column(position: str, top: str, top_id: str, bottom: str, bottom_id: str, color: str, title: str) -> str:
@@ -71,7 +74,7 @@ def summary_html(view: batching.BatchView) -> str:
     return f'<div class="pg-cards" id="batch-summary">{body}</div>'
 
 
-def empty_samples_warning(view: batching.BatchView, masked: bool, max_length: int | None) -> str:
+def empty_samples_warning(view: batching.BatchView, masked: str | bool, max_length: int | None) -> str:
     """A warning when some samples train on nothing: their response was cut away by the max length."""
     empty = [str(number + 1) for number, row in enumerate(view.rows) if trained_count(row) == 0]
     if not empty:
@@ -89,15 +92,24 @@ def style_line(style_value: str) -> str:
             "as chosen in the Prompt styles tab; the Train tab uses the same one.</div>")
 
 
+def mask_choice(masked: bool, part: str | None) -> str:
+    """The masking from the tab's checkbox and its choice of part."""
+    return (part or "prompt") if masked else "none"
+
+
 def batch_view(dataset: data.Dataset, tokenizer: Any, style: str, template: str, size: int, length: int,
-               split_name: str, seed: int, masked: bool, grouped: bool, number: int) -> tuple[str, str, str]:
+               split_name: str, seed: int, masked: bool, grouped: bool, number: int, part: str = "prompt",
+               order: str = "shuffled", drop_last: bool = False) -> tuple[str, str, str]:
     """(warning, summary, grid) of one batch of a split, as training collates it."""
-    indices = getattr(dataset.splits(seed=int(seed or 0)), split_name)
+    indices = getattr(dataset.splits(seed=int(seed or 0), order=order or "shuffled"), split_name)
     lengths = batching.dataset_lengths(dataset, style, tokenizer, template) if grouped else None
+    masked = mask_choice(masked, part)
     batch = batching.training_batch(dataset.records, indices, tokenizer, style, int(size), int(number or 0),
-                                    int(length) or None, masked, grouped, int(seed or 0), template, lengths)
+                                    int(length) or None, masked, grouped, int(seed or 0), template, lengths,
+                                    bool(drop_last))
     view = batching.describe(batch)
-    return empty_samples_warning(view, masked, int(length) or None), summary_html(view), grid_html(view, tokenizer)
+    return (empty_samples_warning(view, masked != "none", int(length) or None), summary_html(view),
+            grid_html(view, tokenizer))
 
 
 def build(shared: Shared) -> None:
@@ -110,8 +122,14 @@ def build(shared: Shared) -> None:
         max_length = gr.Slider(0, 1024, value=0, step=8, label="Max length (0 = no truncation)", elem_id="max-length")
         split = gr.Dropdown(SPLITS, value="train", label="Split")
         seed = gr.Number(value=123, precision=0, label="Shuffle seed")
+        order = gr.Dropdown(SPLIT_ORDER_CHOICES, value="shuffled", label="Split order", elem_id="batch-split-order")
     with gr.Row():
         mask = gr.Checkbox(label="Mask instruction tokens (-100 on the prompt)", elem_id="mask-instruction")
+        part = gr.Radio(MASK_PARTS, value="prompt", label="What is masked", elem_id="mask-part")
+    with gr.Row():
+        drop_last = gr.Checkbox(label="Drop the last, smaller batch (the book's loader)", elem_id="batch-drop-last")
+        tokenizer_choice = gr.Dropdown(tiktoken_tokenizer.TAB_CHOICES, value=tiktoken_tokenizer.SESSION,
+                                       label="Tokenizer", info=tiktoken_tokenizer.TAB_NOTE, elem_id="batch-tokenizer")
         group = gr.Checkbox(label="Group by length (less padding)", elem_id="group-by-length")
         number = gr.Number(value=0, precision=0, minimum=0, label="Batch number in the epoch", elem_id="batch-number")
         next_batch = gr.Button("Next batch ▶", elem_id="next-batch")
@@ -120,8 +138,9 @@ def build(shared: Shared) -> None:
     gr.HTML(legend({k: KINDS[k] for k in KINDS} | {"truncated": "truncated away (never seen)"}))
     grid = gr.HTML(elem_id="batch-grid-view")
 
-    def show(dataset, spec, *settings):
-        tokenizer, wait_message = tokenizer_or_message(shared.manager, spec)
+    def show(dataset, spec, choice, *settings):
+        tokenizer, wait_message = (tiktoken_tokenizer.load_or_message() if choice == tiktoken_tokenizer.NAME
+                                   else tokenizer_or_message(shared.manager, spec))
         if not tokenizer:
             return notice(wait_message, "error"), "", ""
         try:
@@ -129,10 +148,11 @@ def build(shared: Shared) -> None:
         except PlaygroundError as exc:  # no stale batch under the error
             return notice(str(exc), "error"), "", ""
 
-    inputs = [shared.dataset, shared.tokenizer_spec, shared.style, shared.template, batch_size, max_length, split, seed,
-              mask, group, number]
+    inputs = [shared.dataset, shared.tokenizer_spec, tokenizer_choice, shared.style, shared.template, batch_size,
+              max_length, split, seed, mask, group, number, part, order, drop_last]
     outputs = [message, summary, grid]
     shared.style.change(style_line, shared.style, shown_style)
     gr.on([*changed(shared, "dataset", "tokenizer_spec", "style", "template"), *(c.change for c in (
-        batch_size, max_length, split, mask, group)), seed.submit, number.submit], show, inputs, outputs)
+        batch_size, max_length, split, mask, group, part, order, drop_last, tokenizer_choice)), seed.submit,
+        number.submit], show, inputs, outputs)
     next_batch.click(lambda n: int(n or 0) + 1, number, number).then(show, inputs, outputs)

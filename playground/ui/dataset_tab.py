@@ -13,12 +13,14 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from .. import batching, data, data_checks, prompts, training
+from .. import batching, data, data_checks, prompts, tiktoken_tokenizer, training
 from ..errors import PlaygroundError
 from .common import Shared, changed, notice, tokenizer_or_message
 
 PAGE_SIZES = [10, 20, 50]
 TABLE_COLUMNS = ["#", "task", "instruction", "input", "output"]
+MASK_TEXT = {"none": "instruction not masked", "prompt": "instruction masked",
+             "instruction": "instruction and input masked, response header trained"}
 
 
 def matches(dataset: data.Dataset, query: str) -> Sequence[int]:
@@ -118,6 +120,11 @@ def layout() -> SimpleNamespace:
             with gr.Row():
                 ui.load = gr.Button("Load", variant="primary", elem_id="dataset-load")
                 ui.builtin = gr.Button("Bundled dataset", elem_id="dataset-builtin")
+                ui.skip_bad = gr.Checkbox(label="Skip bad rows (load the rest and list each one skipped)",
+                                          elem_id="dataset-skip-bad-rows")
+            ui.tokenizer = gr.Dropdown(tiktoken_tokenizer.TAB_CHOICES, value=tiktoken_tokenizer.SESSION,
+                                       label="Tokenizer for the lengths and the check",
+                                       info=tiktoken_tokenizer.TAB_NOTE, elem_id="dataset-tokenizer")
             with gr.Accordion("Column mapping (optional: leave empty to detect)", open=False):
                 with gr.Row():
                     ui.mapping = [gr.Textbox(label="instruction column", placeholder="instruction / prompt / question"),
@@ -159,6 +166,10 @@ def check_layout() -> SimpleNamespace:
                                          label="Max length (0 = no truncation)", elem_id="check-max-length")
             check.split_seed = gr.Number(value=123, precision=0, label="Split seed", elem_id="check-split-seed")
             check.masked = gr.Checkbox(label="Mask instruction tokens", elem_id="check-mask")
+            check.part = gr.Radio([("whole prompt", "prompt"), ("instruction and input only (book, 7.2)", "instruction")],
+                                  value="prompt", label="What is masked", elem_id="check-mask-part")
+            check.order = gr.Dropdown([("shuffled", "shuffled"), ("in file order (the book's)", "book")],
+                                      value="shuffled", label="Split order", elem_id="check-split-order")
             check.run = gr.Button("Check the data", variant="primary", elem_id="data-check")
         check.findings = gr.HTML(elem_id="data-check-findings")
         check.record = gr.Dropdown([], value=None, label="Show a record found (in the record view beside the table)",
@@ -170,8 +181,8 @@ def findings_html(report: data_checks.Report) -> str:
     """The settings and lengths, then a table: each finding, its count, its first records, what it means."""
     settings, lengths = report.settings, report.lengths
     facts = (f"{report.records:,} records in the {prompts.STYLE_LABELS[settings.style]} style, max length "
-             f"{settings.max_length or 'none'}, instruction {'masked' if settings.mask_instruction else 'not masked'}, "
-             f"split seed {settings.split_seed}. Training positions per record: median {lengths.median:.0f}, "
+             f"{settings.max_length or 'none'}, {MASK_TEXT[settings.mask]}, "
+             f"split seed {settings.split_seed} ({settings.split_order}). Training positions per record: median {lengths.median:.0f}, "
              f"95th percentile {lengths.p95:.0f}, longest {lengths.longest}; {lengths.over:,} over the max length, "
              f"{lengths.lost_share:.1%} of all positions cut away.")
     rows = "".join(finding_row(f) for f in report.findings)
@@ -198,14 +209,23 @@ def record_choices(report: data_checks.Report) -> list[tuple[str, str]]:
             for f in report.problems() for n in f.shown()]
 
 
+def tab_tokenizer(shared: Shared, spec: str, choice: str) -> tuple[Any, str]:
+    """The session's tokenizer, or the book's (GPT-2 through tiktoken) when chosen here."""
+    if choice == tiktoken_tokenizer.NAME:
+        return tiktoken_tokenizer.load_or_message()
+    return tokenizer_or_message(shared.manager, spec)
+
+
 def check_data(shared: Shared, dataset: data.Dataset, spec: str, style: str, template: str, max_length: float,
-               masked: bool, split_seed: float, progress: gr.Progress = gr.Progress()):
+               masked: bool, split_seed: float, part: str = "prompt", order: str = "shuffled",
+               choice: str = tiktoken_tokenizer.SESSION, progress: gr.Progress = gr.Progress()):
     """(findings, record picker) for the session's dataset, prompt style and tokenizer."""
-    tokenizer, wait_message = tokenizer_or_message(shared.manager, spec)
+    tokenizer, wait_message = tab_tokenizer(shared, spec, choice)
     if not tokenizer:
         return notice(wait_message, "error"), gr.update(choices=[], value=None)
     settings = data_checks.CheckSettings(style=style, template=template, max_length=int(max_length or 0) or None,
-                                         mask_instruction=bool(masked), split_seed=int(split_seed or 0))
+                                         mask_instruction=(part or "prompt") if masked else "none",
+                                         split_seed=int(split_seed or 0), split_order=order or "shuffled")
     try:
         report = data_checks.check(dataset, tokenizer, settings,
                                    on_progress=lambda done: progress(done, desc="tokenising as training does"))
@@ -218,19 +238,30 @@ def picked_finding(value: str | None) -> Any:
     return int(value.rsplit(":", 1)[1]) if value else gr.skip()
 
 
-def load_source(shared: Shared, path_or_file: Any, mapping_values: tuple[str, ...], name: str | None = None):
+def skipped_html(dataset: data.Dataset) -> str:
+    """Every row left out by "skip bad rows", with its reason."""
+    if not dataset.skipped:
+        return ""
+    rows = "".join(f"<li>{html.escape(why)}</li>" for _, why in dataset.skipped)
+    return (notice(f"Skipped {len(dataset.skipped):,} bad row{'s' if len(dataset.skipped) != 1 else ''}:", "warn")
+            + f'<ul class="pg-facts" id="dataset-skipped">{rows}</ul>')
+
+
+def load_source(shared: Shared, path_or_file: Any, mapping_values: tuple[str, ...], name: str | None = None,
+                skip_bad_rows: bool = False):
     """(dataset, message, record, page, search) after loading a path, URL or id; on an error the
     session keeps its dataset. An upload is called by its own file `name`, not Gradio's temporary path."""
     mapping = dict(zip(("instruction", "input", "output"), mapping_values))
     try:
         dataset = data.load(path_or_file or "", {k: v.strip() for k, v in mapping.items() if v and v.strip()},
-                            shared.max_file_mb)
+                            shared.max_file_mb, skip_bad_rows=bool(skip_bad_rows))
     except PlaygroundError as exc:
         shown = str(exc).replace(str(path_or_file), name) if name else str(exc)
         return gr.skip(), notice(shown, "error"), gr.skip(), gr.skip(), gr.skip()
     if name:
         dataset.source = name  # `origin` keeps the path it was read from
-    return dataset, notice(f"Loaded {len(dataset):,} records from {dataset.source}.", "ok"), 0, 1, ""
+    message = notice(f"Loaded {len(dataset):,} records from {dataset.source}.", "ok") + skipped_html(dataset)
+    return dataset, message, 0, 1, ""
 
 
 def picked_row(event: gr.SelectData) -> int:
@@ -241,43 +272,43 @@ def build(shared: Shared) -> None:
     ui = layout()
     table_inputs, table_outputs = [shared.dataset, ui.search, ui.page, ui.page_size], [ui.table, ui.page, ui.caption]
 
-    def load_upload(path, *mapping):
+    def load_upload(path, skip_bad_rows, *mapping):
         """Load an upload, then empty the upload box for the next one (the message names the file)."""
         if not path:
             return (gr.skip(),) * 6
-        loaded = load_source(shared, path, mapping, name=Path(path).name)
+        loaded = load_source(shared, path, mapping, name=Path(path).name, skip_bad_rows=skip_bad_rows)
         if not isinstance(loaded[0], data.Dataset):  # refused: the server keeps no copy
             data.discard_upload(path, gr.utils.get_upload_folder())
         return *loaded, None
 
-    def overview(dataset, spec):
-        tokenizer, wait_message = tokenizer_or_message(shared.manager, spec)
+    def overview(dataset, spec, choice):
+        tokenizer, wait_message = tab_tokenizer(shared, spec, choice)
         if not tokenizer:
             return stats_html(dataset) + notice(wait_message, "error"), gr.update(value=None, visible=False)
         return stats_html(dataset), gr.update(value=length_histogram(dataset, tokenizer), visible=True)
 
     loaded = [shared.dataset, ui.message, shared.record_index, ui.page, ui.search]
-    gr.on([ui.load.click, ui.source.submit], lambda path, *m: load_source(shared, path, m),
-          [ui.source, *ui.mapping], loaded)
+    gr.on([ui.load.click, ui.source.submit], lambda path, skip, *m: load_source(shared, path, m, skip_bad_rows=skip),
+          [ui.source, ui.skip_bad, *ui.mapping], loaded)
     ui.builtin.click(lambda *m: load_source(shared, data.BUILTIN, m), ui.mapping, loaded)
-    ui.upload.upload(load_upload, [ui.upload, *ui.mapping], [*loaded, ui.upload])
+    ui.upload.upload(load_upload, [ui.upload, ui.skip_bad, *ui.mapping], [*loaded, ui.upload])
 
     gr.on(changed(shared, "dataset"), page_of, table_inputs, table_outputs)
-    gr.on(changed(shared, "dataset", "tokenizer_spec"), overview, [shared.dataset, shared.tokenizer_spec],
-          [ui.stats, ui.histogram])
+    gr.on([*changed(shared, "dataset", "tokenizer_spec"), ui.tokenizer.change], overview,
+          [shared.dataset, shared.tokenizer_spec, ui.tokenizer], [ui.stats, ui.histogram])
     gr.on(changed(shared, "dataset", "record_index"), record_html, [shared.dataset, shared.record_index], ui.detail)
     ui.search.change(lambda: 1, outputs=ui.page).then(page_of, table_inputs, table_outputs)
     gr.on([ui.page_size.change, ui.page.submit], page_of, table_inputs, table_outputs)
     ui.previous.click(lambda p: max(1, int(p or 1) - 1), ui.page, ui.page).then(page_of, table_inputs, table_outputs)
     ui.next.click(lambda p: int(p or 1) + 1, ui.page, ui.page).then(page_of, table_inputs, table_outputs)
     ui.table.select(picked_row, None, shared.record_index)
-    connect_check(shared, ui.check)
+    connect_check(shared, ui.check, ui.tokenizer)
 
 
-def connect_check(shared: Shared, check: SimpleNamespace) -> None:
+def connect_check(shared: Shared, check: SimpleNamespace, tokenizer_choice: gr.Dropdown) -> None:
     """The check runs on a click; a new dataset clears its findings; a picked record opens in the record view."""
     settings = [shared.dataset, shared.tokenizer_spec, shared.style, shared.template, check.max_length, check.masked,
-                check.split_seed]
+                check.split_seed, check.part, check.order, tokenizer_choice]
     check.run.click(partial(check_data, shared), settings, [check.findings, check.record])
     shared.dataset.change(lambda: ("", gr.update(choices=[], value=None)), None, [check.findings, check.record])
     check.record.change(picked_finding, check.record, shared.record_index)

@@ -8,7 +8,7 @@ from typing import Any
 
 import gradio as gr
 
-from .. import batching, data, prompts
+from .. import batching, data, prompts, tiktoken_tokenizer
 from ..errors import PlaygroundError
 from .common import COLORS, Shared, changed, legend, notice, tokenizer_or_message
 
@@ -36,7 +36,9 @@ def preview(dataset: data.Dataset, index: Any, style: str, template: str, tokeni
     sample = batching.encode(record, style, tokenizer, template)
     prompt_tokens = sample.prompt_len
     response_tokens = len(sample.ids) - prompt_tokens - 1
+    header_tokens = sample.prompt_len - sample.instruction_len
     cards = [(prompt_tokens, plural(prompt_tokens, "prompt token")),
+             (header_tokens, f"of them the response header ({plural(header_tokens, 'token')})"),
              (response_tokens, plural(response_tokens, "response token")), (1, "end-of-text token"),
              (len(sample.ids), plural(len(sample.ids), "training token") + " in all")]
     counts = ('<div class="pg-cards" id="token-counts">'
@@ -63,6 +65,9 @@ def build(shared: Shared) -> None:
         shared.record_index.render()
         with_input = gr.Button("Random record with an input", size="sm", elem_id="random-with-input")
         without_input = gr.Button("Random record without an input", size="sm", elem_id="random-without-input")
+        tokenizer_choice = gr.Dropdown(tiktoken_tokenizer.TAB_CHOICES, value=tiktoken_tokenizer.SESSION,
+                                       label="Tokenizer for the counts", info=tiktoken_tokenizer.TAB_NOTE,
+                                       elem_id="prompts-tokenizer")
     style = gr.Radio(STYLE_CHOICES, value="alpaca", elem_id="prompt-style",
                      label="Prompt style: the one choice of this session, shown in Batch masking and used by Train")
     template = gr.Textbox(value=prompts.DEFAULT_CUSTOM, label="Custom template: {instruction}, {input}, {output}",
@@ -73,8 +78,9 @@ def build(shared: Shared) -> None:
     inference = gr.Textbox(label="Inference text (prompt only; the model writes what follows)", lines=6,
                            interactive=False, buttons=["copy"], elem_id="inference-text")
 
-    def show(dataset, index, style_value, template_value, spec):
-        tokenizer, wait_message = tokenizer_or_message(shared.manager, spec)
+    def show(dataset, index, style_value, template_value, spec, choice):
+        tokenizer, wait_message = (tiktoken_tokenizer.load_or_message() if choice == tiktoken_tokenizer.NAME
+                                   else tokenizer_or_message(shared.manager, spec))
         if not tokenizer:
             return notice(wait_message, "error"), "", "", ""
         try:
@@ -87,8 +93,8 @@ def build(shared: Shared) -> None:
     style.change(lambda s: (s, gr.update(visible=s == "custom")), style, [shared.style, template])
     gr.on([template.submit, template.blur], lambda t: t, template, shared.template)
     gr.on([*changed(shared, "dataset", "record_index", "tokenizer_spec", "style", "template"),
-           shared.record_index.submit], show,
-          [shared.dataset, shared.record_index, shared.style, shared.template, shared.tokenizer_spec],
+           shared.record_index.submit, tokenizer_choice.change], show,
+          [shared.dataset, shared.record_index, shared.style, shared.template, shared.tokenizer_spec, tokenizer_choice],
           [message, training, counts, inference])
     with_input.click(lambda d: pick(d, True), shared.dataset, shared.record_index)
     without_input.click(lambda d: pick(d, False), shared.dataset, shared.record_index)

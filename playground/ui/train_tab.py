@@ -164,12 +164,13 @@ PROBES_CSS = """
 """
 
 
-def describe_source(dataset: Any, style: str, split_seed: Any) -> str:
+def describe_source(dataset: Any, style: str, split_seed: Any, split_order: str = "shuffled") -> str:
     """What a run started now trains on: the session's dataset, split and prompt style."""
-    sizes = dataset.splits(seed=int(split_seed or 0)).sizes()
+    sizes = dataset.splits(seed=int(split_seed or 0), order=split_order or "shuffled").sizes()
+    how = (f"with split seed {int(split_seed or 0)}" if split_order != "book" else "in file order, as the book slices it")
     return (f"<div style='font-size:13px;color:#4b5563' id='train-source'>Trains on <b>{html.escape(dataset.source)}</b> "
             f"({len(dataset):,} records: train {sizes['train']:,}, validation {sizes['validation']:,}, "
-            f"test {sizes['test']:,} with split seed {int(split_seed or 0)}) in the "
+            f"test {sizes['test']:,} {how}) in the "
             f"<b>{html.escape(STYLE_LABELS.get(style, style))}</b> prompt style, both as chosen in the earlier tabs. "
             "The run keeps its split: chat examples and grading use its own test records.</div>")
 
@@ -178,7 +179,7 @@ def estimate_html(manager: Any, dataset: Any, config: TrainConfig) -> str:
     """Memory and time for these settings, with a warning when it will probably not fit."""
     from ..training import total_steps_for
 
-    splits = dataset.splits(seed=config.split_seed)
+    splits = dataset.splits(seed=config.split_seed, order=config.split_order)
     try:
         result = estimate.for_settings(manager, dataset, config, total_steps_for(config, len(splits.train)),
                                        splits.train)
@@ -225,6 +226,7 @@ def settings_form() -> tuple[gr.Dropdown, gr.HTML, dict[str, Any]]:
         form["batch_size"] = number("batch_size", "Batch size", precision=0, minimum=1)
         form["grad_accum"] = number("grad_accum", "Gradient accumulation", precision=0, minimum=1)
         form["lr"] = number("lr", "Learning rate")
+        form["weight_decay"] = number("weight_decay", "Weight decay", minimum=0, elem_id="train-weight-decay")
         form["warmup_steps"] = number("warmup_steps", "Warmup steps", precision=0, minimum=0)
     with gr.Row():
         form["max_length"] = number("max_length", "Max length (tokens)", precision=0)
@@ -236,8 +238,16 @@ def settings_form() -> tuple[gr.Dropdown, gr.HTML, dict[str, Any]]:
                                      elem_id="train-probe-every")
         form["probes"] = number("probes", "Probe instructions", precision=0, minimum=0)
     with gr.Row():
-        form["mask_instruction"] = gr.Checkbox(value=defaults.mask_instruction, label="Mask instruction tokens")
+        form["mask"] = gr.Radio([("Nothing (the book's chapter)", "none"),
+                                 ("The whole prompt, response header included", "prompt"),
+                                 ("Instruction and input only (the book's exercise 7.2)", "instruction")],
+                                value=defaults.mask, label="Mask (-100) the targets of", elem_id="train-mask")
+        form["split_order"] = gr.Radio([("Shuffled with the split seed", "shuffled"),
+                                        ("In file order (the book's)", "book")],
+                                       value=defaults.split_order, label="Split order", elem_id="train-split-order")
         form["group_by_length"] = gr.Checkbox(value=defaults.group_by_length, label="Group by length")
+        form["drop_last"] = gr.Checkbox(value=defaults.drop_last, elem_id="train-drop-last",
+                                        label="Drop the last, smaller batch of each epoch (the book's loader)")
     with gr.Accordion("LoRA settings", open=False):
         with gr.Row():
             form["lora_r"] = number("lora_r", "Rank r", precision=0)
@@ -336,8 +346,8 @@ def build(shared: Shared) -> None:
         return notice(f"Stopping run {job.run_id} after the current step…", "warn")
 
     preset.change(lambda name: [getattr(TrainConfig(**PRESETS[name]), n) for n in names], preset, fields)
-    gr.on([*changed(shared, "dataset", "style"), form["split_seed"].change], describe_source,
-          [shared.dataset, shared.style, form["split_seed"]], source)
+    gr.on([*changed(shared, "dataset", "style"), form["split_seed"].change, form["split_order"].change],
+          describe_source, [shared.dataset, shared.style, form["split_seed"], form["split_order"]], source)
     load_model.click(on_load_model, model_spec, model_status)
     view.start.click(on_start, [shared.dataset, model_spec, shared.style, shared.template, *fields],
                      [view.message, view.progress, view.seen])
