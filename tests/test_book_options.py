@@ -303,3 +303,33 @@ def test_cli_skip_bad_rows_split_order_and_masks(write, tiny_model_dir):
         shown = json.loads(batch.stdout)
         trained[" ".join(flags)] = shown["trained_tokens"]
     assert trained["--mask-instruction"] == trained["--mask prompt"] < trained["--mask instruction"]
+
+
+# ---------------------------------------------------------------- the tabs' helpers
+
+
+def test_batch_tab_shows_each_masking_on_the_same_batch(small_tiktoken):
+    from playground.ui import batch_tab
+
+    dataset = data.Dataset(records=list(RECORDS) * 5, source="test", mapping={})
+    shown = {part: batch_tab.batch_view(dataset, small_tiktoken, "alpaca", None, 4, 0, "train", 123, True, False, 0,
+                                        part, "book", True)
+             for part in ("prompt", "instruction")}
+    header = len(small_tiktoken.encode(prompts.ALPACA_HEADER))
+    trained = {part: int(summary.split("<b>")[3].split("<")[0]) for part, (_, summary, _) in shown.items()}
+    assert trained["instruction"] == trained["prompt"] + 4 * header
+    assert shown["prompt"][2] != shown["instruction"][2]  # the grid's colours differ
+
+
+def test_dataset_tab_lists_the_skipped_rows(write):
+    from types import SimpleNamespace
+
+    from playground.ui import dataset_tab
+
+    path = write("rows.json", BAD_ROWS)
+    shared = SimpleNamespace(max_file_mb=10)
+    refused = dataset_tab.load_source(shared, str(path), ("", "", ""))
+    assert "record 2, field &#x27;instruction&#x27;" in refused[1]
+    dataset, message, *_ = dataset_tab.load_source(shared, str(path), ("", "", ""), skip_bad_rows=True)
+    assert len(dataset) == 2 and "Skipped 2 bad rows" in message
+    assert "record 2, field &#x27;instruction&#x27;: must be text" in message and "record 4" in message

@@ -38,7 +38,7 @@ def preview(dataset: data.Dataset, index: Any, style: str, template: str, tokeni
     response_tokens = len(sample.ids) - prompt_tokens - 1
     header_tokens = sample.prompt_len - sample.instruction_len
     cards = [(prompt_tokens, plural(prompt_tokens, "prompt token")),
-             (header_tokens, f"of them the response header ({plural(header_tokens, 'token')})"),
+             (header_tokens, "of them in the response header"),
              (response_tokens, plural(response_tokens, "response token")), (1, "end-of-text token"),
              (len(sample.ids), plural(len(sample.ids), "training token") + " in all")]
     counts = ('<div class="pg-cards" id="token-counts">'
