@@ -491,7 +491,7 @@ def _build(rows: Iterable[tuple[int, Any]], source: str, where: str,
         record, row_problems = ((None, [str(value)]) if isinstance(value, _Invalid)
                                 else _record(value, mapping, at, empty_outputs))
         if row_problems and skip_bad_rows:
-            skipped.append((number, "; ".join(row_problems)))
+            skipped.append((number, f"{at}: " + "; ".join(p.removeprefix(f"{at}, ") for p in row_problems)))
             continue
         if row_problems:
             problems.extend(row_problems)
