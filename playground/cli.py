@@ -31,7 +31,7 @@ def load_dataset(args: argparse.Namespace) -> data.Dataset:
 
 def print_skipped(dataset: data.Dataset) -> None:
     """Every row left out by --skip-bad-rows, with its reason (on stderr)."""
-    for row, why in dataset.skipped:
+    for _, why in dataset.skipped:
         print(f"skipped: {why}", file=sys.stderr)
     if dataset.skipped:
         print(f"skipped {len(dataset.skipped)} bad row(s); loaded {len(dataset)}", file=sys.stderr)
