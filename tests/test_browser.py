@@ -433,3 +433,19 @@ def test_compare_tab_overlays_curves_and_shows_the_graded_figures(page):
     expect(page.locator("#compare-figures")).to_contain_text("final val loss")
     expect(page.locator("#compare-figures")).to_contain_text("tuned ROUGE-L")  # graded in the Judge tab above
     page.screenshot(path=str(SHOTS / "compare.png"), full_page=True)
+
+
+def test_export_tab_writes_a_gguf_and_checks_parity_in_llama_cpp(page):
+    page.get_by_role("tab", name="Export").click()
+    expect(page.locator("#export-run input")).to_have_value(re.compile("lora"))
+    page.locator("#export-quant").get_by_text("Q8_0").click()
+    page.locator("#export-parity-count input[type=number]").fill("2")
+    page.locator("#export-parity-count input[type=number]").press("Enter")
+    page.locator("#export-start").click()
+    expect(page.locator("#export-message")).to_contain_text("Exported run", timeout=600_000)
+    expect(page.locator("#export-files")).to_contain_text(".gguf")
+    expect(page.locator("#export-parity")).to_contain_text("Parity with the app")
+    page.screenshot(path=str(SHOTS / "export-browser.png"), full_page=True)
+    page.get_by_role("tab", name="Compare").click()  # leaving and coming back shows the last export again
+    page.get_by_role("tab", name="Export").click()
+    expect(page.locator("#export-message")).to_contain_text("The last export of this run")
