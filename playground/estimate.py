@@ -135,10 +135,10 @@ def batch_tokens(records: Sequence[Any], indices: Sequence[int], tokenizer: Any,
     samples = batching.encode_all(records, config.style, tokenizer, config.template, picked)
     if not samples:
         return Batches(0, 0, 0, config.grad_accum)
-    limit = config.max_length or max(len(s.ids) for s in samples)
-    lengths = [min(len(s.ids) - 1, limit) for s in samples]
-    trained = [max(0, n - max(s.prompt_len - 1, 0)) if config.mask_instruction else n
-               for s, n in zip(samples, lengths)]
+    _, pad = batching.special_ids(tokenizer)
+    collated = batching.collate(samples, pad, config.max_length, config.mask)  # training's own masking
+    lengths = [min(len(s.ids) - 1, collated.inputs.shape[1]) for s in samples]
+    trained = (collated.targets != batching.IGNORE_INDEX).sum(dim=1).tolist()
     size = min(config.batch_size, len(samples))
     # Batches are padded to their longest sample: about the mean when grouped by length, else
     # about the length below which a batch's samples all fall half of the time.

@@ -82,6 +82,8 @@ def test_batch_tokens_follow_masking_and_grouping(default_tokenizer):
     assert plain.real == pytest.approx(4 * statistics.mean(len(s.ids) - 1 for s in samples))
     assert plain.trained == plain.real and masked.trained < masked.real
     assert masked.trained == pytest.approx(4 * statistics.mean(len(s.ids) - s.prompt_len for s in samples))
+    book = estimate.batch_tokens(records, indices, default_tokenizer, TrainConfig(batch_size=4, mask="instruction"))
+    assert masked.trained < book.trained < plain.trained  # exercise 7.2 trains the response header too
     assert plain.computed >= plain.real
 
 
