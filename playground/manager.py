@@ -22,7 +22,7 @@ from typing import Any, Callable
 
 import torch
 
-from . import run_data, runs, store
+from . import experiments, run_data, runs, store
 from .data import Dataset
 from .errors import PlaygroundError
 from .generation import Side
@@ -122,6 +122,7 @@ class ModelManager:
         self._model_spec: str | None = None
         self._model_started = 0.0
         self.job: TrainingJob | None = None
+        self.experiment: experiments.Experiment | None = None  # variants trained one after another
         self._full_models: dict[str, Weights] = {}  # run id -> its own weights, for full fine-tunes
         self._run_data: dict[str, run_data.RunData] = {}  # the latest few, see RUN_DATA_KEPT
         self._remove_leftovers()
@@ -248,7 +249,22 @@ class ModelManager:
         job.thread.start()
         return job
 
+    def start_experiment(self, dataset: Dataset, variants: list[tuple[str, TrainConfig]]) -> experiments.Experiment:
+        """Train the variants one after another, each an ordinary run, on a thread of the manager."""
+        with self._state_lock:
+            if (self.job is not None and self.job.running) or (self.experiment is not None and self.experiment.running):
+                raise PlaygroundError("A run is training; stop it before starting the variants.")
+            experiment = experiments.Experiment(variants)
+            experiment.thread = threading.Thread(target=experiments.run, args=(self, dataset, experiment),
+                                                 name="experiment", daemon=True)
+            self.experiment = experiment
+        experiment.thread.start()
+        return experiment
+
     def stop_training(self) -> None:
+        """Stop the run after its current step, and the variants waiting after it."""
+        if self.experiment is not None:
+            self.experiment.stop.set()
         if self.job is not None and self.job.running:
             self.job.stop.set()
             self.job.message = "Stopping after the current step…"

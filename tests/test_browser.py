@@ -449,3 +449,19 @@ def test_export_tab_writes_a_gguf_and_checks_parity_in_llama_cpp(page):
     page.get_by_role("tab", name="Compare").click()  # leaving and coming back shows the last export again
     page.get_by_role("tab", name="Export").click()
     expect(page.locator("#export-message")).to_contain_text("The last export of this run")
+
+
+def test_train_tab_runs_two_variants_one_after_another(page):
+    page.get_by_role("tab", name="Train").click()
+    page.locator("#train-max-steps input").fill("1")
+    page.locator("#train-eval-every input").fill("0")
+    page.locator("#train-probe-every input").fill("0")
+    page.locator("#train-variants-box").get_by_text("Exercises: train several").click()
+    page.locator("#train-variants").get_by_label("the settings above").uncheck()
+    page.locator("#train-run-variants").click()
+    status = page.locator("#train-variants-status")
+    expect(status).to_contain_text("have run", timeout=600_000)
+    expect(status).to_contain_text("1. exercise 7.1: the Phi-3 prompt style: run")
+    expect(status).to_contain_text("2. exercise 7.2: mask the instruction and input: run")
+    assert status.inner_text().count("finished") == 2
+    page.screenshot(path=str(SHOTS / "train-variants.png"), full_page=True)

@@ -11,7 +11,7 @@ import gradio as gr
 import pandas as pd
 import plotly.graph_objects as go
 
-from .. import data_checks, estimate, runs, store
+from .. import data_checks, estimate, experiments, runs, store
 from ..errors import PlaygroundError
 from ..manager import TrainingJob
 from ..prompts import STYLE_LABELS
@@ -206,6 +206,17 @@ def findings_html(manager: Any, dataset: Any, config: TrainConfig) -> str:
             + f'<table class="pg-findings" id="train-findings">{rows}</table>')
 
 
+def variants_html(manager: Any) -> Any:
+    """The variants' progress while they train and after; nothing when none were started."""
+    experiment = manager.experiment
+    if experiment is None:
+        return gr.skip()
+    lines = experiments.status_lines(experiment)
+    head = "The variants are training, one after another." if experiment.running else \
+        "The variants have run: compare them in the Compare tab."
+    return notice("\n".join([head, *lines]), "info" if experiment.running else "ok")
+
+
 def settings_form() -> tuple[gr.Dropdown, gr.HTML, dict[str, Any]]:
     """The preset, the data line, and the training settings by TrainConfig field name (Quick CPU demo's values)."""
     defaults = TrainConfig(**PRESETS["Quick CPU demo"])
@@ -309,8 +320,22 @@ def build(shared: Shared) -> None:
         check = gr.Button("Before Start: memory, time and data check", size="sm", scale=0, min_width=340,
                           elem_id="train-check")
     preflight = gr.HTML(elem_id="train-preflight")
+    with gr.Accordion("Exercises: train several variants of these settings one after another", open=False,
+                      elem_id="train-variants-box"):
+        gr.Markdown("Each variant is an ordinary run on the same data, split and seeds, changed only as its name "
+                    "says (the book's chapter 7 exercises among them). Stop ends the current run and skips the rest. "
+                    "When they have run, set them side by side in the Compare tab.")
+        with gr.Row(equal_height=True):
+            variants = gr.CheckboxGroup(list(experiments.VARIANTS), value=list(experiments.VARIANTS)[:3],
+                                        label="Variants", scale=4, elem_id="train-variants")
+            run_variants = gr.Button("Run the ticked variants", scale=1, elem_id="train-run-variants")
+        variants_status = gr.HTML(elem_id="train-variants-status")
     view = run_view(manager)
     names, fields = list(form), list(form.values())
+
+    def form_config(spec, style, template, values) -> TrainConfig:
+        return config_from({**dict(zip(names, values)), "model": (spec or store.DEFAULT).strip(), "style": style,
+                            "template": template if style == "custom" else None})
 
     def on_load_model(spec):
         try:
@@ -321,8 +346,9 @@ def build(shared: Shared) -> None:
 
     def on_start(dataset, spec, style, template, *values):
         try:
-            config = config_from({**dict(zip(names, values)), "model": (spec or store.DEFAULT).strip(), "style": style,
-                                  "template": template if style == "custom" else None})
+            if manager.experiment is not None and manager.experiment.running:
+                raise PlaygroundError("The variants are training one after another; stop them first.")
+            config = form_config(spec, style, template, values)
             manager.request_model(config.model)
             manager.start_training(dataset, config)
         except PlaygroundError as exc:
@@ -331,12 +357,20 @@ def build(shared: Shared) -> None:
 
     def on_check(dataset, spec, style, template, *values):
         try:
-            config = config_from({**dict(zip(names, values)), "model": (spec or store.DEFAULT).strip(), "style": style,
-                                  "template": template if style == "custom" else None})
+            config = form_config(spec, style, template, values)
             config.check()
         except PlaygroundError as exc:
             return notice(str(exc), "error")
         return estimate_html(manager, dataset, config) + findings_html(manager, dataset, config)
+
+    def on_variants(dataset, spec, style, template, ticked, *values):
+        try:
+            chosen = experiments.variant_configs(form_config(spec, style, template, values), list(ticked or []))
+            manager.request_model(chosen[0][1].model)
+            manager.start_experiment(dataset, chosen)
+        except PlaygroundError as exc:
+            return notice(str(exc), "error")
+        return variants_html(manager)
 
     def on_stop():
         job = manager.job
@@ -352,6 +386,9 @@ def build(shared: Shared) -> None:
     view.start.click(on_start, [shared.dataset, model_spec, shared.style, shared.template, *fields],
                      [view.message, view.progress, view.seen])
     view.stop.click(on_stop, outputs=view.message)
+    run_variants.click(on_variants, [shared.dataset, model_spec, shared.style, shared.template, variants, *fields],
+                       variants_status)
+    view.poll.tick(lambda: variants_html(manager), None, variants_status, show_progress="hidden")
     check.click(on_check, [shared.dataset, model_spec, shared.style, shared.template, *fields], preflight,
                 show_progress_on=[preflight])
     view.poll.tick(lambda seen: poll_update(manager, seen), view.seen,
