@@ -314,6 +314,7 @@ def prepare_model(weights: Weights, config: TrainConfig, run_id: str, models_dir
     LoRA weights train in float32 whatever the frozen base's dtype. A full fine-tune keeps float32
     weights off the GPU, where bf16 updates of small learning rates would round away.
     """
+    torch.manual_seed(config.seed)  # the adapter's initial weights, so that a run can be reproduced
     if config.method == "lora":
         try:
             model = weights.add_trainable_adapter(run_id, lora_config(config))
