@@ -45,20 +45,6 @@ class RunSummary:
         return max(p.elapsed for p in points) / 60 if points else None
 
 
-def _events(folder: Path) -> list[dict[str, Any]]:
-    try:
-        lines = (folder / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
-    except OSError:
-        return []
-    events = []
-    for line in lines:
-        try:
-            events.append(json.loads(line))
-        except json.JSONDecodeError:  # a line cut by a crash
-            continue
-    return events
-
-
 def _data_facts(folder: Path) -> dict[str, Any]:
     try:
         saved = json.loads((folder / "data.json").read_text(encoding="utf-8"))
@@ -84,7 +70,7 @@ def _grading(models_dir: Path, run_id: str) -> dict[str, Any] | None:
 
 def summarize(models_dir: Path, run_id: str) -> RunSummary:
     record = runs.read(models_dir, run_id)
-    events = _events(record.folder)
+    events = record.metrics()
     train = [Point(e["step"], e["elapsed"], e["train_loss"]) for e in events
              if e.get("kind") == "step" and e.get("train_loss") is not None]
     validation = [Point(e["step"], e["elapsed"], e["val_loss"]) for e in events

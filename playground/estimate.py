@@ -20,7 +20,6 @@ speed measured here, which is rougher and says so.
 
 from __future__ import annotations
 
-import json
 import math
 import statistics
 import time
@@ -192,27 +191,13 @@ def measured_speed(models_dir: Path, config: Any, device: str, dtype: str) -> tu
         if (s.get("model"), s.get("method"), record.config.get("device"), record.config.get("dtype")) != \
                 (config.model, config.method, device, dtype):
             continue
-        steps = [e["input_tokens_per_s"] for e in _events(record.folder) if e.get("kind") == "step"
+        steps = [e["input_tokens_per_s"] for e in record.metrics() if e.get("kind") == "step"
                  and e.get("input_tokens_per_s")]
         if len(steps) > 2:
             speeds.append(statistics.median(steps[2:]))  # the first steps warm up
         if len(speeds) == 5:
             break
     return (statistics.median(speeds) if speeds else None), len(speeds)
-
-
-def _events(folder: Path) -> list[dict[str, Any]]:
-    try:
-        lines = (folder / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
-    except OSError:
-        return []
-    events = []
-    for line in lines:
-        try:
-            events.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return events
 
 
 def matmul_flops(device: torch.device, dtype: torch.dtype, size: int = 1024, seconds: float = 0.3) -> float:
