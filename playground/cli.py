@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from . import batching, data, data_checks, prompts, runs, store, training
+from . import batching, checkpoints, data, data_checks, prompts, run_data, runs, store, training
 from .errors import PlaygroundError
 
 
@@ -149,16 +149,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     """One run in the foreground; under `accelerate launch` each process trains its share of batches."""
     from accelerate import Accelerator
 
-    from .modeling import pick_dtype
-    from .weights import Weights
-
+    if args.resume:
+        return resume_run(args)
     config = training.TrainConfig(**training.PRESETS[args.preset]) if args.preset else training.TrainConfig()
     overrides = {"model": args.model, "method": args.method, "style": args.style, "template": args.template,
                  "batch_size": args.batch_size, "lr": args.lr, "max_length": args.max_length,
                  "grad_accum": args.grad_accum, "seed": args.seed, "split_seed": args.split_seed,
                  "split_order": args.split_order, "mask": mask_arg(args), "drop_last": args.drop_last,
-                 "eval_every": args.eval_every,
-                 "probe_every": args.probe_every, "probes": args.probes}
+                 "eval_every": args.eval_every, "checkpoint_every": args.checkpoint_every,
+                 "keep_checkpoints": args.keep_checkpoints, "probe_every": args.probe_every, "probes": args.probes}
     for name, value in overrides.items():
         if value is not None:
             setattr(config, name, value)
@@ -177,12 +176,38 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.estimate:
         return print_estimate(args, dataset, config)
     accelerator = Accelerator(cpu=args.device == "cpu")
+    run_id = runs.new_run_id(args.models_dir, config.method) if accelerator.is_main_process else "worker"
+    return train_in_foreground(args, accelerator, dataset, config, broadcast_text(accelerator, run_id))
+
+
+def resume_run(args: argparse.Namespace) -> int:
+    """`train --resume RUN`: the run goes on from its latest checkpoint with its own settings and data."""
+    from accelerate import Accelerator
+
+    record = runs.read(args.models_dir, args.resume)
+    if record.state in ("finished", "running"):
+        raise PlaygroundError(f"Run {args.resume} is {record.state}; only a stopped, interrupted or failed run "
+                              "can be resumed.")
+    checkpoint = checkpoints.latest(record.folder)
+    if checkpoint is None:
+        raise PlaygroundError(f"Run {args.resume} has no checkpoint to resume from.")
+    found = run_data.load(args.models_dir, record)
+    if found.note:
+        print(f"note: {found.note}", file=sys.stderr)
+    print(f"resuming {args.resume} at step {checkpoint.step} with its own settings and data", file=sys.stderr)
+    return train_in_foreground(args, Accelerator(cpu=args.device == "cpu"), found.dataset,
+                               training.TrainConfig.from_dict(record.settings), record.run_id, checkpoint)
+
+
+def train_in_foreground(args: argparse.Namespace, accelerator: object, dataset: data.Dataset,
+                        config: training.TrainConfig, run_id: str, resume: checkpoints.Checkpoint | None = None) -> int:
+    from .modeling import pick_dtype
+    from .weights import Weights
+
     dtype = pick_dtype(accelerator.device, args.dtype, store.model_type(config.model, args.models_dir))
     tokenizer = store.load_tokenizer(config.model, args.models_dir)
     base = Weights(store.load_model(config.model, args.models_dir, dtype=dtype).to(accelerator.device))
-    run_id = runs.new_run_id(args.models_dir, config.method) if accelerator.is_main_process else "worker"
-    run_id = broadcast_text(accelerator, run_id)
-    side = training.prepare_model(base, config, run_id, args.models_dir, dtype, accelerator.device)
+    side = training.prepare_model(base, config, run_id, args.models_dir, dtype, accelerator.device, resume)
 
     def print_event(event: training.Event) -> None:
         if not accelerator.is_main_process:
@@ -198,7 +223,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                       flush=True)
 
     state, message, _ = training.run_training(side, tokenizer, dataset, config, args.models_dir, run_id,
-                                              on_event=print_event, accelerator=accelerator)
+                                              on_event=print_event, accelerator=accelerator, resume=resume)
     if accelerator.is_main_process:
         print(f"error: {message}" if state == "failed" else message, file=sys.stderr)
         if (runs.runs_dir(args.models_dir) / run_id).is_dir():
@@ -238,7 +263,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
     process = psutil.Process()
     rss_base = process.memory_info().rss
     before = manager.memory_report()
-    tuned, _ = manager.tuned_side(args.run)
+    tuned, _ = manager.tuned_side(args.run, args.checkpoint)
     after = manager.memory_report()
     rss_both = process.memory_info().rss
     base = manager.base_side(spec)
@@ -503,6 +528,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--skip-bad-rows", action="store_true",
                        help="load the good rows of a file with bad ones and list each bad row with its reason")
     train.add_argument("--eval-every", type=int)
+    train.add_argument("--checkpoint-every", type=int,
+                       help="keep a checkpoint every N steps (0: only when stopped; default: the preset's)")
+    train.add_argument("--keep-checkpoints", type=int, help="keep the newest N checkpoints (0: all)")
+    train.add_argument("--resume", metavar="RUN",
+                       help="go on with a stopped or interrupted run from its latest checkpoint, with its own "
+                            "settings and data (the other settings are ignored)")
     train.add_argument("--probe-every", type=int)
     train.add_argument("--probes", type=int)
     train.add_argument("--show-probes", action="store_true", help="print the probe answers too")
@@ -519,6 +550,7 @@ def build_parser() -> argparse.ArgumentParser:
     chat.add_argument("--run", required=True, help="a run id: the name of a folder under MODELS_DIR/runs/")
     chat.add_argument("--prompt", required=True)
     chat.add_argument("--input", help="the record's Input section (the book's records have one)")
+    chat.add_argument("--checkpoint", type=int, metavar="STEP", help="answer with the run's checkpoint at STEP")
     chat.add_argument("--max-new-tokens", type=int, default=64)
     chat.add_argument("--seed", type=int, default=123)
     chat.add_argument("--raw", action="store_true", help="send the prompt as typed, with no template")

@@ -22,7 +22,7 @@ from typing import Any, Callable
 
 import torch
 
-from . import experiments, run_data, runs, store
+from . import checkpoints, experiments, run_data, runs, store
 from .data import Dataset
 from .errors import PlaygroundError
 from .generation import Side
@@ -65,6 +65,7 @@ class TrainingJob:
     phase: str = "loading the model"  # what it does now: loading, probing, validating, training, saving
     started: float = field(default_factory=time.monotonic)
     ended: float | None = None
+    resume: checkpoints.Checkpoint | None = None  # the checkpoint a resumed run goes on from
 
     @property
     def running(self) -> bool:
@@ -232,6 +233,29 @@ class ModelManager:
 
     def start_training(self, dataset: Dataset, config: TrainConfig) -> TrainingJob:
         """Start a run on a background thread owned by the manager, not by a browser request."""
+        return self._start(dataset, config)
+
+    def resume_training(self, run_id: str) -> TrainingJob:
+        """Go on with a stopped, interrupted or failed run from its latest checkpoint, with its own
+        settings and data; the job's events begin with the run's curve up to that checkpoint."""
+        record = runs.read(self.models_dir, run_id)
+        job = self.job
+        if record.state == "running" or (job is not None and job.running and job.run_id == run_id):
+            raise PlaygroundError(f"Run {run_id} is training now.")
+        if record.state == "finished":
+            raise PlaygroundError(f"Run {run_id} finished all its {record.status.get('total_steps', '')} steps; "
+                                  "there is nothing to resume. Start a new run to train longer.")
+        checkpoint = checkpoints.latest(record.folder)
+        if checkpoint is None:
+            raise PlaygroundError(f"Run {run_id} has no checkpoint to resume from (it was {record.state} before "
+                                  "its first one; runs keep one when stopped and every 'checkpoint every' steps).")
+        state = checkpoint.state()
+        earlier = [Event.from_row(row, state["total_steps"]) for row in record.metrics()[:state["rows"]]]
+        return self._start(self.run_data(run_id).dataset, TrainConfig.from_dict(record.settings), run_id,
+                           checkpoint, earlier)
+
+    def _start(self, dataset: Dataset, config: TrainConfig, run_id: str | None = None,
+               resume: checkpoints.Checkpoint | None = None, earlier: list[Event] | None = None) -> TrainingJob:
         config.check()
         with self._state_lock:
             if self.job is not None and self.job.running:
@@ -240,8 +264,9 @@ class ModelManager:
         with self._state_lock:
             if self.job is not None and self.job.running:
                 raise PlaygroundError(f"Run {self.job.run_id} is still training; stop it first.")
-            run_id = runs.new_run_id(self.models_dir, config.method)
-            job = TrainingJob(run_id, config, runs.runs_dir(self.models_dir) / run_id)
+            run_id = run_id or runs.new_run_id(self.models_dir, config.method)
+            job = TrainingJob(run_id, config, runs.runs_dir(self.models_dir) / run_id, events=list(earlier or []),
+                              resume=resume)
             if not model.done() and store.needs_conversion(config.model, self.models_dir):
                 job.phase = "converting the model the first time (about a minute)"
             self.job = job
@@ -275,11 +300,11 @@ class ModelManager:
             loaded = model_future.result()
             job.phase = "preparing the model"
             job.side = prepare_model(loaded.weights, job.config, job.run_id, self.models_dir, loaded.dtype,
-                                     self.device)
+                                     self.device, job.resume)
             job.state, job.message = "running", "Training…"
             job.state, job.message, job.result = run_training(
                 job.side, loaded.tokenizer, dataset, job.config, self.models_dir, job.run_id,
-                on_event=job.record, stop=job.stop)
+                on_event=job.record, stop=job.stop, resume=job.resume)
         except Exception as exc:
             job.state, job.message = "failed", failure_message(f"Run {job.run_id}", exc)
         finally:
@@ -291,41 +316,49 @@ class ModelManager:
         """The base model: the shared weights with every adapter off, whatever runs injected."""
         return Side("base", self.model(spec).weights)
 
-    def tuned_side(self, run_id: str) -> tuple[Side, runs.RunRecord]:
-        """The tuned model of a run, sharing the base weights when it is a LoRA adapter.
+    def tuned_side(self, run_id: str, checkpoint: int | None = None) -> tuple[Side, runs.RunRecord]:
+        """The tuned model of a run (or of its checkpoint at step `checkpoint`), sharing the base
+        weights when it is a LoRA adapter.
 
         The run that is training now is served live, with the weights of its latest step.
         """
         job = self.job
-        if job is not None and job.running and job.run_id == run_id and job.side is None:
+        live = job is not None and job.running and job.run_id == run_id and checkpoint is None
+        if live and job.side is None:
             raise PlaygroundError(f"Run {run_id} is still loading its model; try again in a moment.")
         record = runs.read(self.models_dir, run_id)
         spec = record.settings.get("model", store.DEFAULT)
-        if job is not None and job.running and job.run_id == run_id:
+        if live:
             return job.side, record
-        if not record.has_weights:
+        if checkpoint is not None:
+            folder, name, what = checkpoints.find(record.folder, checkpoint).weights, f"{run_id}-step{checkpoint}", \
+                f"checkpoint {checkpoint} of run {run_id}"
+        elif record.has_weights:
+            folder, name, what = record.folder / ("weights" if (record.folder / "weights").is_dir() else "adapter"), \
+                run_id, f"run {run_id}"
+        else:
             raise PlaygroundError(f"Run {run_id} has no saved adapter or weights ({record.state}).")
         loaded = self.model(spec)
-        if (record.folder / "weights").is_dir():
-            return Side("tuned", self._full_copy(record, loaded.dtype)), record
+        if folder.name == "weights":
+            return Side("tuned", self._full_copy(name, folder, loaded.dtype, what)), record
         try:
-            loaded.weights.load_adapter(run_id, str(record.folder / "adapter"))
+            loaded.weights.load_adapter(name, str(folder))
         except Exception as exc:
-            raise PlaygroundError(failure_message(f"Loading the adapter of run {run_id}", exc)) from None
-        return Side("tuned", loaded.weights, run_id), record
+            raise PlaygroundError(failure_message(f"Loading the adapter of {what}", exc)) from None
+        return Side("tuned", loaded.weights, name), record
 
-    def _full_copy(self, record: runs.RunRecord, dtype: torch.dtype) -> Weights:
+    def _full_copy(self, name: str, folder: Path, dtype: torch.dtype, what: str) -> Weights:
         """A full fine-tune's own weights, loaded once (one such copy kept at a time)."""
         with self._state_lock:
-            cached = self._full_models.get(record.run_id)
+            cached = self._full_models.get(name)
         if cached is None:
             try:
-                model = store.load_model(str(record.folder / "weights"), self.models_dir, dtype=dtype)
+                model = store.load_model(str(folder), self.models_dir, dtype=dtype)
             except Exception as exc:
-                raise PlaygroundError(failure_message(f"Loading the weights of run {record.run_id}", exc)) from None
+                raise PlaygroundError(failure_message(f"Loading the weights of {what}", exc)) from None
             cached = Weights(model.to(self.device), self.lock)
             with self._state_lock:
-                self._full_models = {record.run_id: cached}
+                self._full_models = {name: cached}
         return cached
 
     def run_data(self, run_id: str) -> run_data.RunData:

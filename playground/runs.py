@@ -162,6 +162,23 @@ class RunWriter:
                                   f"Check that {runs_dir(models_dir)} is a folder you can write to "
                                   "(or choose another model store).") from None
 
+    @classmethod
+    def reopen(cls, models_dir: Path, run_id: str, rows: int, step: int) -> "RunWriter":
+        """The writer of a run resumed at `step`: its metrics keep their first `rows` rows, the ones
+        written up to the checkpoint, so the curve goes on from there."""
+        writer = cls.__new__(cls)
+        writer.run_id, writer.folder = run_id, runs_dir(models_dir) / check_run_id(models_dir, run_id)
+        writer.pid_started = psutil.Process().create_time()
+        metrics = writer.folder / "metrics.jsonl"
+        try:
+            writer.started = json.loads((writer.folder / "status.json").read_text(encoding="utf-8"))["started"]
+            lines = metrics.read_text(encoding="utf-8").splitlines(keepends=True) if metrics.exists() else []
+            write_text(metrics, "".join(lines[:rows]))
+            writer.status("running", f"resumed at step {step}", step=step)
+        except (OSError, KeyError, json.JSONDecodeError) as exc:
+            raise PlaygroundError(f"Cannot resume run {run_id} in {writer.folder}: {exc}") from None
+        return writer
+
     def status(self, state: str, message: str, **extra: Any) -> None:
         write_json(self.folder / "status.json", {"state": state, "message": message, "pid": os.getpid(),
                                                  "pid_started": self.pid_started, "started": self.started,

@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 import torch
 
-from . import batching, data, generation, prompts, run_data, runs, store
+from . import batching, checkpoints, data, generation, prompts, run_data, runs, store
 from .errors import PlaygroundError
 from .generation import GenerationSettings, Side
 from .modeling import CausalLMLoss
@@ -55,6 +55,8 @@ class TrainConfig:
     probes: int = 3                  # how many validation instructions to probe
     probe_tokens: int = 40
     log_every: int = 1
+    checkpoint_every: int = 0        # a checkpoint every N optimizer steps (0: only when stopped)
+    keep_checkpoints: int = 0        # the newest N checkpoints are kept (0: all of them)
 
     def __post_init__(self) -> None:
         self.mask = batching.mask_mode(self.mask_instruction if self.mask is None else self.mask)
@@ -73,6 +75,9 @@ class TrainConfig:
         for name in ("batch_size", "grad_accum", "lora_r", "lora_alpha", "log_every"):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be at least 1")
+        for name in ("checkpoint_every", "keep_checkpoints"):
+            if getattr(self, name) < 0:
+                problems.append(f"{name} must be 0 or more")
         if not (0 < self.lr < 1):
             problems.append(f"learning rate {self.lr} must lie between 0 and 1")
         if self.max_steps is None and self.epochs <= 0:
@@ -123,7 +128,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 @dataclass
 class Event:
     """One thing that happened in a run; the UI and the command line read these."""
-    kind: str                # "start", "phase", "step", "eval", "probe", "end"
+    kind: str                # "start", "resume", "phase", "step", "eval", "probe", "end"
     step: int = 0
     total_steps: int = 0
     epoch: float = 0.0
@@ -133,6 +138,13 @@ class Event:
     def row(self) -> dict[str, Any]:
         return {"kind": self.kind, "step": self.step, "epoch": round(self.epoch, 4),
                 "elapsed": round(self.elapsed, 2), **self.values}
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any], total_steps: int) -> "Event":
+        """An event back from its metric row (a resumed run's curve so far)."""
+        values = {k: v for k, v in row.items() if k not in ("kind", "step", "epoch", "elapsed")}
+        return cls(row.get("kind", ""), row.get("step", 0), total_steps, row.get("epoch", 0.0),
+                   row.get("elapsed", 0.0), values)
 
 
 class StopTraining(Exception):
@@ -169,12 +181,16 @@ def total_steps_for(config: TrainConfig, train_size: int) -> int:
 
 def train(side: Side, tokenizer: Any, dataset: data.Dataset, splits: data.Splits, config: TrainConfig,
           emit: Callable[[Event], None], stop: threading.Event | None = None,
-          accelerator: Any = None) -> dict[str, Any]:
+          accelerator: Any = None, checkpoint: Callable[[int, dict[str, Any]], None] | None = None,
+          resume: dict[str, Any] | None = None) -> dict[str, Any]:
     """Fine-tune the side's weights in place (their trainable parameters) and return the final figures.
 
     Every step, evaluation and probe takes the weights through `Weights.use()`, so generation from
     another thread happens only between steps and never changes the mode a step runs in. `stop`
-    ends the run after the current step.
+    ends the run after the current optimizer step. `checkpoint(step, state)` keeps the trainer's
+    state every `config.checkpoint_every` steps and when stopped; `resume` is such a state, from
+    which the run goes on as if it had never stopped (the side's weights already those of the
+    checkpoint).
     """
     config.check()
     stop = stop or threading.Event()
@@ -207,8 +223,11 @@ def train(side: Side, tokenizer: Any, dataset: data.Dataset, splits: data.Splits
     probes = probe_records(dataset, splits, config.probes)
     started = time.monotonic()
     per_epoch = math.ceil(batches_per_epoch(config, len(train_samples)) / config.grad_accum)
+    rows = 0  # events logged as metric rows; a checkpoint keeps the count so a resumed run drops later ones
 
     def event(kind: str, step: int, **values: Any) -> None:
+        nonlocal rows
+        rows += kind != "phase"
         emit(Event(kind, step, total, step / per_epoch, time.monotonic() - started, values))
 
     def phase(name: str, step: int) -> None:
@@ -239,26 +258,49 @@ def train(side: Side, tokenizer: Any, dataset: data.Dataset, splits: data.Splits
                                       "reference": record.output, "answer": answer}
                                      for record, answer in zip(probes, answers)])
 
-    event("start", 0, total_steps=total, train_examples=len(train_samples),
-          validation_examples=len(val_samples), trainable_parameters=sum(p.numel() for p in trainable))
-    probe(0)
-    first_val = evaluate(0)
-    event("eval", 0, val_loss=first_val)
-    phase("training", 0)
-    step, micro, epoch = 0, 0, 0
+    def trainer_state(step: int, epoch: int, position: int) -> dict[str, Any]:
+        """What a checkpoint keeps besides the weights; `position` is the epoch's next batch."""
+        return {"step": step, "epoch": epoch, "position": position, "total_steps": total, "rows": rows,
+                "elapsed": time.monotonic() - started, "first_val_loss": first_val, "train_loss": last_train_loss,
+                "optimizer": optimizer.state_dict(), "scheduler": schedule.state_dict(),
+                "rng": torch.get_rng_state()}
+
+    def keep(step: int, epoch: int, position: int) -> None:
+        if checkpoint is not None and step > 0:
+            phase("saving a checkpoint", step)
+            checkpoint(step, trainer_state(step, epoch, position))
+
+    step, micro, epoch, start_at = 0, 0, 0, 0
+    last_train_loss, stopped_by_user = None, False
+    if resume is None:
+        event("start", 0, total_steps=total, train_examples=len(train_samples),
+              validation_examples=len(val_samples), trainable_parameters=sum(p.numel() for p in trainable))
+        probe(0)
+        first_val = evaluate(0)
+        event("eval", 0, val_loss=first_val)
+    else:
+        step, epoch, start_at, rows = resume["step"], resume["epoch"], resume["position"], resume["rows"]
+        micro = step * config.grad_accum
+        first_val, last_train_loss = resume["first_val_loss"], resume["train_loss"]
+        optimizer.load_state_dict(resume["optimizer"])
+        schedule.load_state_dict(resume["scheduler"])
+        torch.set_rng_state(resume["rng"])
+        started -= resume["elapsed"]  # the curve against wall time goes on from where it stopped
+        event("resume", step, from_step=step)
+    phase("training", step)
+    position = start_at
     # trained tokens, real input tokens and compute time since the last log line
     window_tokens, window_inputs, window_seconds = 0, 0, 0.0
-    last_train_loss, stopped_by_user = None, False
     try:
         while step < total:
             order = batching.batch_order([len(s.ids) for s in train_samples], config.batch_size,
                                          seed=config.seed + epoch, group_by_length=config.group_by_length,
                                          drop_last=config.drop_last)
             order = order[rank::world]  # each process its own share of the batches
-            for indices in order:
-                if stop.is_set():
+            for position in range(start_at, len(order)):
+                if micro % config.grad_accum == 0 and stop.is_set():  # only between optimizer steps
                     raise StopTraining
-                batch = collate([train_samples[i] for i in indices])
+                batch = collate([train_samples[i] for i in order[position]])
                 step_started = time.monotonic()
                 with weights.use(train=True, adapter=side.adapter):
                     loss_sum, count = loss_module(batch.inputs.to(device), batch.targets.to(device))
@@ -293,13 +335,17 @@ def train(side: Side, tokenizer: Any, dataset: data.Dataset, splits: data.Splits
                     event("eval", step, val_loss=evaluate(step))
                 if probe_now:
                     probe(step)
-                if validate_now or probe_now:
+                if config.checkpoint_every and step % config.checkpoint_every == 0 and step < total:
+                    keep(step, epoch, position + 1)
+                    phase("training", step)
+                elif validate_now or probe_now:
                     phase("training", step)
                 if step >= total:
                     break
-            epoch += 1
+            epoch, start_at, position = epoch + 1, 0, 0
     except StopTraining:
         stopped_by_user = True
+        keep(step, epoch, position)
     final_val = evaluate(step)
     event("eval", step, val_loss=final_val)
     probe(step)
@@ -308,14 +354,16 @@ def train(side: Side, tokenizer: Any, dataset: data.Dataset, splits: data.Splits
 
 
 def prepare_model(weights: Weights, config: TrainConfig, run_id: str, models_dir: Path, dtype: Any,
-                  device: Any) -> Side:
-    """What a run trains: a new LoRA adapter on the shared weights, or a fresh copy for a full fine-tune.
+                  device: Any, resume: checkpoints.Checkpoint | None = None) -> Side:
+    """What a run trains: a new LoRA adapter on the shared weights, or a fresh copy for a full
+    fine-tune; with `resume`, the weights of that checkpoint.
 
     LoRA weights train in float32 whatever the frozen base's dtype. A full fine-tune keeps float32
     weights off the GPU, where bf16 updates of small learning rates would round away.
     """
     torch.manual_seed(config.seed)  # the adapter's initial weights, so that a run can be reproduced
     if config.method == "lora":
+        weights.remove_adapter(run_id)  # a resumed run's adapter, loaded earlier to chat with
         try:
             model = weights.add_trainable_adapter(run_id, lora_config(config))
         except ValueError as exc:  # e.g. target modules that do not exist in this model
@@ -323,27 +371,58 @@ def prepare_model(weights: Weights, config: TrainConfig, run_id: str, models_dir
         for parameter in model.parameters():
             if parameter.requires_grad and parameter.dtype != torch.float32:
                 parameter.data = parameter.data.float()
+        if resume is not None:
+            load_adapter_weights(weights, run_id, resume.weights)
         return Side("tuned", weights, run_id)
     on_gpu = torch.device(device).type == "cuda"
-    copy = store.load_model(config.model, models_dir, dtype=dtype if on_gpu else torch.float32).to(device)
+    source = str(resume.weights) if resume is not None else config.model
+    copy = store.load_model(source, models_dir, dtype=dtype if on_gpu else torch.float32).to(device)
     return Side("tuned", Weights(copy, weights.lock))
 
 
+def load_adapter_weights(weights: Weights, run_id: str, folder: Path) -> None:
+    """A saved adapter's tensors into the run's trainable adapter (kept in float32)."""
+    from peft.utils import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    with weights.use() as model:
+        result = set_peft_model_state_dict(model, load_file(str(folder / "adapter_model.safetensors")),
+                                           adapter_name=run_id)
+    if result.unexpected_keys:
+        raise PlaygroundError(f"The checkpoint in {folder} does not fit the run's LoRA settings "
+                              f"(unexpected: {', '.join(result.unexpected_keys[:3])}).")
+
+
 def save_trained(side: Side, folder: Path, config: TrainConfig, run_id: str) -> Path:
-    """Save the adapter (LoRA) or the weights (full) in safetensors, moved into place when complete."""
+    """Save the adapter (LoRA) or the weights (full) in safetensors, moved into place when complete
+    (in place of what a resumed run saved when it stopped)."""
     temporary = folder / runs.SAVING
+    target = folder / ("adapter" if config.method == "lora" else "weights")
     with side.weights.use() as model:
         if config.method == "lora":
-            target = folder / "adapter"
             model.save_pretrained(str(temporary), selected_adapters=[run_id])
             nested = temporary / run_id  # peft puts a non-default adapter in a subfolder
-            (nested if nested.is_dir() else temporary).rename(target)
-            shutil.rmtree(temporary, ignore_errors=True)
+            saved = nested if nested.is_dir() else temporary
         else:
-            target = folder / "weights"
             model.save_pretrained(str(temporary))
-            temporary.rename(target)
+            saved = temporary
+    if target.exists():
+        old = folder / ".replaced"
+        target.rename(old)
+        shutil.rmtree(old)
+    saved.rename(target)
+    shutil.rmtree(temporary, ignore_errors=True)
     return target
+
+
+def save_checkpoint(side: Side, folder: Path, config: TrainConfig, run_id: str, step: int,
+                    state: dict[str, Any]) -> checkpoints.Checkpoint:
+    """The weights as `save_trained` keeps them, and the trainer's state, under checkpoints/."""
+    temporary = checkpoints.temporary_folder(folder, step)
+    shutil.rmtree(temporary, ignore_errors=True)
+    temporary.mkdir(parents=True)
+    save_trained(side, temporary, config, run_id)
+    return checkpoints.finish(temporary, state, step, config.keep_checkpoints)
 
 
 def start_run(side: Side, tokenizer: Any, dataset: data.Dataset, splits: data.Splits, config: TrainConfig,
@@ -367,16 +446,24 @@ def start_run(side: Side, tokenizer: Any, dataset: data.Dataset, splits: data.Sp
 
 def run_training(side: Side, tokenizer: Any, dataset: data.Dataset, config: TrainConfig, models_dir: Path,
                  run_id: str, on_event: Callable[[Event], None] | None = None,
-                 stop: threading.Event | None = None, accelerator: Any = None) -> tuple[str, str, dict[str, Any]]:
+                 stop: threading.Event | None = None, accelerator: Any = None,
+                 resume: checkpoints.Checkpoint | None = None) -> tuple[str, str, dict[str, Any]]:
     """Train and keep the run under models/runs/<run_id>/; return (state, message, result).
 
     The run folder records everything needed to evaluate and reproduce it, its data and splits
-    included (`run_data`). Errors a user can cause end the run with a message that says what to
-    try; the caller goes on.
+    included (`run_data`), and its checkpoints. With `resume` (a checkpoint of this run, whose
+    weights `prepare_model` loaded), the run goes on in its folder from that step: the metric
+    rows written after the checkpoint are dropped, so the curve continues. Errors a user can
+    cause end the run with a message that says what to try; the caller goes on.
     """
     main = accelerator is None or accelerator.is_main_process
     splits = dataset.splits(seed=config.split_seed, order=config.split_order)
     writer = None
+    state_at = None
+
+    def keep(step: int, state: dict[str, Any]) -> None:
+        if writer is not None:
+            save_checkpoint(side, writer.folder, config, run_id, step, state)
 
     def emit(event: Event) -> None:
         if writer is not None and event.kind == "phase":
@@ -391,9 +478,13 @@ def run_training(side: Side, tokenizer: Any, dataset: data.Dataset, config: Trai
     runs.ACTIVE.add(run_id)
     result: dict[str, Any] = {}
     try:
-        if main:  # an unwritable runs folder fails here, like any other failure of the run
+        if resume is not None:
+            state_at = resume.state()
+        if main and resume is not None:
+            writer = runs.RunWriter.reopen(models_dir, run_id, rows=state_at["rows"], step=state_at["step"])
+        elif main:  # an unwritable runs folder fails here, like any other failure of the run
             writer = start_run(side, tokenizer, dataset, splits, config, models_dir, run_id)
-        result = train(side, tokenizer, dataset, splits, config, emit, stop, accelerator)
+        result = train(side, tokenizer, dataset, splits, config, emit, stop, accelerator, keep, state_at)
         if writer is not None:
             emit(Event("phase", result["steps"], result["total_steps"], values={"phase": "saving"}))
             save_trained(side, writer.folder, config, run_id)

@@ -81,6 +81,12 @@ class Weights:
             self.model.eval()
             return self.model
 
+    def remove_adapter(self, name: str) -> None:
+        """Drop a loaded adapter (a resumed run trains a fresh one in its place)."""
+        with self.lock:
+            if self.has_adapter(name):
+                self.model.delete_adapter(name)
+
     def load_adapter(self, name: str, folder: str) -> None:
         """A saved LoRA adapter, loaded once for inference; the active (trained) adapter is unchanged."""
         from peft import PeftModel

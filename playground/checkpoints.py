@@ -1,0 +1,100 @@
+"""A run's checkpoints: `models/runs/<run>/checkpoints/step-NNNNNN/`.
+
+Each holds the trained weights as the run saves them at its end (`adapter/` for LoRA, `weights/`
+for a full fine-tune) and `trainer.pt`: the optimizer's and the scheduler's state, the data
+position (epoch and batch within it), the random number generator and the number of metric rows
+written so far. From it a stopped or interrupted run resumes on the same curve, and the Chat tab
+can answer with the weights of any checkpoint.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .errors import PlaygroundError
+
+FOLDER = "checkpoints"
+STATE = "trainer.pt"
+PREFIX = "step-"
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    step: int
+    folder: Path
+
+    @property
+    def weights(self) -> Path:
+        """The `adapter/` or `weights/` folder, loadable like a finished run's."""
+        adapter = self.folder / "adapter"
+        return adapter if adapter.is_dir() else self.folder / "weights"
+
+    def state(self) -> dict[str, Any]:
+        try:
+            return torch.load(self.folder / STATE, map_location="cpu", weights_only=True)
+        except Exception as exc:  # a damaged or foreign file: say which
+            raise PlaygroundError(f"Checkpoint {self.folder} cannot be read ({type(exc).__name__}: {exc}).") from None
+
+
+def folder_for(run_folder: Path, step: int) -> Path:
+    return run_folder / FOLDER / f"{PREFIX}{step:06d}"
+
+
+def temporary_folder(run_folder: Path, step: int) -> Path:
+    """Where a checkpoint is written before it is moved into place (a killed save leaves no checkpoint)."""
+    return run_folder / FOLDER / f".saving-{step:06d}"
+
+
+def complete(folder: Path) -> bool:
+    return (folder / STATE).is_file() and ((folder / "adapter").is_dir() or (folder / "weights").is_dir())
+
+
+def list_checkpoints(run_folder: Path) -> list[Checkpoint]:
+    """The run's complete checkpoints, oldest first."""
+    root = run_folder / FOLDER
+    found = []
+    for child in root.iterdir() if root.is_dir() else []:
+        number = child.name[len(PREFIX):]
+        if child.name.startswith(PREFIX) and number.isdigit() and complete(child):
+            found.append(Checkpoint(int(number), child))
+    return sorted(found, key=lambda c: c.step)
+
+
+def find(run_folder: Path, step: int) -> Checkpoint:
+    for checkpoint in list_checkpoints(run_folder):
+        if checkpoint.step == step:
+            return checkpoint
+    steps = ", ".join(str(c.step) for c in list_checkpoints(run_folder)) or "none"
+    raise PlaygroundError(f"Run {run_folder.name} has no checkpoint at step {step} (checkpoints: {steps}).")
+
+
+def latest(run_folder: Path) -> Checkpoint | None:
+    found = list_checkpoints(run_folder)
+    return found[-1] if found else None
+
+
+def finish(temporary: Path, state: dict[str, Any], step: int, keep: int) -> Checkpoint:
+    """Write the trainer state beside the saved weights, move the checkpoint into place and drop
+    the oldest ones beyond `keep` (0 keeps them all)."""
+    torch.save(state, temporary / STATE)
+    target = folder_for(temporary.parent.parent, step)
+    if target.exists():  # the same step saved again (a resumed run stopped where it started)
+        shutil.rmtree(target)
+    temporary.rename(target)
+    kept = list_checkpoints(target.parent.parent)
+    for old in kept[:-keep] if keep else []:
+        shutil.rmtree(old.folder, ignore_errors=True)
+    return Checkpoint(step, target)
+
+
+def remove_leftovers(run_folder: Path) -> None:
+    """Half-written checkpoints of a process killed while saving."""
+    root = run_folder / FOLDER
+    for child in root.iterdir() if root.is_dir() else []:
+        if child.name.startswith(".saving-"):
+            shutil.rmtree(child, ignore_errors=True)
