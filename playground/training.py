@@ -102,11 +102,11 @@ PRESETS: dict[str, dict[str, Any]] = {
     # trained format and to stop after the answer.
     "Quick CPU demo": dict(method="lora", max_steps=60, batch_size=4, lr=5e-4, max_length=128, warmup_steps=3,
                            mask_instruction=True, eval_every=10, eval_batches=2, probe_every=20, probes=3,
-                           probe_tokens=32, lora_r=16, lora_alpha=32, lora_dropout=0.0),
+                           probe_tokens=32, lora_r=16, lora_alpha=32, lora_dropout=0.0, checkpoint_every=20),
     # The book's workload: 2 epochs over the training split.
     "GPU": dict(method="lora", max_steps=None, epochs=2, batch_size=8, lr=2e-4, max_length=512, warmup_steps=10,
                 mask_instruction=False, eval_every=25, eval_batches=8, probe_every=50, probes=3, probe_tokens=64,
-                lora_r=16, lora_alpha=32, lora_dropout=0.05),
+                lora_r=16, lora_alpha=32, lora_dropout=0.05, checkpoint_every=50),
     # The book's chapter 7 settings (gpt_instruction_finetuning.py): a full fine-tune, AdamW at 5e-5
     # with weight decay 0.1, 2 epochs of batches of 8 in a random order with the last partial batch
     # dropped, the data sliced in file order, nothing masked, at most 1024 tokens; validation loss
@@ -121,7 +121,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         method="lora", max_steps=None, epochs=2, batch_size=8, lr=5e-5, weight_decay=0.1, max_length=1024,
         warmup_steps=1, mask="none", split_order="book", drop_last=True, group_by_length=False,
         eval_every=5, eval_batches=5, probe_every=50, probes=1, probe_tokens=35,
-        lora_r=16, lora_alpha=16, lora_dropout=0.0),
+        lora_r=16, lora_alpha=16, lora_dropout=0.0, checkpoint_every=50),
 }
 
 

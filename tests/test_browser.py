@@ -465,3 +465,40 @@ def test_train_tab_runs_two_variants_one_after_another(page):
     expect(status).to_contain_text("2. exercise 7.2: mask the instruction and input: run")
     assert status.inner_text().count("finished") == 2
     page.screenshot(path=str(SHOTS / "train-variants.png"), full_page=True)
+
+
+def test_stopped_run_resumes_on_its_curve_and_chats_from_a_checkpoint(page):
+    page.get_by_role("tab", name="Train").click()
+    page.locator("#train-max-steps input").fill("30")
+    page.locator("#train-checkpoint-every input").fill("2")
+    page.locator("#train-eval-every input").fill("5")
+    page.locator("#train-start").click()
+    status = page.locator("#train-status")
+    expect(status).to_contain_text(re.compile(r"step ([3-9]|1\d) of 30"), timeout=600_000)
+    page.locator("#train-stop").click()
+    expect(status).to_contain_text("Stopped after", timeout=120_000)
+    run_id = re.search(r"Run (\S+)", status.inner_text()).group(1)
+    stopped_at = int(re.search(r"Stopped after (\d+)", status.inner_text()).group(1))
+
+    page.locator("#train-resumable input").click()
+    page.locator("#train-resumable [role=option]").filter(has_text=f"checkpoint at step {stopped_at} of 30").click()
+    page.locator("#train-resume").click()
+    expect(status).to_contain_text(f"Run {run_id}")
+    expect(status).to_contain_text("Finished after 30 of 30 steps", timeout=600_000)
+    expect(page.locator("#train-curve")).to_contain_text(f"resumed at {stopped_at}")
+    page.locator("#train-curve").scroll_into_view_if_needed()
+    page.screenshot(path=str(SHOTS / "train-resumed.png"), full_page=True)
+
+    page.get_by_role("tab", name="Chat").click()
+    page.locator("#chat-blind input").uncheck()
+    page.locator("#chat-run input").click()
+    page.locator("#chat-run [role=option]").filter(has_text=run_id).click()
+    page.locator("#chat-checkpoint input").click()
+    page.locator("#chat-checkpoint [role=option]").filter(has_text="step 2 checkpoint").first.click()
+    expect(page.locator("#chat-run-info")).to_contain_text("checkpoint at step 2")
+    page.locator("#chat-clear").click()
+    page.locator("#chat-message textarea").fill("Name a primary color.")
+    page.locator("#chat-send").click()
+    left, right = wait_for_answers(page, 1)
+    assert "Error" not in left[0] + right[0]
+    page.screenshot(path=str(SHOTS / "chat-checkpoint.png"), full_page=True)

@@ -13,7 +13,7 @@ from typing import Any
 
 import gradio as gr
 
-from .. import runs, store
+from .. import checkpoints, runs, store
 from ..errors import PlaygroundError
 from ..generation import GenerationSettings, stream
 from ..prompts import Turn, conversation
@@ -71,7 +71,26 @@ def no_examples() -> Any:
     return gr.update(choices=[], value=None)
 
 
-def describe_run(manager: Any, run_id: str | None) -> tuple[str, Any]:
+def checkpoint_step(value: Any) -> int | None:
+    """The Weights dropdown's value: "" for the run's final weights, else a checkpoint's step."""
+    return int(value) if value not in (None, "") else None
+
+
+def checkpoint_update(manager: Any, run_id: str | None, current: Any = "") -> Any:
+    """The run's final weights and each of its checkpoints, keeping the current pick while it is there."""
+    choices = [("final weights", "")]
+    if run_id:
+        try:
+            folder = runs.read(manager.models_dir, run_id).folder
+        except PlaygroundError:
+            folder = None
+        choices += [(f"step {c.step} checkpoint", str(c.step)) for c in checkpoints.list_checkpoints(folder)] \
+            if folder else []
+    values = [value for _, value in choices]
+    return gr.update(choices=choices, value=current if current in values else "")
+
+
+def describe_run(manager: Any, run_id: str | None, checkpoint: Any = "") -> tuple[str, Any]:
     """A line about the run (model, style, data, memory, votes) and its test split's examples."""
     if not run_id:
         return notice("Train a run first (Train tab), or pick one here.", "info"), no_examples()
@@ -94,14 +113,17 @@ def describe_run(manager: Any, run_id: str | None) -> tuple[str, Any]:
         line += (f" Weights in memory: base {memory['base'] / 2**20:,.0f} MiB + adapters "
                  f"{memory['adapters'] / 2**20:,.1f} MiB" + (f" + full copies {memory['full_copies'] / 2**20:,.0f} MiB"
                                                               if memory["full_copies"] else "") + ".")
-    info = f'<div style="font-size:13px;color:#374151">{line}</div>' + tally_html(tally(manager.models_dir, run_id))
+    step = checkpoint_step(checkpoint)
+    if step is not None:
+        line += f" Answering with its checkpoint at step <b>{step}</b>; votes count for that checkpoint."
+    info = f'<div style="font-size:13px;color:#374151">{line}</div>' + tally_html(tally(manager.models_dir, run_id, step))
     if found.note:
         info += notice(found.note, "warn")
     return info, gr.update(choices=example_choices(found), value=None)
 
 
 def respond(manager: Any, asked: dict[str, str] | None, turns: list[dict[str, str]], run_id: str | None,
-            raw_on: bool, blind_on: bool, tuned_is_left: bool, *generation: Any):
+            checkpoint: Any, raw_on: bool, blind_on: bool, tuned_is_left: bool, *generation: Any):
     """Both answers to the pending message, streamed: (left pane, right pane, conversation) per token."""
     if not asked:
         return
@@ -111,7 +133,7 @@ def respond(manager: Any, asked: dict[str, str] | None, turns: list[dict[str, st
     settings = GenerationSettings(int(max_tokens), float(temp), float(p), int(k), float(rep), int(seed_value or 0))
     try:
         settings.check()
-        tuned, record = manager.tuned_side(run_id)
+        tuned, record = manager.tuned_side(run_id, checkpoint_step(checkpoint))
         spec = record.settings.get("model", store.DEFAULT)
         base = manager.base_side(spec)
         tokenizer = manager.tokenizer(spec)
@@ -150,7 +172,7 @@ def start_over(blind_on: bool) -> tuple[Any, ...]:
     return [], [], [], tuned_is_left, left_label, right_label, gr.update(visible=False), "", ""
 
 
-def vote(manager: Any, choice: str, turns: list[dict[str, str]], run_id: str | None,
+def vote(manager: Any, choice: str, turns: list[dict[str, str]], run_id: str | None, checkpoint: Any,
          tuned_is_left: bool) -> tuple[Any, ...]:
     """Save a blind vote on the last answers and reveal the names: (left name, right name, vote row, result)."""
     if not run_id or not turns:
@@ -158,11 +180,12 @@ def vote(manager: Any, choice: str, turns: list[dict[str, str]], run_id: str | N
     tuned_side_name = "left" if tuned_is_left else "right"
     winner = {"tie": "tie", "both_bad": "both_bad"}.get(choice) or ("tuned" if choice == tuned_side_name else "base")
     last = turns[-1]
-    save_vote(manager.models_dir, run_id, last["message"], last["input"], winner, tuned_side_name)
+    step = checkpoint_step(checkpoint)
+    save_vote(manager.models_dir, run_id, last["message"], last["input"], winner, tuned_side_name, step)
     left_label, right_label = labels(True, tuned_is_left, True)
     names = f"Left was <b>{'Tuned' if tuned_is_left else 'Base'}</b>, right was <b>{'Base' if tuned_is_left else 'Tuned'}</b>."
     result = notice(f"Vote saved: {winner.replace('_', ' ')}.", "ok") + f"<div>{names}</div>"
-    return left_label, right_label, gr.update(visible=False), result + tally_html(tally(manager.models_dir, run_id))
+    return left_label, right_label, gr.update(visible=False), result + tally_html(tally(manager.models_dir, run_id, step))
 
 
 def pick_example(manager: Any, index: Any, run_id: str | None) -> tuple[str, str, str]:
@@ -185,6 +208,8 @@ def layout(manager: Any) -> SimpleNamespace:
                 "Base is the shared weights with every adapter off; Tuned switches the run's adapter on.")
     with gr.Row(equal_height=True):
         ui.run = gr.Dropdown(run_choices(manager), label="Tuned run", scale=3, elem_id="chat-run")
+        ui.checkpoint = gr.Dropdown([("final weights", "")], value="", label="Weights", scale=1, min_width=190,
+                                    elem_id="chat-checkpoint")
         ui.refresh = gr.Button("↻ Runs", scale=0, elem_id="chat-refresh")
         ui.raw = gr.Checkbox(label="Raw (no prompt template)", scale=1, elem_id="chat-raw")
         ui.blind = gr.Checkbox(label="Blind A/B (shuffled, unnamed)", scale=1, elem_id="chat-blind")
@@ -243,7 +268,7 @@ def build(shared: Shared, tab: gr.Tab) -> None:
     def answer(*args):
         yield from respond(manager, *args)
 
-    chat_inputs = [ui.pending, ui.turns, ui.run, ui.raw, ui.blind, ui.tuned_left, *ui.generation]
+    chat_inputs = [ui.pending, ui.turns, ui.run, ui.checkpoint, ui.raw, ui.blind, ui.tuned_left, *ui.generation]
     chat_outputs = [ui.left, ui.right, ui.turns]
     taken = [ui.message, ui.input, ui.pending, ui.error]
     sent = gr.on([ui.send.click, ui.message.submit], take, [ui.message, ui.input], taken).then(
@@ -257,11 +282,15 @@ def build(shared: Shared, tab: gr.Tab) -> None:
     gr.on([ui.clear.click, ui.blind.change, ui.left.clear, ui.right.clear], start_over, ui.blind,  # the panes' bins too
           [ui.left, ui.right, ui.turns, ui.tuned_left, ui.left_name, ui.right_name, ui.vote_row, ui.votes, ui.reference])
     for key, button in ui.vote_buttons.items():
-        button.click(lambda c, r, t, key=key: vote(manager, key, c, r, t), [ui.turns, ui.run, ui.tuned_left],
+        button.click(lambda c, r, w, t, key=key: vote(manager, key, c, r, w, t), [ui.turns, ui.run, ui.checkpoint,
+                                                                                   ui.tuned_left],
                      [ui.left_name, ui.right_name, ui.vote_row, ui.votes])
     ui.use_example.click(lambda i, r: pick_example(manager, i, r), [ui.example, ui.run],
                          [ui.message, ui.input, ui.reference])
     # runs appear as they are trained: the list is read again when the page opens or the tab is shown
     gr.on([shared.app.load, tab.select, ui.refresh.click], lambda current: run_update(manager, current), ui.run,
-          ui.run).then(lambda r: describe_run(manager, r), ui.run, [ui.run_info, ui.example])
-    ui.run.input(lambda r: describe_run(manager, r), ui.run, [ui.run_info, ui.example])
+          ui.run).then(lambda r, w: checkpoint_update(manager, r, w), [ui.run, ui.checkpoint], ui.checkpoint).then(
+        lambda r, w: describe_run(manager, r, w), [ui.run, ui.checkpoint], [ui.run_info, ui.example])
+    ui.run.input(lambda r: checkpoint_update(manager, r), ui.run, ui.checkpoint).then(
+        lambda r, w: describe_run(manager, r, w), [ui.run, ui.checkpoint], [ui.run_info, ui.example])
+    ui.checkpoint.input(lambda r, w: describe_run(manager, r, w), [ui.run, ui.checkpoint], [ui.run_info, ui.example])

@@ -11,7 +11,7 @@ import gradio as gr
 import pandas as pd
 import plotly.graph_objects as go
 
-from .. import data_checks, estimate, experiments, runs, store
+from .. import checkpoints, data_checks, estimate, experiments, runs, store
 from ..errors import PlaygroundError
 from ..manager import TrainingJob
 from ..prompts import STYLE_LABELS
@@ -93,6 +93,9 @@ def loss_figure(events: list[Event]) -> go.Figure | None:
     if val_points:
         figure.add_trace(go.Scatter(x=[p[0] for p in val_points], y=[p[1] for p in val_points],
                                     mode="lines+markers", name="validation loss", line=dict(color="#f59e0b")))
+    for resumed in (e for e in events if e.kind == "resume"):
+        figure.add_vline(x=resumed.step, line=dict(color="#9ca3af", dash="dot"),
+                         annotation_text=f"resumed at {resumed.step}", annotation_position="top left")
     figure.update_layout(height=320, margin=dict(l=50, r=20, t=40, b=40), template="plotly_white",
                          xaxis_title="optimizer step", yaxis_title="cross-entropy loss",
                          legend=dict(orientation="h", x=1, xanchor="right", y=1.02, yanchor="bottom"))
@@ -150,7 +153,7 @@ def config_from(values: dict[str, Any]) -> TrainConfig:
     values = dict(values)
     values["max_steps"] = int(values["max_steps"]) if values.get("max_steps") else None
     for name in ("batch_size", "grad_accum", "warmup_steps", "seed", "split_seed", "eval_every", "probe_every", "probes",
-                 "lora_r", "lora_alpha"):
+                 "lora_r", "lora_alpha", "checkpoint_every"):
         values[name] = int(values[name] or 0)
     values["max_length"] = int(values["max_length"]) if values.get("max_length") else None
     return TrainConfig.from_dict(values)
@@ -248,6 +251,8 @@ def settings_form() -> tuple[gr.Dropdown, gr.HTML, dict[str, Any]]:
         form["probe_every"] = number("probe_every", "Probe answers every N steps", precision=0,
                                      elem_id="train-probe-every")
         form["probes"] = number("probes", "Probe instructions", precision=0, minimum=0)
+        form["checkpoint_every"] = number("checkpoint_every", "Checkpoint every N steps (0: only on Stop)",
+                                          precision=0, minimum=0, elem_id="train-checkpoint-every")
     with gr.Row():
         form["mask"] = gr.Radio([("Nothing (the book's chapter)", "none"),
                                  ("The whole prompt, response header included", "prompt"),
@@ -284,9 +289,31 @@ def run_view(manager: Any) -> SimpleNamespace:
     gr.Markdown("**Runs** (kept under `models/runs/`; they survive a restart)")
     view.runs = gr.Dataframe(runs_frame(manager.models_dir, manager.job), interactive=False, elem_id="runs-table")
     view.refresh = gr.Button("Refresh runs", size="sm")
+    with gr.Row(equal_height=True):
+        view.resumable = gr.Dropdown(resumable_choices(manager), value=None, scale=4, elem_id="train-resumable",
+                                     label="Resume a stopped or interrupted run from its latest checkpoint "
+                                           "(its own settings and data; the curve goes on)")
+        view.resume = gr.Button("Resume", scale=1, elem_id="train-resume")
     view.seen = gr.State(None)  # the job's (run, events, state, phase) last drawn in this browser session
     view.poll = gr.Timer(1.0)
     return view
+
+
+def resumable_choices(manager: Any) -> list[tuple[str, str]]:
+    """Runs that can go on: stopped, interrupted or failed, with a checkpoint."""
+    choices = []
+    for record in runs.list_runs(manager.models_dir):
+        latest = checkpoints.latest(record.folder) if record.state in ("stopped", "interrupted", "failed") else None
+        if latest is not None:
+            total = record.status.get("total_steps", "?")
+            choices.append((f"{record.run_id} · {record.state} · checkpoint at step {latest.step} of {total}",
+                            record.run_id))
+    return choices
+
+
+def resumable_update(manager: Any, current: str | None) -> Any:
+    choices = resumable_choices(manager)
+    return gr.update(choices=choices, value=current if current in {value for _, value in choices} else None)
 
 
 def poll_update(manager: Any, seen: Any) -> tuple[Any, ...]:
@@ -372,6 +399,17 @@ def build(shared: Shared) -> None:
             return notice(str(exc), "error")
         return variants_html(manager)
 
+    def on_resume(run_id):
+        if not run_id:
+            return notice("Pick a run to resume.", "warn"), gr.skip(), gr.skip()
+        try:
+            if manager.experiment is not None and manager.experiment.running:
+                raise PlaygroundError("The variants are training one after another; stop them first.")
+            manager.resume_training(run_id)
+        except PlaygroundError as exc:
+            return notice(str(exc), "error"), gr.skip(), gr.skip()
+        return "", progress_html(manager.job), None
+
     def on_stop():
         job = manager.job
         if job is None or not job.running:
@@ -386,6 +424,7 @@ def build(shared: Shared) -> None:
     view.start.click(on_start, [shared.dataset, model_spec, shared.style, shared.template, *fields],
                      [view.message, view.progress, view.seen])
     view.stop.click(on_stop, outputs=view.message)
+    view.resume.click(on_resume, view.resumable, [view.message, view.progress, view.seen])
     run_variants.click(on_variants, [shared.dataset, model_spec, shared.style, shared.template, variants, *fields],
                        variants_status)
     view.poll.tick(lambda: variants_html(manager), None, variants_status, show_progress="hidden")
@@ -395,3 +434,5 @@ def build(shared: Shared) -> None:
                    [model_status, view.progress, view.curve, view.probes, view.runs, view.message, view.seen],
                    show_progress="hidden")
     gr.on([shared.app.load, view.refresh.click], lambda: runs_frame(manager.models_dir, manager.job), None, view.runs)
+    gr.on([shared.app.load, view.refresh.click, view.runs.change],
+          lambda current: resumable_update(manager, current), view.resumable, view.resumable)
