@@ -57,6 +57,7 @@ class TrainConfig:
     log_every: int = 1
     checkpoint_every: int = 0        # a checkpoint every N optimizer steps (0: only when stopped)
     keep_checkpoints: int = 0        # the newest N checkpoints are kept (0: all of them)
+    fused_adamw: bool | None = None  # AdamW's fused kernel; None: on CUDA only (it runs on the CPU too)
 
     def __post_init__(self) -> None:
         self.mask = batching.mask_mode(self.mask_instruction if self.mask is None else self.mask)
@@ -211,8 +212,8 @@ def train(side: Side, tokenizer: Any, dataset: data.Dataset, splits: data.Splits
     if not trainable:
         raise PlaygroundError("The model has no trainable parameters.")
     device = weights.device
-    optimizer = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=config.weight_decay,
-                                  fused=device.type == "cuda")
+    fused = device.type == "cuda" if config.fused_adamw is None else config.fused_adamw
+    optimizer = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=config.weight_decay, fused=fused)
     total = total_steps_for(config, len(train_samples))
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: min(1.0, (s + 1) / max(1, config.warmup_steps)) * max(0.1, 1 - s / max(1, total)))
@@ -374,10 +375,14 @@ def prepare_model(weights: Weights, config: TrainConfig, run_id: str, models_dir
         if resume is not None:
             load_adapter_weights(weights, run_id, resume.weights)
         return Side("tuned", weights, run_id)
-    on_gpu = torch.device(device).type == "cuda"
     source = str(resume.weights) if resume is not None else config.model
-    copy = store.load_model(source, models_dir, dtype=dtype if on_gpu else torch.float32).to(device)
+    copy = store.load_model(source, models_dir, dtype=full_fine_tune_dtype(dtype, device)).to(device)
     return Side("tuned", Weights(copy, weights.lock))
+
+
+def full_fine_tune_dtype(dtype: Any, device: Any) -> torch.dtype:
+    """The dtype a full fine-tune's weights train in: the model's (bf16) on a GPU, float32 elsewhere."""
+    return dtype if torch.device(device).type == "cuda" and dtype is not None else torch.float32
 
 
 def load_adapter_weights(weights: Weights, run_id: str, folder: Path) -> None:
