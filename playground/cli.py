@@ -332,6 +332,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
         return 0
     for row in figures:
         print("  ".join(f"{k}={v}" for k, v in row.items() if v is not None))
+    caveat = comparison.loss_caveat(summaries)
+    if caveat:
+        print(f"note: {caveat}")
     print("settings that differ:" if differing else "settings: all the same")
     for row in differing:
         print(f"  {row['setting']}: " + ", ".join(f"{s.run_id}={row[s.run_id]}" for s in summaries))

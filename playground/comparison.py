@@ -16,6 +16,10 @@ from . import evaluation, runs
 from .errors import PlaygroundError
 
 MAX_RUNS = 8  # more curves than this on one plot cannot be told apart
+# Settings that change which targets a validation loss averages over, or how they are tokenised
+LOSS_TARGETS = {"mask": "what is masked", "style": "the prompt style", "max_length": "the max length",
+                "model": "the base model (its tokenizer)", "data sha256": "the data",
+                "split seed": "the split seed", "split_order": "the split order"}
 
 
 @dataclass
@@ -34,6 +38,11 @@ class RunSummary:
     train: list[Point] = field(default_factory=list)
     validation: list[Point] = field(default_factory=list)
     grading: dict[str, Any] | None = None  # the latest grading's name, metrics and judge averages
+
+    @property
+    def name(self) -> str:
+        label = self.settings.get("label")
+        return f"{self.run_id} ({label})" if label else self.run_id
 
     @property
     def final_validation(self) -> float | None:
@@ -90,7 +99,7 @@ def compare(models_dir: Path, run_ids: list[str]) -> list[RunSummary]:
 
 def differing_settings(summaries: list[RunSummary]) -> list[dict[str, Any]]:
     """One row per setting (or data fact) whose value is not the same in every run."""
-    names = sorted({name for s in summaries for name in [*s.settings, *s.data]})
+    names = sorted({name for s in summaries for name in [*s.settings, *s.data]} - {"label"})  # a name, not a setting
     rows = []
     for name in names:
         values = [s.settings.get(name, s.data.get(name)) for s in summaries]
@@ -99,12 +108,23 @@ def differing_settings(summaries: list[RunSummary]) -> list[dict[str, Any]]:
     return rows
 
 
+def loss_caveat(summaries: list[RunSummary]) -> str:
+    """Why the validation losses cannot be ranked, when the runs average them over different targets."""
+    differing = {row["setting"] for row in differing_settings(summaries)} & set(LOSS_TARGETS)
+    if not differing:
+        return ""
+    what = ", ".join(LOSS_TARGETS[name] for name in sorted(differing))
+    return (f"These runs differ in {what}, so each validation loss averages over other targets (with the "
+            "instruction-only mask, for example, the easy response-header tokens count too): a lower loss "
+            "here does not mean better answers. Grade the runs (Judge tab) to compare their answers.")
+
+
 def final_figures(summaries: list[RunSummary]) -> list[dict[str, Any]]:
     """One row per run: state, steps, minutes, the last validation loss, its latest grading's figures."""
     rows = []
     for s in summaries:
         last_step = max((p.step for p in s.train), default=0)
-        rows.append({"run": s.run_id, "state": s.state, "steps": last_step,
+        rows.append({"run": s.name, "state": s.state, "steps": last_step,
                      "minutes": None if s.minutes is None else round(s.minutes, 2),
                      "first val loss": round(s.validation[0].loss, 4) if s.validation else None,
                      "final val loss": None if s.final_validation is None else round(s.final_validation, 4),

@@ -34,7 +34,7 @@ def variant_configs(base: TrainConfig, names: list[str]) -> list[tuple[str, Trai
         raise PlaygroundError(f"Unknown variant {unknown[0]!r}: choose from {', '.join(VARIANTS)}.")
     variants = []
     for name in dict.fromkeys(names):
-        config = TrainConfig.from_dict({**asdict(base), **VARIANTS[name]})
+        config = TrainConfig.from_dict({**asdict(base), **VARIANTS[name], "label": name})
         try:
             config.check()
         except PlaygroundError as exc:

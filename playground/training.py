@@ -26,6 +26,7 @@ from .weights import Weights
 
 @dataclass
 class TrainConfig:
+    label: str = ""                  # a name for the run (an experiment's variant), shown beside its id
     model: str = "default"
     method: str = "lora"             # "lora" or "full"
     style: str = "alpaca"

@@ -74,3 +74,13 @@ def test_command_line_compare_prints_figures_and_differences(two_runs):
     printed = json.loads(result.stdout)
     assert [r["run"] for r in printed["figures"]] == ["slow-warmup", "fast-warmup"]
     assert [r["setting"] for r in printed["differing_settings"]] == ["warmup_steps"]
+
+
+def test_losses_over_different_targets_come_with_a_caveat_and_labels_name_the_runs(two_runs, tiny_model_dir):
+    train_tiny_run(tiny_model_dir, two_runs, "masked-instruction", small_dataset(), max_steps=6, warmup_steps=1,
+                   mask="instruction", label="exercise 7.2")
+    assert comparison.loss_caveat(comparison.compare(two_runs, ["slow-warmup", "fast-warmup"])) == ""
+    summaries = comparison.compare(two_runs, ["fast-warmup", "masked-instruction"])
+    assert "what is masked" in comparison.loss_caveat(summaries)
+    assert [row["run"] for row in comparison.final_figures(summaries)] == [
+        "fast-warmup", "masked-instruction (exercise 7.2)"]

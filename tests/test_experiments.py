@@ -31,6 +31,7 @@ def test_variants_run_one_after_another_and_differ_only_in_what_they_change(tiny
     assert changed["style"] == ["alpaca", "phi3", "alpaca"]
     assert changed["mask"] == ["none", "none", "instruction"]
     assert set(changed) <= {"style", "mask"}
+    assert [s.name for s in comparison.compare(tmp_path, run_ids)][1] == f"{run_ids[1]} (exercise 7.1: the Phi-3 prompt style)"
     lines = experiments.status_lines(experiment)
     assert lines[1] == f"2. exercise 7.1: the Phi-3 prompt style: run {run_ids[1]}, finished"
 

@@ -33,11 +33,11 @@ def curves_figure(summaries: list[comparison.RunSummary], by_time: bool) -> go.F
         x = (lambda points: [p.elapsed / 60 for p in points]) if by_time else (lambda points: [p.step for p in points])
         if s.train:
             figure.add_trace(go.Scatter(x=x(s.train), y=smoothed([p.loss for p in s.train]), mode="lines",
-                                        name=f"{s.run_id} train (smoothed)", legendgroup=s.run_id,
+                                        name=f"{s.name} train (smoothed)", legendgroup=s.run_id,
                                         line=dict(color=color, dash="dot", width=1.5)))
         if s.validation:
             figure.add_trace(go.Scatter(x=x(s.validation), y=[p.loss for p in s.validation], mode="lines+markers",
-                                        name=f"{s.run_id} validation", legendgroup=s.run_id,
+                                        name=f"{s.name} validation", legendgroup=s.run_id,
                                         line=dict(color=color, width=2.5)))
     figure.update_layout(height=420, template="plotly_white", margin=dict(l=50, r=20, t=20, b=110),
                          xaxis_title="minutes since the run started" if by_time else "optimizer step",
@@ -47,7 +47,8 @@ def curves_figure(summaries: list[comparison.RunSummary], by_time: bool) -> go.F
 
 
 def run_options(models_dir: Any) -> list[tuple[str, str]]:
-    return [(f"{r.run_id} · {r.settings.get('method', '?')} · {r.state}", r.run_id) for r in runs.list_runs(models_dir)]
+    return [(f"{r.run_id} · {r.settings.get('label') or r.settings.get('method', '?')} · {r.state}", r.run_id)
+            for r in runs.list_runs(models_dir)]
 
 
 def build(shared: Shared, tab: gr.Tab) -> None:
@@ -76,8 +77,9 @@ def build(shared: Shared, tab: gr.Tab) -> None:
         differing = comparison.differing_settings(summaries)
         text = (f"{len(summaries)} run{'s' * (len(summaries) > 1)}; {len(differing)} setting"
                 f"{'s' * (len(differing) != 1)} differ.")
+        caveat = comparison.loss_caveat(summaries)
         table = pd.DataFrame(differing) if differing else pd.DataFrame({"setting": ["(all the same)"]})
-        return (notice(text, "ok"), gr.update(visible=True), curves_figure(summaries, False),
+        return (notice(text, "ok") + (notice(caveat, "warn") if caveat else ""), gr.update(visible=True), curves_figure(summaries, False),
                 curves_figure(summaries, True), pd.DataFrame(comparison.final_figures(summaries)), table)
 
     go_button.click(on_compare, picked, [message, results, by_step, by_time, figures, settings])
