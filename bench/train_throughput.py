@@ -6,9 +6,21 @@ length, number of steps, learning rate and seed, each in its own process:
   (a) the playground's trainer (`playground.training.train`: grouped batches, LM head and loss only
       where the target is not -100);
   (b) Hugging Face `Trainer` with `DataCollatorForSeq2Seq` (what most users would write);
-  (c) the book's loop (ch. 7): random batches padded to the batch's longest sample, full logits.
+  (c) the book's loop (ch. 7): random batches padded to the batch's longest sample, full logits;
+  (d) TRL's `SFTTrainer` as its documentation sets it up: prompt/completion data (here already
+      tokenised by the playground, with its completion mask), `completion_only_loss=True`, LoRA through
+      `peft_config`, its defaults otherwise (bf16 autocast, gradient checkpointing on, no packing);
+      (d-) the same with gradient checkpointing off.
 Printed: trained tokens/s, samples/s, peak memory, and the validation loss after training on one
 fixed set of validation batches (so a speed-up cannot come from learning less). Target: (a)/(b) >= 2.
+
+Distance to the machine's limit: this CPU's matmul peak is measured in the same run (torch matmuls
+at the model's shapes, [tokens x hidden] @ [hidden x intermediate], bf16 and float32, best of 5),
+and each method's useful work is counted the same way, from the samples: per real input token
+4 x N_body FLOPs (forward, and the backward pass to the inputs that a frozen base needs; N_body =
+the decoder's matmul weights), plus 4 x hidden x vocabulary per trained target (the LM head where
+the loss needs it). Attention scores and LoRA's own small matmuls are left out. Useful FLOP/s over
+the peak, in the dtype the method computes in, is the model FLOPs utilisation (MFU) printed.
 
     python bench/train_throughput.py [--steps 20] [--quick]
 """
@@ -28,13 +40,14 @@ sys.path.insert(0, str(ROOT))
 from bench.common import run_child  # noqa: E402
 
 METHODS = {"a": "playground trainer", "a32": "playground trainer, float32", "b": "HF Trainer + DataCollatorForSeq2Seq",
-           "c": "book's loop (full logits)"}
+           "c": "book's loop (full logits)", "d": "TRL SFTTrainer (its defaults)",
+           "d-": "TRL SFTTrainer, no grad. checkpointing"}
 
 
 def setup(args):
     import torch
 
-    from playground import batching, data, store
+    from playground import store
     from playground.modeling import pick_device, pick_dtype
     from playground.training import TrainConfig, prepare_model
     from playground.weights import Weights
@@ -53,9 +66,15 @@ def setup(args):
                          mask_instruction=True, warmup_steps=2, seed=args.seed, lora_r=16, lora_alpha=32,
                          lora_dropout=0.0, eval_every=0, eval_batches=0, probe_every=0, probes=0)
     side = prepare_model(Weights(model), config, "bench", store.MODELS_DIR, dtype, device)
-    model = side.weights.model
-    # a subset whose training split is exactly `steps` batches: every method trains one epoch over
-    # the same samples, so they see the same tokens and differ only in how they batch and compute
+    dataset, split, train, val = bench_data(args, tokenizer)
+    return torch, side, tokenizer, config, dataset, split, train, val, device
+
+
+def bench_data(args, tokenizer):
+    """A subset whose training split is exactly `steps` batches: every method trains one epoch over
+    the same samples, so they see the same tokens and differ only in how they batch and compute."""
+    from playground import batching, data
+
     full = data.load(data.BUILTIN)
     size = next(n for n in range(1, len(full)) if int(n * 0.85) >= args.steps * args.batch_size)
     dataset = data.Dataset(records=full.records[:size], source="builtin subset", mapping=full.mapping)
@@ -63,7 +82,7 @@ def setup(args):
     val_pool = full.splits(seed=args.seed).validation
     train = batching.encode_all(dataset.records, "alpaca", tokenizer, indices=split.train)
     val = batching.encode_all(full.records, "alpaca", tokenizer, indices=val_pool[:32])
-    return torch, side, tokenizer, config, dataset, split, train, val, device
+    return dataset, split, train, val
 
 
 _dtype_used = ""
@@ -160,8 +179,89 @@ def run_book_loop(args):
     return seconds, trained, len(train), validation_loss(torch, model, tokenizer, val, device)
 
 
+def run_trl(args):
+    """TRL's SFTTrainer on the same samples: pre-tokenised rows with their completion mask."""
+    from datasets import Dataset
+    from peft import LoraConfig
+    from trl import SFTConfig, SFTTrainer
+
+    import torch
+
+    from playground import store
+    from playground.modeling import pick_device, pick_dtype
+
+    torch.manual_seed(args.seed)
+    device = pick_device()
+    tokenizer = store.load_tokenizer()
+    _, _, train, val = bench_data(args, tokenizer)
+    global _dtype_used
+    # the base as the playground loads it (bf16 for Gemma, on the CPU too); TRL wraps it with LoRA itself
+    dtype = pick_dtype(device, "auto", store.model_type())
+    _dtype_used = str(dtype).replace("torch.", "") + " + autocast"
+    model = store.load_model(store.DEFAULT, dtype=dtype).to(device)
+    rows = [{"input_ids": s.ids[:args.max_length + 1],
+             "completion_mask": ([0] * s.prompt_len + [1] * len(s.ids))[:min(len(s.ids), args.max_length + 1)]}
+            for s in train]
+    config = SFTConfig(
+        output_dir=str(ROOT / "artifacts" / "trl-bench"), per_device_train_batch_size=args.batch_size,
+        num_train_epochs=1, learning_rate=args.lr, warmup_steps=2, lr_scheduler_type="linear", logging_steps=1,
+        save_strategy="no", report_to=[], seed=args.seed, max_grad_norm=1.0, max_length=args.max_length + 1,
+        completion_only_loss=True, packing=False, use_cpu=device.type == "cpu", bf16=dtype == torch.bfloat16,
+        gradient_checkpointing=args.child == "d", dataloader_num_workers=0)
+    peft_config = LoraConfig(r=16, lora_alpha=32, lora_dropout=0.0, target_modules="all-linear", task_type="CAUSAL_LM")
+    trainer = SFTTrainer(model=model, args=config, train_dataset=Dataset.from_list(rows), processing_class=tokenizer,
+                         peft_config=peft_config)
+    started = time.perf_counter()
+    trainer.train()
+    seconds = time.perf_counter() - started
+    return seconds, trained_tokens(train, tokenizer, args), len(train), validation_loss(
+        torch, trainer.model, tokenizer, val, device)
+
+
+def body_matmul_parameters(model) -> int:
+    """The decoder's matmul weights: every 2-D weight but the embeddings, the LM head and LoRA's."""
+    return sum(p.numel() for name, p in model.named_parameters()
+               if p.ndim == 2 and not any(k in name for k in ("embed", "lm_head", "lora_")))
+
+
+def useful_flops(args) -> dict:
+    """The work every method must do on these samples (see the docstring), and the model's shapes."""
+    from playground import batching, store
+
+    _, side, tokenizer, _, _, _, train, _, _ = setup(args)
+    config = side.weights.model.config
+    config = getattr(config, "text_config", config)
+    n_body = body_matmul_parameters(side.weights.model)
+    inputs = sum(min(len(s.ids) - 1, args.max_length) for s in train)
+    trained = trained_tokens(train, tokenizer, args)
+    return {"flops": 4 * n_body * inputs + 4 * config.hidden_size * config.vocab_size * trained,
+            "hidden": config.hidden_size, "intermediate": config.intermediate_size, "input_tokens": inputs,
+            "n_body": n_body}
+
+
+def matmul_peak(hidden: int, intermediate: int, dtype_name: str, tokens: int = 512, repeats: int = 5) -> float:
+    """FLOP/s of the best of `repeats` timings of [tokens x hidden] @ [hidden x intermediate] matmuls."""
+    import torch
+
+    dtype = getattr(torch, dtype_name)
+    a, b = torch.randn(tokens, hidden, dtype=dtype), torch.randn(hidden, intermediate, dtype=dtype)
+    for _ in range(3):
+        a @ b
+    best = float("inf")
+    for _ in range(repeats):
+        started = time.perf_counter()
+        for _ in range(20):
+            a @ b
+        best = min(best, (time.perf_counter() - started) / 20)
+    return 2 * tokens * hidden * intermediate / best
+
+
 def child(args) -> None:
-    runner = {"a": run_playground, "a32": run_playground, "b": run_hf_trainer, "c": run_book_loop}[args.child]
+    if args.child == "work":
+        print("CHILD " + json.dumps(useful_flops(args)))
+        return
+    runner = {"a": run_playground, "a32": run_playground, "b": run_hf_trainer, "c": run_book_loop,
+              "d": run_trl, "d-": run_trl}[args.child]
     seconds, trained, samples, loss = runner(args)
     import torch
 
@@ -179,7 +279,7 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=2e-4)
     parser.add_argument("--seed", type=int, default=123)
     parser.add_argument("--quick", action="store_true", help="6 steps")
-    parser.add_argument("--child", choices=list(METHODS), help=argparse.SUPPRESS)
+    parser.add_argument("--child", choices=[*METHODS, "work"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.quick:
         args.steps = 6
@@ -193,24 +293,33 @@ def main() -> None:
           f"{'CUDA ' + torch.cuda.get_device_name() if torch.cuda.is_available() else 'CPU'}")
     print(f"default model, LoRA r16, batch {args.batch_size}, max length {args.max_length}, one epoch of "
           f"{args.steps} batches over the same samples, instruction masked, seed {args.seed}\n")
-    results = {}
-    for key, name in METHODS.items():
-        results[key] = run_child(__file__, ["--child", key, "--steps", str(args.steps), "--batch-size",
-                                            str(args.batch_size), "--max-length", str(args.max_length),
-                                            "--lr", str(args.lr), "--seed", str(args.seed)], name)
-    print(f"{'':42} {'dtype':>8} {'trained tok/s':>14} {'samples/s':>10} {'peak MiB':>10} {'val loss':>9} {'seconds':>8}")
+    common = ["--steps", str(args.steps), "--batch-size", str(args.batch_size), "--max-length", str(args.max_length),
+              "--lr", str(args.lr), "--seed", str(args.seed)]
+    results = {key: run_child(__file__, ["--child", key, *common], name) for key, name in METHODS.items()}
+    work = run_child(__file__, ["--child", "work", *common], "useful work")
+    peaks = {name: matmul_peak(work["hidden"], work["intermediate"], name) for name in ("bfloat16", "float32")}
+    print(f"{'':45} {'dtype':>17} {'trained tok/s':>14} {'samples/s':>10} {'MFU':>6} {'peak MiB':>9} {'val loss':>9} "
+          f"{'seconds':>8}")
     for key, name in METHODS.items():
         r = results[key]
         r["tokens_per_s"] = r["trained_tokens"] / r["seconds"]
         r["samples_per_s"] = r["samples"] / r["seconds"]
-        print(f"({key:>3}) {name:36} {r['dtype']:>8} {r['tokens_per_s']:14.1f} {r['samples_per_s']:10.2f} "
-              f"{r['peak_bytes'] / 2**20:10.0f} {r['val_loss']:9.4f} {r['seconds']:8.1f}")
+        r["mfu"] = work["flops"] / r["seconds"] / peaks["bfloat16" if r["dtype"].startswith("bfloat16") else "float32"]
+        print(f"({key:>3}) {name:39} {r['dtype']:>17} {r['tokens_per_s']:14.1f} {r['samples_per_s']:10.2f} "
+              f"{100 * r['mfu']:5.1f}% {r['peak_bytes'] / 2**20:9.0f} {r['val_loss']:9.4f} {r['seconds']:8.1f}")
     ratio_b = results["a"]["samples_per_s"] / results["b"]["samples_per_s"]
     ratio_c = results["a"]["samples_per_s"] / results["c"]["samples_per_s"]
+    ratio_d = results["a"]["samples_per_s"] / results["d"]["samples_per_s"]
+    ratio_d_ = results["a"]["samples_per_s"] / results["d-"]["samples_per_s"]
     ratio_32 = results["a32"]["samples_per_s"] / results["b"]["samples_per_s"]
-    print(f"\nspeed (samples/s over the same samples): (a)/(b) = {ratio_b:.2f}x, (a)/(c) = {ratio_c:.2f}x "
-          f"(target (a)/(b) >= 2); in float32 like the baselines: (a32)/(b) = {ratio_32:.2f}x")
-    print("RESULT " + json.dumps({"results": results, "a_over_b": ratio_b, "a_over_c": ratio_c, "a32_over_b": ratio_32}))
+    print(f"\nmatmul peak at the model's shapes ([512 x {work['hidden']}] @ [{work['hidden']} x {work['intermediate']}]):"
+          f" bf16 {peaks['bfloat16'] / 1e9:.0f} GFLOP/s, float32 {peaks['float32'] / 1e9:.0f} GFLOP/s; useful work "
+          f"{work['flops'] / 1e12:.2f} TFLOP ({work['input_tokens']:,} input tokens, N_body {work['n_body']:,})")
+    print(f"speed (samples/s over the same samples): (a)/(b) = {ratio_b:.2f}x, (a)/(c) = {ratio_c:.2f}x, "
+          f"(a)/(d) TRL = {ratio_d:.2f}x, (a)/(d-) = {ratio_d_:.2f}x (target (a)/(b) >= 2); "
+          f"in float32 like the baselines: (a32)/(b) = {ratio_32:.2f}x")
+    print("RESULT " + json.dumps({"results": results, "a_over_b": ratio_b, "a_over_c": ratio_c, "a_over_d": ratio_d,
+                                  "a_over_d_nogc": ratio_d_, "a32_over_b": ratio_32, "peaks": peaks, "work": work}))
 
 
 if __name__ == "__main__":

@@ -113,7 +113,8 @@ def loss_caveat(summaries: list[RunSummary]) -> str:
     differing = {row["setting"] for row in differing_settings(summaries)} & set(LOSS_TARGETS)
     if not differing:
         return ""
-    what = ", ".join(LOSS_TARGETS[name] for name in sorted(differing))
+    named = [LOSS_TARGETS[name] for name in sorted(differing)]
+    what = " and ".join([", ".join(named[:-1]), named[-1]] if len(named) > 1 else named)
     return (f"These runs differ in {what}, so each validation loss averages over other targets (with the "
             "instruction-only mask, for example, the easy response-header tokens count too): a lower loss "
             "here does not mean better answers. Grade the runs (Judge tab) to compare their answers.")

@@ -66,6 +66,7 @@ def test_stopped_run_resumed_matches_the_unbroken_run(tiny_model_dir, tmp_path, 
     whole = tmp_path / "runs" / "whole"
     assert curve(folder, "step", "train_loss") == curve(whole, "step", "train_loss")
     assert curve(folder, "eval", "val_loss") == curve(whole, "eval", "val_loss")
+    assert curve(folder, "step", "trained_tokens") == curve(whole, "step", "trained_tokens")
     assert [r["kind"] for r in runs.read(tmp_path, "broken").metrics()].count("resume") == 1
     expected, got = adapter_tensors(whole), adapter_tensors(folder)
     assert expected.keys() == got.keys()
