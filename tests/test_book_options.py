@@ -2,9 +2,6 @@
 the book's test answers, chat --input and skipping bad rows."""
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import tiktoken
@@ -12,13 +9,9 @@ import tiktoken
 from playground import batching, data, prompts, run_data, runs, tiktoken_tokenizer, training
 from playground.data import Record
 from playground.errors import DataError, PlaygroundError
+from tests_helpers import run_cli
 
-ROOT = Path(__file__).resolve().parent.parent
 GPT2_PATTERN = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
-
-
-def cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "playground", *args], cwd=ROOT, capture_output=True, text=True)
 
 
 @pytest.fixture(scope="module")
@@ -242,8 +235,8 @@ def test_tiktoken_without_its_files_and_without_network_fails_at_once(tmp_path, 
 def test_chat_takes_an_input_section(tiny_run):
     prompt = prompts.conversation([], "Sort the words.", "alpaca", None, input_text="pear, apple")
     assert prompt.text == prompts.render(RECORDS[1], "alpaca").prompt
-    result = cli("chat", "--run", "tiny-run", "--prompt", "Sort the words.", "--input", "pear, apple",
-                 "--max-new-tokens", "4", "--models-dir", str(tiny_run))
+    result = run_cli("chat", "--run", "tiny-run", "--prompt", "Sort the words.", "--input", "pear, apple",
+                     "--max-new-tokens", "4", "--models-dir", str(tiny_run))
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.startswith("Base:\n") and "\n\nTuned:\n" in result.stdout
 
@@ -290,16 +283,16 @@ def test_a_run_records_the_skipped_rows_and_loads_its_data_again(tiny_model_dir,
 def test_cli_skip_bad_rows_split_order_and_masks(write, tiny_model_dir):
     path = write("rows.json", BAD_ROWS + [{"instruction": f"Say {i}.", "input": "", "output": str(i)}
                                           for i in range(16)])
-    strict = cli("data", "validate", str(path))
+    strict = run_cli("data", "validate", str(path))
     assert strict.returncode == 2 and "record 2, field 'instruction'" in strict.stderr
-    result = cli("data", "validate", str(path), "--skip-bad-rows", "--split-order", "book")
+    result = run_cli("data", "validate", str(path), "--skip-bad-rows", "--split-order", "book")
     assert result.returncode == 0, result.stderr
     assert "skipped: record 2" in result.stderr and "skipped: record 4" in result.stderr
     assert "18 records" in result.stdout and "splits (book): train 15, validation 2, test 1" in result.stdout
     trained = {}
     for flags in (["--mask-instruction"], ["--mask", "prompt"], ["--mask", "instruction"]):
-        batch = cli("batch", str(path), "--skip-bad-rows", "--tokenizer", str(tiny_model_dir), "--batch-size", "4",
-                    "--split-order", "book", "--json", *flags)
+        batch = run_cli("batch", str(path), "--skip-bad-rows", "--tokenizer", str(tiny_model_dir), "--batch-size", "4",
+                        "--split-order", "book", "--json", *flags)
         assert batch.returncode == 0, batch.stderr
         shown = json.loads(batch.stdout)
         trained[" ".join(flags)] = shown["trained_tokens"]

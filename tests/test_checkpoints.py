@@ -11,7 +11,7 @@ from playground.errors import PlaygroundError
 from playground.manager import ModelManager
 from playground.training import TrainConfig, prepare_model, run_training
 from playground.weights import Weights
-from tests_helpers import small_dataset
+from tests_helpers import ROOT, run_cli, small_dataset, wait_until
 
 
 def settings(model_dir, **changes) -> TrainConfig:
@@ -116,8 +116,7 @@ def test_manager_resumes_with_the_curve_so_far_and_chats_with_any_checkpoint(tin
     dataset = small_dataset()
     job = manager.start_training(dataset, settings(tiny_model_dir, max_steps=400, probes=0, eval_every=0,
                                                    checkpoint_every=2))
-    while job.running and sum(e.kind == "step" for e in job.events) < 3:
-        job.thread.join(0.05)
+    wait_until(lambda: not job.running or sum(e.kind == "step" for e in job.events) >= 3, "3 steps of the run")
     manager.stop_training()
     wait(job)
     assert job.state == "stopped", job.message
@@ -137,8 +136,8 @@ def test_manager_resumes_with_the_curve_so_far_and_chats_with_any_checkpoint(tin
     assert resumed.run_id == job.run_id
     before = [e.step for e in resumed.events if e.kind == "step"]
     assert before == list(range(1, stopped_at + 1))  # the curve so far, from the run's metrics
-    while resumed.running and sum(e.kind == "step" for e in resumed.events) < stopped_at + 2:
-        resumed.thread.join(0.05)
+    wait_until(lambda: not resumed.running or sum(e.kind == "step" for e in resumed.events) >= stopped_at + 2,
+               "2 steps of the resumed run")
     manager.stop_training()
     wait(resumed)
     assert resumed.state == "stopped", resumed.message
@@ -177,38 +176,33 @@ def test_command_line_resumes_a_killed_run_and_chats_with_a_checkpoint(tiny_mode
     import signal
     import subprocess
     import sys
-    import time
-    from pathlib import Path
 
-    root = Path(__file__).resolve().parent.parent
     data_file = tmp_path / "data.json"
     data_file.write_text(json.dumps([{"instruction": r.instruction, "input": r.input, "output": r.output}
                                      for r in small_dataset().records]))
     command = [sys.executable, "-m", "playground", "train", "--model", str(tiny_model_dir), "--data", str(data_file),
                "--max-steps", "300", "--batch-size", "2", "--checkpoint-every", "2", "--eval-every", "0",
                "--probes", "0", "--models-dir", str(tmp_path)]
-    process = subprocess.Popen(command, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 300
-    while not list((tmp_path / "runs").glob("*/checkpoints/step-000004")):
-        assert process.poll() is None and time.monotonic() < deadline, process.communicate()
-        time.sleep(0.05)
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def checkpointed():
+        assert process.poll() is None, process.communicate()
+        return list((tmp_path / "runs").glob("*/checkpoints/step-000004"))
+
+    wait_until(checkpointed, "the checkpoint at step 4")
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
     run_id = next((tmp_path / "runs").iterdir()).name
     assert runs.read(tmp_path, run_id).state == "interrupted"
-
-    def playground(*args):
-        return subprocess.run([sys.executable, "-m", "playground", *args], cwd=root, capture_output=True, text=True)
-
-    done = playground("train", "--resume", run_id, "--models-dir", str(tmp_path))
+    done = run_cli("train", "--resume", run_id, models_dir=tmp_path)
     assert done.returncode == 0, done.stderr
     assert "resuming" in done.stderr and "Finished after 300 of 300 steps" in done.stderr
     rows = runs.read(tmp_path, run_id).metrics()
     assert [r["step"] for r in rows if r["kind"] == "step"] == list(range(1, 301))
-    again = playground("train", "--resume", run_id, "--models-dir", str(tmp_path))
+    again = run_cli("train", "--resume", run_id, models_dir=tmp_path)
     assert again.returncode != 0 and "finished" in again.stderr
-    chat = playground("chat", "--run", run_id, "--checkpoint", "4", "--prompt", "Repeat the word apple.",
-                      "--max-new-tokens", "4", "--models-dir", str(tmp_path))
+    chat = run_cli("chat", "--run", run_id, "--checkpoint", "4", "--prompt", "Repeat the word apple.",
+                   "--max-new-tokens", "4", models_dir=tmp_path)
     assert chat.returncode == 0 and "Tuned:" in chat.stdout, chat.stderr
-    missing = playground("chat", "--run", run_id, "--checkpoint", "5", "--prompt", "x", "--models-dir", str(tmp_path))
+    missing = run_cli("chat", "--run", run_id, "--checkpoint", "5", "--prompt", "x", models_dir=tmp_path)
     assert missing.returncode != 0 and "no checkpoint at step 5" in missing.stderr

@@ -20,6 +20,7 @@ from playground.errors import PlaygroundError
 from playground.export import ExportRequest, export_run, gguf_file, modelfile, records
 from playground.export.prompt_format import adds_bos, jinja_template, prompt_format
 from playground.manager import ModelManager
+from tests_helpers import run_cli
 
 RUN = "tiny-run"
 RECORDS = [Record("Name a colour.", "", "Blue."), Record("Translate to French.", "good morning", "bonjour")]
@@ -266,20 +267,18 @@ def test_a_stopped_export_leaves_nothing(manager, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_the_command_line_exports_and_lists_the_files(tiny_run, tmp_path, capsys):
-    from playground import cli
-
+def test_the_command_line_exports_and_lists_the_files(tiny_run, tmp_path):
     out = tmp_path / "cli-adapter"
-    assert cli.main(["export", "--run", RUN, "--format", "adapter", "--out", str(out),
-                     "--models-dir", str(tiny_run)]) == 0
-    printed = capsys.readouterr().out
+    result = run_cli("export", "--run", RUN, "--format", "adapter", "--out", out, models_dir=tiny_run)
+    assert result.returncode == 0, result.stderr
+    printed = result.stdout
     assert f"Exported to {out}" in printed and "adapter_model.safetensors" in printed and "KiB" in printed
-    assert cli.main(["export", "--run", RUN, "--format", "adapter", "--out", str(out),
-                     "--models-dir", str(tiny_run)]) == 2
-    assert "--force" in capsys.readouterr().err
-    assert cli.main(["export", "--run", RUN, "--format", "gguf", "--quant", "Q4_K_M", "--out", str(tmp_path / "k"),
-                     "--models-dir", str(tiny_run)]) == 2
-    assert "llama-quantize" in capsys.readouterr().err and not (tmp_path / "k").exists()
+    again = run_cli("export", "--run", RUN, "--format", "adapter", "--out", out, models_dir=tiny_run)
+    assert again.returncode == 2 and "--force" in again.stderr
+    quantized = run_cli("export", "--run", RUN, "--format", "gguf", "--quant", "Q4_K_M", "--out", tmp_path / "k",
+                        models_dir=tiny_run)
+    assert quantized.returncode == 2
+    assert "llama-quantize" in quantized.stderr and not (tmp_path / "k").exists()
 
 
 # ------------------------------------------------------------ the default model

@@ -1,7 +1,6 @@
 """The one generation engine, on a tiny model and a tiny LoRA run: batch invariance, sides, state."""
 
 import threading
-import time
 
 import pytest
 import torch
@@ -10,7 +9,7 @@ from playground import data, prompts, store
 from playground.generation import GenerationSettings, Side, generate, stream
 from playground.manager import ModelManager
 from playground.training import TrainConfig
-from tests_helpers import small_dataset
+from tests_helpers import small_dataset, wait_until
 
 
 @pytest.fixture
@@ -129,9 +128,12 @@ def test_chat_during_training_leaves_every_step_in_train_mode(tiny_run, tiny_mod
     config = TrainConfig(model=str(tiny_model_dir), max_steps=10_000, batch_size=2, lr=1e-3, probes=0,
                          eval_every=0, probe_every=0, lora_dropout=0.1)
     job = manager.start_training(small_dataset(), config)
-    while not any(e.kind == "step" for e in job.events):
+
+    def steps():
         assert job.running, job.message
-        time.sleep(0.05)
+        return sum(e.kind == "step" for e in job.events)
+
+    wait_until(lambda: steps() >= 1, "the run's first step")
     model = job.side.weights.model
     seen = []  # (gradients on, dropout in train mode) for every forward pass of a LoRA dropout
     dropout = next(m for name, m in model.named_modules() if name.endswith(f"lora_dropout.{job.run_id}"))
@@ -145,10 +147,8 @@ def test_chat_during_training_leaves_every_step_in_train_mode(tiny_run, tiny_mod
         generate([(base, prompt), (saved, prompt), (live, prompt)], tokenizer, "alpaca",
                  GenerationSettings(max_new_tokens=6))
     before = [p.detach().clone() for n, p in model.named_parameters() if job.run_id in n]
-    steps = sum(e.kind == "step" for e in job.events)
-    while sum(e.kind == "step" for e in job.events) < steps + 3:
-        assert job.running, job.message
-        time.sleep(0.05)
+    done = steps()
+    wait_until(lambda: steps() >= done + 3, "3 more steps of the run")
     manager.stop_training()
     job.thread.join(60)
     hook.remove()

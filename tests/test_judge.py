@@ -3,9 +3,7 @@ parser, the offline metrics and the responses files."""
 
 import json
 import re
-import socket
 import threading
-import time
 
 import pytest
 
@@ -13,6 +11,7 @@ from ollama_standin import Fault, OllamaStandin, standin  # noqa: F401  (standin
 from playground import judge, metrics
 from playground.errors import PlaygroundError
 from playground.judge import JudgeCache, JudgeItem, JudgeSettings, PairItem
+from tests_helpers import free_port, wait_until
 
 RESPONSE = re.compile(r"<<<RESPONSE-(\w+)>>>\n(.*)\n<<<END-RESPONSE-\1>>>", re.DOTALL)
 
@@ -30,12 +29,6 @@ def graded(request):
 def items(n, side="tuned", text="answer"):
     return [JudgeItem(str(k), f"Instruction {k}", "", f"Reference {k}", f"{side} {text} {k}", side)
             for k in range(1, n + 1)]
-
-
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 # ---------------------------------------------------------------- reading scores
@@ -281,8 +274,7 @@ def test_stop_returns_without_waiting_for_requests_in_flight(standin):
     worker = threading.Thread(target=lambda: result.append(
         judge.grade(items(4), settings_for(standin, timeout=600), stop=stop)))
     worker.start()
-    while standin.chat_count < 2:  # both requests are in flight
-        time.sleep(0.01)
+    wait_until(lambda: standin.chat_count >= 2, "both requests in flight", seconds=60)
     stop.set()
     worker.join(60)
     assert result and [j.status for j in result[0]] == ["skipped"] * 4

@@ -2,12 +2,7 @@ import socket
 import urllib.request
 
 from playground.splash import Splash
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests_helpers import free_port
 
 
 def test_starting_page_answers_then_frees_the_port():

@@ -1,8 +1,40 @@
-"""Small test data and runs shared by several test modules."""
+"""Small test data, runs and tools shared by several test modules."""
 
+import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 from playground import data, store
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def run_cli(*args: str, models_dir: Path | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+    """`python -m playground ARGS [--models-dir DIR]` from the repository root, its output captured;
+    past `timeout` seconds it is killed and subprocess.TimeoutExpired names the command."""
+    command = [sys.executable, "-m", "playground", *map(str, args)]
+    if models_dir is not None:
+        command += ["--models-dir", str(models_dir)]
+    return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, stdin=subprocess.DEVNULL,
+                          timeout=timeout)
+
+
+def wait_until(predicate, what: str, seconds: float = 300, every: float = 0.05) -> None:
+    """Polls `predicate()` until it is true; after `seconds`, fails saying it waited for `what`."""
+    deadline = time.monotonic() + seconds
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"waited {seconds:g} s for {what}")
+        time.sleep(every)
 
 
 def small_dataset(n=12) -> data.Dataset:
