@@ -245,13 +245,19 @@ def estimate(shapes: Shapes, config: Any, batches: Batches, steps: int, device: 
                     shapes.weight_bytes if already_loaded else 0)
 
 
-def for_settings(manager: Any, dataset: Any, config: Any, steps: int, train_indices: Sequence[int]) -> Estimate:
+def for_settings(manager: Any, dataset: Any, config: Any, steps: int, train_indices: Sequence[int],
+                 wait: bool = False) -> Estimate:
     """The estimate for training `config` on `dataset` with the manager's device: the loaded model's
-    shapes when it is loaded, else its config's (the weights are not loaded for this)."""
+    shapes when it is loaded, else its config's (the weights are not loaded for this).
+
+    `wait` (the command line) waits for the tokenizer and converts the default model first when this
+    models folder has not converted it yet; without it (a tab) a model still to convert is a message."""
     from .modeling import pick_dtype
 
-    tokenizer = manager.tokenizer(config.model, timeout=60)
+    tokenizer = manager.tokenizer(config.model, timeout=None if wait else 60)
     loaded = manager.loaded_model(config.model)
+    if wait and loaded is None and store.needs_conversion(config.model, manager.models_dir):
+        store.ensure_default_model(manager.models_dir)
     if loaded is not None:
         shapes, dtype = shapes_of(loaded.weights.model), loaded.dtype
     elif store.needs_conversion(config.model, manager.models_dir):

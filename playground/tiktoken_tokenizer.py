@@ -7,8 +7,11 @@ as in the book. It has no chat template and no model: it is for counting and sho
 Dataset, Prompt styles and Batch tabs, `--tokenizer gpt2-tiktoken`), not for training.
 
 tiktoken downloads its encoding files on first use and keeps them in its cache (TIKTOKEN_CACHE_DIR,
-else DATA_GYM_CACHE_DIR, else a folder in the temporary directory). `load()` looks in that cache
-first and asks the network once, with a short timeout, only when a file is missing.
+else DATA_GYM_CACHE_DIR, else a folder in the temporary directory) under names made from their URLs.
+The book ships the same two files by their own names (`vocab.bpe`, `encoder.json`, in
+ch02/02_bonus_bytepair-encoder/gpt2_model/): a folder holding them, given directly or as that cache
+folder, is read too once their hashes match tiktoken's. `load()` asks the network once, with a short
+timeout, only when neither is there.
 """
 
 from __future__ import annotations
@@ -29,6 +32,9 @@ LABEL = "GPT-2 through tiktoken (the book's tokenizer)"
 ENDOFTEXT = "<|endoftext|>"
 GPT2_FILES = ("https://openaipublic.blob.core.windows.net/gpt-2/encodings/main/vocab.bpe",
               "https://openaipublic.blob.core.windows.net/gpt-2/encodings/main/encoder.json")
+# The book's names of the GPT-2 files and the SHA-256 tiktoken expects of each (tiktoken_ext.openai_public).
+BOOK_FILES = {"vocab.bpe": "1ce1664773c50f3e0cc8842619a93edc4624525b728b188a9e0be33b7726adc5",
+              "encoder.json": "196139668be63f3b5d6574427317ae82f612a97c5d1cdaf36ed2256dbf636783"}
 NETWORK_TIMEOUT = 3.0
 # The tokenizer choice of the Dataset, Prompt styles and Batch tabs: the session's, or this one.
 SESSION = "session"
@@ -104,6 +110,35 @@ def reachable(url: str, timeout: float = NETWORK_TIMEOUT) -> bool:
         return False
 
 
+def is_book_folder(path: str | Path | None) -> bool:
+    """Whether `path` is a folder holding the book's GPT-2 files by their own names."""
+    return path is not None and all((Path(path) / name).is_file() for name in BOOK_FILES)
+
+
+def check_book_files(folder: Path) -> None:
+    """The book's two files in `folder` are GPT-2's, byte for byte, or a clear error naming the file."""
+    for name, expected in BOOK_FILES.items():
+        actual = hashlib.sha256((folder / name).read_bytes()).hexdigest()
+        if actual != expected:
+            raise PlaygroundError(f"{folder / name} is not GPT-2's {name} (SHA-256 {actual[:12]}…, tiktoken expects "
+                                  f"{expected[:12]}…): use the book's file from "
+                                  "ch02/02_bonus_bytepair-encoder/gpt2_model/ unchanged.")
+
+
+def from_book_files(folder: Path) -> TiktokenTokenizer:
+    """GPT-2's encoding built by tiktoken from the book's `vocab.bpe` and `encoder.json`."""
+    import tiktoken
+    from tiktoken.load import data_gym_to_mergeable_bpe_ranks
+    from tiktoken_ext.openai_public import r50k_pat_str
+
+    check_book_files(folder)
+    ranks = data_gym_to_mergeable_bpe_ranks(str(folder / "vocab.bpe"), str(folder / "encoder.json"),
+                                            BOOK_FILES["vocab.bpe"], BOOK_FILES["encoder.json"])
+    encoding = tiktoken.Encoding("gpt2", pat_str=r50k_pat_str, mergeable_ranks=ranks,
+                                 special_tokens={ENDOFTEXT: 50256}, explicit_n_vocab=50257)
+    return TiktokenTokenizer(encoding, NAME)
+
+
 def load_or_message(name: str = "gpt2") -> tuple[TiktokenTokenizer | None, str]:
     """(tokenizer, "") or (None, why not), for a tab to show."""
     try:
@@ -112,26 +147,34 @@ def load_or_message(name: str = "gpt2") -> tuple[TiktokenTokenizer | None, str]:
         return None, str(exc)
 
 
-def load(name: str = "gpt2") -> TiktokenTokenizer:
-    """The book's GPT-2 tokenizer from tiktoken (one object per process), or a clear error at once
-    when its files are neither in tiktoken's cache nor downloadable."""
-    if name not in _loaded:
-        _loaded[name] = _load(name)
-    return _loaded[name]
+def load(name: str = "gpt2", folder: str | Path | None = None) -> TiktokenTokenizer:
+    """The book's GPT-2 tokenizer from tiktoken (one object per process and folder), or a clear error
+    at once when its files are in none of: `folder`, tiktoken's cache, the network."""
+    key = f"{name}:{Path(folder).resolve()}" if folder else name
+    if key not in _loaded:
+        _loaded[key] = _load(name, Path(folder) if folder else None)
+    return _loaded[key]
 
 
-def _load(name: str) -> TiktokenTokenizer:
+def _load(name: str, folder: Path | None) -> TiktokenTokenizer:
     try:
         import tiktoken
     except ImportError:
         raise PlaygroundError("The book's tokenizer needs the tiktoken package: pip install -r requirements.txt")
+    if folder is not None:
+        if not is_book_folder(folder):
+            raise PlaygroundError(f"{folder} does not hold the book's GPT-2 files ({' and '.join(BOOK_FILES)}).")
+        return from_book_files(folder)
     missing = [url for url in GPT2_FILES if not cached(url)] if name == "gpt2" else []
+    if missing and is_book_folder(cache_dir()):
+        return from_book_files(cache_dir())
     if missing and not reachable(missing[0]):
         raise PlaygroundError(
-            f"tiktoken's {name} encoding is not in its cache ({cache_dir() or 'caching is off'}: missing "
-            f"{', '.join(url.rsplit('/', 1)[-1] for url in missing)}) and {urlparse(missing[0]).hostname} cannot "
-            "be reached from this machine. Run once where it can be reached and copy the cache folder here, "
-            "or set TIKTOKEN_CACHE_DIR to a folder that holds the files.")
+            f"tiktoken's {name} encoding files are not here: {cache_dir() or 'caching is off'} holds neither "
+            f"tiktoken's cached copies nor the book's {' and '.join(BOOK_FILES)}, and {urlparse(missing[0]).hostname} "
+            "cannot be reached from this machine. Put the book's two files (rasbt/LLMs-from-scratch, "
+            "ch02/02_bonus_bytepair-encoder/gpt2_model/) in a folder and set TIKTOKEN_CACHE_DIR to it, or give "
+            "that folder as --tokenizer on the command line.")
     try:
         return TiktokenTokenizer(tiktoken.get_encoding(name), NAME if name == "gpt2" else name)
     except Exception as exc:  # a download cut off, a damaged cache file

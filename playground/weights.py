@@ -17,11 +17,16 @@ from __future__ import annotations
 
 import contextlib
 import threading
+from collections import OrderedDict
 from typing import Any, Iterator
 
 import torch
 
 BASE = "__base__"  # peft's name for "no adapter" in a mixed batch
+# Saved adapters loaded for answering (runs and their checkpoints) kept at once; the least recently
+# asked for is unloaded first. Each is small beside the base, but every one adds to each forward pass
+# through peft's per-row routing, and a user stepping through checkpoints would otherwise pile them up.
+MAX_LOADED_ADAPTERS = 6
 
 
 class Weights:
@@ -29,6 +34,7 @@ class Weights:
         model.eval()
         self.model = model  # a transformers causal LM, or a peft wrapper once it carries an adapter
         self.lock = lock or threading.RLock()
+        self.loaded: OrderedDict[str, None] = OrderedDict()  # adapters loaded to answer, oldest first
 
     @property
     def is_peft(self) -> bool:
@@ -86,16 +92,28 @@ class Weights:
         with self.lock:
             if self.has_adapter(name):
                 self.model.delete_adapter(name)
+            self.loaded.pop(name, None)
 
     def load_adapter(self, name: str, folder: str) -> None:
-        """A saved LoRA adapter, loaded once for inference; the active (trained) adapter is unchanged."""
+        """A saved LoRA adapter, loaded once for inference; the active (trained) adapter is unchanged.
+        Past MAX_LOADED_ADAPTERS, the least recently asked-for one is unloaded."""
         from peft import PeftModel
 
         with self.lock:
             if self.has_adapter(name):
+                if name in self.loaded:
+                    self.loaded.move_to_end(name)
                 return
             if self.is_peft:
                 self.model.load_adapter(folder, adapter_name=name)
             else:
                 self.model = PeftModel.from_pretrained(self.model, folder, adapter_name=name)
             self.model.eval()
+            self.loaded[name] = None
+            self._unload_least_recent()
+
+    def _unload_least_recent(self) -> None:
+        """Adapters a run trains are never in `loaded`: only those loaded to answer are unloaded."""
+        while len(self.loaded) > MAX_LOADED_ADAPTERS:
+            name, _ = self.loaded.popitem(last=False)
+            self.model.delete_adapter(name)

@@ -8,6 +8,7 @@ is; it also counts prompts that llama.cpp tokenises differently from the app.
 
 from __future__ import annotations
 
+import importlib.util
 import threading
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -109,12 +110,22 @@ def gguf_answers(path: Path, cases: list[Case], tokenizer: Any, stops: list[int]
     return answers, same
 
 
+# llama.cpp's Python package compiles from source, so it is an extra of the app, not a requirement.
+INSTALL_LLAMA = "python -m pip install -r requirements-llama.txt"
+MISSING_NOTE = ("No parity check: it runs the GGUF file in llama.cpp, whose Python package (llama-cpp-python) "
+                f"is not installed. Install it with `{INSTALL_LLAMA}` (pip builds it from source: a C/C++ "
+                "compiler and cmake, several minutes the first time), then export again.")
+
+
+def llama_cpp_installed() -> bool:
+    return importlib.util.find_spec("llama_cpp") is not None
+
+
 def load_llama(path: Path, n_ctx: int) -> Any:
     try:
         import llama_cpp
     except ImportError:
-        raise PlaygroundError("The parity check needs llama.cpp's Python package: "
-                              "pip install llama-cpp-python") from None
+        raise PlaygroundError(MISSING_NOTE) from None
     try:
         return llama_cpp.Llama(str(path), n_ctx=max(n_ctx, 256), n_threads=None, verbose=False, seed=0)
     except (ValueError, RuntimeError) as exc:

@@ -127,12 +127,6 @@ def check(found: PromptFormat, tokenizer: Any, template: str | None) -> None:
                                   "writes the playground's prompt text exactly.")
 
 
-def conversation_text(found: PromptFormat, turns: list[tuple[str, str]], message: str, input_text: str = "") -> str:
-    """The text of earlier (message, answer) turns and a new message, as the pieces write it (no bos)."""
-    earlier = "".join(found.render(m) + a + found.between_turns for m, a in turns)
-    return earlier + found.render(message, input_text)
-
-
 def jinja_template(found: PromptFormat) -> str:
     """A Hugging Face / GGUF chat template: user messages (an optional `input` key is the Input section),
     assistant answers, and the generation prompt, exactly as the playground writes them."""

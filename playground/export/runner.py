@@ -99,6 +99,8 @@ def export_run(manager: Any, request: ExportRequest, on_progress: Progress | Non
     result.files = target.list_files(result.folder)
     if request.format == "ollama":
         result.ollama = _ollama(request, result.folder, found, _stop_texts(tokenizer, stops), report)
+    if request.format in ("gguf", "ollama") and result.parity is None:
+        result.notes.append(parity.MISSING_NOTE)
     if request.format in ("gguf", "ollama") and request.quant != "f16":
         result.notes.append(gguf_file.K_QUANT_NOTE)
     records.append(facts.record.folder, _entry(request, result))
@@ -141,7 +143,8 @@ def _write_hf(facts: tuned.RunFacts, models_dir: Path, tokenizer: Any, found: An
 
 
 def _write_gguf(manager: Any, facts: tuned.RunFacts, request: ExportRequest, tokenizer: Any, found: Any,
-                stops: list[int], work: Path, report: Progress, stop: threading.Event | None) -> parity.ParityResult:
+                stops: list[int], work: Path, report: Progress,
+                stop: threading.Event | None) -> parity.ParityResult | None:
     report(0.02, "Merging the adapter into a copy of the base model" if facts.is_lora else "Loading the weights")
     model = tuned.merged_model(facts, manager.models_dir)
     path = work / modelfile.GGUF_NAME
@@ -151,6 +154,8 @@ def _write_gguf(manager: Any, facts: tuned.RunFacts, request: ExportRequest, tok
                          on_progress=lambda f, text: report(0.1 + 0.4 * f, text), stop=stop)
     del model
     gc.collect()
+    if not parity.llama_cpp_installed():
+        return None
     settings = GenerationSettings(max_new_tokens=request.max_new_tokens)
     return parity.check(manager, facts.record.run_id, path, tokenizer, facts.style, facts.template, stops, bos,
                         request.parity_count, settings, stop, lambda f, text: report(0.5 + 0.5 * f, text))

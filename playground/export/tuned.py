@@ -55,10 +55,6 @@ def merged_model(facts: RunFacts, models_dir: Path) -> Any:
                               f"({type(exc).__name__}: {exc}).") from None
 
 
-def run_tokenizer(facts: RunFacts, models_dir: Path) -> Any:
-    return store.load_tokenizer(facts.spec, models_dir)
-
-
 def stop_tokens(facts: RunFacts, tokenizer: Any) -> list[int]:
     """The tokens that end an answer in the app, for this run's style."""
     return stop_ids(tokenizer, facts.style)

@@ -75,18 +75,21 @@ class _Stopped(Exception):
 
 
 class _Halt:
-    """Why the grading asks nothing more: the first reason given wins, and `event` is set."""
+    """Why the grading asks nothing more: the first reason given wins, and `event` is set. `kind` says
+    which of STOP_KINDS it was; `reason` says it to the user."""
 
     def __init__(self) -> None:
         self.event = threading.Event()
         self.reason = ""
+        self.kind = ""
         self._lock = threading.Lock()
         self._failures = 0  # failed requests in a row, over every worker
 
-    def set(self, reason: str) -> None:
+    def set(self, kind: str, reason: str) -> None:
+        assert kind in STOP_KINDS, kind
         with self._lock:
             if not self.event.is_set():
-                self.reason = reason
+                self.kind, self.reason = kind, reason
                 self.event.set()
 
     def request_failed(self, limit: int, why: str) -> None:
@@ -95,7 +98,7 @@ class _Halt:
             self._failures += 1
             tripped = self._failures >= limit
         if tripped:
-            self.set(f"gave up after {limit} failed requests in a row; the last: {why}")
+            self.set("gave up", f"gave up after {limit} failed requests in a row; the last: {why}")
 
     def request_answered(self) -> None:
         with self._lock:
@@ -146,7 +149,7 @@ def _ask(backend: Backend, job: _Job, settings: JudgeSettings, halt: _Halt, stop
             # A greedy judge repeats itself on the same prompt, so the re-ask continues the conversation.
             messages += [{"role": "assistant", "content": reply.text}, {"role": "user", "content": job.reask or ""}]
     except _Stopped:
-        return _Outcome("skipped", error=halt.reason or STOPPED, kind=_kind(halt.reason), requests=counter[0])
+        return _Outcome("skipped", error=halt.reason or STOPPED, kind=halt.kind or "stopped", requests=counter[0])
     except Exception as exc:  # one item's failure never ends the run
         return _Outcome("error", reply="\n[asked again]\n".join(replies), error=backend.describe(exc),
                         kind=backend.kind(exc), truncated=truncated or isinstance(exc, PromptTooLong),
@@ -156,14 +159,9 @@ def _ask(backend: Backend, job: _Job, settings: JudgeSettings, halt: _Halt, stop
 
 
 STOPPED = "stopped before an answer"
-
-
-def _kind(reason: str) -> str:
-    """A skipped item's kind, from why the grading stopped asking."""
-    for start, kind in (("gave up", "gave up"), ("deadline", "deadline"), ("not asked", "not asked")):
-        if reason.startswith(start):
-            return kind
-    return "stopped"
+# Why a grading stops asking: the user stopped it, the circuit breaker tripped, the deadline passed,
+# or a request failed in a way every further request would (the rest is "not asked").
+STOP_KINDS = ("stopped", "gave up", "deadline", "not asked")
 
 
 def _cached(jobs: list[_Job], cache: JudgeCache) -> list[_Outcome | None]:
@@ -195,11 +193,11 @@ def _start_workers(settings: JudgeSettings, todo: queue.Queue, done: queue.Queue
                 except queue.Empty:
                     return
                 if halted.is_set():
-                    outcome = _Outcome("skipped", error=halt.reason or STOPPED, kind=_kind(halt.reason))
+                    outcome = _Outcome("skipped", error=halt.reason or STOPPED, kind=halt.kind or "stopped")
                 else:
                     outcome = _ask(backend, jobs[members[0]], settings, halt, halted)
                     if outcome.fatal:  # every further item would fail the same way
-                        halt.set(f"not asked: {outcome.error}")
+                        halt.set("not asked", f"not asked: {outcome.error}")
                 done.put((members, outcome))
         finally:
             backend.close()
@@ -241,11 +239,11 @@ def _run(jobs: list[_Job], settings: JudgeSettings, cache: JudgeCache | None,
                 members, outcome = done.get(timeout=0.05)
             except queue.Empty:
                 if stop.is_set():
-                    halt.set(STOPPED)
+                    halt.set("stopped", STOPPED)
                 elif time.monotonic() > deadline:
-                    halt.set(f"deadline: the grading's limit of {settings.deadline:g} s passed; grade again to "
+                    halt.set("deadline", f"deadline: the grading's limit of {settings.deadline:g} s passed; grade again to "
                              "ask for the rest (the replies so far are kept), or raise the limit")
-                if halt.event.is_set() and (stop.is_set() or not halt.reason.startswith("not asked")):
+                if halt.event.is_set() and (stop.is_set() or halt.kind != "not asked"):
                     break  # requests in flight are not waited for
                 continue
             waiting -= 1
@@ -259,9 +257,8 @@ def _run(jobs: list[_Job], settings: JudgeSettings, cache: JudgeCache | None,
             if on_progress:
                 on_progress(finished, len(jobs))
     finally:
-        halt.set(STOPPED)  # if the caller's callback raised, the queued items return at once
-    why = halt.reason
-    return [o or _Outcome("skipped", error=why, kind=_kind(why)) for o in outcomes]
+        halt.set("stopped", STOPPED)  # if the caller's callback raised, the queued items return at once
+    return [o or _Outcome("skipped", error=halt.reason, kind=halt.kind) for o in outcomes]
 
 
 # ---------------------------------------------------------------- scores
