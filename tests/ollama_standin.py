@@ -81,8 +81,10 @@ def prompt_tokens(request: dict[str, Any]) -> int:
 class OllamaStandin:
     def __init__(self, models: tuple[str, ...] = ("llama3:latest",),
                  reply: Callable[[dict[str, Any]], str | Fault] | None = None,
-                 latency: float = 0.0, capacity: int = 8, port: int = 0, pull_steps: int = 4):
+                 latency: float = 0.0, capacity: int = 8, port: int = 0, pull_steps: int = 4,
+                 create_drops: bool = False):
         self.models = {_full_name(m) for m in models}
+        self.create_drops = create_drops  # /api/create cuts the connection after its first status line
         self.reply = reply or (lambda request: "85")
         self.script: collections.deque[str | Fault] = collections.deque()
         self.latency = latency
@@ -368,15 +370,20 @@ class _Handler(BaseHTTPRequestHandler):
                 text = json.dumps(body[part], sort_keys=True).encode()
                 lines.append({"status": f"creating new layer sha256:{hashlib.sha256(text).hexdigest()}"})
         lines += [{"status": "writing manifest"}, {"status": "success"}]
-        with self.owner._lock:
-            self.owner.created[_full_name(name)] = body
-            self.owner.models.add(_full_name(name))
+        if not self.owner.create_drops:
+            with self.owner._lock:
+                self.owner.created[_full_name(name)] = body
+                self.owner.models.add(_full_name(name))
         if not body.get("stream", True):
             self._send_json(200, {"status": "success"})
             return
         self._start_stream()
-        for line in lines:
+        for line in lines[:1] if self.owner.create_drops else lines:
             self._stream_line(line)
+        if self.owner.create_drops:
+            self.close_connection = True
+            self.connection.shutdown(socket.SHUT_RDWR)  # cut inside the chunked body
+            return
         self._end_stream()
 
     def _chat(self, body: dict[str, Any]) -> None:

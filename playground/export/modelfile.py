@@ -81,6 +81,7 @@ def reachable(host: str, timeout: float = 3.0) -> bool:
 def create(host: str, name: str, gguf_path: Path, found: PromptFormat, stop_texts: list[str],
            on_progress: Progress | None = None, timeout: float = 600.0) -> list[str]:
     """Upload the GGUF as a blob and create the model on the server; returns the server's status lines."""
+    import httpx
     import ollama
 
     client = ollama.Client(host=host, timeout=timeout)
@@ -97,8 +98,9 @@ def create(host: str, name: str, gguf_path: Path, found: PromptFormat, stop_text
                 on_progress(done, f"Ollama: {update.status}")
     except ollama.ResponseError as exc:
         raise PlaygroundError(f"Ollama at {host} refused to create {name}: {exc.error}") from None
-    except (ConnectionError, OSError) as exc:
-        raise PlaygroundError(f"Ollama at {host} could not be reached while creating {name}: {exc}") from None
+    except (ConnectionError, OSError, httpx.HTTPError) as exc:  # refused, cut off, timed out
+        raise PlaygroundError(f"Ollama at {host} failed while creating {name} ({type(exc).__name__}: "
+                              f"{exc or 'the connection was closed'}).") from None
     if not statuses or statuses[-1] != "success":
         raise PlaygroundError(f"Ollama at {host} did not finish creating {name} (last status: "
                               f"{statuses[-1] if statuses else 'none'}).")

@@ -95,10 +95,11 @@ def export_run(manager: Any, request: ExportRequest, on_progress: Progress | Non
         _write_manifest(work, request, result)
         if stop is not None and stop.is_set():
             raise PlaygroundError("Export stopped: nothing was written.")
+        if request.format == "ollama":  # before the files move into place: a failure replaces nothing
+            result.ollama = _ollama(request, out.expanduser().resolve(), work, found,
+                                    _stop_texts(tokenizer, stops), report)
     result.folder = out.expanduser().resolve()
     result.files = target.list_files(result.folder)
-    if request.format == "ollama":
-        result.ollama = _ollama(request, result.folder, found, _stop_texts(tokenizer, stops), report)
     if request.format in ("gguf", "ollama") and result.parity is None:
         result.notes.append(parity.MISSING_NOTE)
     if request.format in ("gguf", "ollama") and request.quant != "f16":
@@ -165,17 +166,20 @@ def _stop_texts(tokenizer: Any, stops: list[int]) -> list[str]:
     return [tokenizer.convert_ids_to_tokens(token) for token in stops]
 
 
-def _ollama(request: ExportRequest, folder: Path, found: Any, stop_texts: list[str], report: Progress) -> str:
+def _ollama(request: ExportRequest, folder: Path, work: Path, found: Any, stop_texts: list[str],
+            report: Progress) -> str:
+    """The model created on the server from the files in `work` (to be moved to `folder`), or the
+    command to create it when there is no server. A server that fails while creating fails the export."""
     name = request.ollama_name or modelfile.model_name(request.run_id)
     host = modelfile.server_host(request.ollama_host)
-    command = modelfile.create_command(folder, name)
     if not request.create_on_server or not modelfile.reachable(host):
-        return f"No Ollama server at {host}: create the model with\n  {command}"
+        return f"No Ollama server at {host}: create the model with\n  {modelfile.create_command(folder, name)}"
     try:
-        modelfile.create(host, name, folder / modelfile.GGUF_NAME, found, stop_texts,
+        modelfile.create(host, name, work / modelfile.GGUF_NAME, found, stop_texts,
                          on_progress=lambda f, text: report(0.99, text))
-    except PlaygroundError as exc:  # the files are written; say how to create the model by hand
-        return f"{exc} Create the model with\n  {command}"
+    except PlaygroundError as exc:
+        kept = f"the earlier export in {folder} is unchanged" if folder.is_dir() else "nothing was written"
+        raise PlaygroundError(f"The Ollama export failed: {exc} The model was not created and {kept}.") from None
     return f"Created the Ollama model {name} at {host}: ollama run {name}"
 
 
