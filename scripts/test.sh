@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything the test suite needs (Python packages, Debian's Chromium) and runs it.
-# Extra arguments go to pytest, e.g. `bash scripts/test.sh tests/test_data.py -x`.
+# Extra arguments go to pytest, e.g. `bash scripts/test.sh tests/test_data.py -x`, one test alone
+# (`bash scripts/test.sh tests/test_browser.py::test_prompt_styles_switch`) or the quick ones (`-m "not slow"`).
+# Every run ends with its 15 slowest tests; a test that hangs fails by name after pytest.ini's timeout.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if ! command -v chromium >/dev/null 2>&1; then
