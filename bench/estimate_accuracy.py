@@ -25,12 +25,12 @@ from bench.common import MIB, Sampler, run_child  # noqa: E402
 
 CASES = {
     "Quick CPU demo (LoRA, batch 4, length 128, masked)": {},
-    "LoRA, batch 8, length 256, not masked": {"batch_size": 8, "max_length": 256, "mask_instruction": False},
+    "LoRA, batch 8, length 256, not masked": {"batch_size": 8, "max_length": 256, "mask": "none"},
     "full fine-tune, batch 4, length 128, masked": {"method": "full"},
     # not used to fit LOGIT_BYTES and RUNTIME_BYTES: a check of the estimate on other settings
     "held out: LoRA r 64 on q,v, batch 2 x 2 accumulated, not grouped": {
         "lora_r": 64, "target_modules": "q_proj,v_proj", "batch_size": 2, "grad_accum": 2,
-        "group_by_length": False, "mask_instruction": False},
+        "group_by_length": False, "mask": "none"},
 }
 STEPS = 8
 

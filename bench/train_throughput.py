@@ -63,7 +63,7 @@ def setup(args):
     tokenizer = store.load_tokenizer()
     model = store.load_model(store.DEFAULT, dtype=dtype).to(device)
     config = TrainConfig(max_steps=None, epochs=1, batch_size=args.batch_size, lr=args.lr, max_length=args.max_length,
-                         mask_instruction=True, warmup_steps=2, seed=args.seed, lora_r=16, lora_alpha=32,
+                         mask="prompt", warmup_steps=2, seed=args.seed, lora_r=16, lora_alpha=32,
                          lora_dropout=0.0, eval_every=0, eval_batches=0, probe_every=0, probes=0)
     side = prepare_model(Weights(model), config, "bench", store.MODELS_DIR, dtype, device)
     dataset, split, train, val = bench_data(args, tokenizer)
@@ -96,7 +96,7 @@ def validation_loss(torch, model, tokenizer, val, device) -> float:
     model.eval()
     with torch.no_grad():
         for start in range(0, len(val), 8):
-            batch = batching.collate(val[start:start + 8], tokenizer.pad_token_id, 256, mask_instruction=True)
+            batch = batching.collate(val[start:start + 8], tokenizer.pad_token_id, 256, "prompt")
             loss, n = loss_fn(batch.inputs.to(device), batch.targets.to(device))
             total, count = total + float(loss), count + int(n)
     return total / count

@@ -12,40 +12,30 @@ The book's rules (chapter 7):
 - optionally, prompt targets are -100 too, so only the response is learned ("prompt": the whole
   prompt, response header included), or only the instruction and input are ("instruction": the
   book's exercise 7.2, which masks the tokens of `format_input(entry)` and trains the header);
-- optionally, everything is cut to a maximum length.
+- optionally, everything is cut to a maximum length;
+- an epoch's batches come in a seeded random order; `batch_order(..., order="book")` is the order
+  of the book's DataLoader (`torch.manual_seed(123)`, `shuffle=True`), batch for batch.
+
+The MASKS and BATCH_ORDERS names live in `settings`. Only `collate` and the book's batch order
+import torch, so that checking data (`collate_arrays`) needs none.
 """
 
 from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from typing import Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 import numpy as np
-import torch
 
 from .errors import PlaygroundError
 from .prompts import render
+from .settings import BATCH_ORDERS, checked_mask
+
+if TYPE_CHECKING:  # torch is imported where tensors are made, so that checking data needs none
+    import torch
 
 IGNORE_INDEX = -100
-
-# Which prompt targets are -100 (see the module's docstring).
-MASKS = {
-    "none": "nothing masked: the prompt is trained too (the book's main chapter)",
-    "prompt": "the whole prompt masked, response header included",
-    "instruction": "instruction and input masked, the response header trained (the book's exercise 7.2)",
-}
-
-
-def mask_mode(mask: str | bool | None) -> str:
-    """A mask name from a name or the older `mask_instruction` flag (True is "prompt")."""
-    if mask is None or mask is False:
-        return "none"
-    if mask is True:
-        return "prompt"
-    if mask not in MASKS:
-        raise PlaygroundError(f"Unknown masking {mask!r}: use one of {', '.join(MASKS)}.")
-    return mask
 
 # What happens to the target at a position (one colour each in the Batch tab).
 KINDS = {
@@ -159,13 +149,19 @@ def dataset_lengths(dataset: Any, style: str, tokenizer: Any, template: str | No
     return dataset.remember(key, lambda: sample_lengths(dataset.records, style, tokenizer, template))
 
 
-def collate(samples: Sequence[Sample], pad_id: int, max_length: int | None = None,
-            mask: str | bool = "none", *, mask_instruction: bool | None = None) -> Batch:
-    """The book's custom collate function, working from sample lengths rather than pad ids.
+def collate(samples: Sequence[Sample], pad_id: int, max_length: int | None = None, mask: str = "none") -> Batch:
+    """The book's custom collate function, working from sample lengths rather than pad ids;
+    `mask` is a MASKS name ("none", "prompt", "instruction")."""
+    import torch
 
-    `mask` is a MASKS name ("none", "prompt", "instruction"); True and the older `mask_instruction`
-    flag mean "prompt"."""
-    mask = mask_mode(mask if mask_instruction is None else mask_instruction)
+    inputs, targets = collate_arrays(samples, pad_id, max_length, mask)
+    return Batch(inputs=torch.from_numpy(inputs), targets=torch.from_numpy(targets), samples=list(samples))
+
+
+def collate_arrays(samples: Sequence[Sample], pad_id: int, max_length: int | None = None,
+                   mask: str = "none") -> tuple[np.ndarray, np.ndarray]:
+    """`collate`'s (inputs, targets) as int64 arrays: what the data check counts without torch."""
+    checked_mask(mask)
     if not samples:
         raise PlaygroundError("Cannot collate an empty batch.")
     if max_length is not None and max_length < 2:
@@ -173,17 +169,17 @@ def collate(samples: Sequence[Sample], pad_id: int, max_length: int | None = Non
     width = max(len(s.ids) for s in samples) - 1
     if max_length is not None:
         width = min(width, max_length)
-    inputs = torch.full((len(samples), width), pad_id, dtype=torch.long)
-    targets = torch.full((len(samples), width), IGNORE_INDEX, dtype=torch.long)
+    inputs = np.full((len(samples), width), pad_id, dtype=np.int64)
+    targets = np.full((len(samples), width), IGNORE_INDEX, dtype=np.int64)
     for row, sample in enumerate(samples):
         source = sample.ids[:-1][:width]
         shifted = sample.ids[1:][:width]
-        inputs[row, :len(source)] = torch.tensor(source, dtype=torch.long)
-        targets[row, :len(shifted)] = torch.tensor(shifted, dtype=torch.long)
+        inputs[row, :len(source)] = source
+        targets[row, :len(shifted)] = shifted
         masked = masked_prefix(sample, mask)
         # target t predicts token t+1, which is a masked prompt token while t+1 < masked
         targets[row, :max(masked - 1, 0)] = IGNORE_INDEX
-    return Batch(inputs=inputs, targets=targets, samples=list(samples))
+    return inputs, targets
 
 
 def masked_prefix(sample: Sample, mask: str) -> int:
@@ -198,30 +194,57 @@ def masked_prefix(sample: Sample, mask: str) -> int:
     return 0
 
 
-def batch_order(lengths: Sequence[int], batch_size: int, seed: int = 123,
-                group_by_length: bool = False, drop_last: bool = False) -> list[list[int]]:
-    """Indices of each batch for one epoch: a seeded shuffle, optionally grouped by length.
+def batch_order(lengths: Sequence[int], batch_size: int, seed: int = 123, group_by_length: bool = False,
+                drop_last: bool = False, order: str = "shuffled", epoch: int = 0) -> list[list[int]]:
+    """Indices of each batch of epoch `epoch` (from 0), in the order `order` (a BATCH_ORDERS name).
 
-    Grouping sorts each window of 50 batches' worth of samples by length before cutting batches,
-    then shuffles the batch order, so batches hold similar lengths (little padding) yet the epoch
-    still visits the data in a random order. `drop_last` leaves out the last batch when it is
-    smaller than `batch_size`, as the book's training loader does.
+    "shuffled": a shuffle seeded with `seed + epoch`, optionally grouped by length: grouping sorts
+    each window of 50 batches' worth of samples by length before cutting batches, then shuffles
+    the batch order, so batches hold similar lengths (little padding) yet the epoch still visits
+    the data in a random order. "book": the order of the book's training loader (`book_permutation`).
+    `drop_last` leaves out the last batch when it is smaller than `batch_size`, as the book's
+    training loader does.
     """
     if batch_size < 1:
         raise PlaygroundError(f"Batch size must be at least 1, got {batch_size}.")
-    rng = random.Random(seed)
-    order = list(range(len(lengths)))
-    rng.shuffle(order)
+    if order not in BATCH_ORDERS:
+        raise PlaygroundError(f"Unknown batch order {order!r}: use one of {', '.join(BATCH_ORDERS)}.")
+    if order == "book" and group_by_length:
+        raise PlaygroundError("The book's batch order does not group batches by length: turn group by length off.")
+    rng = random.Random(seed + epoch)
+    if order == "book":
+        indices = book_permutation(len(lengths), seed, epoch)
+    else:
+        indices = list(range(len(lengths)))
+        rng.shuffle(indices)
     if group_by_length:
         window = batch_size * 50
-        order = [i for start in range(0, len(order), window)
-                 for i in sorted(order[start:start + window], key=lambda i: -lengths[i])]
-    batches = [order[start:start + batch_size] for start in range(0, len(order), batch_size)]
+        indices = [i for start in range(0, len(indices), window)
+                   for i in sorted(indices[start:start + window], key=lambda i: -lengths[i])]
+    batches = [indices[start:start + batch_size] for start in range(0, len(indices), batch_size)]
     if drop_last and batches and len(batches[-1]) < batch_size:
         batches.pop()
     if group_by_length:
         rng.shuffle(batches)
     return batches
+
+
+def book_permutation(count: int, seed: int, epoch: int) -> list[int]:
+    """The order in which the book's training loader visits `count` samples in epoch `epoch`.
+
+    The book calls `torch.manual_seed(seed)`, then makes `DataLoader(..., shuffle=True)`, whose
+    every pass (`iter(loader)`, one per epoch) draws a base seed from the global generator and
+    then seeds its RandomSampler's own generator with a second draw. Here a generator of our own,
+    seeded with `seed`, stands in for the global one, and the passes before `epoch` are replayed,
+    so any epoch's order (a resumed run's included) comes out the same without any saved state.
+    """
+    import torch
+
+    source = torch.Generator().manual_seed(seed)
+    for _ in range(epoch + 1):
+        torch.empty((), dtype=torch.int64).random_(generator=source)  # the DataLoader iterator's base seed
+        sampler_seed = int(torch.empty((), dtype=torch.int64).random_(generator=source).item())
+    return torch.randperm(count, generator=torch.Generator().manual_seed(sampler_seed)).tolist()
 
 
 # ---------------------------------------------------------------- describing a batch
@@ -285,13 +308,14 @@ def token_text(tokenizer: Any, ids: Sequence[int]) -> list[str]:
 
 def training_batch(records: Sequence[Any], indices: Sequence[int], tokenizer: Any, style: str,
                    batch_size: int, number: int = 0, max_length: int | None = None,
-                   mask: str | bool = "none", group_by_length: bool = False, seed: int = 123,
+                   mask: str = "none", group_by_length: bool = False, seed: int = 123,
                    template: str | None = None, lengths: Sequence[int] | None = None,
-                   drop_last: bool = False, *, mask_instruction: bool | None = None) -> Batch:
-    """Batch `number` of an epoch over `indices`, exactly as training would collate it.
+                   drop_last: bool = False, order: str = "shuffled") -> Batch:
+    """Batch `number` of the first epoch over `indices`, exactly as training would collate it.
 
     Only that batch's records are tokenised. Grouping by length needs the length of every sample
     in `indices`: `lengths` (by record number, as `dataset_lengths` gives them) saves computing them.
+    The samples' `index` is their record number in the dataset, not their place in `indices`.
     """
     if not group_by_length:
         order_lengths: Sequence[int] = np.zeros(len(indices), dtype=np.int32)  # the order needs only the count
@@ -299,10 +323,10 @@ def training_batch(records: Sequence[Any], indices: Sequence[int], tokenizer: An
         order_lengths = sample_lengths(records, style, tokenizer, template, indices)
     else:
         order_lengths = [lengths[i] for i in indices]
-    batches = batch_order(order_lengths, batch_size, seed, group_by_length, drop_last)
+    batches = batch_order(order_lengths, batch_size, seed, group_by_length, drop_last, order)
     if not 0 <= number < len(batches):
         raise PlaygroundError(f"Batch number {number} is out of range: this split has {len(batches)} batches.")
     picked = [indices[i] for i in batches[number]]
     samples = encode_all(records, style, tokenizer, template, picked)
     _, pad = special_ids(tokenizer)
-    return collate(samples, pad, max_length, mask, mask_instruction=mask_instruction)
+    return collate(samples, pad, max_length, mask)

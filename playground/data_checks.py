@@ -16,6 +16,7 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 
 from . import batching, data
+from .settings import TrainConfig, checked_mask
 
 SHOWN = 20  # record numbers listed per finding
 CHUNK = 256  # samples collated at a time: their padded width stays small
@@ -26,20 +27,19 @@ MARKERS = ("### Instruction:", "### Response:", "<|user|>", "<|assistant|>", "<s
 class CheckSettings:
     style: str = "alpaca"
     template: str | None = None
-    max_length: int | None = 256  # training's default; None: no truncation
-    mask_instruction: bool | str = False  # a batching.MASKS name, or the older flag (True: "prompt")
+    max_length: int | None = TrainConfig.max_length  # training's default; None: no truncation
+    mask: str = "none"  # a settings.MASKS name
     split_seed: int = 123
     split_order: str = "shuffled"
 
-    @property
-    def mask(self) -> str:
-        return batching.mask_mode(self.mask_instruction)
+    def __post_init__(self) -> None:
+        checked_mask(self.mask)
 
     @classmethod
-    def for_training(cls, config: Any) -> "CheckSettings":
-        """The settings a training config (training.TrainConfig) will train with."""
+    def for_training(cls, config: TrainConfig) -> "CheckSettings":
+        """The settings a training config will train with."""
         return cls(style=config.style, template=config.template, max_length=config.max_length,
-                   mask_instruction=config.mask, split_seed=config.split_seed, split_order=config.split_order)
+                   mask=config.mask, split_seed=config.split_seed, split_order=config.split_order)
 
 
 @dataclass
@@ -173,10 +173,10 @@ class TokenCounts:
     trained: np.ndarray         # targets trained with the chosen masking
 
 
-def trained_per_row(samples: list[batching.Sample], pad: int, max_length: int | None, masked: bool | str) -> list[int]:
+def trained_per_row(samples: list[batching.Sample], pad: int, max_length: int | None, mask: str) -> list[int]:
     """Trained targets of each sample, read from `collate`'s own targets."""
-    batch = batching.collate(samples, pad, max_length, masked)
-    return (batch.targets != batching.IGNORE_INDEX).sum(dim=1).tolist()
+    _, targets = batching.collate_arrays(samples, pad, max_length, mask)
+    return (targets != batching.IGNORE_INDEX).sum(axis=1).tolist()
 
 
 def token_counts(dataset: data.Dataset, tokenizer: Any, settings: CheckSettings,
@@ -191,7 +191,7 @@ def token_counts(dataset: data.Dataset, tokenizer: Any, settings: CheckSettings,
             part = samples[start:start + CHUNK]
             where = [s.index for s in part]
             counts.lengths[where] = [len(s.ids) for s in part]
-            counts.response_kept[where] = trained_per_row(part, pad, settings.max_length, True)
+            counts.response_kept[where] = trained_per_row(part, pad, settings.max_length, "prompt")
             counts.trained[where] = (counts.response_kept[where] if settings.mask == "prompt" else
                                      trained_per_row(part, pad, settings.max_length, settings.mask))
         done += len(samples)

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from .errors import PlaygroundError
-from .training import TrainConfig
+from .settings import TrainConfig
 
 VARIANTS: dict[str, dict[str, Any]] = {
     "the settings above": {},

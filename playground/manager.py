@@ -27,7 +27,8 @@ from .data import Dataset
 from .errors import PlaygroundError
 from .generation import Side
 from .modeling import pick_device, pick_dtype
-from .training import Event, TrainConfig, prepare_model, run_training
+from .settings import TrainConfig
+from .training import Event, prepare_model, run_training
 from .weights import Weights
 
 log = logging.getLogger(__name__)
@@ -83,6 +84,29 @@ class TrainingJob:
 
 def parameter_bytes(model: Any) -> int:
     return sum(p.numel() * p.element_size() for p in model.parameters())
+
+
+RESUMABLE_STATES = ("stopped", "interrupted", "failed")
+
+
+def resume_checkpoint(record: runs.RunRecord, training_now: bool = False) -> checkpoints.Checkpoint:
+    """The checkpoint a run goes on from: the latest of a stopped, interrupted or failed run.
+
+    The app and the command line both ask here; a run training now (`training_now`: in this
+    process), a finished run and a run without a checkpoint are refused, saying why."""
+    if training_now or record.state == "running":
+        raise PlaygroundError(f"Run {record.run_id} is training now.")
+    if record.state not in RESUMABLE_STATES:
+        total = record.status.get("total_steps", "")
+        raise PlaygroundError(f"Run {record.run_id} finished all its {total} steps; there is nothing to resume. "
+                              "Start a new run to train longer." if record.state == "finished" else
+                              f"Run {record.run_id} is {record.state}; only a stopped, interrupted or failed run "
+                              "can be resumed.")
+    checkpoint = checkpoints.latest(record.folder)
+    if checkpoint is None:
+        raise PlaygroundError(f"Run {record.run_id} has no checkpoint to resume from (it was {record.state} before "
+                              "its first one; runs keep one when stopped and every 'checkpoint every' steps).")
+    return checkpoint
 
 
 def failure_message(what: str, exc: BaseException) -> str:
@@ -240,15 +264,7 @@ class ModelManager:
         settings and data; the job's events begin with the run's curve up to that checkpoint."""
         record = runs.read(self.models_dir, run_id)
         job = self.job
-        if record.state == "running" or (job is not None and job.running and job.run_id == run_id):
-            raise PlaygroundError(f"Run {run_id} is training now.")
-        if record.state == "finished":
-            raise PlaygroundError(f"Run {run_id} finished all its {record.status.get('total_steps', '')} steps; "
-                                  "there is nothing to resume. Start a new run to train longer.")
-        checkpoint = checkpoints.latest(record.folder)
-        if checkpoint is None:
-            raise PlaygroundError(f"Run {run_id} has no checkpoint to resume from (it was {record.state} before "
-                                  "its first one; runs keep one when stopped and every 'checkpoint every' steps).")
+        checkpoint = resume_checkpoint(record, training_now=job is not None and job.running and job.run_id == run_id)
         state = checkpoint.state()
         earlier = [Event.from_row(row, state["total_steps"]) for row in record.metrics()[:state["rows"]]]
         return self._start(self.run_data(run_id).dataset, TrainConfig.from_dict(record.settings), run_id,

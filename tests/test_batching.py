@@ -29,8 +29,8 @@ def test_matches_the_books_example():
     assert batch.targets.tolist() == [[1, 2, 3, 4, EOS], [6, EOS, X, X, X], [8, 9, EOS, X, X]]
 
 
-def test_mask_instruction_masks_prompt_targets_only():
-    batch = collate([LONG, SHORT], pad_id=EOS, mask_instruction=True)
+def test_prompt_mask_masks_prompt_targets_only():
+    batch = collate([LONG, SHORT], pad_id=EOS, mask="prompt")
     # LONG: targets 11 and 12 are prompt tokens -> -100; 20, 21, EOS trained
     # SHORT: target 31 is a prompt token -> -100
     assert batch.targets.tolist() == [[X, X, 20, 21, EOS],
@@ -47,7 +47,7 @@ def test_truncation_cuts_inputs_and_targets():
 
 
 def test_distinct_pad_id_and_kinds():
-    batch = collate([LONG, SHORT], pad_id=0, mask_instruction=True)
+    batch = collate([LONG, SHORT], pad_id=0, mask="prompt")
     assert batch.inputs[1].tolist() == [30, 31, 40, 0, 0]
     view = describe(batch)
     assert view.rows[0].kinds == ["prompt_masked", "prompt_masked", "response", "response", "eos"]
@@ -59,7 +59,7 @@ def test_distinct_pad_id_and_kinds():
 
 
 def test_every_pad_kind_is_ignored_and_every_trained_kind_is_not():
-    view = describe(collate([LONG, SHORT, Sample([1, EOS], 0)], pad_id=EOS, mask_instruction=True))
+    view = describe(collate([LONG, SHORT, Sample([1, EOS], 0)], pad_id=EOS, mask="prompt"))
     for row in view.rows:
         for kind, target in zip(row.kinds, row.target_ids):
             assert (target == X) == (kind in ("pad", "prompt_masked"))
@@ -92,10 +92,9 @@ def test_encode_real_tokenizer_prompt_boundary(default_tokenizer):
 
 def test_training_batch_uses_collate(default_tokenizer):
     records = [Record(f"Say {w}.", "", w) for w in ["yes", "no", "maybe so", "absolutely not"]]
-    batch = batching.training_batch(records, [0, 1, 2, 3], default_tokenizer, "phi3", batch_size=4,
-                                    mask_instruction=True)
+    batch = batching.training_batch(records, [0, 1, 2, 3], default_tokenizer, "phi3", batch_size=4, mask="prompt")
     samples = [batching.encode(records[s.index], "phi3", default_tokenizer, index=s.index) for s in batch.samples]
-    expected = collate(samples, default_tokenizer.pad_token_id, mask_instruction=True)
+    expected = collate(samples, default_tokenizer.pad_token_id, mask="prompt")
     assert torch.equal(batch.inputs, expected.inputs) and torch.equal(batch.targets, expected.targets)
 
 
@@ -119,10 +118,10 @@ def test_training_batch_is_the_batch_of_the_whole_split_encoded(default_tokenize
     samples = batching.encode_all(dataset.records, "alpaca", default_tokenizer, indices=indices)
     for grouped in (False, True):
         order = batching.batch_order([len(s.ids) for s in samples], 8, seed=5, group_by_length=grouped)
-        expected = collate([samples[i] for i in order[3]], default_tokenizer.pad_token_id, 64, True)
+        expected = collate([samples[i] for i in order[3]], default_tokenizer.pad_token_id, 64, "prompt")
         lengths = batching.dataset_lengths(dataset, "alpaca", default_tokenizer) if grouped else None
         for given in (None, lengths):
-            batch = batching.training_batch(dataset.records, indices, default_tokenizer, "alpaca", 8, 3, 64, True,
+            batch = batching.training_batch(dataset.records, indices, default_tokenizer, "alpaca", 8, 3, 64, "prompt",
                                             grouped, 5, lengths=given)
             assert [s.index for s in batch.samples] == [s.index for s in expected.samples]
             assert torch.equal(batch.inputs, expected.inputs) and torch.equal(batch.targets, expected.targets)

@@ -6,7 +6,7 @@ import json
 import pytest
 import tiktoken
 
-from playground import batching, data, prompts, run_data, runs, tiktoken_tokenizer, training
+from playground import batching, data, prompts, run_data, runs, settings, tiktoken_tokenizer, training
 from playground.data import Record
 from playground.errors import DataError, PlaygroundError
 from tests_helpers import run_cli
@@ -64,7 +64,7 @@ def test_a_run_records_its_split_order_and_finds_the_same_indices(tiny_model_dir
 def test_instruction_masking_trains_the_response_header(small_tiktoken):
     samples = batching.encode_all(RECORDS, "alpaca", small_tiktoken)
     header = len(small_tiktoken.encode(prompts.ALPACA_HEADER))
-    counts = {mask: batching.collate(samples, 0, None, mask).trained_tokens for mask in batching.MASKS}
+    counts = {mask: batching.collate(samples, 0, None, mask).trained_tokens for mask in settings.MASKS}
     assert counts["instruction"] == counts["prompt"] + header * len(RECORDS)
     assert counts["none"] == sum(len(s.ids) - 1 for s in samples)
     for sample, record in zip(samples, RECORDS):  # the book's instruction length: format_input alone
@@ -75,18 +75,18 @@ def test_instruction_masking_trains_the_response_header(small_tiktoken):
     assert first_trained == samples[0].instruction_len - 1  # the book's targets[:instruction_length-1] = -100
 
 
-def test_the_older_flag_means_prompt_masking(small_tiktoken):
+def test_masks_go_by_name_and_older_runs_flag_is_read_as_one(small_tiktoken):
     samples = batching.encode_all(RECORDS, "alpaca", small_tiktoken)
-    prompt = batching.collate(samples, 0, None, "prompt")
-    assert batching.collate(samples, 0, None, True).targets.equal(prompt.targets)
-    assert batching.collate(samples, 0, None, mask_instruction=True).targets.equal(prompt.targets)
-    assert batching.collate(samples, 0, None, False).targets.equal(batching.collate(samples, 0, None, "none").targets)
-    assert training.TrainConfig.from_dict({"mask_instruction": True}).mask == "prompt"  # a saved run's config
-    assert training.TrainConfig.from_dict({"mask_instruction": False}).mask == "none"
-    config = training.TrainConfig(mask="instruction")
-    assert config.mask == "instruction" and not config.mask_instruction
-    with pytest.raises(PlaygroundError, match="Unknown masking 'all'"):
-        batching.collate(samples, 0, None, "all")
+    for wrong in ("all", True):
+        with pytest.raises(PlaygroundError, match=f"Unknown masking {wrong!r}: use one of none, prompt, instruction"):
+            batching.collate(samples, 0, None, wrong)
+    with pytest.raises(PlaygroundError, match="mask must be one of none, prompt, instruction, not True"):
+        settings.TrainConfig(mask=True).check()
+    assert "mask_instruction" not in vars(settings.TrainConfig())
+    # a run saved before masks had names holds the flag: True was the whole prompt
+    assert settings.TrainConfig.from_dict({"mask_instruction": True}).mask == "prompt"
+    assert settings.TrainConfig.from_dict({"mask_instruction": False}).mask == "none"
+    assert settings.TrainConfig.from_dict({"mask_instruction": False, "mask": "instruction"}).mask == "instruction"
 
 
 def test_the_batch_view_colours_the_header_differently(small_tiktoken):
@@ -112,13 +112,14 @@ def test_data_check_accepts_mask_names(tiny_model_dir):
 
     dataset = data.Dataset(records=list(RECORDS), source="test", mapping={})
     tokenizer = store.load_tokenizer(str(tiny_model_dir))
-    settings = data_checks.CheckSettings(max_length=None, mask_instruction="instruction", split_order="book")
-    counts = data_checks.token_counts(dataset, tokenizer, settings)
-    older = data_checks.token_counts(dataset, tokenizer, data_checks.CheckSettings(max_length=None,
-                                                                                   mask_instruction=True))
-    assert (counts.trained > older.trained).all()
-    report = data_checks.check(dataset, tokenizer, settings)
+    chosen = data_checks.CheckSettings(max_length=None, mask="instruction", split_order="book")
+    counts = data_checks.token_counts(dataset, tokenizer, chosen)
+    prompt = data_checks.token_counts(dataset, tokenizer, data_checks.CheckSettings(max_length=None, mask="prompt"))
+    assert (counts.trained > prompt.trained).all()
+    report = data_checks.check(dataset, tokenizer, chosen)
     assert "masking instruction" in next(iter(data_checks.lines(report)))
+    with pytest.raises(PlaygroundError, match="Unknown masking 'everything'"):
+        data_checks.CheckSettings(mask="everything")
 
 
 # ---------------------------------------------------------------- 3. drop_last
@@ -194,9 +195,10 @@ def test_the_books_presets():
     book.check()
     assert (book.method, book.lr, book.weight_decay, book.epochs, book.batch_size) == ("full", 5e-5, 0.1, 2, 8)
     assert (book.split_order, book.mask, book.drop_last, book.max_steps) == ("book", "none", True, None)
+    assert (book.batch_order, book.group_by_length) == ("book", False)
     lora = training.TrainConfig(**training.PRESETS["The book, exercise 7.4 (LoRA)"])
     lora.check()
-    assert (lora.method, lora.lora_r, lora.lora_alpha, lora.lr) == ("lora", 16, 16, 5e-5)
+    assert (lora.method, lora.lora_r, lora.lora_alpha, lora.lr, lora.batch_order) == ("lora", 16, 16, 5e-5, "book")
     assert {"Quick CPU demo", "GPU"} <= set(training.PRESETS)
 
 
@@ -225,7 +227,8 @@ def test_tiktoken_without_its_files_and_without_network_fails_at_once(tmp_path, 
     with pytest.raises(PlaygroundError) as error:
         tiktoken_tokenizer.load()
     text = str(error.value)
-    assert "not in its cache" in text and "vocab.bpe, encoder.json" in text and "encodings.invalid" in text
+    assert "encoding files are not here" in text and "vocab.bpe and encoder.json" in text
+    assert "encodings.invalid cannot be reached" in text
     assert "TIKTOKEN_CACHE_DIR" in text and str(tmp_path / "empty-cache") in text
 
 
@@ -290,13 +293,15 @@ def test_cli_skip_bad_rows_split_order_and_masks(write, tiny_model_dir):
     assert "skipped: record 2" in result.stderr and "skipped: record 4" in result.stderr
     assert "18 records" in result.stdout and "splits (book): train 15, validation 2, test 1" in result.stdout
     trained = {}
-    for flags in (["--mask-instruction"], ["--mask", "prompt"], ["--mask", "instruction"]):
+    for flags in (["--mask", "none"], ["--mask", "prompt"], ["--mask", "instruction"]):
         batch = run_cli("batch", str(path), "--skip-bad-rows", "--tokenizer", str(tiny_model_dir), "--batch-size", "4",
                         "--split-order", "book", "--json", *flags)
         assert batch.returncode == 0, batch.stderr
         shown = json.loads(batch.stdout)
         trained[" ".join(flags)] = shown["trained_tokens"]
-    assert trained["--mask-instruction"] == trained["--mask prompt"] < trained["--mask instruction"]
+    assert trained["--mask prompt"] < trained["--mask instruction"] < trained["--mask none"]
+    refused = run_cli("batch", str(path), "--skip-bad-rows", "--tokenizer", str(tiny_model_dir), "--mask-instruction")
+    assert refused.returncode == 2 and "unrecognized arguments: --mask-instruction" in refused.stderr
 
 
 # ---------------------------------------------------------------- the tabs' helpers
@@ -327,3 +332,26 @@ def test_dataset_tab_lists_the_skipped_rows(write):
     dataset, message, *_ = dataset_tab.load_source(shared, str(path), ("", "", ""), skip_bad_rows=True)
     assert len(dataset) == 2 and "Skipped 2 bad rows" in message
     assert "record 2: field &#x27;instruction&#x27;: must be text" in message and "record 4: field" in message
+
+
+def test_a_run_saved_with_the_older_mask_flag_compares_by_todays_settings(tiny_run, tmp_path):
+    import shutil
+
+    from playground import comparison
+
+    models = tmp_path / "store"
+    shutil.copytree(tiny_run, models)
+    shutil.copytree(models / "runs" / "tiny-run", models / "runs" / "older")
+    config_file = models / "runs" / "older" / "config.json"
+    config = json.loads(config_file.read_text())
+    assert config["settings"]["mask"] == "none"
+    for name in ("mask", "batch_order"):  # what a run saved before these settings had names holds
+        del config["settings"][name]
+    config["settings"]["mask_instruction"] = False
+    config_file.write_text(json.dumps(config))
+    summaries = comparison.compare(models, ["tiny-run", "older"])
+    assert comparison.differing_settings(summaries) == [] and comparison.loss_caveat(summaries) == ""
+    config["settings"]["mask_instruction"] = True
+    config_file.write_text(json.dumps(config))
+    rows = comparison.differing_settings(comparison.compare(models, ["tiny-run", "older"]))
+    assert rows == [{"setting": "mask", "tiny-run": "none", "older": "prompt"}]

@@ -29,7 +29,7 @@ def test_prompt_prints_training_text(default_tokenizer):
 
 def test_batch_json(default_tokenizer):
     result = run_cli("batch", "builtin", "--style", "alpaca", "--batch-size", "3", "--max-length", "50",
-                     "--mask-instruction", "--json")
+                     "--mask", "prompt", "--json")
     assert result.returncode == 0, result.stderr
     batch = json.loads(result.stdout)
     assert len(batch["rows"]) == 3
@@ -57,7 +57,7 @@ def test_a_file_nested_too_deeply_is_an_error_not_a_traceback(tmp_path):
 
 
 def test_batch_without_json_prints_a_readable_grid(default_tokenizer):
-    result = run_cli("batch", "builtin", "--batch-size", "2", "--max-length", "24", "--mask-instruction")
+    result = run_cli("batch", "builtin", "--batch-size", "2", "--max-length", "24", "--mask", "prompt")
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0].startswith("sample 1 · record #") and "0 trained targets" in lines[0]
@@ -67,16 +67,17 @@ def test_batch_without_json_prints_a_readable_grid(default_tokenizer):
 
 
 def test_train_names_the_store_models_dir_and_turns_preset_choices_off(tiny_model_dir, tmp_path):
-    """--no-mask-instruction and --no-group-by-length override the preset; --out still works, with a warning;
+    """--mask none and --no-group-by-length override the preset; --out still works, with a warning;
     no progress bars or deprecation notices from transformers."""
     common = ["train", "--model", str(tiny_model_dir), "--preset", "Quick CPU demo", "--max-steps", "1",
               "--batch-size", "2", "--probes", "0", "--eval-every", "0"]
-    result = run_cli(*common, "--no-mask-instruction", "--no-group-by-length", "--models-dir", str(tmp_path / "a"))
+    result = run_cli(*common, "--mask", "none", "--no-group-by-length", "--models-dir", str(tmp_path / "a"))
     assert result.returncode == 0, result.stderr
     folder = Path(result.stdout.strip().splitlines()[-1])
     settings = json.loads((folder / "config.json").read_text())["settings"]
     assert folder.parent == tmp_path / "a" / "runs"
-    assert settings["mask_instruction"] is False and settings["group_by_length"] is False
+    assert settings["mask"] == "none" and settings["group_by_length"] is False
+    assert "mask_instruction" not in settings
     assert "Loading weights" not in result.stderr and "Warning" not in result.stderr, result.stderr
     old = run_cli(*common, "--out", str(tmp_path / "b"))
     assert old.returncode == 0, old.stderr
@@ -84,7 +85,7 @@ def test_train_names_the_store_models_dir_and_turns_preset_choices_off(tiny_mode
     old_folder = Path(old.stdout.strip().splitlines()[-1])
     assert old_folder.parent == tmp_path / "b" / "runs"  # --out is still where the run goes
     settings = json.loads((old_folder / "config.json").read_text())["settings"]
-    assert settings["mask_instruction"] is True  # the preset's choice
+    assert settings["mask"] == "prompt"  # the preset's choice
     assert "--out" not in run_cli("train", "--help").stdout
 
 

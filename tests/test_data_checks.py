@@ -59,11 +59,11 @@ def test_each_problem_is_found_at_its_records(problems_file, tiny_tokenizer):
 def test_token_findings_follow_the_max_length_and_masking(problems_file, tiny_tokenizer):
     dataset = data.load(problems_file, empty_outputs=True)
     masked = data_checks.check(dataset, tiny_tokenizer, CheckSettings(style="phi3", max_length=64,
-                                                                      mask_instruction=True))
+                                                                      mask="prompt"))
     assert findings(masked)["no_target"].records == [10]
     assert masked.lengths.over == 1 and masked.lengths.longest > 64 and 0 < masked.lengths.lost_share < 1
     whole = data_checks.check(dataset, tiny_tokenizer, CheckSettings(style="phi3", max_length=None,
-                                                                     mask_instruction=True))
+                                                                     mask="prompt"))
     assert [f.key for f in whole.problems()] == ["exact_duplicates", "near_duplicates", "split_leaks",
                                                  "empty_outputs", "output_is_input", "double_templating"]
     assert whole.lengths.over == 0 and whole.lengths.lost_share == 0
@@ -84,7 +84,7 @@ def test_normalising_ignores_case_spaces_and_punctuation():
 
 def test_the_bundled_dataset_runs_through_the_check(default_tokenizer):
     dataset = data.load(data.BUILTIN)
-    report = data_checks.check(dataset, default_tokenizer, CheckSettings(max_length=48, mask_instruction=True))
+    report = data_checks.check(dataset, default_tokenizer, CheckSettings(max_length=48, mask="prompt"))
     print("\n".join(data_checks.lines(report)))
     assert report.records == len(dataset) == 1196
     for finding in report.findings:
@@ -100,7 +100,7 @@ def test_the_bundled_dataset_runs_through_the_check(default_tokenizer):
 
 def test_command_line_prints_the_findings_and_json(problems_file, tiny_model_dir, capsys):
     options = ["--tokenizer", str(tiny_model_dir), "--style", "phi3", "--max-length", "64"]
-    assert cli.main(["data", "check", str(problems_file), *options, "--mask-instruction"]) == 0
+    assert cli.main(["data", "check", str(problems_file), *options, "--mask", "prompt"]) == 0
     out = capsys.readouterr().out
     assert "exact duplicates: 1" in out and "records: 1 (same as #0)" in out
     assert "in both train and test: 2" in out and "records: 4 (test; train has #5), 5 (train; test has #4)" in out

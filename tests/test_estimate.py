@@ -31,7 +31,7 @@ def saved_bytes(run, exclude):
 @pytest.mark.parametrize("method", ["lora", "full"])
 def test_memory_parts_match_one_real_training_step(tiny_model_dir, tmp_path, method):
     config = TrainConfig(model=str(tiny_model_dir), method=method, batch_size=4, max_length=64, lora_r=8,
-                         mask_instruction=True, lora_dropout=0.0)
+                         mask="prompt", lora_dropout=0.0)
     base = store.load_model(str(tiny_model_dir), dtype=torch.float32)
     base_bytes = sum(p.numel() * p.element_size() for p in base.parameters())
     side = prepare_model(Weights(base), config, "run", tmp_path, torch.float32, "cpu")
@@ -40,7 +40,7 @@ def test_memory_parts_match_one_real_training_step(tiny_model_dir, tmp_path, met
     tokenizer = store.load_tokenizer(str(tiny_model_dir))
     dataset = data.load("builtin")
     batch = batching.training_batch(dataset.records, list(range(40)), tokenizer, "alpaca", 4, max_length=64,
-                                    mask_instruction=True)
+                                    mask="prompt")
     exact = estimate.Batches(computed=batch.inputs.numel(), real=batch.real_tokens, trained=batch.trained_tokens,
                              micro_batches=1)
     parts, trainable = estimate.memory(shapes, config, exact)
@@ -77,7 +77,7 @@ def test_batch_tokens_follow_masking_and_grouping(default_tokenizer):
     records = small_dataset().records
     indices = list(range(len(records)))
     plain = estimate.batch_tokens(records, indices, default_tokenizer, TrainConfig(batch_size=4, group_by_length=False))
-    masked = estimate.batch_tokens(records, indices, default_tokenizer, TrainConfig(batch_size=4, mask_instruction=True))
+    masked = estimate.batch_tokens(records, indices, default_tokenizer, TrainConfig(batch_size=4, mask="prompt"))
     samples = batching.encode_all(records, "alpaca", default_tokenizer, None, indices)
     assert plain.real == pytest.approx(4 * statistics.mean(len(s.ids) - 1 for s in samples))
     assert plain.trained == plain.real and masked.trained < masked.real

@@ -33,7 +33,7 @@ def test_selective_loss_equals_full_logits_loss(tiny_model_dir):
     model = store.load_model(str(tiny_model_dir))
     tokenizer = store.load_tokenizer(str(tiny_model_dir))
     samples = batching.encode_all(small_dataset(3).records, "alpaca", tokenizer)
-    batch = batching.collate(samples, tokenizer.eos_token_id, mask_instruction=True)
+    batch = batching.collate(samples, tokenizer.eos_token_id, mask="prompt")
     loss_sum, count = CausalLMLoss(model)(batch.inputs, batch.targets)
     logits = model(batch.inputs).logits
     expected = F.cross_entropy(logits.flatten(0, 1), batch.targets.flatten(), ignore_index=IGNORE_INDEX, reduction="sum")
@@ -46,7 +46,7 @@ def test_tiny_model_overfits_a_handful_of_records(tiny_model_dir, method, ratio,
     model = store.load_model(str(tiny_model_dir))
     tokenizer = store.load_tokenizer(str(tiny_model_dir))
     config = quiet(TrainConfig(model=str(tiny_model_dir), method=method, max_steps=150, batch_size=4,
-                               lr=1e-2 if method == "lora" else 1e-3, warmup_steps=2, mask_instruction=True,
+                               lr=1e-2 if method == "lora" else 1e-3, warmup_steps=2, mask="prompt",
                                lora_r=8, lora_alpha=16, lora_dropout=0.0))
     side = prepare_model(Weights(model), config, "run", tmp_path, torch.float32, torch.device("cpu"))
     losses = []

@@ -7,12 +7,12 @@ from pathlib import Path
 from typing import Any
 
 from .. import store
+from ..commands.progress import ProgressReport
 from .gguf_file import K_QUANT_NOTE, QUANTS
 from .runner import FORMATS, ExportRequest, export_run
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from ..cli import ProgressReport
     from ..manager import ModelManager
 
     request = ExportRequest(run_id=args.run, format=args.format, out=args.out, quant=args.quant, force=args.force,

@@ -17,6 +17,8 @@ SPLITS = ["train", "validation", "test"]
 MASK_PARTS = [("the whole prompt, response header included", "prompt"),
               ("instruction and input only: the header is trained (the book's exercise 7.2)", "instruction")]
 SPLIT_ORDER_CHOICES = [("Shuffled with the seed", "shuffled"), ("In file order (the book's)", "book")]
+BATCH_ORDER_CHOICES = [("Shuffled with the seed", "shuffled"),
+                       ("The book's DataLoader (torch.manual_seed(seed), shuffle=True)", "book")]
 
 
 def column(position: str, top: str, top_id: str, bottom: str, bottom_id: str, color: str, title: str) -> str:
@@ -74,17 +76,17 @@ def summary_html(view: batching.BatchView) -> str:
     return f'<div class="pg-cards" id="batch-summary">{body}</div>'
 
 
-def empty_samples_warning(view: batching.BatchView, masked: str | bool, max_length: int | None) -> str:
+def empty_samples_warning(view: batching.BatchView, mask: str, max_length: int | None) -> str:
     """A warning when some samples train on nothing: their response was cut away by the max length."""
     empty = [str(number + 1) for number, row in enumerate(view.rows) if trained_count(row) == 0]
     if not empty:
         return ""
-    why = (f"with the prompt masked and a max length of {max_length} tokens, their response was cut away"
-           if masked and max_length else "nothing in them is trained")
+    why = (f"with the {mask} masked and a max length of {max_length} tokens, their response was cut away"
+           if mask != "none" and max_length else "nothing in them is trained")
     return notice(f"Sample{'s' if len(empty) > 1 else ''} {', '.join(empty)} of this batch "
                   f"{'have' if len(empty) > 1 else 'has'} 0 trained targets: {why}, so "
                   f"{'they add' if len(empty) > 1 else 'it adds'} nothing to the loss. Raise the max length "
-                  "or turn off instruction masking.", "warn")
+                  "or turn off masking.", "warn")
 
 
 def style_line(style_value: str) -> str:
@@ -99,17 +101,18 @@ def mask_choice(masked: bool, part: str | None) -> str:
 
 def batch_view(dataset: data.Dataset, tokenizer: Any, style: str, template: str, size: int, length: int,
                split_name: str, seed: int, masked: bool, grouped: bool, number: int, part: str = "prompt",
-               order: str = "shuffled", drop_last: bool = False) -> tuple[str, str, str]:
-    """(warning, summary, grid) of one batch of a split, as training collates it."""
+               order: str = "shuffled", drop_last: bool = False,
+               batch_order: str = "shuffled") -> tuple[str, str, str]:
+    """(warning, summary, grid) of one batch of a split, as training collates it; the samples are
+    titled by their record number in the dataset (the Dataset tab's #)."""
     indices = getattr(dataset.splits(seed=int(seed or 0), order=order or "shuffled"), split_name)
     lengths = batching.dataset_lengths(dataset, style, tokenizer, template) if grouped else None
-    masked = mask_choice(masked, part)
+    mask = mask_choice(masked, part)
     batch = batching.training_batch(dataset.records, indices, tokenizer, style, int(size), int(number or 0),
-                                    int(length) or None, masked, grouped, int(seed or 0), template, lengths,
-                                    bool(drop_last))
+                                    int(length) or None, mask, grouped, int(seed or 0), template, lengths,
+                                    bool(drop_last), batch_order or "shuffled")
     view = batching.describe(batch)
-    return (empty_samples_warning(view, masked != "none", int(length) or None), summary_html(view),
-            grid_html(view, tokenizer))
+    return empty_samples_warning(view, mask, int(length) or None), summary_html(view), grid_html(view, tokenizer)
 
 
 def build(shared: Shared) -> None:
@@ -123,8 +126,10 @@ def build(shared: Shared) -> None:
         split = gr.Dropdown(SPLITS, value="train", label="Split")
         seed = gr.Number(value=123, precision=0, label="Shuffle seed")
         order = gr.Dropdown(SPLIT_ORDER_CHOICES, value="shuffled", label="Split order", elem_id="batch-split-order")
+        batch_order = gr.Dropdown(BATCH_ORDER_CHOICES, value="shuffled", label="Batch order",
+                                  elem_id="batch-batch-order")
     with gr.Row():
-        mask = gr.Checkbox(label="Mask instruction tokens (-100 on the prompt)", elem_id="mask-instruction")
+        mask = gr.Checkbox(label="Mask prompt targets (-100)", elem_id="mask-instruction")
         part = gr.Radio(MASK_PARTS, value="prompt", label="What is masked", elem_id="mask-part")
     with gr.Row():
         drop_last = gr.Checkbox(label="Drop the last, smaller batch (the book's loader)", elem_id="batch-drop-last")
@@ -149,10 +154,10 @@ def build(shared: Shared) -> None:
             return notice(str(exc), "error"), "", ""
 
     inputs = [shared.dataset, shared.tokenizer_spec, tokenizer_choice, shared.style, shared.template, batch_size,
-              max_length, split, seed, mask, group, number, part, order, drop_last]
+              max_length, split, seed, mask, group, number, part, order, drop_last, batch_order]
     outputs = [message, summary, grid]
     shared.style.change(style_line, shared.style, shown_style)
     gr.on([*changed(shared, "dataset", "tokenizer_spec", "style", "template"), *(c.change for c in (
-        batch_size, max_length, split, mask, group, part, order, drop_last, tokenizer_choice)), seed.submit,
-        number.submit], show, inputs, outputs)
+        batch_size, max_length, split, mask, group, part, order, drop_last, batch_order, tokenizer_choice)),
+        seed.submit, number.submit], show, inputs, outputs)
     next_batch.click(lambda n: int(n or 0) + 1, number, number).then(show, inputs, outputs)

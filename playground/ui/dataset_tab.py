@@ -13,13 +13,14 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from .. import batching, data, data_checks, prompts, tiktoken_tokenizer, training
+from .. import batching, data, data_checks, prompts, tiktoken_tokenizer
+from ..settings import TrainConfig
 from ..errors import PlaygroundError
 from .common import Shared, changed, notice, tokenizer_or_message
 
 PAGE_SIZES = [10, 20, 50]
 TABLE_COLUMNS = ["#", "task", "instruction", "input", "output"]
-MASK_TEXT = {"none": "instruction not masked", "prompt": "instruction masked",
+MASK_TEXT = {"none": "nothing masked", "prompt": "whole prompt masked",
              "instruction": "instruction and input masked, response header trained"}
 
 
@@ -162,10 +163,10 @@ def check_layout() -> SimpleNamespace:
     check = SimpleNamespace()
     with gr.Accordion("Check the data before training", open=True):
         with gr.Row():
-            check.max_length = gr.Number(value=training.TrainConfig().max_length, precision=0, minimum=0,
+            check.max_length = gr.Number(value=TrainConfig.max_length, precision=0, minimum=0,
                                          label="Max length (0 = no truncation)", elem_id="check-max-length")
             check.split_seed = gr.Number(value=123, precision=0, label="Split seed", elem_id="check-split-seed")
-            check.masked = gr.Checkbox(label="Mask instruction tokens", elem_id="check-mask")
+            check.masked = gr.Checkbox(label="Mask prompt targets (-100)", elem_id="check-mask")
             check.part = gr.Radio([("whole prompt", "prompt"), ("instruction and input only (book, 7.2)", "instruction")],
                                   value="prompt", label="What is masked", elem_id="check-mask-part")
             check.order = gr.Dropdown([("shuffled", "shuffled"), ("in file order (the book's)", "book")],
@@ -224,7 +225,7 @@ def check_data(shared: Shared, dataset: data.Dataset, spec: str, style: str, tem
     if not tokenizer:
         return notice(wait_message, "error"), gr.update(choices=[], value=None)
     settings = data_checks.CheckSettings(style=style, template=template, max_length=int(max_length or 0) or None,
-                                         mask_instruction=(part or "prompt") if masked else "none",
+                                         mask=(part or "prompt") if masked else "none",
                                          split_seed=int(split_seed or 0), split_order=order or "shuffled")
     try:
         report = data_checks.check(dataset, tokenizer, settings,

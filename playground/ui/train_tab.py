@@ -11,11 +11,12 @@ import gradio as gr
 import pandas as pd
 import plotly.graph_objects as go
 
-from .. import checkpoints, data_checks, estimate, experiments, runs, store
+from .. import data_checks, estimate, experiments, runs, store
 from ..errors import PlaygroundError
-from ..manager import TrainingJob
+from ..manager import TrainingJob, resume_checkpoint
 from ..prompts import STYLE_LABELS
-from ..training import PRESETS, Event, TrainConfig
+from ..settings import PRESETS, TrainConfig
+from ..training import Event
 from .common import Shared, changed, notice
 
 
@@ -261,6 +262,9 @@ def settings_form() -> tuple[gr.Dropdown, gr.HTML, dict[str, Any]]:
         form["split_order"] = gr.Radio([("Shuffled with the split seed", "shuffled"),
                                         ("In file order (the book's)", "book")],
                                        value=defaults.split_order, label="Split order", elem_id="train-split-order")
+        form["batch_order"] = gr.Dropdown([("Shuffled with the seed", "shuffled"),
+                                           ("The book's DataLoader (torch.manual_seed(seed), shuffle=True)", "book")],
+                                          value=defaults.batch_order, label="Batch order", elem_id="train-batch-order")
         form["group_by_length"] = gr.Checkbox(value=defaults.group_by_length, label="Group by length")
         form["drop_last"] = gr.Checkbox(value=defaults.drop_last, elem_id="train-drop-last",
                                         label="Drop the last, smaller batch of each epoch (the book's loader)")
@@ -303,11 +307,13 @@ def resumable_choices(manager: Any) -> list[tuple[str, str]]:
     """Runs that can go on: stopped, interrupted or failed, with a checkpoint."""
     choices = []
     for record in runs.list_runs(manager.models_dir):
-        latest = checkpoints.latest(record.folder) if record.state in ("stopped", "interrupted", "failed") else None
-        if latest is not None:
-            total = record.status.get("total_steps", "?")
-            choices.append((f"{record.run_id} · {record.state} · checkpoint at step {latest.step} of {total}",
-                            record.run_id))
+        try:
+            latest = resume_checkpoint(record)
+        except PlaygroundError:  # finished, training, or without a checkpoint
+            continue
+        total = record.status.get("total_steps", "?")
+        choices.append((f"{record.run_id} · {record.state} · checkpoint at step {latest.step} of {total}",
+                        record.run_id))
     return choices
 
 
