@@ -1,0 +1,153 @@
+"""Training settings and their named choices, importable without torch.
+
+The command line builds its options from these, the Train tab its form, and a run's config.json
+holds them (`TrainConfig.from_dict` reads older runs' files too).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any
+
+from .data import SPLIT_ORDERS
+from .errors import PlaygroundError
+from .prompts import STYLES
+
+# Which prompt targets are -100 (see batching's docstring).
+MASKS = {
+    "none": "nothing masked: the prompt is trained too (the book's main chapter)",
+    "prompt": "the whole prompt masked, response header included",
+    "instruction": "instruction and input masked, the response header trained (the book's exercise 7.2)",
+}
+
+# The order of an epoch's training batches.
+BATCH_ORDERS = {
+    "shuffled": "a seeded shuffle, each epoch its own (optionally grouped by length)",
+    "book": "the book's loader: torch.manual_seed(seed), then a DataLoader with shuffle=True, a new pass each epoch",
+}
+
+
+def checked_mask(mask: str) -> str:
+    """`mask` when it is a MASKS name; otherwise an error naming the choices."""
+    if mask not in MASKS:
+        raise PlaygroundError(f"Unknown masking {mask!r}: use one of {', '.join(MASKS)}.")
+    return mask
+
+
+@dataclass
+class TrainConfig:
+    label: str = ""                  # a name for the run (an experiment's variant), shown beside its id
+    model: str = "default"
+    method: str = "lora"             # "lora" or "full"
+    style: str = "alpaca"
+    template: str | None = None      # for the custom style
+    mask: str = "none"               # MASKS: "none", "prompt" or "instruction"
+    max_length: int | None = 256
+    batch_size: int = 4
+    grad_accum: int = 1
+    lr: float = 3e-4
+    weight_decay: float = 0.0
+    warmup_steps: int = 5
+    epochs: float = 1.0
+    max_steps: int | None = None     # wins over epochs when set
+    seed: int = 123                  # initialisation, batch order, dropout
+    split_seed: int = 123            # which records are train, validation and test
+    split_order: str = "shuffled"    # data.SPLIT_ORDERS: "shuffled", or "book" (file order)
+    batch_order: str = "shuffled"    # BATCH_ORDERS: "shuffled", or "book" (torch's RandomSampler, as the book's loader)
+    group_by_length: bool = True
+    drop_last: bool = False          # leave out the last, smaller training batch of an epoch (the book does)
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    target_modules: str = "all-linear"  # or a comma-separated list of module names
+    eval_every: int = 10             # validation loss every N optimizer steps (0: only at the end)
+    eval_batches: int = 4            # validation batches per evaluation
+    probe_every: int = 10            # probe answers every N steps (0: only before and after)
+    probes: int = 3                  # how many validation instructions to probe
+    probe_tokens: int = 40
+    log_every: int = 1
+    checkpoint_every: int = 0        # a checkpoint every N optimizer steps (0: only when stopped)
+    keep_checkpoints: int = 0        # the newest N checkpoints are kept (0: all of them)
+    fused_adamw: bool | None = None  # AdamW's fused kernel; None: on CUDA only (it runs on the CPU too)
+
+    def check(self) -> None:
+        """Every problem of these settings in one error, or nothing."""
+        problems = self._choice_problems() + self._number_problems()
+        if problems:
+            raise PlaygroundError("Training settings: " + "; ".join(problems) + ".")
+
+    def _choice_problems(self) -> list[str]:
+        problems = []
+        if self.mask not in MASKS:
+            problems.append(f"mask must be one of {', '.join(MASKS)}, not {self.mask!r}")
+        if self.split_order not in SPLIT_ORDERS:
+            problems.append(f"split order must be one of {', '.join(SPLIT_ORDERS)}")
+        if self.batch_order not in BATCH_ORDERS:
+            problems.append(f"batch order must be one of {', '.join(BATCH_ORDERS)}, not {self.batch_order!r}")
+        elif self.batch_order == "book" and self.group_by_length:
+            problems.append("the book's batch order does not group batches by length: turn group by length off")
+        if self.method not in ("lora", "full"):
+            problems.append(f"method must be 'lora' or 'full', not {self.method!r}")
+        if self.style not in STYLES:
+            problems.append(f"style must be one of {', '.join(STYLES)}")
+        return problems
+
+    def _number_problems(self) -> list[str]:
+        problems = []
+        for name in ("batch_size", "grad_accum", "lora_r", "lora_alpha", "log_every"):
+            if getattr(self, name) < 1:
+                problems.append(f"{name} must be at least 1")
+        for name in ("checkpoint_every", "keep_checkpoints"):
+            if getattr(self, name) < 0:
+                problems.append(f"{name} must be 0 or more")
+        if not (0 < self.lr < 1):
+            problems.append(f"learning rate {self.lr} must lie between 0 and 1")
+        if self.max_steps is None and self.epochs <= 0:
+            problems.append("give a positive number of epochs or max steps")
+        if self.max_steps is not None and self.max_steps < 1:
+            problems.append("max steps must be at least 1")
+        if self.max_length is not None and self.max_length < 8:
+            problems.append("max length must be at least 8 tokens")
+        if not 0 <= self.lora_dropout < 1:
+            problems.append("LoRA dropout must lie in [0, 1)")
+        return problems
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
+        """Settings from a form or a run's config.json; a run saved before masks had names holds
+        `mask_instruction` (True: the whole prompt was masked) instead of `mask`."""
+        values = dict(values)
+        if "mask" not in values and "mask_instruction" in values:
+            values["mask"] = "prompt" if values["mask_instruction"] else "none"
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in names})
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # About 2 minutes of training on 2 idle CPU cores with the default model: the best 2-minute
+    # schedule measured by bench/quality_per_minute.py (59% exact match on the single-answer test
+    # records; 0% before training). Probes and validation add about half a minute.
+    "Quick CPU demo": dict(method="lora", max_steps=240, batch_size=4, lr=3e-4, max_length=128, warmup_steps=3,
+                           mask="prompt", eval_every=20, eval_batches=2, probe_every=80, probes=3,
+                           probe_tokens=32, lora_r=16, lora_alpha=32, lora_dropout=0.0, checkpoint_every=60),
+    # The book's workload: 2 epochs over the training split.
+    "GPU": dict(method="lora", max_steps=None, epochs=2, batch_size=8, lr=2e-4, max_length=512, warmup_steps=10,
+                mask="none", eval_every=25, eval_batches=8, probe_every=50, probes=3, probe_tokens=64,
+                lora_r=16, lora_alpha=32, lora_dropout=0.05, checkpoint_every=50),
+    # The book's chapter 7 settings (gpt_instruction_finetuning.py): a full fine-tune, AdamW at 5e-5
+    # with weight decay 0.1, 2 epochs of batches of 8 in the order of the book's DataLoader (torch's
+    # RandomSampler after torch.manual_seed(123)) with the last partial batch dropped, the data
+    # sliced in file order, nothing masked, at most 1024 tokens; validation loss on 5 batches every
+    # 5 steps. The learning rate still warms up and decays (the book's is constant).
+    "The book (full fine-tune)": dict(
+        method="full", max_steps=None, epochs=2, batch_size=8, lr=5e-5, weight_decay=0.1, max_length=1024,
+        warmup_steps=1, mask="none", split_order="book", batch_order="book", drop_last=True, group_by_length=False,
+        eval_every=5, eval_batches=5, probe_every=50, probes=1, probe_tokens=35),
+    # Exercise 7.4: the same with LoRA of rank 16 and alpha 16 on the linear layers (peft scales the
+    # update by alpha / rank; the book's LoRALayer multiplies by alpha alone).
+    "The book, exercise 7.4 (LoRA)": dict(
+        method="lora", max_steps=None, epochs=2, batch_size=8, lr=5e-5, weight_decay=0.1, max_length=1024,
+        warmup_steps=1, mask="none", split_order="book", batch_order="book", drop_last=True, group_by_length=False,
+        eval_every=5, eval_batches=5, probe_every=50, probes=1, probe_tokens=35,
+        lora_r=16, lora_alpha=16, lora_dropout=0.0, checkpoint_every=50),
+}
