@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import ipaddress
 import logging
 import os
+import socket
+import sys
+import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from playground import store  # light: the heavy libraries load after the splash page is up
 from playground.splash import Splash
@@ -61,6 +65,49 @@ def launch_options(args: argparse.Namespace, auth: tuple[str, str] | None, css: 
                 max_file_size=int(max_mb * 1024 * 1024), auth=auth)
 
 
+def fail(message: str) -> NoReturn:
+    """A start that cannot go on: one line on stderr, as the command line says it, and exit status 2."""
+    print(f"error: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def port_problem(host: str, port: int) -> str | None:
+    """Why the app could not listen on host:port, or None when it can (checked before anything loads)."""
+    if not 1 <= port <= 65535:
+        return f"--port {port}: a port is a number from 1 to 65535."
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the web server binds
+            probe.bind(address)
+    except socket.gaierror:
+        return f"--host {host}: not an address or a host name this machine knows."
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            return (f"port {port} on {host} is already in use (another program, or the app started twice): "
+                    f"stop that program, or start the app on another port (--port {port + 1 if port < 65535 else port - 1}, say).")
+        if exc.errno == errno.EADDRNOTAVAIL:
+            return f"--host {host}: not an address of this machine."
+        if exc.errno == errno.EACCES:
+            return f"port {port} needs special rights on this machine: choose a port above 1023 with --port."
+        return f"cannot listen on {host}:{port}: {exc.strerror or exc}."
+    return None
+
+
+def models_dir_problem(folder: Path) -> str | None:
+    """Why the model store cannot be used (it keeps converted models and every run), or None."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except FileExistsError:
+        return f"--models-dir {folder}: a file, not a folder; give a folder for the model store."
+    except OSError as exc:
+        return (f"--models-dir {folder}: the model store cannot be written ({exc.strerror or exc}); it keeps "
+                "converted models and runs: make it writable or give another folder.")
+    return None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: this machine only)")
@@ -82,14 +129,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main() -> None:
-    parser = build_parser()
-    args = parser.parse_args()
+    args = build_parser().parse_args()
     try:
         auth = auth_from_env(args.auth_env)
     except ValueError as exc:
-        parser.error(str(exc))
+        fail(str(exc))
     if args.max_records is not None and args.max_records < 1:
-        parser.error("--max-records must be at least 1")
+        fail("--max-records must be at least 1")
+    problem = port_problem(args.host, args.port) or models_dir_problem(args.models_dir)
+    if problem:
+        fail(problem)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     warning = exposure_warning(args.host, args.share, auth)
     if warning:
@@ -110,7 +159,10 @@ def main() -> None:
     manager = ModelManager(args.models_dir, tokenizer_spec=args.tokenizer, device=args.device, dtype=args.dtype)
     demo = build_app(manager, max_file_mb=args.max_file_mb)  # None: the data module's default
     splash.close()
-    demo.queue(default_concurrency_limit=8).launch(**launch_options(args, auth, CSS + PROBES_CSS))
+    try:
+        demo.queue(default_concurrency_limit=8).launch(**launch_options(args, auth, CSS + PROBES_CSS))
+    except OSError as exc:  # the port taken meanwhile, or an address the server cannot use
+        fail(port_problem(args.host, args.port) or f"the web server could not start on {args.host}:{args.port}: {exc}")
 
 
 if __name__ == "__main__":

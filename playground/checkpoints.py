@@ -21,6 +21,7 @@ from .errors import PlaygroundError
 FOLDER = "checkpoints"
 STATE = "trainer.pt"
 PREFIX = "step-"
+REMOVING = ".removing-"  # an old checkpoint being deleted
 
 
 @dataclass(frozen=True)
@@ -88,13 +89,15 @@ def finish(temporary: Path, state: dict[str, Any], step: int, keep: int) -> Chec
     temporary.rename(target)
     kept = list_checkpoints(target.parent.parent)
     for old in kept[:-keep] if keep else []:
-        shutil.rmtree(old.folder, ignore_errors=True)
+        removing = old.folder.with_name(f"{REMOVING}{old.folder.name}")  # a kill meanwhile leaves no half checkpoint
+        old.folder.rename(removing)
+        shutil.rmtree(removing, ignore_errors=True)
     return Checkpoint(step, target)
 
 
 def remove_leftovers(run_folder: Path) -> None:
-    """Half-written checkpoints of a process killed while saving."""
+    """Half-written or half-deleted checkpoints of a process killed while saving or pruning."""
     root = run_folder / FOLDER
     for child in root.iterdir() if root.is_dir() else []:
-        if child.name.startswith(".saving-"):
+        if child.name.startswith((".saving-", REMOVING)):
             shutil.rmtree(child, ignore_errors=True)

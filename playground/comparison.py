@@ -55,10 +55,9 @@ class RunSummary:
         return max(p.elapsed for p in points) / 60 if points else None
 
 
-def _data_facts(folder: Path) -> dict[str, Any]:
-    try:
-        saved = json.loads((folder / "data.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+def _data_facts(record: runs.RunRecord) -> dict[str, Any]:
+    saved = record.data()
+    if saved is None:
         return {}
     return {"data": saved.get("source"), "data sha256": (saved.get("sha256") or "")[:12],
             "split seed": (saved.get("split") or {}).get("seed")}
@@ -86,7 +85,7 @@ def summarize(models_dir: Path, run_id: str) -> RunSummary:
     validation = [Point(e["step"], e["elapsed"], e["val_loss"]) for e in events
                   if e.get("kind") == "eval" and e.get("val_loss") is not None]
     settings = vars(TrainConfig.from_dict(record.settings))  # an older run's settings by today's names
-    return RunSummary(run_id, record.state, settings, _data_facts(record.folder), train, validation,
+    return RunSummary(run_id, record.state, settings, _data_facts(record), train, validation,
                       _grading(models_dir, run_id))
 
 

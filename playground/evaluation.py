@@ -153,17 +153,18 @@ def scores_path_for(responses: Path, settings: judge.JudgeSettings, use_judge: b
 
 def latest_grading(models_dir: Path, run_id: str) -> dict[str, Any] | None:
     """The run's most recent grading as saved: its report ("judge", "summary", "rows") and its files
-    (both answers, the book's file, the scores); None when the run has not been graded."""
-    folder = judge_dir(models_dir, run_id)
+    (both answers, the book's file, the scores); None when the run has not been graded. A damaged
+    run is refused."""
+    record = runs.read(models_dir, run_id)
+    folder = record.folder / "judge"
     found = sorted(folder.glob("*/scores-*.json"), key=lambda path: path.stat().st_mtime) if folder.is_dir() else []
-    for scores in reversed(found):
-        try:
-            saved = json.loads(scores.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue  # cut by a crash: an older grading is better than none
-        files = [scores.parent / "responses.json", scores.parent / BOOK_FILE, scores]
-        return {**saved, "grading": scores.parent.name, "files": [str(f) for f in files if f.exists()]}
-    return None
+    found = [path for path in found if not path.name.startswith(".") and path.is_file()]
+    if not found:
+        return None
+    scores = found[-1]
+    saved = record.read_file(scores.relative_to(record.folder).as_posix())
+    files = [scores.parent / "responses.json", scores.parent / BOOK_FILE, scores]
+    return {**saved, "grading": scores.parent.name, "files": [str(f) for f in files if f.exists()]}
 
 
 def reference_metrics(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:

@@ -360,7 +360,7 @@ class ModelManager:
         try:
             loaded.weights.load_adapter(name, str(folder))
         except Exception as exc:
-            raise PlaygroundError(failure_message(f"Loading the adapter of {what}", exc)) from None
+            raise PlaygroundError(failure_message(f"Loading the adapter of {what} from {folder}", exc)) from None
         return Side("tuned", loaded.weights, name), record
 
     def _full_copy(self, name: str, folder: Path, dtype: torch.dtype, what: str) -> Weights:
@@ -371,18 +371,20 @@ class ModelManager:
             try:
                 model = store.load_model(str(folder), self.models_dir, dtype=dtype)
             except Exception as exc:
-                raise PlaygroundError(failure_message(f"Loading the weights of {what}", exc)) from None
+                raise PlaygroundError(failure_message(f"Loading the weights of {what} from {folder}", exc)) from None
             cached = Weights(model.to(self.device), self.lock)
             with self._state_lock:
                 self._full_models = {name: cached}
         return cached
 
     def run_data(self, run_id: str) -> run_data.RunData:
-        """The data and splits a run trained on (see `run_data.load`); the latest few are kept."""
+        """The data and splits a run trained on (see `run_data.load`); the latest few are kept, and a
+        run damaged since is refused."""
+        record = runs.read(self.models_dir, run_id)
         with self._state_lock:
             cached = self._run_data.pop(run_id, None)
         if cached is None:
-            cached = run_data.load(self.models_dir, runs.read(self.models_dir, run_id))
+            cached = run_data.load(self.models_dir, record)
         with self._state_lock:
             self._run_data[run_id] = cached  # the newest last
             while len(self._run_data) > RUN_DATA_KEPT:

@@ -69,10 +69,9 @@ def load(models_dir: Path, record: runs.RunRecord, offered: data.Dataset | None 
     """The run's own data and splits: from its origin, else the copy in the store; else an error.
     `offered` (a dataset the user pointed at) is used instead when its content is the same, and
     refused when it is not."""
-    path = record.folder / FILE
-    if not path.exists():
+    saved = record.data()
+    if saved is None:
         return _load_legacy(record, offered)
-    saved = json.loads(path.read_text(encoding="utf-8"))
     indices = saved["indices"]
     splits = data.Splits(indices["train"], indices["validation"], indices["test"])
     if offered is not None:

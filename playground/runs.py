@@ -7,9 +7,13 @@ Each run folder holds:
   metrics.jsonl   one JSON line per logged step (train loss, validation loss, tokens/s, probes)
   adapter/        the LoRA adapter (peft, safetensors), or
   weights/        the fully fine-tuned model (safetensors)
-JSON files are written to a temporary name and renamed, so a crash never leaves half a file. A run
-whose status says running but whose process is gone (or whose process id now belongs to a process
-started at another time), or that this process no longer runs, is listed as interrupted.
+and data.json, votes.jsonl, exports.jsonl, checkpoints/ and judge/ (see `run_files`, the one reader
+of them all). JSON files are written to a temporary name and renamed, so a crash never leaves half
+a file. A run whose status says running but whose process is gone (or whose process id now belongs
+to a process started at another time), or that this process no longer runs, is listed as
+interrupted. A run with a damaged file is listed as "damaged: <file>: <why>", and everything asked
+of it (chat, grading, inspection, export, resume, comparison) is refused with that message
+(`DamagedRun`); its files are left as they are, and the other runs work as before.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from typing import Any
 
 import psutil
 
+from . import run_files
 from .errors import PlaygroundError
 
 ACTIVE: set[str] = set()  # run ids this process is training right now
@@ -106,15 +111,36 @@ def alive(pid: int | None, started: float | None) -> bool:
     return started is None or abs(now - started) < START_TOLERANCE_S
 
 
+class DamagedRun(PlaygroundError):
+    """A run with a file that cannot be used; every action on the run is refused with this message."""
+
+    def __init__(self, folder: Path, damage: str):
+        super().__init__(f"Run {folder.name} is damaged: {damage}. Nothing in it was changed: repair that file in "
+                         f"{folder}, or move the run's folder out of {folder.parent}.")
+        self.damage = damage
+
+
+def read_file(folder: Path, name: str, live: bool = False) -> Any:
+    """The parsed content of a file of the run in `folder` (None when absent), through the one reader
+    (`run_files`); a damaged file refuses the run."""
+    try:
+        return run_files.load(folder, name, live)
+    except run_files.Damage as damage:
+        raise DamagedRun(folder, str(damage)) from None
+
+
 @dataclass
 class RunRecord:
     run_id: str
     folder: Path
     config: dict[str, Any]
     status: dict[str, Any]
+    damage: str = ""  # "<file>: <why>" when a file of the run cannot be used; nothing else is then read
 
     @property
     def state(self) -> str:
+        if self.damage:
+            return f"damaged: {self.damage}"
         state = self.status.get("state", "unknown")
         if state == "running":
             pid, started = self.status.get("pid"), self.status.get("pid_started")
@@ -130,19 +156,24 @@ class RunRecord:
 
     @property
     def has_weights(self) -> bool:
-        return (self.folder / "adapter").is_dir() or (self.folder / "weights").is_dir()
+        return not self.damage and ((self.folder / "adapter").is_dir() or (self.folder / "weights").is_dir())
+
+    def refuse_if_damaged(self) -> "RunRecord":
+        if self.damage:
+            raise DamagedRun(self.folder, self.damage)
+        return self
+
+    def read_file(self, name: str) -> Any:
+        """A file of the run, parsed and checked (see `run_files`); None when it is absent."""
+        self.refuse_if_damaged()
+        return read_file(self.folder, name, live=self.state == "running")
 
     def metrics(self) -> list[dict[str, Any]]:
-        path = self.folder / "metrics.jsonl"
-        if not path.exists():
-            return []
-        rows = []
-        for line in path.read_text(encoding="utf-8").splitlines():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:  # a line cut by a crash
-                continue
-        return rows
+        return self.read_file("metrics.jsonl") or []
+
+    def data(self) -> dict[str, Any] | None:
+        """What data.json records (see `run_data`); None for runs saved before it."""
+        return self.read_file("data.json")
 
 
 class RunWriter:
@@ -166,16 +197,20 @@ class RunWriter:
     def reopen(cls, models_dir: Path, run_id: str, rows: int, step: int) -> "RunWriter":
         """The writer of a run resumed at `step`: its metrics keep their first `rows` rows, the ones
         written up to the checkpoint, so the curve goes on from there."""
+        record = read(models_dir, run_id)
         writer = cls.__new__(cls)
-        writer.run_id, writer.folder = run_id, runs_dir(models_dir) / check_run_id(models_dir, run_id)
+        writer.run_id, writer.folder = record.run_id, record.folder
         writer.pid_started = psutil.Process().create_time()
+        writer.started = record.status.get("started", time.time())
+        kept = record.metrics()[:rows]
         metrics = writer.folder / "metrics.jsonl"
         try:
-            writer.started = json.loads((writer.folder / "status.json").read_text(encoding="utf-8"))["started"]
-            lines = metrics.read_text(encoding="utf-8").splitlines(keepends=True) if metrics.exists() else []
-            write_text(metrics, "".join(lines[:rows]))
+            if kept:
+                write_text(metrics, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in kept))
+            else:
+                metrics.unlink(missing_ok=True)
             writer.status("running", f"resumed at step {step}", step=step)
-        except (OSError, KeyError, json.JSONDecodeError) as exc:
+        except OSError as exc:
             raise PlaygroundError(f"Cannot resume run {run_id} in {writer.folder}: {exc}") from None
         return writer
 
@@ -190,30 +225,34 @@ class RunWriter:
             file.flush()
 
 
-def read(models_dir: Path, run_id: str) -> RunRecord:
+def examine(models_dir: Path, run_id: str) -> RunRecord:
+    """The run's record, every file of it checked: a damaged run comes back with `damage` set (and
+    nothing read from it), so that it can be listed."""
     run_id = check_run_id(models_dir, run_id)
     folder = runs_dir(models_dir) / run_id
     try:
-        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-        status = json.loads((folder / "status.json").read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise PlaygroundError(f"No run '{run_id}' under {runs_dir(models_dir)}.") from None
-    except json.JSONDecodeError as exc:
-        raise PlaygroundError(f"Run '{run_id}': a damaged file ({exc}).") from None
-    return RunRecord(run_id, folder, config, status)
+        record = RunRecord(run_id, folder, run_files.load(folder, "config.json"), run_files.load(folder, "status.json"))
+        run_files.check(folder, live=record.state == "running")
+    except run_files.Damage as damage:
+        return RunRecord(run_id, folder, {}, {}, damage=str(damage))
+    return record
+
+
+def read(models_dir: Path, run_id: str) -> RunRecord:
+    """The run's record; a damaged run is refused (`DamagedRun`)."""
+    return examine(models_dir, run_id).refuse_if_damaged()
 
 
 def list_runs(models_dir: Path) -> list[RunRecord]:
-    """Every run, newest first; damaged folders are skipped."""
+    """Every run, newest first; a damaged one is listed with its damage (`RunRecord.state`)."""
     folder = runs_dir(models_dir)
-    records = []
-    for child in sorted(folder.iterdir(), reverse=True) if folder.is_dir() else []:
-        if child.is_dir() and not child.name.startswith("."):
-            try:
-                records.append(read(models_dir, child.name))
-            except PlaygroundError:
-                continue
-    return records
+    try:
+        children = sorted(folder.iterdir(), reverse=True) if folder.is_dir() else []
+    except OSError as exc:
+        log.warning("cannot list the runs in %s: %s", folder, exc.strerror or exc)
+        return []
+    return [examine(models_dir, child.name) for child in children
+            if child.is_dir() and not child.name.startswith(".")]
 
 
 def remove_leftovers(models_dir: Path) -> list[Path]:
@@ -225,7 +264,7 @@ def remove_leftovers(models_dir: Path) -> list[Path]:
     removed = []
     for record in list_runs(models_dir):
         leftover = record.folder / SAVING
-        if leftover.is_dir() and record.state != "running":
+        if leftover.is_dir() and record.state != "running" and not record.damage:
             shutil.rmtree(leftover, ignore_errors=True)
             log.info("removed %s, left by an interrupted save", leftover)
             removed.append(leftover)

@@ -6,13 +6,15 @@ import json
 import time
 from pathlib import Path
 
-from . import runs
+from . import run_files, runs
 
-WINNERS = ("tuned", "base", "tie", "both_bad")
+WINNERS = run_files.VOTE_WINNERS
+FILE = "votes.jsonl"
 
 
 def votes_path(models_dir: Path, run_id: str) -> Path:
-    return runs.runs_dir(models_dir) / runs.check_run_id(models_dir, run_id) / "votes.jsonl"
+    """Where the run's votes go; a damaged run is refused."""
+    return runs.read(models_dir, run_id).folder / FILE
 
 
 def save_vote(models_dir: Path, run_id: str, message: str, input_text: str, winner: str, tuned_side: str,
@@ -31,13 +33,7 @@ def save_vote(models_dir: Path, run_id: str, message: str, input_text: str, winn
 def tally(models_dir: Path, run_id: str, checkpoint: int | None = None) -> dict[str, int]:
     """The votes on the run's final weights, or on its checkpoint at step `checkpoint`."""
     counts = dict.fromkeys(WINNERS, 0)
-    path = votes_path(models_dir, run_id)
-    if path.exists():
-        for line in path.read_text(encoding="utf-8").splitlines():
-            try:
-                row = json.loads(line)
-                if row.get("checkpoint") == checkpoint:
-                    counts[row["winner"]] += 1
-            except (json.JSONDecodeError, KeyError, TypeError, AttributeError):
-                continue
+    for row in runs.read(models_dir, run_id).read_file(FILE) or []:
+        if row.get("checkpoint") == checkpoint:
+            counts[row["winner"]] += 1
     return counts

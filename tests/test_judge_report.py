@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from ollama_standin import OllamaStandin
-from playground import evaluation, judge, metrics
+from playground import evaluation, judge, metrics, runs
+from playground.errors import PlaygroundError
 from playground.judge import JudgeItem, JudgeSettings
 from playground.judge import report as card
 from playground.judge.runner import PairJudgment
@@ -173,6 +174,7 @@ def test_the_tab_lists_worst_regressions_first_and_the_drill_down_says_why_a_sco
 
 
 def test_the_latest_grading_of_a_run_is_read_back_with_its_files(tmp_path):
+    runs.RunWriter(tmp_path, "run-1", {"settings": {}})
     folder = evaluation.judge_dir(tmp_path, "run-1")
     assert evaluation.latest_grading(tmp_path, "run-1") is None
     for name, average in (("test-3-aaaa", 10.0), ("test-5-bbbb", 20.0)):
@@ -185,8 +187,9 @@ def test_the_latest_grading_of_a_run_is_read_back_with_its_files(tmp_path):
     saved = evaluation.latest_grading(tmp_path, "run-1")
     assert saved["grading"] == "test-5-bbbb" and saved["summary"]["tuned"]["average"] == 20.0
     assert [os.path.basename(f) for f in saved["files"]] == ["responses.json", "scores-llama3-x.json"]
-    (folder / "test-5-bbbb" / "scores-llama3-x.json").write_text('{"cut')  # cut by a crash: the older one is shown
-    assert evaluation.latest_grading(tmp_path, "run-1")["grading"] == "test-3-aaaa"
+    (folder / "test-5-bbbb" / "scores-llama3-x.json").write_text('{"cut')  # scores are written whole: this is damage
+    with pytest.raises(PlaygroundError, match="Run run-1 is damaged: judge/test-5-bbbb/scores-llama3-x.json: cut short"):
+        evaluation.latest_grading(tmp_path, "run-1")
 
 
 def test_the_report_names_the_options_the_protocol_sends():

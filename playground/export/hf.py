@@ -48,7 +48,7 @@ def model_card(facts: RunFacts, models_dir: Path, found: PromptFormat, example: 
     """README.md: what the model is, how it was trained, on what data, its scores and its prompt format."""
     record = facts.record
     settings = record.settings
-    data = _data_facts(record.folder)
+    data = record.data() or {}
     grading = evaluation.latest_grading(models_dir, record.run_id)
     lines = [f"# {record.run_id}", "",
              f"A {'LoRA' if facts.is_lora else 'full'} fine-tune of `{facts.spec}` made with the instruction-tuning "
@@ -82,14 +82,6 @@ def model_card(facts: RunFacts, models_dir: Path, found: PromptFormat, example: 
 
 def _stop_texts(found: PromptFormat) -> list[str]:
     return ["the end-of-text token"] + (["the end-of-turn token"] if found.style == "chat" else [])
-
-
-def _data_facts(folder: Path) -> dict[str, Any]:
-    path = folder / "data.json"
-    try:
-        return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
-    except (OSError, ValueError):
-        return {}
 
 
 def _number(value: Any) -> str:

@@ -13,20 +13,10 @@ FILE = "exports.jsonl"
 
 def append(run_folder: Path, entry: dict[str, Any]) -> None:
     """Add one export's record; the file is rewritten atomically, so a crash never cuts a line."""
-    path = run_folder / FILE
-    before = path.read_text(encoding="utf-8") if path.exists() else ""
-    if before and not before.endswith("\n"):
-        before += "\n"
-    runs.write_text(path, before + json.dumps(entry, ensure_ascii=False) + "\n")
+    rows = [*read(run_folder), entry]
+    runs.write_text(run_folder / FILE, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
 
 
 def read(run_folder: Path) -> list[dict[str, Any]]:
-    """The run's exports, oldest first (damaged lines skipped)."""
-    path = run_folder / FILE
-    rows = []
-    for line in path.read_text(encoding="utf-8").splitlines() if path.exists() else []:
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return rows
+    """The run's exports, oldest first; a damaged file refuses the run (`runs.DamagedRun`)."""
+    return runs.read_file(run_folder, FILE) or []

@@ -181,7 +181,10 @@ def vote(manager: Any, choice: str, turns: list[dict[str, str]], run_id: str | N
     winner = {"tie": "tie", "both_bad": "both_bad"}.get(choice) or ("tuned" if choice == tuned_side_name else "base")
     last = turns[-1]
     step = checkpoint_step(checkpoint)
-    save_vote(manager.models_dir, run_id, last["message"], last["input"], winner, tuned_side_name, step)
+    try:
+        save_vote(manager.models_dir, run_id, last["message"], last["input"], winner, tuned_side_name, step)
+    except PlaygroundError as exc:
+        raise gr.Error(str(exc)) from None
     left_label, right_label = labels(True, tuned_is_left, True)
     names = f"Left was <b>{'Tuned' if tuned_is_left else 'Base'}</b>, right was <b>{'Base' if tuned_is_left else 'Tuned'}</b>."
     result = notice(f"Vote saved: {winner.replace('_', ' ')}.", "ok") + f"<div>{names}</div>"

@@ -45,23 +45,43 @@ def changed(shared: Shared, *names: str) -> list[Any]:
     return [shared.app.load, *(getattr(shared, name).change for name in names)]
 
 
+DAMAGED = " · damaged: "  # in the label of a damaged run
+
+
+def run_label(record: runs.RunRecord, kind: str = "") -> str:
+    """How a run reads in a list: its id, its kind (method or variant) and its state, or its damage."""
+    if record.damage:
+        return f"{record.run_id}{DAMAGED}{record.damage}"
+    return f"{record.run_id} · {kind or record.settings.get('method', '?')} · {record.state}"
+
+
 def run_choices(manager: ModelManager) -> list[tuple[str, str]]:
-    """Runs that can answer: saved adapters or weights, and the run training now (live weights)."""
-    choices = []
+    """Runs that can answer: saved adapters or weights, and the run training now (live weights);
+    damaged runs are listed too, last, so that they can be seen (picking one says what is wrong)."""
+    choices, damaged = [], []
     job = manager.job
     if job is not None and job.running:
         choices.append((f"● training now: {job.run_id} (latest step)", job.run_id))
     for record in runs.list_runs(manager.models_dir):
-        if record.has_weights and not (job is not None and job.running and job.run_id == record.run_id):
-            choices.append((f"{record.run_id} · {record.settings.get('method', '?')} · {record.state}", record.run_id))
-    return choices
+        if record.damage:
+            damaged.append((run_label(record), record.run_id))
+        elif record.has_weights and not (job is not None and job.running and job.run_id == record.run_id):
+            choices.append((run_label(record), record.run_id))
+    return choices + damaged
 
 
 def run_update(manager: ModelManager, current: str | None) -> Any:
-    """Fresh run choices for a dropdown, keeping the current pick while it is still there."""
+    """Fresh run choices for a dropdown, keeping the current pick while it is still there; else the
+    first run that is not damaged."""
     choices = run_choices(manager)
-    ids = [value for _, value in choices]
-    return gr.update(choices=choices, value=current if current in ids else (ids[0] if ids else None))
+    return gr.update(choices=choices, value=pick(choices, current))
+
+
+def pick(choices: list[tuple[str, str]], current: str | None) -> str | None:
+    """The current pick while it is still listed, else the first run that is not damaged."""
+    if current in [value for _, value in choices]:
+        return current
+    return next((value for label, value in choices if DAMAGED not in label), None)
 
 
 def tokenizer_or_message(manager: ModelManager, spec: str, wait: float = 600.0) -> tuple[Any, str]:

@@ -10,7 +10,7 @@ import plotly.graph_objects as go
 
 from .. import comparison, runs
 from ..errors import PlaygroundError
-from .common import Shared, notice
+from .common import Shared, notice, run_label
 
 PALETTE = ["#6366f1", "#f59e0b", "#10b981", "#ef4444", "#0ea5e9", "#a855f7", "#84cc16", "#64748b"]
 EMPTY = "Pick two or more runs (up to 8): their curves, final figures and the settings that differ appear here."
@@ -47,8 +47,7 @@ def curves_figure(summaries: list[comparison.RunSummary], by_time: bool) -> go.F
 
 
 def run_options(models_dir: Any) -> list[tuple[str, str]]:
-    return [(f"{r.run_id} · {r.settings.get('label') or r.settings.get('method', '?')} · {r.state}", r.run_id)
-            for r in runs.list_runs(models_dir)]
+    return [(run_label(r, r.settings.get("label") or ""), r.run_id) for r in runs.list_runs(models_dir)]
 
 
 def build(shared: Shared, tab: gr.Tab) -> None:

@@ -17,7 +17,7 @@ from ..export.runner import token_text
 from ..export import records as export_records
 from ..export.gguf_file import K_QUANT_NOTE
 from ..export.target import human_size
-from .common import Shared, notice
+from .common import Shared, notice, pick, run_label
 
 FORMAT_CHOICES = [("Adapter (peft)", "adapter"), ("Hugging Face folder (merged)", "hf"), ("GGUF (llama.cpp)", "gguf"),
                   ("Ollama model", "ollama")]
@@ -26,9 +26,11 @@ EMPTY = "Pick a run and a format, then press Export. The files and, for GGUF and
 
 
 def saved_runs(manager: Any) -> list[tuple[str, str]]:
-    """Runs with a saved adapter or weights that are not training now."""
-    return [(f"{r.run_id} · {r.settings.get('method', '?')} · {r.state}", r.run_id)
-            for r in runs.list_runs(manager.models_dir) if r.has_weights and r.state != "running"]
+    """Runs with a saved adapter or weights that are not training now, then the damaged runs (an
+    export of one is refused with what is wrong)."""
+    listed = runs.list_runs(manager.models_dir)
+    return [(run_label(r), r.run_id) for r in listed if r.has_weights and r.state != "running"] + \
+        [(run_label(r), r.run_id) for r in listed if r.damage]
 
 
 def build(shared: Shared, tab: gr.Tab) -> None:
@@ -97,7 +99,10 @@ def build(shared: Shared, tab: gr.Tab) -> None:
 
     def last_export(run_id):
         """The run's latest export as recorded, so it shows again after a reload."""
-        entries = export_records.read(runs.runs_dir(manager.models_dir) / run_id) if run_id else []
+        try:
+            entries = export_records.read(runs.read(manager.models_dir, run_id).folder) if run_id else []
+        except PlaygroundError as exc:
+            return notice(str(exc), "error"), "", ""
         if not entries:
             return notice(EMPTY), "", ""
         last = entries[-1]
@@ -108,8 +113,7 @@ def build(shared: Shared, tab: gr.Tab) -> None:
 
     def refresh(current):
         choices = saved_runs(manager)
-        ids = [value for _, value in choices]
-        value = current if current in ids else (ids[0] if ids else None)
+        value = pick(choices, current)
         return gr.update(choices=choices, value=value), *last_export(value)
 
     run.change(last_export, run, [message, files, parity])

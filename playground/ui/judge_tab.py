@@ -167,7 +167,10 @@ def build(shared: Shared, tab: gr.Tab) -> None:
         return update, *last_grading(update.get("value"))
 
     def last_grading(run_id):
-        saved = evaluation.latest_grading(manager.models_dir, run_id) if run_id else None
+        try:
+            saved = evaluation.latest_grading(manager.models_dir, run_id) if run_id else None
+        except PlaygroundError as exc:
+            return notice(str(exc), "error"), *show(None)
         text = notice(EMPTY, "info") if saved is None else notice(
             f"The last grading of this run ({saved['grading']}); grade again for another split or size.", "info")
         return text, *show(saved)

@@ -130,6 +130,9 @@ def runs_frame(models_dir: Any, job: TrainingJob | None = None) -> pd.DataFrame:
         rows.append({"run": job.run_id, "state": job.phase, "method": job.config.method, "model": job.config.model,
                      "steps": "0/?", "train loss": "", "val loss": "", "saved": "no", "started": "now"})
     for record in records:
+        if record.damage:  # nothing of it is read: its state names the file and why
+            rows.append({"run": record.run_id, "state": record.state})
+            continue
         settings = record.config.get("settings", {})
         status = record.status
         state = record.state
@@ -142,7 +145,7 @@ def runs_frame(models_dir: Any, job: TrainingJob | None = None) -> pd.DataFrame:
                      "saved": "yes" if record.has_weights else "no",
                      "started": time.strftime("%Y-%m-%d %H:%M", time.localtime(status.get("started", 0)))})
     columns = ["run", "state", "method", "model", "steps", "train loss", "val loss", "saved", "started"]
-    return pd.DataFrame(rows, columns=columns)
+    return pd.DataFrame(rows, columns=columns).fillna("")
 
 
 def _rounded(value: Any) -> Any:
