@@ -1,4 +1,8 @@
-"""The app as a person uses it: Playwright driving Debian's Chromium against `python app.py`."""
+"""The app as a person uses it: Playwright driving Debian's Chromium against `python app.py`.
+
+Each test opens a page of its own (a session of its own) on one app per module; the runs a test needs
+and does not make in the browser are trained or graded through the command line by the fixtures below,
+so every test passes alone."""
 
 import json
 import os
@@ -13,7 +17,7 @@ import pytest
 from playwright.sync_api import expect, sync_playwright
 
 from playground import store
-from tests_helpers import free_port
+from tests_helpers import free_port, run_cli, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -24,26 +28,34 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-back
 
 
 @pytest.fixture(scope="module")
-def app_url(tmp_path_factory):
+def models(tmp_path_factory):
+    """The app's store: runs go to a fresh folder; the converted default model is shared with it, not converted again."""
+    models = tmp_path_factory.mktemp("models")
+    (models / store.DEFAULT_NAME).symlink_to(store.ensure_default_model(), target_is_directory=True)
+    return models
+
+
+@pytest.fixture(scope="module")
+def app_url(models):
     port = free_port()
     (ROOT / "artifacts").mkdir(exist_ok=True)
     log = open(ROOT / "artifacts" / "app-test.log", "w")
-    # runs go to a fresh store; the converted default model is shared with it, not converted again
-    models = tmp_path_factory.mktemp("models")
-    (models / store.DEFAULT_NAME).symlink_to(store.ensure_default_model(), target_is_directory=True)
     process = subprocess.Popen([sys.executable, "app.py", "--port", str(port), "--models-dir", str(models)], cwd=ROOT,
                                stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"})
     url = f"http://127.0.0.1:{port}/"
-    deadline = time.monotonic() + 180
-    while True:
+
+    def app_answers():
+        assert process.poll() is None, f"the app exited ({process.returncode}): {Path(log.name).read_text()[-3000:]}"
         try:  # the starting page answers first; wait for the app itself
-            if b"Starting&hellip;" not in urllib.request.urlopen(url, timeout=2).read():
-                break
+            return b"Starting&hellip;" not in urllib.request.urlopen(url, timeout=10).read()
         except OSError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                process.kill()
-                raise RuntimeError(f"the app did not start; see {log.name}")
-            time.sleep(0.5)
+            return False
+
+    try:
+        wait_until(app_answers, f"the app on {url} (its output: {log.name})", seconds=600, every=0.5)
+    except AssertionError:
+        process.kill()
+        raise
     yield url
     process.terminate()
     process.wait(timeout=30)
@@ -51,15 +63,57 @@ def app_url(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def page(app_url):
+def browser():
     SHOTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_FLAGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.set_default_timeout(30_000)
-        page.goto(app_url)
-        yield page
+        yield browser
         browser.close()
+
+
+@pytest.fixture
+def page(browser, app_url):
+    """A fresh page: a session of its own, with the app's tokenizer loaded."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    page.set_default_timeout(30_000)
+    page.goto(app_url)
+    expect(page.locator("#model-status")).to_contain_text("ready", timeout=600_000)
+    yield page
+    context.close()
+
+
+def train_run(models) -> str:
+    """A LoRA run on the default model through the command line, with the Train tab's preset cut to 4 steps
+    (validation every 2, no probes); its id."""
+    result = run_cli("train", "--model", "default", "--preset", "Quick CPU demo", "--max-steps", "4",
+                     "--eval-every", "2", "--probes", "0", models_dir=models)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return Path(result.stdout.strip().splitlines()[-1]).name
+
+
+@pytest.fixture(scope="module")
+def trained_run(models):
+    """A finished LoRA run in the app's store, for the tabs that answer, inspect, grade or export with one."""
+    return train_run(models)
+
+
+@pytest.fixture
+def ungraded_run(models):
+    """A run of its own, never graded (no cached judge replies either), the newest in the store."""
+    return train_run(models)
+
+
+@pytest.fixture(scope="module")
+def graded_run(models, trained_run):
+    """The trained run, graded once through the command line against the Ollama stand-in."""
+    from ollama_standin import OllamaStandin
+
+    with OllamaStandin(reply=lambda request: "72") as server:
+        result = run_cli("judge", "--run", trained_run, "--limit", "3", "--max-new-tokens", "8", "--host", server.url,
+                         models_dir=models)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return trained_run
 
 
 def test_dataset_tab_pages_searches_and_shows_a_record(page, tmp_path):
@@ -251,9 +305,9 @@ def wait_for_answers(page, count, seconds=240):
     raise AssertionError(f"the chat did not settle on {count} answers per side: {last}")
 
 
-def test_chat_tab_two_messages_regenerate_and_a_blind_vote(page):
+def test_chat_tab_two_messages_regenerate_and_a_blind_vote(trained_run, page):
     page.get_by_role("tab", name="Chat").click()
-    expect(page.locator("#chat-run input")).to_have_value(re.compile("lora"))  # the run trained above
+    expect(page.locator("#chat-run input")).to_have_value(re.compile("lora"))  # the newest run is picked
     expect(page.locator("#chat-run-info")).to_contain_text("test split")
     page.locator("#chat-settings").get_by_text("Generation settings").click()
     page.locator("#chat-max-new input[type=number]").fill("12")
@@ -303,9 +357,9 @@ def test_chat_tab_two_messages_regenerate_and_a_blind_vote(page):
     page.screenshot(path=str(SHOTS / "chat.png"), full_page=True)
 
 
-def test_inspect_tab_shows_what_changed_per_token_and_per_family(page):
+def test_inspect_tab_shows_what_changed_per_token_and_per_family(trained_run, page):
     page.get_by_role("tab", name="Inspect").click()
-    expect(page.locator("#inspect-run input")).to_have_value(re.compile("lora"))  # the run trained above
+    expect(page.locator("#inspect-run input")).to_have_value(re.compile("lora"))  # the newest run is picked
     expect(page.locator("#inspect-example input")).to_have_value(re.compile(r"^0 · record \d+"))
     page.locator("#inspect-go").click()
     expect(page.locator("#inspect-message")).to_contain_text("answer tokens", timeout=180_000)
@@ -343,12 +397,13 @@ def set_judge_count(page, n):
     page.locator("#judge-count input[type=number]").press("Enter")
 
 
-def test_judge_tab_grades_with_one_click_against_the_ollama_stand_in(page):
+def test_judge_tab_grades_with_one_click_against_the_ollama_stand_in(ungraded_run, page):
     from ollama_standin import OllamaStandin
 
     with OllamaStandin(reply=lambda request: "72") as server:
         page.get_by_role("tab", name="Judge").click()
         expect(page.locator("#judge-run input")).to_have_value(re.compile("lora"))
+        expect(page.locator("#judge-run input")).to_have_value(re.compile(ungraded_run))
         # before a grading: a short explanation, no empty table or plots
         expect(page.locator("#judge-message")).to_contain_text("No grading of this run yet")
         expect(page.locator("#judge-table")).to_be_hidden()
@@ -378,10 +433,8 @@ def test_judge_tab_grades_with_one_click_against_the_ollama_stand_in(page):
         expect(page.locator("#judge-message")).to_contain_text("The last grading of this run")
 
 
-def test_judge_tab_with_the_server_down_points_to_reference_metrics(page):
-    from llama_server import LlamaServer
-
-    down = LlamaServer().url  # a free port where nothing listens
+def test_judge_tab_with_the_server_down_points_to_reference_metrics(trained_run, page):
+    down = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     page.get_by_role("tab", name="Judge").click()
     page.locator("#judge-host input, #judge-host textarea").first.fill(down)
     set_judge_count(page, 3)
@@ -395,7 +448,7 @@ def test_judge_tab_with_the_server_down_points_to_reference_metrics(page):
     page.locator("#judge-metrics-only").get_by_role("checkbox").uncheck()
 
 
-def test_judge_tab_grades_on_a_real_openai_compatible_server(page):
+def test_judge_tab_grades_on_a_real_openai_compatible_server(trained_run, page):
     from llama_server import MODEL, LlamaServer
 
     with LlamaServer(n_ctx=2048) as server:
@@ -415,21 +468,21 @@ def test_judge_tab_grades_on_a_real_openai_compatible_server(page):
         page.screenshot(path=str(SHOTS / "judge-openai.png"), full_page=True)
 
 
-def test_compare_tab_overlays_curves_and_shows_the_graded_figures(page):
+def test_compare_tab_overlays_curves_and_shows_the_graded_figures(graded_run, page):
     page.get_by_role("tab", name="Compare").click()
     page.locator("#compare-runs input").click()
-    page.locator("#compare-runs [role=option]").first.click()
+    page.locator("#compare-runs [role=option]").filter(has_text=graded_run).click()
     page.keyboard.press("Escape")
     page.locator("#compare-go").click()
     expect(page.locator("#compare-message")).to_contain_text("1 run;")
     expect(page.locator("#compare-by-step .js-plotly-plot")).to_be_visible()
     expect(page.locator("#compare-by-time .js-plotly-plot")).to_be_visible()
     expect(page.locator("#compare-figures")).to_contain_text("final val loss")
-    expect(page.locator("#compare-figures")).to_contain_text("tuned ROUGE-L")  # graded in the Judge tab above
+    expect(page.locator("#compare-figures")).to_contain_text("tuned ROUGE-L")  # the run's grading
     page.screenshot(path=str(SHOTS / "compare.png"), full_page=True)
 
 
-def test_export_tab_writes_a_gguf_and_checks_parity_in_llama_cpp(page):
+def test_export_tab_writes_a_gguf_and_checks_parity_in_llama_cpp(trained_run, page):
     page.get_by_role("tab", name="Export").click()
     expect(page.locator("#export-run input")).to_have_value(re.compile("lora"))
     page.locator("#export-quant").get_by_text("Q8_0").click()
@@ -466,11 +519,12 @@ def test_stopped_run_resumes_on_its_curve_and_chats_from_a_checkpoint(page):
     page.locator("#train-max-steps input").fill("30")
     page.locator("#train-checkpoint-every input").fill("2")
     page.locator("#train-eval-every input").fill("5")
+    page.locator("#train-probe-every input").fill("0")
     page.locator("#train-start").click()
     status = page.locator("#train-status")
     expect(status).to_contain_text(re.compile(r"step ([3-9]|1\d) of 30"), timeout=600_000)
     page.locator("#train-stop").click()
-    expect(status).to_contain_text("Stopped after", timeout=120_000)
+    expect(status).to_contain_text("Stopped after", timeout=600_000)
     run_id = re.search(r"Run (\S+)", status.inner_text()).group(1)
     stopped_at = int(re.search(r"Stopped after (\d+)", status.inner_text()).group(1))
 
