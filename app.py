@@ -158,10 +158,11 @@ def main() -> None:
         data.set_record_limit(args.max_records)
     manager = ModelManager(args.models_dir, tokenizer_spec=args.tokenizer, device=args.device, dtype=args.dtype)
     demo = build_app(manager, max_file_mb=args.max_file_mb)  # None: the data module's default
-    splash.close()
+    splash.close_when_gradio_binds()  # launch() works for seconds before it listens: keep answering till then
     try:
         demo.queue(default_concurrency_limit=8).launch(**launch_options(args, auth, CSS + PROBES_CSS))
     except OSError as exc:  # the port taken meanwhile, or an address the server cannot use
+        splash.close()
         fail(port_problem(args.host, args.port) or f"the web server could not start on {args.host}:{args.port}: {exc}")
 
 

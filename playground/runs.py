@@ -43,11 +43,22 @@ START_TOLERANCE_S = 2.0
 log = logging.getLogger(__name__)
 
 
+def _file_mode() -> int:
+    """The mode `open()` gives a new file under this process's umask (mkstemp's 0600 is private)."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+FILE_MODE = _file_mode()
+
+
 def write_text(path: Path, text: str) -> None:
     """Write a file atomically: a temporary file beside it, renamed into place."""
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
     try:
+        os.fchmod(handle, FILE_MODE)
         with os.fdopen(handle, "w", encoding="utf-8") as file:
             file.write(text)
         os.replace(temporary, path)

@@ -47,3 +47,17 @@ class Splash:
             self._server.shutdown()
             self._server.server_close()
             self._server = None
+
+    def close_when_gradio_binds(self) -> None:
+        """Keep answering through Gradio's `launch()`, which spends seconds (config, routes) before it
+        binds the port, and close just before that bind, so a browser never meets a closed port."""
+        from gradio import http_server
+
+        start_server = http_server.start_server
+
+        def close_then_start(*args: object, **kwargs: object) -> object:
+            http_server.start_server = start_server
+            self.close()
+            return start_server(*args, **kwargs)
+
+        http_server.start_server = close_then_start

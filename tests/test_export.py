@@ -17,7 +17,7 @@ from ollama_standin import OllamaStandin
 from playground import prompts, store
 from playground.data import Record
 from playground.errors import PlaygroundError
-from playground.export import ExportRequest, export_run, gguf_file, modelfile, records
+from playground.export import ExportRequest, export_run, gguf_file, modelfile, parity, records
 from playground.export.prompt_format import adds_bos, jinja_template, prompt_format
 from playground.manager import ModelManager
 from tests_helpers import run_cli
@@ -161,9 +161,7 @@ def test_hf_export_loads_with_transformers(manager, tiny_run, tiny_model_dir, tm
 
 
 def llama_logits(path, ids):
-    import llama_cpp
-
-    llm = llama_cpp.Llama(str(path), n_ctx=256, logits_all=True, verbose=False)
+    llm = parity.load_llama(path, 256, logits_all=True)  # the parity check's own loader
     llm.eval(ids)
     return llm, np.array(llm.scores[:len(ids)])
 

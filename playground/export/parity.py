@@ -89,24 +89,27 @@ def gguf_answers(path: Path, cases: list[Case], tokenizer: Any, stops: list[int]
                  on_progress: Progress | None) -> tuple[list[list[int]], int]:
     """llama.cpp's greedy answer tokens for every case, and how many prompts it tokenised as the app did."""
     llm = load_llama(path, max(len(encode(tokenizer, c.prompt)) for c in cases) + settings.max_new_tokens + 8)
-    answers, same = [], 0
-    for number, case in enumerate(cases):
-        if stop is not None and stop.is_set():
-            raise PlaygroundError(f"Stopped during the parity check ({number} of {len(cases)} answered).")
-        ids = llm.tokenize(case.prompt.text.encode("utf-8"), add_bos=adds_bos and not case.prompt.has_special_tokens,
-                           special=True)
-        same += ids == encode(tokenizer, case.prompt)
-        llm.reset()
-        answer: list[int] = []
-        for token in llm.generate(ids, temp=0.0, top_k=1, top_p=1.0, min_p=0.0, repeat_penalty=1.0, reset=True):
-            if token in stops:
-                break
-            answer.append(token)
-            if len(answer) >= settings.max_new_tokens:
-                break
-        answers.append(answer)
-        if on_progress:
-            on_progress((number + 1) / len(cases), f"llama.cpp's answers: {number + 1} of {len(cases)}")
+    try:
+        answers, same = [], 0
+        for number, case in enumerate(cases):
+            if stop is not None and stop.is_set():
+                raise PlaygroundError(f"Stopped during the parity check ({number} of {len(cases)} answered).")
+            ids = llm.tokenize(case.prompt.text.encode("utf-8"), add_bos=adds_bos and not case.prompt.has_special_tokens,
+                               special=True)
+            same += ids == encode(tokenizer, case.prompt)
+            llm.reset()
+            answer: list[int] = []
+            for token in llm.generate(ids, temp=0.0, top_k=1, top_p=1.0, min_p=0.0, repeat_penalty=1.0, reset=True):
+                if token in stops:
+                    break
+                answer.append(token)
+                if len(answer) >= settings.max_new_tokens:
+                    break
+            answers.append(answer)
+            if on_progress:
+                on_progress((number + 1) / len(cases), f"llama.cpp's answers: {number + 1} of {len(cases)}")
+    finally:
+        llm.close()  # its memory now, not whenever the collector runs
     return answers, same
 
 
@@ -121,15 +124,34 @@ def llama_cpp_installed() -> bool:
     return importlib.util.find_spec("llama_cpp") is not None
 
 
-def load_llama(path: Path, n_ctx: int) -> Any:
+_LOADING = threading.Lock()
+
+
+def load_llama(path: Path, n_ctx: int, **options: Any) -> Any:
+    """The GGUF file in llama.cpp, with weight repacking off (llama.cpp's `--no-repack`): its repacked
+    kernels (AMX, AVX-512) crashed the process on a small model's Q8_0 file, and the parity check
+    measures the file, not llama.cpp's fastest kernels. `Llama()` has no option for it, so its default
+    parameters are changed while it loads."""
     try:
         import llama_cpp
+        from llama_cpp import llama_cpp as bindings  # the module `Llama()` takes its defaults from
     except ImportError:
         raise PlaygroundError(MISSING_NOTE) from None
-    try:
-        return llama_cpp.Llama(str(path), n_ctx=max(n_ctx, 256), n_threads=None, verbose=False, seed=0)
-    except (ValueError, RuntimeError) as exc:
-        raise PlaygroundError(f"llama.cpp could not load {path.name}: {exc}") from None
+    defaults = bindings.llama_model_default_params
+
+    def without_repacking() -> Any:
+        params = defaults()
+        params.use_extra_bufts = False
+        return params
+
+    with _LOADING:
+        bindings.llama_model_default_params = without_repacking
+        try:
+            return llama_cpp.Llama(str(path), n_ctx=max(n_ctx, 256), n_threads=None, verbose=False, seed=0, **options)
+        except (ValueError, RuntimeError) as exc:
+            raise PlaygroundError(f"llama.cpp could not load {path.name}: {exc}") from None
+        finally:
+            bindings.llama_model_default_params = defaults
 
 
 def compare(cases: list[Case], app: list[str], gguf: list[list[int]], tokenizer: Any, same_prompts: int,
