@@ -64,7 +64,7 @@ def _data_facts(record: runs.RunRecord) -> dict[str, Any]:
 
 
 def _grading(models_dir: Path, run_id: str) -> dict[str, Any] | None:
-    saved = evaluation.latest_grading(models_dir, run_id)
+    saved = evaluation.quoted_grading(models_dir, run_id)
     if saved is None:
         return None
     summary = saved.get("summary") or {}

@@ -151,20 +151,47 @@ def scores_path_for(responses: Path, settings: judge.JudgeSettings, use_judge: b
     return responses.with_name(f"{responses.stem}.{name}.json")
 
 
-def latest_grading(models_dir: Path, run_id: str) -> dict[str, Any] | None:
+METRICS_ONLY = "scores-metrics"  # the scores file of a grading without a judge (scores_name)
+
+
+def latest_grading(models_dir: Path, run_id: str, judged: bool | None = None) -> dict[str, Any] | None:
     """The run's most recent grading as saved: its report ("judge", "summary", "rows") and its files
-    (both answers, the book's file, the scores); None when the run has not been graded. A damaged
-    run is refused."""
+    (both answers, the book's file, the scores); None when the run has not been graded. `judged`:
+    True for the latest with a judge's scores only, False for reference metrics only, None for either.
+    A damaged run is refused."""
     record = runs.read(models_dir, run_id)
     folder = record.folder / "judge"
     found = sorted(folder.glob("*/scores-*.json"), key=lambda path: path.stat().st_mtime) if folder.is_dir() else []
-    found = [path for path in found if not path.name.startswith(".") and path.is_file()]
+    found = [path for path in found if not path.name.startswith(".") and path.is_file()
+             and (judged is None or (path.stem != METRICS_ONLY) == judged)]
     if not found:
         return None
     scores = found[-1]
     saved = record.read_file(scores.relative_to(record.folder).as_posix())
+    rows = [row if "tuned_rouge_l" in row or "base_rouge_l" in row else {**row, **row_metrics(row)}
+            for row in saved.get("rows", [])]  # a grading saved before the per-example metrics
     files = [scores.parent / "responses.json", scores.parent / BOOK_FILE, scores]
-    return {**saved, "grading": scores.parent.name, "files": [str(f) for f in files if f.exists()]}
+    return {**saved, "rows": rows, "grading": scores.parent.name, "files": [str(f) for f in files if f.exists()]}
+
+
+def quoted_grading(models_dir: Path, run_id: str) -> dict[str, Any] | None:
+    """The grading a comparison or a model card quotes: the last one with a judge, or reference metrics
+    alone when the run was never judged (a later metrics-only grading does not hide the judge's)."""
+    return latest_grading(models_dir, run_id, judged=True) or latest_grading(models_dir, run_id)
+
+
+def row_metrics(row: dict[str, Any]) -> dict[str, Any]:
+    """One example's reference metrics per side: ROUGE-L, and exact match on a single-answer task (else None)."""
+    values: dict[str, Any] = {}
+    for side in ("base", "tuned"):
+        answer = row.get(f"{side}_response")
+        if answer is None:
+            continue
+        values[f"{side}_rouge_l"] = metrics.rouge_l(answer, row["reference"])
+        values[f"{side}_exact"] = metrics.exact_match(answer, row["reference"]) if row.get("exact") else None
+    if "base_rouge_l" in values and "tuned_rouge_l" in values:
+        values["rouge_l_difference"] = values["tuned_rouge_l"] - values["base_rouge_l"]
+    return values
 
 
 def reference_metrics(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -264,6 +291,7 @@ def example_rows(records: list[dict[str, Any]], judgments: list[judge.Judgment],
                 row[f"{side}_error"] = f"{found.kind}: {found.error}"
         if row.get("base_score") is not None and row.get("tuned_score") is not None:
             row["difference"] = row["tuned_score"] - row["base_score"]
+        row.update(row_metrics(row))
         pair = verdicts.get(str(number))
         if pair is not None:
             row["pairwise"] = pair.verdict

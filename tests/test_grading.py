@@ -234,3 +234,42 @@ def test_a_run_whose_data_is_gone_is_not_graded_on_other_data(tiny_model_dir, tm
     with pytest.raises(PlaygroundError, match=r"uploaded.json\) cannot be found unchanged: its origin: .*no such file"):
         evaluation.generate_responses(manager, "gone", "test", 2, GenerationSettings(max_new_tokens=4))
     assert not (models / "runs" / "gone" / "judge").exists()
+
+
+def test_reference_metrics_only_get_their_own_report_and_leave_the_judge_grading_quoted(graded_run, tiny_model_dir,
+                                                                                         tmp_path):
+    """Issue: a metrics-only grading drew empty judge charts and blank columns, and hid the last judge
+    grading from Compare. Now it has per-example ROUGE-L and exact match, and the judge's stays quoted."""
+    import shutil
+
+    from playground import comparison, metrics
+    from playground.ui import judge_report
+
+    shutil.copytree(graded_run / "runs" / "seed-7", tmp_path / "runs" / "seed-7",
+                    ignore=shutil.ignore_patterns("judge"))  # a run of its own, never graded
+    own = ModelManager(tmp_path, tokenizer_spec=str(tiny_model_dir))
+    path = evaluation.generate_responses(own, "seed-7", "test", 6, GenerationSettings(max_new_tokens=12))
+    with OllamaStandin(reply=lambda request: "64") as server:
+        evaluation.grade_responses(path, judge.JudgeSettings(host=server.url, backoff=0.01), tmp_path / "cache.jsonl")
+    evaluation.grade_responses(path, judge.JudgeSettings(), None, use_judge=False)
+
+    latest = evaluation.latest_grading(tmp_path, "seed-7")
+    assert not judge_report.is_judged(latest) and latest["summary"].get("base") is None
+    for row in latest["rows"]:
+        assert row["tuned_rouge_l"] == pytest.approx(metrics.rouge_l(row["tuned_response"], row["reference"]))
+        assert row["rouge_l_difference"] == pytest.approx(row["tuned_rouge_l"] - row["base_rouge_l"])
+        assert row["tuned_exact"] == (metrics.exact_match(row["tuned_response"], row["reference"])
+                                      if row["exact"] else None)
+    cards, scores, groups, frame, widths, ordered = judge_report.views(latest)
+    assert "base ROUGE-L" in frame.columns and "base" not in frame.columns and len(widths) == len(frame.columns)
+    assert frame["tuned ROUGE-L"].notna().all()
+    assert [r["rouge_l_difference"] for r in ordered] == sorted(r["rouge_l_difference"] for r in ordered)
+    assert sum(len(trace.x) for trace in scores.data) == 12 and all(0 <= x <= 1 for t in scores.data for x in t.x)
+    assert groups is not None and all(0 <= y <= 1 for t in groups.data for y in t.y if y is not None)
+    assert "ROUGE-L" in cards
+
+    quoted = evaluation.quoted_grading(tmp_path, "seed-7")
+    assert judge_report.is_judged(quoted) and quoted["summary"]["tuned"]["average"] == 64
+    assert comparison.summarize(tmp_path, "seed-7").grading["tuned judge average"] == 64
+    judged_frame = judge_report.views(quoted)[3]
+    assert list(judged_frame["tuned"]) == [64] * 6

@@ -66,25 +66,29 @@ def summary_html(summary: dict[str, Any], facts: dict[str, Any]) -> str:
     return body
 
 
-def distribution(rows: list[dict[str, Any]]) -> go.Figure:
-    """Both sides' scores in bins of 10, side by side in each bin."""
+def distribution(rows: list[dict[str, Any]], judged: bool = True) -> go.Figure:
+    """Both sides' judge scores in bins of 10 (or, without a judge, ROUGE-L in bins of 0.1), side by side."""
+    key, top, step = ("score", 100, 10) if judged else ("rouge_l", 1, 0.1)
     figure = go.Figure()
     for side, color in (("base", "#9ca3af"), ("tuned", "#6366f1")):
-        scores = [r[f"{side}_score"] for r in rows if r.get(f"{side}_score") is not None]
-        figure.add_trace(go.Histogram(x=scores, name=f"{side} ({len(scores)} scored)", marker_color=color,
-                                      xbins=dict(start=0, end=101, size=10), showlegend=True))
+        values = [r[f"{side}_{key}"] for r in rows if r.get(f"{side}_{key}") is not None]
+        figure.add_trace(go.Histogram(x=values, name=f"{side} ({len(values)} {'scored' if judged else 'answers'})",
+                                      marker_color=color, xbins=dict(start=0, end=top * 1.01, size=step),
+                                      showlegend=True))
     figure.update_layout(barmode="group", bargap=0.15, height=300, template="plotly_white",
-                         margin=dict(l=50, r=20, t=56, b=40), xaxis_title="judge score (0-100)",
+                         margin=dict(l=50, r=20, t=56, b=40),
+                         xaxis_title="judge score (0-100)" if judged else "ROUGE-L against the reference (0-1)",
                          yaxis_title="examples", yaxis=dict(rangemode="tozero", tickformat="d", dtick=1
                                                             if len(rows) <= 10 else None),
                          legend=dict(orientation="h", y=1.04, yanchor="bottom", x=1, xanchor="right"),
-                         xaxis_range=[0, 101])
+                         xaxis_range=[0, top * 1.01])
     return figure
 
 
-def groups_figure(summary: dict[str, Any]) -> go.Figure | None:
-    """Base and tuned averages per group (task family), side by side."""
-    groups = (summary.get("groups") or {}).get("values") or {}
+def groups_figure(summary: dict[str, Any], rows: list[dict[str, Any]] | None = None,
+                  judged: bool = True) -> go.Figure | None:
+    """Base and tuned averages per group (task family), side by side: the judge's, or ROUGE-L without one."""
+    groups = (summary.get("groups") or {}).get("values") or {} if judged else rouge_by_group(rows or [])
     if not groups:
         return None
     names = list(groups)
@@ -93,41 +97,92 @@ def groups_figure(summary: dict[str, Any]) -> go.Figure | None:
         figure.add_trace(go.Bar(x=names, y=[groups[n][f"{side}_average"] for n in names], name=side,
                                 marker_color=color, showlegend=True,
                                 customdata=[groups[n]["examples"] for n in names],
-                                hovertemplate="%{x}: %{y:.1f} (%{customdata} examples)<extra>" + side + "</extra>"))
+                                hovertemplate=("%{x}: %{y:.1f}" if judged else "%{x}: %{y:.2f}")
+                                + " (%{customdata} examples)<extra>" + side + "</extra>"))
     figure.update_layout(barmode="group", height=300, template="plotly_white", margin=dict(l=50, r=20, t=56, b=90),
-                         yaxis_title="judge average", yaxis_range=[0, 100],
-                         xaxis_title=summary["groups"]["by"],
+                         yaxis_title="judge average" if judged else "ROUGE-L average",
+                         yaxis_range=[0, 100] if judged else [0, 1],
+                         xaxis_title=(summary.get("groups") or {}).get("by", "task"),
                          legend=dict(orientation="h", y=1.04, yanchor="bottom", x=1, xanchor="right"))
     return figure
+
+
+def rouge_by_group(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Mean ROUGE-L per side and group, for a grading without a judge."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault(str(row.get("group") or "(none)"), []).append(row)
+
+    def mean(members: list[dict[str, Any]], key: str) -> float | None:
+        values = [r[key] for r in members if r.get(key) is not None]
+        return sum(values) / len(values) if values else None
+
+    return {name: {"base_average": mean(members, "base_rouge_l"), "tuned_average": mean(members, "tuned_rouge_l"),
+                   "examples": len(members)} for name, members in sorted(groups.items())}
 
 
 # The table's columns and their headers: scores first, the texts cut to a line (the drill-down has them whole).
 TABLE_HEADERS = {"record": "record", "group": "task", "base_score": "base", "tuned_score": "tuned",
                  "difference": "Δ", "pairwise": "pairwise", "instruction": "instruction",
                  "tuned_response": "tuned answer", "base_response": "base answer"}
+# A grading without a judge: each answer's ROUGE-L and, on single-answer tasks, exact match.
+METRIC_HEADERS = {"record": "record", "group": "task", "base_rouge_l": "base ROUGE-L",
+                  "tuned_rouge_l": "tuned ROUGE-L", "rouge_l_difference": "Δ", "base_exact": "base exact",
+                  "tuned_exact": "tuned exact", "instruction": "instruction", "tuned_response": "tuned answer",
+                  "base_response": "base answer"}
 
 
-def sorted_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Worst regressions (lowest tuned − base) first; rows without both scores last, in order."""
-    scored = sorted((r for r in rows if r.get("difference") is not None), key=lambda r: r["difference"])
-    return scored + [r for r in rows if r.get("difference") is None]
+def is_judged(saved: dict[str, Any]) -> bool:
+    """Whether a saved grading has a judge's scores (else reference metrics only)."""
+    return bool((saved.get("judge") or {}).get("used"))
+
+
+def sorted_rows(rows: list[dict[str, Any]], judged: bool = True) -> list[dict[str, Any]]:
+    """Worst regressions (lowest tuned − base, judge score or ROUGE-L) first; rows without both last, in order."""
+    key = "difference" if judged else "rouge_l_difference"
+    scored = sorted((r for r in rows if r.get(key) is not None), key=lambda r: r[key])
+    return scored + [r for r in rows if r.get(key) is None]
 
 
 COLUMN_WIDTHS = {"record": "70px", "group": "130px", "base_score": "60px", "tuned_score": "60px",
                  "difference": "60px", "pairwise": "80px", "instruction": "300px", "tuned_response": "230px",
-                 "base_response": "230px"}
+                 "base_response": "230px", "base_rouge_l": "80px", "tuned_rouge_l": "80px",
+                 "rouge_l_difference": "60px", "base_exact": "70px", "tuned_exact": "70px"}
 
 
-def table_columns(rows: list[dict[str, Any]]) -> list[str]:
-    """The table's columns: the pairwise verdict only when the grading has one."""
-    return [c for c in TABLE_HEADERS if c != "pairwise" or any(r.get("pairwise") for r in rows)]
+def table_columns(rows: list[dict[str, Any]], judged: bool = True) -> list[str]:
+    """The table's columns: the pairwise verdict only when the grading has one, exact match only when a
+    single-answer task is among the examples."""
+    headers = TABLE_HEADERS if judged else METRIC_HEADERS
+    return [c for c in headers if (c != "pairwise" or any(r.get("pairwise") for r in rows))
+            and (c not in ("base_exact", "tuned_exact") or any(r.get("exact") for r in rows))]
 
 
-def table(rows: list[dict[str, Any]], group_by: str = "task") -> pd.DataFrame:
+def _cell(column: str, value: Any) -> Any:
+    if column.endswith("_exact"):
+        return "" if value is None else ("yes" if value else "no")
+    if "rouge_l" in column and value is not None:
+        return round(value, 2)
+    return value
+
+
+def table(rows: list[dict[str, Any]], group_by: str = "task", judged: bool = True) -> pd.DataFrame:
     """One line per example, in the order of `rows` (see sorted_rows); Δ is tuned − base."""
-    columns = table_columns(rows)
-    frame = pd.DataFrame([{column: row.get(column) for column in columns} for row in rows], columns=columns)
-    return frame.rename(columns={**TABLE_HEADERS, "group": group_by})
+    columns = table_columns(rows, judged)
+    frame = pd.DataFrame([{column: _cell(column, row.get(column)) for column in columns} for row in rows],
+                         columns=columns)
+    return frame.rename(columns={**(TABLE_HEADERS if judged else METRIC_HEADERS), "group": group_by})
+
+
+def views(saved: dict[str, Any]) -> tuple[Any, ...]:
+    """A saved grading's report: (cards, distribution, groups figure, table, column widths, rows in table order)."""
+    judged = is_judged(saved)
+    summary, facts = saved["summary"], saved.get("judge") or {}
+    ordered = sorted_rows(saved["rows"], judged)
+    group_by = (summary.get("groups") or {}).get("by", "task")
+    return (summary_html(summary, facts), distribution(saved["rows"], judged),
+            groups_figure(summary, saved["rows"], judged), table(ordered, group_by, judged),
+            [COLUMN_WIDTHS[c] for c in table_columns(ordered, judged)], ordered)
 
 
 def _field(title: str, text: str | None) -> str:
@@ -147,9 +202,10 @@ def drill_down(row: dict[str, Any]) -> str:
     for side in ("base", "tuned"):
         if f"{side}_response" not in row:
             continue
-        score = row.get(f"{side}_score")
-        status = row.get(f"{side}_status") or ""
-        parts.append(_field(f"{side.capitalize()} answer · score {'–' if score is None else score} ({status})",
+        score, status, rouge = row.get(f"{side}_score"), row.get(f"{side}_status") or "", row.get(f"{side}_rouge_l")
+        graded = f"score {'–' if score is None else score} ({status})" if status or score is not None else ""
+        measured = " · ".join(part for part in (graded, "" if rouge is None else f"ROUGE-L {rouge:.2f}") if part)
+        parts.append(_field(f"{side.capitalize()} answer" + (f" · {measured}" if measured else ""),
                             row.get(f"{side}_response")))
         if row.get(f"{side}_error"):
             parts.append(notice(f"{side.capitalize()}: {row[f'{side}_error']}", "error"))

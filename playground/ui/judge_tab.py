@@ -11,8 +11,7 @@ from .. import evaluation, judge
 from ..errors import PlaygroundError
 from ..generation import GenerationSettings
 from .common import Shared, notice, run_choices, run_update
-from .judge_report import (COLUMN_WIDTHS, distribution, drill_down, groups_figure, sorted_rows, summary_html,
-                           table, table_columns)
+from .judge_report import drill_down, views
 
 def build(shared: Shared, tab: gr.Tab) -> None:
     manager = shared.manager
@@ -144,7 +143,10 @@ def build(shared: Shared, tab: gr.Tab) -> None:
         except PlaygroundError as exc:
             return notice(str(exc), "error"), *skip
         saved = evaluation.latest_grading(manager.models_dir, run_id)
-        return (finished_message(result.summary, manager.run_data(run_id).note), *show(saved))
+        judged = evaluation.latest_grading(manager.models_dir, run_id, judged=True) if metrics_on else None
+        kept = notice(f"The last judge grading of this run ({judged['grading']}) stays the one Compare and model "
+                      "cards quote; it is shown again when you come back to this run.", "info") if judged else ""
+        return (finished_message(result.summary, manager.run_data(run_id).note) + kept, *show(saved))
 
     grade.click(on_grade, [run, split, count, max_new, answers, pairwise, metrics_only, group_by, *server_inputs],
                 [message, *result_outputs], show_progress_on=[message])
@@ -168,11 +170,12 @@ def build(shared: Shared, tab: gr.Tab) -> None:
 
     def last_grading(run_id):
         try:
-            saved = evaluation.latest_grading(manager.models_dir, run_id) if run_id else None
+            saved = evaluation.quoted_grading(manager.models_dir, run_id) if run_id else None
         except PlaygroundError as exc:
             return notice(str(exc), "error"), *show(None)
+        kind = "judge grading" if saved and saved["judge"].get("used") else "grading (reference metrics only, no judge)"
         text = notice(EMPTY, "info") if saved is None else notice(
-            f"The last grading of this run ({saved['grading']}); grade again for another split or size.", "info")
+            f"The last {kind} of this run ({saved['grading']}); grade again for another split or size.", "info")
         return text, *show(saved)
 
     run.change(last_grading, run, [message, *result_outputs])
@@ -188,12 +191,8 @@ def show(saved: dict[str, Any] | None) -> tuple[Any, ...]:
     """The results area's updates for a saved grading (see evaluation.latest_grading), or hidden."""
     if saved is None:
         return gr.update(visible=False), "", None, None, None, "", None, []
-    summary, facts = saved["summary"], saved.get("judge") or {}
-    group_by = (summary.get("groups") or {}).get("by", "task")
-    ordered = sorted_rows(saved["rows"])
-    widths = [COLUMN_WIDTHS[c] for c in table_columns(ordered)]
-    return (gr.update(visible=True), summary_html(summary, facts), distribution(saved["rows"]),
-            groups_figure(summary), gr.update(value=table(ordered, group_by), column_widths=widths), "",
+    cards, scores, groups, frame, widths, ordered = views(saved)
+    return (gr.update(visible=True), cards, scores, groups, gr.update(value=frame, column_widths=widths), "",
             saved["files"], ordered)
 
 
