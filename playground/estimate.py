@@ -183,13 +183,15 @@ def available_bytes(device: torch.device) -> int | None:
     return None
 
 
-def measured_speed(models_dir: Path, config: Any, device: str, dtype: str) -> tuple[float | None, int]:
-    """Median input tokens/s of the latest runs like this one (same model, method, device, dtype)."""
+def measured_speeds(models_dir: Path, config: Any, device: str, dtype: str) -> list[float]:
+    """Median input tokens/s of each of the latest 5 runs like this one (same model, method, device,
+    dtype, batch size and max length), newest first."""
     speeds = []
     for record in runs.list_runs(models_dir):
         s = record.settings
-        if (s.get("model"), s.get("method"), record.config.get("device"), record.config.get("dtype")) != \
-                (config.model, config.method, device, dtype):
+        if (s.get("model"), s.get("method"), record.config.get("device"), record.config.get("dtype"),
+                s.get("batch_size", config.batch_size), s.get("max_length", config.max_length)) != \
+                (config.model, config.method, device, dtype, config.batch_size, config.max_length):
             continue
         steps = [e["input_tokens_per_s"] for e in record.metrics() if e.get("kind") == "step"
                  and e.get("input_tokens_per_s")]
@@ -197,7 +199,18 @@ def measured_speed(models_dir: Path, config: Any, device: str, dtype: str) -> tu
             speeds.append(statistics.median(steps[2:]))  # the first steps warm up
         if len(speeds) == 5:
             break
-    return (statistics.median(speeds) if speeds else None), len(speeds)
+    return speeds
+
+
+def speed_basis(speeds: list[float]) -> str:
+    """Where a measured speed comes from, and how far the runs it comes from disagree."""
+    count = len(speeds)
+    basis = (f"measured: {statistics.median(speeds):,.0f} input tokens/s, the median of {count} earlier "
+             f"run{'s' * (count > 1)} like this")
+    if count > 1 and max(speeds) > 2 * min(speeds):  # the machine's load changed between them
+        basis += (f"; they ran from {min(speeds):,.0f} to {max(speeds):,.0f} tokens/s, so this machine's load "
+                  "varies: the Train tab's clock, from this run's own speed, is the one to trust")
+    return basis
 
 
 def matmul_flops(device: torch.device, dtype: torch.dtype, size: int = 1024, seconds: float = 0.3) -> float:
@@ -230,9 +243,10 @@ def estimate(shapes: Shapes, config: Any, batches: Batches, steps: int, device: 
              models_dir: Path, dtype_name: str, already_loaded: bool = False,
              flops: float | None = None) -> Estimate:
     parts, trainable = memory(shapes, config, batches, device.type)
-    speed, count = measured_speed(models_dir, config, device.type, dtype_name)
-    if speed:
-        basis = f"measured: {speed:,.0f} input tokens/s, the median of {count} earlier run{'s' * (count > 1)} like this"
+    speeds = measured_speeds(models_dir, config, device.type, dtype_name)
+    speed = statistics.median(speeds) if speeds else None
+    if speeds:
+        basis = speed_basis(speeds)
     else:
         trains_in = torch.float32 if config.method == "full" and device.type != "cuda" else getattr(torch, dtype_name)
         flops = flops if flops is not None else matmul_flops(device, trains_in)

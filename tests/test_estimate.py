@@ -103,6 +103,16 @@ def test_time_comes_from_earlier_runs_like_this_one(tiny_run, tiny_model_dir):
     assert other.basis.startswith("rough")
     work = 400 * 6 * shapes.parameters + 100 * 6 * shapes.hidden * shapes.vocab
     assert other.step_seconds == pytest.approx(2 * work / (1e9 * estimate.MATMUL_EFFICIENCY))
+    longer = estimate.estimate(shapes, TrainConfig(**{**record["settings"], "max_length": config.max_length * 2}),
+                               batches, 10, torch.device("cpu"), models_dir=tiny_run, dtype_name=record["dtype"],
+                               flops=1e9)
+    assert longer.basis.startswith("rough")  # another batch shape runs at another speed: not "like this"
+
+
+def test_earlier_runs_that_disagree_say_so():
+    assert "ran from" not in estimate.speed_basis([900.0, 1000.0, 1200.0])
+    basis = estimate.speed_basis([5000.0, 240.0, 4800.0])  # one run on a loaded machine
+    assert basis.startswith("measured: 4,800 input tokens/s, the median of 3") and "from 240 to 5,000" in basis
 
 
 def test_a_run_that_will_not_fit_says_so():
