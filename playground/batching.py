@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Iterator, Sequence
 import numpy as np
 
 from .errors import PlaygroundError
-from .prompts import render
+from .prompts import render, style_of
 from .settings import BATCH_ORDERS, checked_mask
 
 if TYPE_CHECKING:  # torch is imported where tensors are made, so that checking data needs none
@@ -145,7 +145,7 @@ def sample_lengths(records: Sequence[Any], style: str, tokenizer: Any, template:
 def dataset_lengths(dataset: Any, style: str, tokenizer: Any, template: str | None = None) -> np.ndarray:
     """Every record's sample length, computed once per dataset, tokenizer, style and template."""
     key = ("sample_lengths", id(tokenizer), getattr(tokenizer, "name_or_path", ""), style,
-           template if style == "custom" else None)
+           template if style_of(style).uses_template else None)
     return dataset.remember(key, lambda: sample_lengths(dataset.records, style, tokenizer, template))
 
 

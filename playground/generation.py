@@ -20,7 +20,7 @@ from transformers.generation.logits_process import (LogitsProcessorList, Repetit
                                                     TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper)
 
 from .errors import PlaygroundError
-from .prompts import Prompt
+from .prompts import Prompt, style_of
 from .weights import Weights
 
 
@@ -71,13 +71,12 @@ class Side:
 
 
 def stop_ids(tokenizer: Any, style: str) -> list[int]:
-    """Tokens that end an answer: end-of-text, and a chat template's end-of-turn marker."""
+    """Tokens that end an answer: end-of-text, and the style's end-of-turn markers the vocabulary has."""
     ids = [tokenizer.eos_token_id]
-    if style == "chat":
-        for marker in ("<end_of_turn>", "<|im_end|>", "<|eot_id|>", "<|end|>"):
-            token = tokenizer.convert_tokens_to_ids(marker)
-            if isinstance(token, int) and token != tokenizer.unk_token_id:
-                ids.append(token)
+    for marker in style_of(style).end_of_turn:
+        token = tokenizer.convert_tokens_to_ids(marker)
+        if isinstance(token, int) and token != tokenizer.unk_token_id:
+            ids.append(token)
     return [i for i in ids if i is not None]
 
 

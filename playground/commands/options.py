@@ -54,7 +54,7 @@ def add_source(parser: argparse.ArgumentParser) -> None:
 
 
 def add_style(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--style", choices=prompts.STYLES, default=DEFAULTS.style)
+    parser.add_argument("--style", choices=list(prompts.STYLES), default=DEFAULTS.style)
     parser.add_argument("--template", help="custom template with {instruction}, {input}, {output}")
     parser.add_argument("--tokenizer", default=store.DEFAULT,
                         help="'default', a Hugging Face id or a folder, or gpt2-tiktoken (the book's GPT-2 tokenizer; "

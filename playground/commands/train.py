@@ -151,7 +151,7 @@ def add_setting_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--grad-accum", type=int)
     parser.add_argument("--lr", type=float)
     parser.add_argument("--max-length", type=int)
-    parser.add_argument("--style", choices=prompts.STYLES)
+    parser.add_argument("--style", choices=list(prompts.STYLES))
     parser.add_argument("--template", help="custom template with {instruction}, {input}, {output}")
     add_mask(parser, None, " (default: the preset's choice)")
     add_batch_order(parser, None, " (default: the preset's choice)")

@@ -9,6 +9,7 @@ from typing import Any
 
 from .. import evaluation
 from ..errors import PlaygroundError
+from ..prompts import style_of
 from .prompt_format import PromptFormat
 from .tuned import RunFacts
 
@@ -81,7 +82,7 @@ def model_card(facts: RunFacts, models_dir: Path, found: PromptFormat, example: 
 
 
 def _stop_texts(found: PromptFormat) -> list[str]:
-    return ["the end-of-text token"] + (["the end-of-turn token"] if found.style == "chat" else [])
+    return ["the end-of-text token"] + (["the end-of-turn token"] if style_of(found.style).end_of_turn else [])
 
 
 def _number(value: Any) -> str:

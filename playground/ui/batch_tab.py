@@ -10,7 +10,7 @@ import gradio as gr
 from .. import batching, data, tiktoken_tokenizer
 from ..batching import IGNORE_INDEX, KINDS
 from ..errors import PlaygroundError
-from ..prompts import STYLE_LABELS
+from ..prompts import style_label
 from .common import COLORS, Shared, changed, legend, notice, tokenizer_or_message
 
 SPLITS = ["train", "validation", "test"]
@@ -90,7 +90,7 @@ def empty_samples_warning(view: batching.BatchView, mask: str, max_length: int |
 
 
 def style_line(style_value: str) -> str:
-    return (f'<div class="pg-facts" id="batch-style">Prompt style: <b>{html.escape(STYLE_LABELS[style_value])}</b>, '
+    return (f'<div class="pg-facts" id="batch-style">Prompt style: <b>{html.escape(style_label(style_value))}</b>, '
             "as chosen in the Prompt styles tab; the Train tab uses the same one.</div>")
 
 

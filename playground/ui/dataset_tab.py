@@ -181,7 +181,7 @@ def check_layout() -> SimpleNamespace:
 def findings_html(report: data_checks.Report) -> str:
     """The settings and lengths, then a table: each finding, its count, its first records, what it means."""
     settings, lengths = report.settings, report.lengths
-    facts = (f"{report.records:,} records in the {prompts.STYLE_LABELS[settings.style]} style, max length "
+    facts = (f"{report.records:,} records in the {prompts.style_label(settings.style)} style, max length "
              f"{settings.max_length or 'none'}, {MASK_TEXT[settings.mask]}, "
              f"split seed {settings.split_seed} ({settings.split_order}). Training positions per record: median {lengths.median:.0f}, "
              f"95th percentile {lengths.p95:.0f}, longest {lengths.longest}; {lengths.over:,} over the max length, "

@@ -12,7 +12,9 @@ from .. import batching, data, prompts, tiktoken_tokenizer
 from ..errors import PlaygroundError
 from .common import COLORS, Shared, changed, legend, notice, tokenizer_or_message
 
-STYLE_CHOICES = [(label, style) for style, label in prompts.STYLE_LABELS.items()]
+def style_choices() -> list[tuple[str, str]]:
+    """(label, name) of every registered style, in the order they were registered."""
+    return [(style.label, style.name) for style in prompts.STYLES.values()]
 
 
 def highlighted(rendered: prompts.Rendered) -> str:
@@ -68,7 +70,7 @@ def build(shared: Shared) -> None:
         tokenizer_choice = gr.Dropdown(tiktoken_tokenizer.TAB_CHOICES, value=tiktoken_tokenizer.SESSION,
                                        label="Tokenizer for the counts", info=tiktoken_tokenizer.TAB_NOTE,
                                        elem_id="prompts-tokenizer")
-    style = gr.Radio(STYLE_CHOICES, value="alpaca", elem_id="prompt-style",
+    style = gr.Radio(style_choices(), value="alpaca", elem_id="prompt-style",
                      label="Prompt style: the one choice of this session, shown in Batch masking and used by Train")
     template = gr.Textbox(value=prompts.DEFAULT_CUSTOM, label="Custom template: {instruction}, {input}, {output}",
                           lines=3, visible=False, elem_id="custom-template")
@@ -90,7 +92,8 @@ def build(shared: Shared) -> None:
         return "", text, token_counts, prompt
 
     # this tab sets the session's style and template; every tab that uses them subscribes to them
-    style.change(lambda s: (s, gr.update(visible=s == "custom")), style, [shared.style, template])
+    style.change(lambda s: (s, gr.update(visible=prompts.style_of(s).uses_template)), style,
+                 [shared.style, template])
     gr.on([template.submit, template.blur], lambda t: t, template, shared.template)
     gr.on([*changed(shared, "dataset", "record_index", "tokenizer_spec", "style", "template"),
            shared.record_index.submit, tokenizer_choice.change], show,

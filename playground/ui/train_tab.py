@@ -14,7 +14,7 @@ import plotly.graph_objects as go
 from .. import data_checks, estimate, experiments, runs, store
 from ..errors import PlaygroundError
 from ..manager import TrainingJob, resume_checkpoint
-from ..prompts import STYLE_LABELS
+from ..prompts import style_label, style_of
 from ..settings import PRESETS, TrainConfig
 from ..training import Event
 from .common import Shared, changed, notice
@@ -178,7 +178,7 @@ def describe_source(dataset: Any, style: str, split_seed: Any, split_order: str 
     return (f"<div style='font-size:13px;color:#4b5563' id='train-source'>Trains on <b>{html.escape(dataset.source)}</b> "
             f"({len(dataset):,} records: train {sizes['train']:,}, validation {sizes['validation']:,}, "
             f"test {sizes['test']:,} {how}) in the "
-            f"<b>{html.escape(STYLE_LABELS.get(style, style))}</b> prompt style, both as chosen in the earlier tabs. "
+            f"<b>{html.escape(style_label(style))}</b> prompt style, both as chosen in the earlier tabs. "
             "The run keeps its split: chat examples and grading use its own test records.</div>")
 
 
@@ -371,7 +371,7 @@ def build(shared: Shared) -> None:
 
     def form_config(spec, style, template, values) -> TrainConfig:
         return config_from({**dict(zip(names, values)), "model": (spec or store.DEFAULT).strip(), "style": style,
-                            "template": template if style == "custom" else None})
+                            "template": template if style_of(style).uses_template else None})
 
     def on_load_model(spec):
         try:

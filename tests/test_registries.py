@@ -1,0 +1,89 @@
+"""One registration adds a prompt style, an export format or a judge backend everywhere: the command
+line's choices, the tab's choices, and the work itself. Each toy is defined once here and removed
+after its test."""
+
+import json
+
+import gradio as gr
+import pytest
+
+from playground import batching, cli, prompts, runs, store
+from playground.data import Record
+from playground.export.prompt_format import jinja_template, prompt_format
+from playground.generation import stop_ids
+from playground.manager import ModelManager
+from playground.prompts import INPUT, INSTRUCTION, TEXT, Piece
+from playground.ui import prompts_tab
+from playground.ui.common import Shared
+from tests_helpers import small_dataset, train_tiny_run
+
+RECORD = Record("Name a colour.", "dark", "Blue.")
+
+
+def parsed(command: str, *args: str):
+    """The command's options as the command line's parser reads them."""
+    return cli.build_parser([command]).parse_args([command, *args])
+
+
+def tab_choices(build, elem_id: str, models_dir) -> list[str]:
+    """The values a tab's radio or dropdown offers, from the tab built in a Blocks app."""
+    with gr.Blocks() as demo:
+        shared = Shared(manager=ModelManager(models_dir), app=demo, dataset=gr.State(None),
+                        record_index=gr.Number(value=0, render=False), tokenizer_spec=gr.State(store.DEFAULT),
+                        style=gr.State("alpaca"), template=gr.State(prompts.DEFAULT_CUSTOM), max_file_mb=1.0)
+        with gr.Tab("tab") as tab:
+            build(shared, tab)
+    found = [block for block in demo.blocks.values() if getattr(block, "elem_id", None) == elem_id]
+    assert len(found) == 1, elem_id
+    return [value for _, value in found[0].choices]
+
+
+# ------------------------------------------------------------ a prompt style
+
+
+@pytest.fixture
+def toy_style():
+    style = prompts.register_style(prompts.literal_style(
+        "toy", "Toy (Q: / A:)", (Piece(TEXT, "Q: "), Piece(INSTRUCTION), Piece(INPUT, " | "), Piece(TEXT, "\nA: ")),
+        end_of_turn=("<end_of_turn>",)))
+    yield style
+    del prompts.STYLES[style.name]
+
+
+def test_a_style_is_a_choice_of_every_command_that_takes_one(toy_style):
+    assert parsed("prompt", "builtin", "--style", "toy").style == "toy"
+    assert parsed("batch", "builtin", "--style", "toy").style == "toy"
+    assert parsed("data", "check", "builtin", "--style", "toy").style == "toy"
+    assert parsed("train", "--data", "builtin", "--style", "toy").style == "toy"
+
+
+def test_a_style_is_a_choice_of_the_prompt_styles_tab(toy_style, tmp_path):
+    assert tab_choices(lambda shared, tab: prompts_tab.build(shared), "prompt-style", tmp_path)[-1] == "toy"
+    assert ("Toy (Q: / A:)", "toy") in prompts_tab.style_choices()
+
+
+def test_a_style_renders_trains_stops_and_exports(toy_style, tiny_model_dir, default_tokenizer, tmp_path, capsys):
+    tokenizer = store.load_tokenizer(str(tiny_model_dir))
+    rendered = prompts.render(RECORD, "toy", tokenizer)
+    assert rendered.training_text == "Q: Name a colour. | dark\nA: Blue.<|endoftext|>"
+    assert rendered.header == "\nA: " and rendered.instruction == "Q: Name a colour. | dark"
+    # the command line's prompt and batch
+    assert cli.main(["prompt", "builtin", "--style", "toy", "--tokenizer", str(tiny_model_dir)]) == 0
+    printed = capsys.readouterr().out
+    assert printed.startswith("Q: ") and "\nA: " in printed
+    assert cli.main(["batch", "builtin", "--style", "toy", "--tokenizer", str(tiny_model_dir), "--batch-size", "2",
+                     "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)["rows"]
+    assert all(tokenizer.decode(row["input_ids"]).startswith("Q: ") for row in rows)
+    # a tiny run trains on it and keeps it
+    dataset = small_dataset(4)
+    batch = batching.training_batch(dataset.records, [0, 1], tokenizer, "toy", 2)
+    assert all(tokenizer.decode(sample.ids).startswith("Q: Repeat the word") for sample in batch.samples)
+    train_tiny_run(tiny_model_dir, tmp_path, "toy-run", dataset, max_steps=1, style="toy")
+    assert runs.read(tmp_path, "toy-run").settings["style"] == "toy"
+    # generation stops at its end of turn; export writes its prompt in the chat template
+    assert stop_ids(default_tokenizer, "toy") == [default_tokenizer.eos_token_id,
+                                                  default_tokenizer.convert_tokens_to_ids("<end_of_turn>")]
+    jinja = jinja_template(prompt_format("toy", tokenizer))
+    message = {"role": "user", "content": RECORD.instruction, "input": RECORD.input}
+    assert tokenizer.apply_chat_template([message], tokenize=False, chat_template=jinja) == rendered.prompt
