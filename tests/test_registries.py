@@ -9,11 +9,12 @@ import pytest
 
 from playground import batching, cli, prompts, runs, store
 from playground.data import Record
+from playground.export import FORMATS, ExportFormat, ExportRequest, default_out, export_run, records, register_format
 from playground.export.prompt_format import jinja_template, prompt_format
 from playground.generation import stop_ids
 from playground.manager import ModelManager
 from playground.prompts import INPUT, INSTRUCTION, TEXT, Piece
-from playground.ui import prompts_tab
+from playground.ui import export_tab, prompts_tab
 from playground.ui.common import Shared
 from tests_helpers import small_dataset, train_tiny_run
 
@@ -87,3 +88,34 @@ def test_a_style_renders_trains_stops_and_exports(toy_style, tiny_model_dir, def
     jinja = jinja_template(prompt_format("toy", tokenizer))
     message = {"role": "user", "content": RECORD.instruction, "input": RECORD.input}
     assert tokenizer.apply_chat_template([message], tokenize=False, chat_template=jinja) == rendered.prompt
+
+
+# ------------------------------------------------------------ an export format
+
+
+@pytest.fixture
+def toy_format():
+    def write_prompt(build):
+        (build.work / "prompt.txt").write_text(build.found.render("{instruction}", "{input}"), encoding="utf-8")
+
+    fmt = register_format(ExportFormat("toy", "Toy (the prompt as text)", write_prompt, ("prompt.txt",)))
+    yield fmt
+    del FORMATS[fmt.name]
+
+
+def test_an_export_format_is_a_choice_of_the_command_line_and_the_export_tab(toy_format, tmp_path):
+    assert parsed("export", "--run", "tiny-run", "--format", "toy").format == "toy"
+    assert tab_choices(export_tab.build, "export-format", tmp_path)[-1] == "toy"
+
+
+def test_an_export_format_writes_its_files_through_export_run(toy_format, tiny_run, tiny_model_dir, tmp_path):
+    manager = ModelManager(tiny_run, tokenizer_spec=str(tiny_model_dir), dtype="float32")
+    result = export_run(manager, ExportRequest(run_id="tiny-run", format="toy", out=tmp_path / "toy"))
+    assert {entry.name for entry in result.files} == {"prompt.txt", "README.md", "export.json"}
+    assert (result.folder / "prompt.txt").read_text() == prompts.render(
+        Record("{instruction}", "{input}", ""), "alpaca").prompt
+    assert result.parity is None and not result.notes and not result.ollama
+    saved = records.read(tiny_run / "runs" / "tiny-run")[-1]
+    assert saved["format"] == "toy" and saved["quant"] is None and saved["folder"] == str(result.folder)
+    assert default_out(tiny_run, "tiny-run", "toy", "f16").name == "toy"
+

@@ -8,8 +8,9 @@ from typing import Any
 
 from .. import store
 from ..commands.progress import ProgressReport
+from .formats import FORMATS
 from .gguf_file import K_QUANT_NOTE, QUANTS
-from .runner import FORMATS, ExportRequest, export_run
+from .runner import ExportRequest, export_run
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -29,17 +30,25 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def formats_with(fact: str) -> str:
+    """The formats an option applies to, for its help: "(gguf, ollama)"."""
+    return "(" + ", ".join(name for name, fmt in FORMATS.items() if getattr(fmt, fact)) + ")"
+
+
 def add_parser(commands: Any) -> None:
-    export = commands.add_parser("export", help="export a run: adapter, merged HF folder, GGUF or Ollama model",
-                                 description="Export a run's tuned model. GGUF and Ollama exports end with a parity "
-                                             "check: the run's test prompts answered by llama.cpp and by the app. "
-                                             + K_QUANT_NOTE)
+    export = commands.add_parser("export", help="export a run: " + ", ".join(fmt.label for fmt in FORMATS.values()),
+                                 description=f"Export a run's tuned model. The exports {formats_with('parity')} end "
+                                             "with a parity check: the run's test prompts answered by llama.cpp and "
+                                             "by the app. " + K_QUANT_NOTE)
     export.add_argument("--run", required=True, help="a run id: the name of a folder under MODELS_DIR/runs/")
-    export.add_argument("--format", required=True, choices=FORMATS)
-    export.add_argument("--quant", default="f16", help=f"GGUF tensor type: {', '.join(QUANTS)} (gguf, ollama)")
+    export.add_argument("--format", required=True, choices=list(FORMATS),
+                        help="; ".join(f"{name}: {fmt.label}" for name, fmt in FORMATS.items()))
+    export.add_argument("--quant", default="f16",
+                        help=f"GGUF tensor type: {', '.join(QUANTS)} {formats_with('quantised')}")
     export.add_argument("--out", type=Path, help="the folder to create (default: the run's exports/FORMAT[-QUANT])")
     export.add_argument("--force", action="store_true", help="replace an earlier export in --out")
-    export.add_argument("--parity", type=int, default=10, help="test prompts for the parity check (gguf, ollama)")
+    export.add_argument("--parity", type=int, default=10,
+                        help=f"test prompts for the parity check {formats_with('parity')}")
     export.add_argument("--max-new-tokens", type=int, default=64, help="answer length in the parity check")
     export.add_argument("--dtype", choices=["auto", "float32", "bfloat16"], default="auto",
                         help="the app's dtype for its side of the parity check (auto: bfloat16 on a CPU for Gemma)")

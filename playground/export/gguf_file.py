@@ -11,6 +11,7 @@ and Q8_0 (norms stay F32; a Q8_0 tensor whose rows are not a multiple of 32 stay
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -22,10 +23,23 @@ from ..errors import PlaygroundError
 from . import gguf_vocab
 
 ARCHITECTURES = {"gemma3_text": gguf.MODEL_ARCH.GEMMA3, "llama": gguf.MODEL_ARCH.LLAMA}
-QUANTS = {"f16": gguf.GGMLQuantizationType.F16, "bf16": gguf.GGMLQuantizationType.BF16,
-          "q8_0": gguf.GGMLQuantizationType.Q8_0}
-FILE_TYPES = {"f16": gguf.LlamaFileType.MOSTLY_F16, "bf16": gguf.LlamaFileType.MOSTLY_BF16,
-              "q8_0": gguf.LlamaFileType.MOSTLY_Q8_0}
+
+
+@dataclass(frozen=True)
+class Quant:
+    """A GGUF type the file can be written in: one entry in QUANTS adds it to `--quant` and the Export tab."""
+    name: str
+    label: str
+    tensor_type: gguf.GGMLQuantizationType  # for the 2-D weights; norms and biases stay F32
+    file_type: gguf.LlamaFileType           # what the file says it mostly holds
+
+
+QUANTS = {quant.name: quant for quant in (
+    Quant("f16", "F16", gguf.GGMLQuantizationType.F16, gguf.LlamaFileType.MOSTLY_F16),
+    Quant("bf16", "BF16", gguf.GGMLQuantizationType.BF16, gguf.LlamaFileType.MOSTLY_BF16),
+    Quant("q8_0", "Q8_0", gguf.GGMLQuantizationType.Q8_0, gguf.LlamaFileType.MOSTLY_Q8_0),
+)}
+
 K_QUANT_NOTE = ("K-quants (Q4_K_M, Q5_K_M, ...) are not written here: quantize the F16 file with llama.cpp's own "
                 "tool, `llama-quantize model-f16.gguf model-q4_k_m.gguf Q4_K_M`.")
 Progress = Callable[[float, str], None]
@@ -34,7 +48,7 @@ Progress = Callable[[float, str], None]
 def check_quant(quant: str) -> str:
     quant = quant.lower()
     if quant not in QUANTS:
-        raise PlaygroundError(f"Unknown GGUF type {quant!r}: choose f16, bf16 or q8_0. {K_QUANT_NOTE}")
+        raise PlaygroundError(f"Unknown GGUF type {quant!r}: choose {', '.join(QUANTS)}. {K_QUANT_NOTE}")
     return quant
 
 
@@ -57,7 +71,7 @@ def write_gguf(model: Any, tokenizer: Any, path: Path, quant: str, chat_template
     quant = check_quant(quant)
     writer = gguf.GGUFWriter(str(path), gguf.MODEL_ARCH_NAMES[arch])
     writer.add_name(name)
-    writer.add_file_type(FILE_TYPES[quant])
+    writer.add_file_type(QUANTS[quant].file_type)
     writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
     (_gemma3_parameters if arch == gguf.MODEL_ARCH.GEMMA3 else _llama_parameters)(writer, config)
     state = model.state_dict()
@@ -67,7 +81,7 @@ def write_gguf(model: Any, tokenizer: Any, path: Path, quant: str, chat_template
         if token != tokenizer.eos_token_id:
             writer.add_eot_token_id(int(token))
     writer.add_chat_template(chat_template)
-    _add_tensors(writer, state, config, arch, QUANTS[quant], on_progress, stop)
+    _add_tensors(writer, state, config, arch, QUANTS[quant].tensor_type, on_progress, stop)
     if on_progress:
         on_progress(0.95, f"Writing {path.name}")
     try:

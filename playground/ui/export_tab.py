@@ -12,16 +12,13 @@ import gradio as gr
 
 from .. import runs
 from ..errors import PlaygroundError
-from ..export import ExportRequest, export_run
+from ..export import FORMATS, ExportRequest, export_run
 from ..export.runner import token_text
 from ..export import records as export_records
-from ..export.gguf_file import K_QUANT_NOTE
+from ..export.gguf_file import K_QUANT_NOTE, QUANTS
 from ..export.target import human_size
 from .common import Shared, notice, pick, run_label
 
-FORMAT_CHOICES = [("Adapter (peft)", "adapter"), ("Hugging Face folder (merged)", "hf"), ("GGUF (llama.cpp)", "gguf"),
-                  ("Ollama model", "ollama")]
-QUANT_CHOICES = [("F16", "f16"), ("BF16", "bf16"), ("Q8_0", "q8_0")]
 EMPTY = "Pick a run and a format, then press Export. The files and, for GGUF and Ollama, the parity check appear here."
 
 
@@ -31,6 +28,16 @@ def saved_runs(manager: Any) -> list[tuple[str, str]]:
     listed = runs.list_runs(manager.models_dir)
     return [(run_label(r), r.run_id) for r in listed if r.has_weights and r.state != "running"] + \
         [(run_label(r), r.run_id) for r in listed if r.damage]
+
+
+def format_choices() -> list[tuple[str, str]]:
+    """(label, name) of every registered export format."""
+    return [(fmt.label, fmt.name) for fmt in FORMATS.values()]
+
+
+def quant_choices() -> list[tuple[str, str]]:
+    """(label, name) of every GGUF type."""
+    return [(quant.label, quant.name) for quant in QUANTS.values()]
 
 
 def build(shared: Shared, tab: gr.Tab) -> None:
@@ -43,8 +50,8 @@ def build(shared: Shared, tab: gr.Tab) -> None:
                 + K_QUANT_NOTE)
     with gr.Row(equal_height=True):
         run = gr.Dropdown(saved_runs(manager), label="Run", scale=3, elem_id="export-run")
-        fmt = gr.Radio(FORMAT_CHOICES, value="gguf", label="Format", scale=3, elem_id="export-format")
-        quant = gr.Radio(QUANT_CHOICES, value="f16", label="GGUF type", scale=2, elem_id="export-quant")
+        fmt = gr.Radio(format_choices(), value="gguf", label="Format", scale=3, elem_id="export-format")
+        quant = gr.Radio(quant_choices(), value="f16", label="GGUF type", scale=2, elem_id="export-quant")
     with gr.Row(equal_height=True):
         folder = gr.Textbox(label="Folder (empty: the run's exports/FORMAT folder, replaced each time)", scale=3,
                             elem_id="export-folder")
@@ -61,8 +68,9 @@ def build(shared: Shared, tab: gr.Tab) -> None:
     parity = gr.HTML(elem_id="export-parity")
 
     def on_format(fmt_value):
-        gguf = fmt_value in ("gguf", "ollama")
-        return gr.update(visible=gguf), gr.update(visible=gguf), gr.update(visible=fmt_value == "ollama")
+        chosen = FORMATS[fmt_value]
+        return (gr.update(visible=chosen.quantised), gr.update(visible=chosen.parity),
+                gr.update(visible=chosen.create is not None))
 
     fmt.change(on_format, fmt, [quant, count, host])
 

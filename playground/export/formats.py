@@ -1,0 +1,135 @@
+"""Export formats: one `ExportFormat` each in `FORMATS`, added with `register_format()`.
+
+A format carries what the runner, the `export` command and the Export tab need of it: its label,
+whether it writes a GGUF file (the model's architecture checked first), takes a GGUF type and ends
+with the parity check, its writer and the files that writer makes, and the model it creates on a
+server. The GGUF types are `gguf_file.QUANTS`.
+"""
+
+from __future__ import annotations
+
+import gc
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+from ..errors import PlaygroundError
+from . import gguf_file, hf, modelfile, tuned
+from .prompt_format import PromptFormat, adds_bos, jinja_template
+
+if TYPE_CHECKING:
+    from .runner import ExportRequest
+
+Progress = Callable[[float, str], None]
+
+
+@dataclass
+class Build:
+    """One export in the making: the run, its tokenizer, prompt format and stop tokens, and the hidden
+    folder its files are written to (renamed into place at the end)."""
+    manager: Any
+    facts: tuned.RunFacts
+    request: ExportRequest
+    tokenizer: Any
+    found: PromptFormat
+    stops: list[int]
+    work: Path
+    report: Progress
+    stop: threading.Event | None = None
+
+    @property
+    def gguf_path(self) -> Path:
+        return self.work / modelfile.GGUF_NAME
+
+    @property
+    def stop_texts(self) -> list[str]:
+        return [self.tokenizer.convert_ids_to_tokens(token) for token in self.stops]
+
+
+@dataclass(frozen=True)
+class ExportFormat:
+    name: str
+    label: str                      # as the Export tab lists it
+    write: Callable[[Build], None]  # the format's files, written into `build.work`
+    files: tuple[str, ...]          # what `write` always makes; README.md and export.json come with every format
+    gguf: bool = False              # writes `build.gguf_path`: the model's architecture is checked before anything
+    quantised: bool = False         # takes a GGUF type (--quant); its default folder is FORMAT-QUANT
+    parity: bool = False            # ends with llama.cpp's answers on `build.gguf_path` checked against the app's
+    # Creates the model on a server from the built files, before they move into place (a failure
+    # replaces nothing); returns what it did, or the command that would do it.
+    create: Callable[[Build, Path], str] | None = None
+
+
+FORMATS: dict[str, ExportFormat] = {}
+
+
+def register_format(fmt: ExportFormat) -> ExportFormat:
+    """Add a format everywhere: `export --format`, the Export tab and `export_run`."""
+    FORMATS[fmt.name] = fmt
+    return fmt
+
+
+def format_of(name: str) -> ExportFormat:
+    if name not in FORMATS:
+        raise PlaygroundError(f"Unknown export format {name!r}: choose one of {', '.join(FORMATS)}.")
+    return FORMATS[name]
+
+
+def _merging(build: Build, fraction: float) -> None:
+    build.report(fraction, "Merging the adapter into a copy of the base model" if build.facts.is_lora
+                 else "Loading the weights")
+
+
+def write_adapter(build: Build) -> None:
+    hf.write_adapter(build.facts, build.work)
+
+
+def write_hf(build: Build) -> None:
+    _merging(build, 0.05)
+    model = tuned.merged_model(build.facts, build.manager.models_dir)
+    build.report(0.5, "Writing safetensors, tokenizer and generation config")
+    hf.write_hf(model, build.tokenizer, build.work, jinja_template(build.found), build.stops)
+
+
+def write_gguf(build: Build) -> None:
+    _merging(build, 0.02)
+    model = tuned.merged_model(build.facts, build.manager.models_dir)
+    quant = build.request.quant
+    gguf_file.write_gguf(model, build.tokenizer, build.gguf_path, quant, jinja_template(build.found),
+                         adds_bos(build.tokenizer), build.stops, f"{build.facts.record.run_id} ({quant})",
+                         on_progress=lambda f, text: build.report(0.1 + 0.4 * f, text), stop=build.stop)
+    del model
+    gc.collect()  # the merged copy is freed before the parity check loads the file
+
+
+def write_ollama(build: Build) -> None:
+    write_gguf(build)
+    (build.work / "Modelfile").write_text(modelfile.modelfile_text(build.found, build.stop_texts), encoding="utf-8")
+
+
+def create_ollama(build: Build, folder: Path) -> str:
+    """The model created on the server from the files in `build.work` (to be moved to `folder`), or the
+    command to create it when there is no server. A server that fails while creating fails the export."""
+    request = build.request
+    name = request.ollama_name or modelfile.model_name(request.run_id)
+    host = modelfile.server_host(request.ollama_host)
+    if not request.create_on_server or not modelfile.reachable(host):
+        return f"No Ollama server at {host}: create the model with\n  {modelfile.create_command(folder, name)}"
+    try:
+        modelfile.create(host, name, build.gguf_path, build.found, build.stop_texts,
+                         on_progress=lambda f, text: build.report(0.99, text))
+    except PlaygroundError as exc:
+        kept = f"the earlier export in {folder} is unchanged" if folder.is_dir() else "nothing was written"
+        raise PlaygroundError(f"The Ollama export failed: {exc} The model was not created and {kept}.") from None
+    return f"Created the Ollama model {name} at {host}: ollama run {name}"
+
+
+# In the order the tab and `--help` list them.
+register_format(ExportFormat("adapter", "Adapter (peft)", write_adapter, hf.ADAPTER_FILES))
+register_format(ExportFormat("hf", "Hugging Face folder (merged)", write_hf,
+                             ("config.json", "generation_config.json", "tokenizer_config.json", "chat_template.jinja")))
+register_format(ExportFormat("gguf", "GGUF (llama.cpp)", write_gguf, (modelfile.GGUF_NAME,),
+                             gguf=True, quantised=True, parity=True))
+register_format(ExportFormat("ollama", "Ollama model", write_ollama, (modelfile.GGUF_NAME, "Modelfile"),
+                             gguf=True, quantised=True, parity=True, create=create_ollama))
