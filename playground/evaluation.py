@@ -261,7 +261,7 @@ def judge_facts(settings: judge.JudgeSettings, server: judge.Preflight | None, u
     if not use_judge:
         return {"used": False}
     template = settings.effective_template()
-    return {"used": True, "backend": settings.api, "host": settings.host, "model": judge.model_name(settings),
+    return {"used": True, "backend": settings.api, "host": settings.host, "model": settings.model_name(),
             "digest": server.digest if server else "", "parameters": server.parameters if server else "",
             "prompt": settings.prompt, "template_sha256": hashlib.sha256(template.encode()).hexdigest()[:16],
             "structured": settings.structured, "options": settings.request_options(),

@@ -3,18 +3,23 @@ line's choices, the tab's choices, and the work itself. Each toy is defined once
 after its test."""
 
 import json
+import threading
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import gradio as gr
 import pytest
 
-from playground import batching, cli, prompts, runs, store
+from playground import batching, cli, judge, prompts, runs, store
 from playground.data import Record
 from playground.export import FORMATS, ExportFormat, ExportRequest, default_out, export_run, records, register_format
 from playground.export.prompt_format import jinja_template, prompt_format
+from playground.errors import PlaygroundError
 from playground.generation import stop_ids
+from playground.judge.backends import Preflight, Reply, default_host
 from playground.manager import ModelManager
 from playground.prompts import INPUT, INSTRUCTION, TEXT, Piece
-from playground.ui import export_tab, prompts_tab
+from playground.ui import export_tab, judge_tab, prompts_tab
 from playground.ui.common import Shared
 from tests_helpers import small_dataset, train_tiny_run
 
@@ -119,3 +124,121 @@ def test_an_export_format_writes_its_files_through_export_run(toy_format, tiny_r
     assert saved["format"] == "toy" and saved["quant"] is None and saved["folder"] == str(result.folder)
     assert default_out(tiny_run, "tiny-run", "toy", "f16").name == "toy"
 
+
+# ------------------------------------------------------------ a judge backend
+
+
+class ToyBackend:
+    """A protocol of one call: POST /grade {model, messages, options} -> {"reply": text}."""
+    name = "toy"
+    label = "Toy (POST /grade)"
+    default_host = "http://127.0.0.1:9"
+    host_env = ""
+
+    @staticmethod
+    def sent_options(settings):
+        return {"seed": settings.seed}
+
+    @staticmethod
+    def model_name(model):
+        return model.strip().lower()
+
+    def __init__(self, settings):
+        self.settings = settings
+
+    def chat(self, messages, schema):
+        body = {"model": self.model_name(self.settings.model), "messages": messages,
+                "options": self.sent_options(self.settings)}
+        request = urllib.request.Request(self.settings.host + "/grade", json.dumps(body).encode(), method="POST")
+        with urllib.request.urlopen(request, timeout=self.settings.timeout) as response:
+            return Reply(json.load(response)["reply"], None)
+
+    def preflight(self):
+        return Preflight("ok", f"The toy server at {self.settings.host} is ready.",
+                         model=self.model_name(self.settings.model))
+
+    def pull(self, on_progress):
+        raise PlaygroundError("The toy protocol cannot download a model.")
+
+    def transient(self, exc):
+        return False
+
+    def fatal(self, exc):
+        return False
+
+    def describe(self, exc):
+        return f"The toy server failed: {exc}"
+
+    def kind(self, exc):
+        return type(exc).__name__
+
+    def close(self):
+        pass
+
+
+class ToyServer:
+    """The toy protocol on 127.0.0.1: every request grades 85; the bodies are kept in `requests`."""
+
+    def __init__(self):
+        requests = self.requests = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                requests.append((self.path, json.loads(self.rfile.read(int(self.headers["Content-Length"])))))
+                body = json.dumps({"reply": "85"}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def toy_backend():
+    backend = judge.register_backend(ToyBackend)
+    yield backend
+    del judge.BACKENDS[backend.name]
+
+
+@pytest.fixture
+def toy_server():
+    server = ToyServer()
+    yield server
+    server.close()
+
+
+def test_a_judge_backend_is_a_choice_of_the_command_line_and_the_judge_tab(toy_backend, tmp_path):
+    assert parsed("judge", "--api", "toy").api == "toy"
+    assert tab_choices(judge_tab.build, "judge-api", tmp_path)[-1] == "toy"
+    assert ("Toy (POST /grade)", "toy") in judge_tab.api_choices()
+
+
+def test_a_judge_backend_s_facts_reach_the_settings_and_the_cache_key(toy_backend):
+    settings = judge.JudgeSettings(api="toy", model=" Toy-Judge ")
+    settings.check()
+    assert default_host("toy") == "http://127.0.0.1:9"
+    assert settings.model_name() == "toy-judge" and settings.request_options() == {"seed": 123}
+    other = judge.JudgeSettings(api="ollama", model="toy-judge")
+    assert judge.cache_key(settings, "score", "t") != judge.cache_key(other, "score", "t")
+
+
+def test_a_judge_backend_grades_through_the_judge_command(toy_backend, toy_server, write, capsys):
+    path = write("responses.json", [{"instruction": "Name a colour.", "input": "", "output": "Blue.",
+                                     "model_response": "Blue."}])
+    assert cli.main(["judge", "--responses", str(path), "--api", "toy", "--host", toy_server.url,
+                     "--judge-model", "Toy-Judge"]) == 0
+    assert "Tuned: average 85.0" in capsys.readouterr().out
+    [(where, body)] = toy_server.requests
+    assert where == "/grade" and body["model"] == "toy-judge" and body["options"] == {"seed": 123}
+    assert "Blue." in body["messages"][0]["content"]

@@ -107,12 +107,18 @@ def add_answer_options(parser: argparse.ArgumentParser) -> None:
                              "removed, as the book's chapter 7 script asks for test answers")
 
 
+def host_help(api: str) -> str:
+    """Where a protocol's server is by default, as --help says it: "$OLLAMA_HOST or http://..."."""
+    backend = judge.BACKENDS[api]
+    return (f"${backend.host_env} or " if backend.host_env else "") + backend.default_host
+
+
 def add_server_options(parser: argparse.ArgumentParser) -> None:
     """The judge: its server, model, prompt, and how it is asked."""
-    parser.add_argument("--api", choices=list(judge.APIS), default=DEFAULTS.api,
-                        help="the server's protocol: Ollama's own, or OpenAI-compatible (llama.cpp, vLLM, "
-                             "LM Studio, ...)")
-    parser.add_argument("--host", help="the judge server (default: $OLLAMA_HOST or http://127.0.0.1:11434)")
+    parser.add_argument("--api", choices=list(judge.BACKENDS), default=DEFAULTS.api,
+                        help="the server's protocol: " + "; ".join(f"{name}: {backend.label}"
+                                                                   for name, backend in judge.BACKENDS.items()))
+    parser.add_argument("--host", help=f"the judge server (default: {host_help(DEFAULTS.api)})")
     parser.add_argument("--api-key-env", help="environment variable holding an API key (the key is never stored)")
     parser.add_argument("--judge-model", default=DEFAULTS.model, help="the model's name on the server, e.g. llama3:70b")
     parser.add_argument("--prompt", choices=list(PROMPTS), default=DEFAULTS.prompt,

@@ -13,16 +13,15 @@ from __future__ import annotations
 from typing import Callable
 
 from . import backends
-from .backends import Preflight
-from .cache import JudgeCache, cache_key, model_name
+from .backends import BACKENDS, Preflight, register_backend
+from .cache import JudgeCache, cache_key
 from .files import RESPONSE_KEYS, items_from_responses, pairs_from_responses, read_responses, write_responses
 from .parsing import parse_book_score, parse_choice, parse_score
 from .prompts import (PAIRWISE_TEMPLATE, REASK_CHOICE, REASK_SCORE, SCORE_SCHEMA, JudgeItem, PairItem,
                       render_pair_prompt, render_prompt)
 from .report import summarize, summarize_pairwise
 from .runner import STATUSES, Judgment, PairJudgment, grade, grade_pairwise
-from .settings import (APIS, BOOK_OPTIONS, BOOK_TEMPLATE, DEFAULT_HOST, DEFAULT_TEMPLATE, OPENAI_DEFAULT_HOST,
-                       JudgeSettings, check_template)
+from .settings import BOOK_OPTIONS, BOOK_TEMPLATE, DEFAULT_TEMPLATE, JudgeSettings, check_template
 
 
 def preflight(settings: JudgeSettings) -> Preflight:
@@ -46,11 +45,10 @@ def pull(settings: JudgeSettings, on_progress: Callable[[float, str], None] | No
 
 
 __all__ = [
-    "APIS", "BOOK_OPTIONS", "BOOK_TEMPLATE", "DEFAULT_HOST", "DEFAULT_TEMPLATE", "OPENAI_DEFAULT_HOST",
-    "PAIRWISE_TEMPLATE",
+    "BACKENDS", "BOOK_OPTIONS", "BOOK_TEMPLATE", "DEFAULT_TEMPLATE", "PAIRWISE_TEMPLATE",
     "REASK_CHOICE", "REASK_SCORE", "RESPONSE_KEYS", "SCORE_SCHEMA", "STATUSES", "JudgeCache", "JudgeItem",
     "JudgeSettings", "Judgment", "PairItem", "PairJudgment", "Preflight", "cache_key", "check_template", "grade",
-    "grade_pairwise", "items_from_responses", "model_name", "pairs_from_responses", "parse_book_score",
-    "parse_choice", "parse_score", "preflight", "pull", "read_responses", "render_pair_prompt", "render_prompt",
+    "grade_pairwise", "items_from_responses", "pairs_from_responses", "parse_book_score", "parse_choice",
+    "parse_score", "preflight", "pull", "read_responses", "register_backend", "render_pair_prompt", "render_prompt",
     "summarize", "summarize_pairwise", "write_responses",
 ]

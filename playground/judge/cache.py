@@ -56,13 +56,7 @@ class JudgeCache:
 
 def cache_key(settings: JudgeSettings, mode: str, template: str, **fields: str) -> str:
     """sha256 of everything that decides the judge's reply; the host is not part of it."""
-    parts = {"version": PROMPT_VERSION, "mode": mode, "api": settings.api, "model": model_name(settings),
+    parts = {"version": PROMPT_VERSION, "mode": mode, "api": settings.api, "model": settings.model_name(),
              "prompt": settings.prompt, "template": template, "structured": settings.structured and mode == "score",
              "options": settings.options(), **fields}
     return hashlib.sha256(json.dumps(parts, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
-
-
-def model_name(settings: JudgeSettings) -> str:
-    """The judge model's full name: Ollama reads a name without a tag as `:latest`."""
-    model = settings.model.strip()
-    return model if settings.api != "ollama" or ":" in model else f"{model}:latest"

@@ -8,10 +8,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import PlaygroundError
+from .backends import BACKENDS, backend_of, default_host
 
-DEFAULT_HOST = "http://127.0.0.1:11434"
-OPENAI_DEFAULT_HOST = "http://127.0.0.1:8080"  # llama.cpp's server
-APIS = ("ollama", "openai")  # Ollama's own API; any OpenAI-compatible /v1/chat/completions server
+DEFAULT_API = "ollama"  # a name in BACKENDS
 PROMPTS = ("default", "book")
 PROMPT_VERSION = 1  # part of the cache key: bump when the fixed prompt wording changes
 
@@ -38,9 +37,9 @@ PLACEHOLDER = re.compile(r"\{(\w+)\}")
 
 @dataclass
 class JudgeSettings:
-    host: str = field(default_factory=lambda: os.environ.get("OLLAMA_HOST") or DEFAULT_HOST)
+    host: str = field(default_factory=lambda: default_host(DEFAULT_API))
     model: str = "llama3"
-    api: str = "ollama"       # "ollama" or "openai" (any OpenAI-compatible server)
+    api: str = DEFAULT_API    # the server's protocol: a name in BACKENDS
     api_key_env: str = ""     # the environment variable holding an API key; the key itself is never stored
     prompt: str = "default"   # "default" (injection-safe markers) or "book" (ollama_evaluate.py exactly)
     template: str = DEFAULT_TEMPLATE
@@ -71,13 +70,12 @@ class JudgeSettings:
                 "num_predict": self.max_reply_tokens}
 
     def request_options(self) -> dict[str, Any]:
-        """The options as the chosen protocol sends them: an OpenAI-compatible server has no context
-        option (its context is set when it starts) and names the reply limit max_tokens."""
-        options = self.options()
-        if self.api == "openai":
-            return {"temperature": options["temperature"], "seed": options["seed"],
-                    "max_tokens": self.max_reply_tokens}
-        return options
+        """The options as the chosen protocol sends them."""
+        return backend_of(self.api).sent_options(self)
+
+    def model_name(self) -> str:
+        """The judge model's full name, as the chosen protocol's server names it."""
+        return backend_of(self.api).model_name(self.model)
 
     def api_key(self) -> str | None:
         """The key from the named environment variable (None when no variable is named)."""
@@ -94,8 +92,8 @@ class JudgeSettings:
             problems.append("the server address is empty")
         if not self.model.strip():
             problems.append("the judge model name is empty")
-        if self.api not in APIS:
-            problems.append(f"the API must be one of {', '.join(APIS)}, not {self.api!r}")
+        if self.api not in BACKENDS:
+            problems.append(f"the API must be one of {', '.join(BACKENDS)}, not {self.api!r}")
         if self.prompt not in PROMPTS:
             problems.append(f"the prompt must be one of {', '.join(PROMPTS)}, not {self.prompt!r}")
         if self.timeout <= 0:

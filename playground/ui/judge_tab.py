@@ -13,6 +13,12 @@ from ..generation import GenerationSettings
 from .common import Shared, notice, run_choices, run_update
 from .judge_report import drill_down, views
 
+
+def api_choices() -> list[tuple[str, str]]:
+    """(label, name) of every registered judge server protocol."""
+    return [(backend.label, name) for name, backend in judge.BACKENDS.items()]
+
+
 def build(shared: Shared, tab: gr.Tab) -> None:
     manager = shared.manager
     stops: dict[str, threading.Event] = {}  # per browser session
@@ -27,8 +33,8 @@ def build(shared: Shared, tab: gr.Tab) -> None:
                             value="test", label="The run's own split", scale=1)
         count = gr.Slider(1, 200, value=20, step=1, label="Examples", scale=2, elem_id="judge-count")
     with gr.Row(equal_height=True):
-        api = gr.Radio([("Ollama", "ollama"), ("OpenAI-compatible (llama.cpp, vLLM, LM Studio, …)", "openai")],
-                       value="ollama", label="Server protocol", scale=2, elem_id="judge-api")
+        api = gr.Radio(api_choices(), value=judge.JudgeSettings().api, label="Server protocol", scale=2,
+                       elem_id="judge-api")
         host = gr.Textbox(value=judge.JudgeSettings().host, label="Server address", scale=2, elem_id="judge-host")
         model = gr.Textbox(value="llama3", label="Judge model (its name on the server)", scale=2, elem_id="judge-model")
         key_env = gr.Textbox(value="", label="API key: environment variable (optional)", scale=1,
@@ -95,7 +101,7 @@ def build(shared: Shared, tab: gr.Tab) -> None:
 
     def on_api(api_value, host_value):
         """The usual address for the protocol, unless the user typed another one."""
-        usual = {"ollama": judge.JudgeSettings().host, "openai": judge.OPENAI_DEFAULT_HOST}
+        usual = {name: judge.backends.default_host(name) for name in judge.BACKENDS}
         return usual[api_value] if (host_value or "").strip() in usual.values() else gr.skip()
 
     api.change(on_api, [api, host], host)

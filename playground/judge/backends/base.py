@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Protocol
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Protocol
 
-from ..settings import JudgeSettings
+if TYPE_CHECKING:
+    from ..settings import JudgeSettings
 
 
 @dataclass(frozen=True)
@@ -39,11 +40,23 @@ class PromptTooLong(Exception):
 
 
 class Backend(Protocol):
-    """One server protocol. The runner makes one backend per worker thread and closes it at the end."""
+    """One server protocol: a class registered in `BACKENDS`, whose facts the Judge tab, `judge --api`,
+    the settings and the cache key read. The runner makes one per worker thread and closes it at the end."""
 
-    label: str  # how messages name the server, e.g. "Ollama server"
+    name: ClassVar[str]          # its `--api` value and its key in BACKENDS
+    label: ClassVar[str]         # as the Judge tab lists it
+    default_host: ClassVar[str]  # where its server listens unless told otherwise
+    host_env: ClassVar[str]      # an environment variable that overrides default_host ("" for none)
 
     def __init__(self, settings: JudgeSettings) -> None: ...
+
+    @staticmethod
+    def sent_options(settings: JudgeSettings) -> dict[str, Any]:
+        """The sampling options as this protocol sends them (the report shows these)."""
+
+    @staticmethod
+    def model_name(model: str) -> str:
+        """The judge model's full name on the server: part of the cache key, and what preflight looks for."""
 
     def chat(self, messages: list[dict[str, str]], schema: dict[str, Any] | None) -> Reply:
         """The judge's reply to a conversation (greedy, with the settings' options); raises on failure."""

@@ -8,19 +8,33 @@ A prompt longer than `num_ctx` is cut by the server without a word: `prompt_eval
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import httpx
 import ollama
 
 from ...errors import PlaygroundError
-from ..cache import model_name
-from ..settings import JudgeSettings
 from .base import BrokenStream, Preflight, Reply
+
+if TYPE_CHECKING:
+    from ..settings import JudgeSettings
 
 
 class OllamaBackend:
-    label = "Ollama server"
+    name = "ollama"
+    label = "Ollama"
+    default_host = "http://127.0.0.1:11434"
+    host_env = "OLLAMA_HOST"
+
+    @staticmethod
+    def sent_options(settings: JudgeSettings) -> dict[str, Any]:
+        return settings.options()
+
+    @staticmethod
+    def model_name(model: str) -> str:
+        """Ollama reads a name without a tag as `:latest`."""
+        model = model.strip()
+        return model if ":" in model else f"{model}:latest"
 
     def __init__(self, settings: JudgeSettings, timeout: float | None = None):
         self.settings = settings
@@ -30,7 +44,7 @@ class OllamaBackend:
         # Streamed, so that the timeout bounds the wait for each piece rather than the whole reply.
         parts, final = [], None
         for chunk in self.client.chat(model=self.settings.model, messages=messages, stream=True, format=schema,
-                                      options=self.settings.options()):
+                                      options=self.sent_options(self.settings)):
             parts.append(chunk.message.content or "")
             if chunk.done:
                 final = chunk
@@ -53,7 +67,7 @@ class OllamaBackend:
         finally:
             quick.close()
         names = tuple(listed)
-        wanted = model_name(settings)
+        wanted = self.model_name(settings.model)
         if wanted in listed:
             found = listed[wanted]
             size = getattr(getattr(found, "details", None), "parameter_size", "") or ""

@@ -11,13 +11,15 @@ that does not fit is refused (HTTP 400), which the runner records as refused, ne
 from __future__ import annotations
 
 import re
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import openai
 
 from ...errors import PlaygroundError
-from ..settings import JudgeSettings
 from .base import Preflight, PromptTooLong, Reply
+
+if TYPE_CHECKING:
+    from ..settings import JudgeSettings
 
 _TOO_LONG = re.compile(r"context|too long|exceed|maximum.*length|n_ctx", re.IGNORECASE)
 
@@ -29,7 +31,20 @@ def base_url(host: str) -> str:
 
 
 class OpenAIBackend:
-    label = "OpenAI-compatible server"
+    name = "openai"
+    label = "OpenAI-compatible (llama.cpp, vLLM, LM Studio, …)"
+    default_host = "http://127.0.0.1:8080"  # llama.cpp's server
+    host_env = ""
+
+    @staticmethod
+    def sent_options(settings: JudgeSettings) -> dict[str, Any]:
+        """No context option (the server's is set when it starts); the reply limit is max_tokens."""
+        options = settings.options()
+        return {"temperature": options["temperature"], "seed": options["seed"], "max_tokens": settings.max_reply_tokens}
+
+    @staticmethod
+    def model_name(model: str) -> str:
+        return model.strip()
 
     def __init__(self, settings: JudgeSettings, timeout: float | None = None):
         self.settings = settings
@@ -37,7 +52,7 @@ class OpenAIBackend:
                                     timeout=timeout or settings.timeout, max_retries=0)
 
     def chat(self, messages: list[dict[str, str]], schema: dict[str, Any] | None) -> Reply:
-        options = self.settings.request_options()
+        options = self.sent_options(self.settings)
         extra: dict[str, Any] = {}
         if schema is not None:
             extra["response_format"] = {"type": "json_schema",
