@@ -108,6 +108,31 @@ def models_dir_problem(folder: Path) -> str | None:
     return None
 
 
+def wait_longer_for_the_first_page() -> None:
+    """Gradio's launch() asks its own page once with a 3 s timeout and, on a timeout, stops the app with
+    "localhost is not accessible". On a loaded machine that first page takes longer: ask for up to a
+    minute instead. An address that refuses the connection still fails at once."""
+    import time
+
+    import httpx
+    from gradio import networking
+
+    def page_answers(url: str) -> bool:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.head(url, timeout=15, verify=False).status_code in (200, 401, 301, 302, 303, 307, 308):
+                    return True
+            except httpx.TimeoutException:
+                continue
+            except httpx.HTTPError:
+                return False
+            time.sleep(0.5)
+        return False
+
+    networking.url_ok = page_answers
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: this machine only)")
@@ -158,6 +183,7 @@ def main() -> None:
         data.set_record_limit(args.max_records)
     manager = ModelManager(args.models_dir, tokenizer_spec=args.tokenizer, device=args.device, dtype=args.dtype)
     demo = build_app(manager, max_file_mb=args.max_file_mb)  # None: the data module's default
+    wait_longer_for_the_first_page()
     splash.close_when_gradio_binds()  # launch() works for seconds before it listens: keep answering till then
     try:
         demo.queue(default_concurrency_limit=8).launch(**launch_options(args, auth, CSS + PROBES_CSS))

@@ -286,3 +286,37 @@ def test_a_refused_upload_is_deleted_but_nothing_outside_the_upload_folder(tmp_p
     for path in (mine, uploads / ".." / "mine.json"):
         assert not data.discard_upload(path, uploads)
     assert mine.exists()
+
+
+def test_a_slow_first_page_does_not_stop_the_app(monkeypatch):
+    """Gradio's launch() asked its own page once with a 3 s timeout and stopped the app on a loaded
+    machine ("localhost is not accessible"); the app waits for a slow page and still fails fast on a
+    refused connection."""
+    import http.server
+
+    import app
+    from gradio import networking
+
+    from tests_helpers import free_port
+
+    class Slow(http.server.BaseHTTPRequestHandler):
+        def do_HEAD(self):
+            time.sleep(4)  # longer than Gradio's own 3 s
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Slow)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/"
+    try:
+        assert networking.url_ok(url) is False  # Gradio's check gives up
+        monkeypatch.setattr(networking, "url_ok", networking.url_ok)  # put it back after the test
+        app.wait_longer_for_the_first_page()
+        assert networking.url_ok(url) is True
+        assert networking.url_ok(f"http://127.0.0.1:{free_port()}/") is False  # nothing listens: no wait
+    finally:
+        server.shutdown()
+        server.server_close()
