@@ -16,7 +16,7 @@ import logging
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -51,35 +51,133 @@ class LoadedModel:
     seconds: float      # load time
 
 
-@dataclass
-class TrainingJob:
+RUNNING_STATES = ("starting", "running")
+
+
+@dataclass(frozen=True)
+class JobSnapshot:
+    """A training job at one moment, every field read together."""
     run_id: str
-    config: TrainConfig
-    folder: Path
-    events: list[Event] = field(default_factory=list)
-    state: str = "starting"  # starting, running, finished, stopped, failed
-    message: str = "Loading the model…"
-    result: dict[str, Any] = field(default_factory=dict)
-    stop: threading.Event = field(default_factory=threading.Event)
-    thread: threading.Thread | None = None
-    side: Side | None = None  # what it trains: an adapter on the shared weights, or a full fine-tune's copy
-    phase: str = "loading the model"  # what it does now: loading, probing, validating, training, saving
-    started: float = field(default_factory=time.monotonic)
-    ended: float | None = None
-    resume: checkpoints.Checkpoint | None = None  # the checkpoint a resumed run goes on from
+    state: str
+    message: str
+    phase: str
+    step: int            # of the latest event
+    events: tuple[Event, ...]
+    result: dict[str, Any]
+    elapsed: float
+    stopping: bool       # Stop was pressed
 
     @property
     def running(self) -> bool:
-        return self.state in ("starting", "running")
+        return self.state in RUNNING_STATES
+
+
+class TrainingJob:
+    """A run the manager trains on its own thread. That thread writes the job's progress, other threads
+    read it: both through `lock`, one field at a time through the properties, or all of them
+    together through `snapshot()`."""
+
+    def __init__(self, run_id: str, config: TrainConfig, folder: Path, events: list[Event] | None = None,
+                 resume: checkpoints.Checkpoint | None = None):
+        self.run_id, self.config, self.folder = run_id, config, folder
+        self.resume = resume  # the checkpoint a resumed run goes on from
+        self.stop = threading.Event()
+        self.thread: threading.Thread | None = None
+        self.started = time.monotonic()
+        self.lock = threading.Lock()
+        self._events = list(events or [])  # a resumed run's events begin with its curve so far
+        self._step = self._events[-1].step if self._events else 0
+        self._state = "starting"  # starting, running, finished, stopped, failed
+        self._message = "Loading the model…"
+        self._phase = "loading the model"  # what it does now: loading, probing, validating, training, saving
+        self._result: dict[str, Any] = {}
+        self._side: Side | None = None  # an adapter on the shared weights, or a full fine-tune's copy
+        self._ended: float | None = None
+
+    def snapshot(self) -> JobSnapshot:
+        with self.lock:
+            return JobSnapshot(self.run_id, self._state, self._message, self._phase, self._step, tuple(self._events),
+                               dict(self._result), (self._ended or time.monotonic()) - self.started,
+                               self.stop.is_set())
+
+    # ------------------------------------------------------------ read by any thread
+
+    @property
+    def events(self) -> tuple[Event, ...]:
+        with self.lock:
+            return tuple(self._events)
+
+    @property
+    def state(self) -> str:
+        with self.lock:
+            return self._state
+
+    @property
+    def message(self) -> str:
+        with self.lock:
+            return self._message
+
+    @property
+    def phase(self) -> str:
+        with self.lock:
+            return self._phase
+
+    @property
+    def step(self) -> int:
+        with self.lock:
+            return self._step
+
+    @property
+    def result(self) -> dict[str, Any]:
+        with self.lock:
+            return dict(self._result)
+
+    @property
+    def side(self) -> Side | None:
+        with self.lock:
+            return self._side
+
+    @property
+    def running(self) -> bool:
+        return self.state in RUNNING_STATES
 
     @property
     def elapsed(self) -> float:
-        return (self.ended or time.monotonic()) - self.started
+        with self.lock:
+            return (self._ended or time.monotonic()) - self.started
+
+    # ------------------------------------------------------------ written by the run's thread
 
     def record(self, event: Event) -> None:
-        if event.kind == "phase":
-            self.phase = event.values["phase"]
-        self.events.append(event)
+        with self.lock:
+            if event.kind == "phase":
+                self._phase = event.values["phase"]
+            self._step = event.step
+            self._events.append(event)
+
+    def set_phase(self, phase: str) -> None:
+        with self.lock:
+            self._phase = phase
+
+    def begin(self, side: Side) -> None:
+        """The model is ready: training starts."""
+        with self.lock:
+            self._side, self._state = side, "running"
+            if not self.stop.is_set():
+                self._message = "Training…"
+
+    def end(self, state: str, message: str, result: dict[str, Any] | None = None) -> None:
+        with self.lock:
+            self._state, self._message, self._ended = state, message, time.monotonic()
+            if result is not None:
+                self._result = result
+
+    def request_stop(self) -> None:
+        """Stop after the current step (a job that has ended keeps its message)."""
+        with self.lock:
+            if self._state in RUNNING_STATES:
+                self.stop.set()
+                self._message = "Stopping after the current step…"
 
 
 def parameter_bytes(model: Any) -> int:
@@ -113,7 +211,7 @@ def failure_message(what: str, exc: BaseException) -> str:
     """A user's error as it is; anything else with its type, and the traceback in the log."""
     if isinstance(exc, PlaygroundError):
         return str(exc)
-    log.error("%s failed", what, exc_info=exc)
+    log.exception("%s failed", what, exc_info=exc)
     if isinstance(exc, torch.OutOfMemoryError):
         return f"{what} ran out of memory. Try a smaller model, batch size or max length."
     return f"{what} failed: {type(exc).__name__}: {exc}"
@@ -284,7 +382,7 @@ class ModelManager:
             job = TrainingJob(run_id, config, runs.runs_dir(self.models_dir) / run_id, events=list(earlier or []),
                               resume=resume)
             if not model.done() and store.needs_conversion(config.model, self.models_dir):
-                job.phase = "converting the model the first time (about a minute)"
+                job.set_phase("converting the model the first time (about a minute)")
             self.job = job
         job.thread = threading.Thread(target=self._run, args=(job, dataset, model), name=f"train-{run_id}", daemon=True)
         job.thread.start()
@@ -306,25 +404,22 @@ class ModelManager:
         """Stop the run after its current step, and the variants waiting after it."""
         if self.experiment is not None:
             self.experiment.stop.set()
-        if self.job is not None and self.job.running:
-            self.job.stop.set()
-            self.job.message = "Stopping after the current step…"
+        if self.job is not None:
+            self.job.request_stop()
 
     def _run(self, job: TrainingJob, dataset: Dataset, model_future: Future) -> None:
         """The job's thread: whatever happens, the job ends with a state and a message."""
         try:
             loaded = model_future.result()
-            job.phase = "preparing the model"
-            job.side = prepare_model(loaded.weights, job.config, job.run_id, self.models_dir, loaded.dtype,
-                                     self.device, job.resume)
-            job.state, job.message = "running", "Training…"
-            job.state, job.message, job.result = run_training(
-                job.side, loaded.tokenizer, dataset, job.config, self.models_dir, job.run_id,
-                on_event=job.record, stop=job.stop, resume=job.resume)
+            job.set_phase("preparing the model")
+            side = prepare_model(loaded.weights, job.config, job.run_id, self.models_dir, loaded.dtype, self.device,
+                                 job.resume)
+            job.begin(side)
+            state, message, result = run_training(side, loaded.tokenizer, dataset, job.config, self.models_dir,
+                                                  job.run_id, on_event=job.record, stop=job.stop, resume=job.resume)
+            job.end(state, message, result)
         except Exception as exc:
-            job.state, job.message = "failed", failure_message(f"Run {job.run_id}", exc)
-        finally:
-            job.ended = time.monotonic()
+            job.end("failed", failure_message(f"Run {job.run_id}", exc))
 
     # ------------------------------------------------------------ sides for chat and grading
 

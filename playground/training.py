@@ -7,6 +7,7 @@ several GPUs. Batches come from `batching.collate`, the function the Batch tab s
 
 from __future__ import annotations
 
+import logging
 import math
 import shutil
 import threading
@@ -23,6 +24,8 @@ from .generation import GenerationSettings, Side
 from .modeling import CausalLMLoss
 from .settings import PRESETS, TrainConfig  # noqa: F401 (PRESETS re-exported: tests and benches read it here)
 from .weights import Weights
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -79,6 +82,246 @@ def total_steps_for(config: TrainConfig, train_size: int) -> int:
     return max(1, math.ceil(per_epoch * config.epochs))
 
 
+def lr_factor(step: int, warmup_steps: int, total: int) -> float:
+    """The learning rate's multiplier: a linear warmup, then a linear decay down to a tenth."""
+    return min(1.0, (step + 1) / max(1, warmup_steps)) * max(0.1, 1 - step / max(1, total))
+
+
+def due(every: int, step: int, total: int) -> bool:
+    """Whether what is done every `every` steps (0: never) is due after `step`; never after the last
+    step, after which the run validates, probes and saves anyway."""
+    return bool(every) and step % every == 0 and step < total
+
+
+@dataclass
+class Window:
+    """Trained tokens, real input tokens and compute seconds since the last logged step."""
+    tokens: int = 0
+    inputs: int = 0
+    seconds: float = 0.0
+
+
+@dataclass
+class TrainingLoop:
+    """One run of `train`: what its steps use, and the progress they carry from one to the next."""
+    side: Side
+    tokenizer: Any
+    config: TrainConfig
+    emit: Callable[[Event], None]
+    checkpoint: Callable[[int, dict[str, Any]], None] | None
+    accelerator: Any
+    train_samples: list[batching.Sample]
+    val_samples: list[batching.Sample]
+    pad_id: int
+    probes: list[data.Record]
+    loss_module: Any
+    trainable: list[torch.nn.Parameter]
+    optimizer: Any
+    schedule: Any
+    device: Any
+    total: int
+    per_epoch: int       # optimizer steps in one epoch
+    rank: int = 0        # this process, of `world` processes (accelerate)
+    world: int = 1
+    started: float = field(default_factory=time.monotonic)
+    step: int = 0        # optimizer steps done
+    micro: int = 0       # batches done (grad_accum of them make a step)
+    epoch: int = 0
+    position: int = 0    # the epoch's next batch
+    rows: int = 0        # events logged as metric rows; a checkpoint keeps the count so a resumed run drops later ones
+    first_val: float | None = None
+    train_loss: float | None = None
+    trained_tokens: int = 0  # targets trained on so far, all processes
+    stopped: bool = False
+    window: Window = field(default_factory=Window)
+
+    # ------------------------------------------------------------ what the run reports
+
+    def event(self, kind: str, **values: Any) -> None:
+        """Tell `emit`; every kind but "phase" becomes a row of the run's metrics."""
+        self.rows += kind != "phase"
+        self.emit(Event(kind, self.step, self.total, self.step / self.per_epoch, time.monotonic() - self.started,
+                        values))
+
+    def phase(self, name: str) -> None:
+        """What the run does now (probing, validating, training), for a progress line that says so."""
+        self.event("phase", phase=name)
+
+    def log_step(self, loss: float) -> None:
+        """The step's point of the curve, with the throughput since the previous one."""
+        seconds, world = max(self.window.seconds, 1e-9), self.world
+        self.event("step", train_loss=round(loss, 4), lr=self.schedule.get_last_lr()[0],
+                   trained_tokens=self.trained_tokens,
+                   tokens_per_s=round(self.window.tokens * world / seconds, 1),
+                   input_tokens_per_s=round(self.window.inputs * world / seconds, 1))
+        self.window = Window()
+
+    # ------------------------------------------------------------ training
+
+    def epoch_order(self) -> list[list[int]]:
+        """This process's share of the current epoch's batches."""
+        config = self.config
+        order = batching.batch_order([len(s.ids) for s in self.train_samples], config.batch_size, config.seed,
+                                     config.group_by_length, config.drop_last, config.batch_order, self.epoch)
+        return order[self.rank::self.world]
+
+    def micro_step(self, indices: list[int]) -> float:
+        """Forward and backward on one batch, and the optimizer's step once `grad_accum` batches are in;
+        returns the batch's loss."""
+        config, accelerator = self.config, self.accelerator
+        batch = batching.collate([self.train_samples[i] for i in indices], self.pad_id, config.max_length, config.mask)
+        started = time.monotonic()
+        with self.side.weights.use(train=True, adapter=self.side.adapter):
+            loss_sum, count = self.loss_module(batch.inputs.to(self.device), batch.targets.to(self.device))
+            loss = loss_sum / count.clamp(min=1)
+            value = loss.detach().item()
+            if not math.isfinite(value):
+                raise PlaygroundError(
+                    f"The loss became {value} at step {self.step + 1}: training diverged. Lower the "
+                    "learning rate (for example by 10x), or check the data for empty answers.")
+            (accelerator.backward if accelerator else torch.Tensor.backward)(loss / config.grad_accum)
+            self.micro += 1
+            self.window.tokens += int(count)
+            self.window.inputs += batch.real_tokens
+            self.trained_tokens += int(count) * self.world
+            if self.micro % config.grad_accum == 0:
+                torch.nn.utils.clip_grad_norm_(self.trainable, 1.0)
+                self.optimizer.step()
+                self.schedule.step()
+                self.optimizer.zero_grad(set_to_none=True)
+        self.window.seconds += time.monotonic() - started
+        return value
+
+    def end_of_step(self, loss: float) -> None:
+        """Count an optimizer step; log it, and validate, probe and keep a checkpoint when they are due."""
+        config = self.config
+        self.step += 1
+        self.train_loss = loss
+        if self.step % config.log_every == 0 or self.step == self.total:
+            self.log_step(loss)
+        validate_now = due(config.eval_every, self.step, self.total)
+        probe_now = due(config.probe_every, self.step, self.total)
+        keep_now = due(config.checkpoint_every, self.step, self.total)
+        if validate_now:
+            self.event("eval", val_loss=self.evaluate())
+        if probe_now:
+            self.probe()
+        if keep_now:
+            self.keep()
+        if validate_now or probe_now or keep_now:
+            self.phase("training")
+
+    # ------------------------------------------------------------ evaluation, probes, checkpoints
+
+    def evaluate(self) -> float | None:
+        """The validation loss per trained target over the first `eval_batches` batches."""
+        if not self.val_samples:
+            return None
+        self.phase("validating")
+        config = self.config
+        order = batching.batch_order([len(s.ids) for s in self.val_samples], config.batch_size, seed=0)
+        loss_sum, count = 0.0, 0
+        with self.side.weights.use(adapter=self.side.adapter), torch.no_grad():
+            for indices in order[:config.eval_batches]:
+                batch = batching.collate([self.val_samples[i] for i in indices], self.pad_id, config.max_length,
+                                         config.mask)
+                loss, n = self.loss_module(batch.inputs.to(self.device), batch.targets.to(self.device))
+                loss_sum, count = loss_sum + float(loss), count + int(n)
+        return loss_sum / count if count else None
+
+    def probe(self) -> None:
+        """The probe instructions' answers now (on the main process)."""
+        if not self.probes or self.rank != 0:
+            return
+        self.phase("probing")
+        style, template = self.config.style, self.config.template
+        rendered = [prompts.render(record, style, self.tokenizer, template) for record in self.probes]
+        answers = generation.generate([(self.side, r.inference) for r in rendered], self.tokenizer, style,
+                                      GenerationSettings(max_new_tokens=self.config.probe_tokens))
+        self.event("probe", probes=[{"instruction": record.instruction, "input": record.input,
+                                     "reference": record.output, "answer": answer}
+                                    for record, answer in zip(self.probes, answers)])
+
+    def trainer_state(self) -> dict[str, Any]:
+        """What a checkpoint keeps besides the weights."""
+        return {"step": self.step, "epoch": self.epoch, "position": self.position, "total_steps": self.total,
+                "rows": self.rows, "elapsed": time.monotonic() - self.started, "first_val_loss": self.first_val,
+                "train_loss": self.train_loss, "trained_tokens": self.trained_tokens,
+                "optimizer": self.optimizer.state_dict(), "scheduler": self.schedule.state_dict(),
+                "rng": torch.get_rng_state()}
+
+    def keep(self) -> None:
+        """A checkpoint now (none before the first step: there is nothing to go on from)."""
+        if self.checkpoint is not None and self.step > 0:
+            self.phase("saving a checkpoint")
+            self.checkpoint(self.step, self.trainer_state())
+
+    # ------------------------------------------------------------ beginning and end
+
+    def begin(self) -> None:
+        """A new run: its figures, the probes' answers and the validation loss before training."""
+        self.event("start", total_steps=self.total, train_examples=len(self.train_samples),
+                   validation_examples=len(self.val_samples),
+                   trainable_parameters=sum(p.numel() for p in self.trainable))
+        self.probe()
+        self.first_val = self.evaluate()
+        self.event("eval", val_loss=self.first_val)
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """A resumed run: the progress, optimizer, schedule and random numbers of its checkpoint."""
+        self.step, self.epoch, self.position = state["step"], state["epoch"], state["position"]
+        self.rows = state["rows"]
+        self.micro = self.step * self.config.grad_accum
+        self.first_val, self.train_loss = state["first_val_loss"], state["train_loss"]
+        self.trained_tokens = state.get("trained_tokens", 0)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.schedule.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["rng"])
+        self.started -= state["elapsed"]  # the curve against wall time goes on from where it stopped
+        self.event("resume", from_step=self.step)
+
+    def finish(self) -> dict[str, Any]:
+        """The validation loss and the probes' answers at the end, and the run's figures."""
+        final_val = self.evaluate()
+        self.event("eval", val_loss=final_val)
+        self.probe()
+        return {"steps": self.step, "total_steps": self.total, "stopped": self.stopped, "train_loss": self.train_loss,
+                "val_loss": final_val, "first_val_loss": self.first_val, "elapsed": time.monotonic() - self.started}
+
+
+def prepare_loop(side: Side, tokenizer: Any, dataset: data.Dataset, splits: data.Splits, config: TrainConfig,
+                 emit: Callable[[Event], None], accelerator: Any = None,
+                 checkpoint: Callable[[int, dict[str, Any]], None] | None = None) -> TrainingLoop:
+    """A run before its first step: the data encoded, the optimizer and its schedule made, the seed set."""
+    torch.manual_seed(config.seed)
+    if not splits.train:
+        raise PlaygroundError("The training split is empty: the dataset needs more records.")
+    if batches_per_epoch(config, len(splits.train)) == 0:
+        raise PlaygroundError(f"The training split has {len(splits.train)} records, fewer than one batch of "
+                              f"{config.batch_size}, and drop_last leaves that batch out: lower the batch size.")
+    train_samples = batching.encode_all(dataset.records, config.style, tokenizer, config.template, splits.train)
+    val_samples = batching.encode_all(dataset.records, config.style, tokenizer, config.template, splits.validation)
+    loss_module = CausalLMLoss(side.weights.model)
+    trainable = [p for p in side.weights.model.parameters() if p.requires_grad]
+    if not trainable:
+        raise PlaygroundError("The model has no trainable parameters.")
+    device = side.weights.device
+    fused = device.type == "cuda" if config.fused_adamw is None else config.fused_adamw
+    optimizer = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=config.weight_decay, fused=fused)
+    total = total_steps_for(config, len(train_samples))
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, config.warmup_steps, total))
+    if accelerator is not None:
+        loss_module, optimizer = accelerator.prepare(loss_module, optimizer)
+        device = accelerator.device
+    rank, world = (accelerator.process_index, accelerator.num_processes) if accelerator else (0, 1)
+    return TrainingLoop(
+        side=side, tokenizer=tokenizer, config=config, emit=emit, checkpoint=checkpoint, accelerator=accelerator,
+        train_samples=train_samples, val_samples=val_samples, pad_id=batching.special_ids(tokenizer)[1],
+        probes=probe_records(dataset, splits, config.probes), loss_module=loss_module, trainable=trainable,
+        optimizer=optimizer, schedule=schedule, device=device, total=total,
+        per_epoch=math.ceil(batches_per_epoch(config, len(train_samples)) / config.grad_accum), rank=rank, world=world)
+
+
 def train(side: Side, tokenizer: Any, dataset: data.Dataset, splits: data.Splits, config: TrainConfig,
           emit: Callable[[Event], None], stop: threading.Event | None = None,
           accelerator: Any = None, checkpoint: Callable[[int, dict[str, Any]], None] | None = None,
@@ -94,166 +337,27 @@ def train(side: Side, tokenizer: Any, dataset: data.Dataset, splits: data.Splits
     """
     config.check()
     stop = stop or threading.Event()
-    weights = side.weights
-    torch.manual_seed(config.seed)
-    if not splits.train:
-        raise PlaygroundError("The training split is empty: the dataset needs more records.")
-    if batches_per_epoch(config, len(splits.train)) == 0:
-        raise PlaygroundError(f"The training split has {len(splits.train)} records, fewer than one batch of "
-                              f"{config.batch_size}, and drop_last leaves that batch out: lower the batch size.")
-    encode = lambda indices: batching.encode_all(dataset.records, config.style, tokenizer, config.template, indices)
-    train_samples, val_samples = encode(splits.train), encode(splits.validation)
-    _, pad_id = batching.special_ids(tokenizer)
-    collate = lambda samples: batching.collate(samples, pad_id, config.max_length, config.mask)
-
-    loss_module = CausalLMLoss(weights.model)
-    trainable = [p for p in weights.model.parameters() if p.requires_grad]
-    if not trainable:
-        raise PlaygroundError("The model has no trainable parameters.")
-    device = weights.device
-    fused = device.type == "cuda" if config.fused_adamw is None else config.fused_adamw
-    optimizer = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=config.weight_decay, fused=fused)
-    total = total_steps_for(config, len(train_samples))
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: min(1.0, (s + 1) / max(1, config.warmup_steps)) * max(0.1, 1 - s / max(1, total)))
-    if accelerator is not None:
-        loss_module, optimizer = accelerator.prepare(loss_module, optimizer)
-        device = accelerator.device
-    rank, world = (accelerator.process_index, accelerator.num_processes) if accelerator else (0, 1)
-    probes = probe_records(dataset, splits, config.probes)
-    started = time.monotonic()
-    per_epoch = math.ceil(batches_per_epoch(config, len(train_samples)) / config.grad_accum)
-    rows = 0  # events logged as metric rows; a checkpoint keeps the count so a resumed run drops later ones
-
-    def event(kind: str, step: int, **values: Any) -> None:
-        nonlocal rows
-        rows += kind != "phase"
-        emit(Event(kind, step, total, step / per_epoch, time.monotonic() - started, values))
-
-    def phase(name: str, step: int) -> None:
-        """What the run does now (probing, validating, training), for a progress line that says so."""
-        event("phase", step, phase=name)
-
-    def evaluate(step: int) -> float | None:
-        if not val_samples:
-            return None
-        phase("validating", step)
-        order = batching.batch_order([len(s.ids) for s in val_samples], config.batch_size, seed=0)
-        loss_sum, count = 0.0, 0
-        with weights.use(adapter=side.adapter), torch.no_grad():
-            for indices in order[:config.eval_batches]:
-                batch = collate([val_samples[i] for i in indices])
-                loss, n = loss_module(batch.inputs.to(device), batch.targets.to(device))
-                loss_sum, count = loss_sum + float(loss), count + int(n)
-        return loss_sum / count if count else None
-
-    def probe(step: int) -> None:
-        if not probes or rank != 0:
-            return
-        phase("probing", step)
-        rendered = [prompts.render(record, config.style, tokenizer, config.template) for record in probes]
-        answers = generation.generate([(side, r.inference) for r in rendered], tokenizer, config.style,
-                                      GenerationSettings(max_new_tokens=config.probe_tokens))
-        event("probe", step, probes=[{"instruction": record.instruction, "input": record.input,
-                                      "reference": record.output, "answer": answer}
-                                     for record, answer in zip(probes, answers)])
-
-    def trainer_state(step: int, epoch: int, position: int) -> dict[str, Any]:
-        """What a checkpoint keeps besides the weights; `position` is the epoch's next batch."""
-        return {"step": step, "epoch": epoch, "position": position, "total_steps": total, "rows": rows,
-                "elapsed": time.monotonic() - started, "first_val_loss": first_val, "train_loss": last_train_loss,
-                "trained_tokens": trained_tokens,
-                "optimizer": optimizer.state_dict(), "scheduler": schedule.state_dict(),
-                "rng": torch.get_rng_state()}
-
-    def keep(step: int, epoch: int, position: int) -> None:
-        if checkpoint is not None and step > 0:
-            phase("saving a checkpoint", step)
-            checkpoint(step, trainer_state(step, epoch, position))
-
-    step, micro, epoch, start_at = 0, 0, 0, 0
-    last_train_loss, stopped_by_user, trained_tokens = None, False, 0  # targets trained on so far, all processes
+    loop = prepare_loop(side, tokenizer, dataset, splits, config, emit, accelerator, checkpoint)
     if resume is None:
-        event("start", 0, total_steps=total, train_examples=len(train_samples),
-              validation_examples=len(val_samples), trainable_parameters=sum(p.numel() for p in trainable))
-        probe(0)
-        first_val = evaluate(0)
-        event("eval", 0, val_loss=first_val)
+        loop.begin()
     else:
-        step, epoch, start_at, rows = resume["step"], resume["epoch"], resume["position"], resume["rows"]
-        micro = step * config.grad_accum
-        first_val, last_train_loss = resume["first_val_loss"], resume["train_loss"]
-        trained_tokens = resume.get("trained_tokens", 0)
-        optimizer.load_state_dict(resume["optimizer"])
-        schedule.load_state_dict(resume["scheduler"])
-        torch.set_rng_state(resume["rng"])
-        started -= resume["elapsed"]  # the curve against wall time goes on from where it stopped
-        event("resume", step, from_step=step)
-    phase("training", step)
-    position = start_at
-    # trained tokens, real input tokens and compute time since the last log line
-    window_tokens, window_inputs, window_seconds = 0, 0, 0.0
+        loop.restore(resume)
+    loop.phase("training")
     try:
-        while step < total:
-            order = batching.batch_order([len(s.ids) for s in train_samples], config.batch_size, config.seed,
-                                         config.group_by_length, config.drop_last, config.batch_order, epoch)
-            order = order[rank::world]  # each process its own share of the batches
-            for position in range(start_at, len(order)):
-                if micro % config.grad_accum == 0 and stop.is_set():  # only between optimizer steps
+        while loop.step < loop.total:
+            order = loop.epoch_order()
+            while loop.position < len(order) and loop.step < loop.total:
+                if loop.micro % config.grad_accum == 0 and stop.is_set():  # only between optimizer steps
                     raise StopTraining
-                batch = collate([train_samples[i] for i in order[position]])
-                step_started = time.monotonic()
-                with weights.use(train=True, adapter=side.adapter):
-                    loss_sum, count = loss_module(batch.inputs.to(device), batch.targets.to(device))
-                    loss = loss_sum / count.clamp(min=1)
-                    value = loss.detach().item()
-                    if not math.isfinite(value):
-                        raise PlaygroundError(
-                            f"The loss became {value} at step {step + 1}: training diverged. Lower the "
-                            "learning rate (for example by 10x), or check the data for empty answers.")
-                    (accelerator.backward if accelerator else torch.Tensor.backward)(loss / config.grad_accum)
-                    micro += 1
-                    window_tokens += int(count)
-                    trained_tokens += int(count) * world
-                    window_inputs += batch.real_tokens
-                    if micro % config.grad_accum == 0:
-                        torch.nn.utils.clip_grad_norm_(trainable, 1.0)
-                        optimizer.step()
-                        schedule.step()
-                        optimizer.zero_grad(set_to_none=True)
-                window_seconds += time.monotonic() - step_started
-                if micro % config.grad_accum:
-                    continue
-                step += 1
-                last_train_loss = value
-                if step % config.log_every == 0 or step == total:
-                    event("step", step, train_loss=round(value, 4), lr=schedule.get_last_lr()[0],
-                          trained_tokens=trained_tokens,
-                          tokens_per_s=round(window_tokens * world / max(window_seconds, 1e-9), 1),
-                          input_tokens_per_s=round(window_inputs * world / max(window_seconds, 1e-9), 1))
-                    window_tokens, window_inputs, window_seconds = 0, 0, 0.0
-                validate_now = config.eval_every and step % config.eval_every == 0 and step < total
-                probe_now = config.probe_every and step % config.probe_every == 0 and step < total
-                if validate_now:
-                    event("eval", step, val_loss=evaluate(step))
-                if probe_now:
-                    probe(step)
-                if config.checkpoint_every and step % config.checkpoint_every == 0 and step < total:
-                    keep(step, epoch, position + 1)
-                    phase("training", step)
-                elif validate_now or probe_now:
-                    phase("training", step)
-                if step >= total:
-                    break
-            epoch, start_at, position = epoch + 1, 0, 0
+                loss = loop.micro_step(order[loop.position])
+                loop.position += 1
+                if loop.micro % config.grad_accum == 0:
+                    loop.end_of_step(loss)
+            loop.epoch, loop.position = loop.epoch + 1, 0
     except StopTraining:
-        stopped_by_user = True
-        keep(step, epoch, position)
-    final_val = evaluate(step)
-    event("eval", step, val_loss=final_val)
-    probe(step)
-    return {"steps": step, "total_steps": total, "stopped": stopped_by_user, "train_loss": last_train_loss,
-            "val_loss": final_val, "first_val_loss": first_val, "elapsed": time.monotonic() - started}
+        loop.stopped = True
+        loop.keep()
+    return loop.finish()
 
 
 def prepare_model(weights: Weights, config: TrainConfig, run_id: str, models_dir: Path, dtype: Any,
@@ -351,6 +455,43 @@ def start_run(side: Side, tokenizer: Any, dataset: data.Dataset, splits: data.Sp
     return writer
 
 
+@dataclass
+class RunOutput:
+    """Where a run's events and checkpoints go: the caller's `on_event`, and the run's folder once it
+    is open (on the main process only)."""
+    side: Side
+    config: TrainConfig
+    run_id: str
+    on_event: Callable[[Event], None] | None = None
+    writer: runs.RunWriter | None = None
+
+    def emit(self, event: Event) -> None:
+        writer = self.writer
+        if writer is not None and event.kind == "phase":
+            writer.status("running", event.values["phase"], step=event.step, total_steps=event.total_steps)
+        elif writer is not None:
+            writer.log(event.row())
+            if event.kind == "step":
+                writer.status("running", "training", step=event.step, total_steps=event.total_steps)
+        if self.on_event is not None:
+            self.on_event(event)
+
+    def keep(self, step: int, state: dict[str, Any]) -> None:
+        if self.writer is not None:
+            save_checkpoint(self.side, self.writer.folder, self.config, self.run_id, step, state)
+
+
+def failure_message(run_id: str, exc: Exception) -> str:
+    """What a failed run says; the traceback of an unexpected error goes to the log."""
+    if isinstance(exc, PlaygroundError):
+        return str(exc)
+    if isinstance(exc, torch.OutOfMemoryError):
+        return ("Out of memory. Try a smaller batch size or max length, gradient accumulation, or LoRA instead "
+                "of a full fine-tune.")
+    log.exception("Run %s failed", run_id, exc_info=exc)
+    return f"Training failed: {type(exc).__name__}: {exc}"
+
+
 def run_training(side: Side, tokenizer: Any, dataset: data.Dataset, config: TrainConfig, models_dir: Path,
                  run_id: str, on_event: Callable[[Event], None] | None = None,
                  stop: threading.Event | None = None, accelerator: Any = None,
@@ -365,51 +506,29 @@ def run_training(side: Side, tokenizer: Any, dataset: data.Dataset, config: Trai
     """
     main = accelerator is None or accelerator.is_main_process
     splits = dataset.splits(seed=config.split_seed, order=config.split_order)
-    writer = None
-    state_at = None
-
-    def keep(step: int, state: dict[str, Any]) -> None:
-        if writer is not None:
-            save_checkpoint(side, writer.folder, config, run_id, step, state)
-
-    def emit(event: Event) -> None:
-        if writer is not None and event.kind == "phase":
-            writer.status("running", event.values["phase"], step=event.step, total_steps=event.total_steps)
-        elif writer is not None:
-            writer.log(event.row())
-            if event.kind == "step":
-                writer.status("running", "training", step=event.step, total_steps=event.total_steps)
-        if on_event is not None:
-            on_event(event)
-
+    output = RunOutput(side, config, run_id, on_event)
     runs.ACTIVE.add(run_id)
     result: dict[str, Any] = {}
     try:
-        if resume is not None:
-            state_at = resume.state()
-        if main and resume is not None:
-            writer = runs.RunWriter.reopen(models_dir, run_id, rows=state_at["rows"], step=state_at["step"])
+        state_at = resume.state() if resume is not None else None
+        if main and state_at is not None:
+            output.writer = runs.RunWriter.reopen(models_dir, run_id, rows=state_at["rows"], step=state_at["step"])
         elif main:  # an unwritable runs folder fails here, like any other failure of the run
-            writer = start_run(side, tokenizer, dataset, splits, config, models_dir, run_id)
-        result = train(side, tokenizer, dataset, splits, config, emit, stop, accelerator, keep, state_at)
-        if writer is not None:
-            emit(Event("phase", result["steps"], result["total_steps"], values={"phase": "saving"}))
-            save_trained(side, writer.folder, config, run_id)
+            output.writer = start_run(side, tokenizer, dataset, splits, config, models_dir, run_id)
+        result = train(side, tokenizer, dataset, splits, config, output.emit, stop, accelerator, output.keep, state_at)
+        if output.writer is not None:
+            output.emit(Event("phase", result["steps"], result["total_steps"], values={"phase": "saving"}))
+            save_trained(side, output.writer.folder, config, run_id)
         state = "stopped" if result["stopped"] else "finished"
         message = (f"{state.capitalize()} after {result['steps']} of {result['total_steps']} steps in "
                    f"{result['elapsed']:.0f} s; saved in {runs.runs_dir(models_dir) / run_id}.")
-    except PlaygroundError as exc:
-        state, message = "failed", str(exc)
-    except torch.OutOfMemoryError:
-        state, message = "failed", ("Out of memory. Try a smaller batch size or max length, gradient "
-                                    "accumulation, or LoRA instead of a full fine-tune.")
-    except Exception as exc:  # anything else ends the run, never the app
-        state, message = "failed", f"Training failed: {type(exc).__name__}: {exc}"
+    except Exception as exc:  # anything ends the run, never the app
+        state, message = "failed", failure_message(run_id, exc)
     finally:
         runs.ACTIVE.discard(run_id)
-    if writer is not None:
+    if output.writer is not None:
         try:
-            writer.status(state, message, **result)
+            output.writer.status(state, message, **result)
         except OSError as exc:
-            message += f" (its status could not be written in {writer.folder}: {exc.strerror or exc})"
+            message += f" (its status could not be written in {output.writer.folder}: {exc.strerror or exc})"
     return state, message, result
