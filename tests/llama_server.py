@@ -13,6 +13,11 @@ from pathlib import Path
 from tests_helpers import free_port
 
 MODEL = "gemma3-270m"  # the name the server gives the model (--model_alias)
+# `python -m llama_cpp.server` with llama.cpp's weight repacking off, as the app loads GGUF files:
+# its repacked kernels crash the server on this machine's CPUs (AMX) at the first request.
+SERVE = ("import runpy, sys; from playground.export.parity import turn_off_weight_repacking; "
+         "turn_off_weight_repacking(); sys.argv[0] = 'llama_cpp.server'; "
+         "runpy.run_module('llama_cpp.server', run_name='__main__', alter_sys=True)")
 
 
 def gguf_path() -> Path:
@@ -22,7 +27,7 @@ def gguf_path() -> Path:
 
 
 class LlamaServer:
-    """`python -m llama_cpp.server` on a free port; `with LlamaServer() as server: server.url`."""
+    """llama.cpp's server (SERVE) on a free port; `with LlamaServer() as server: server.url`."""
 
     def __init__(self, n_ctx: int = 2048, port: int | None = None):
         self.n_ctx, self.port = n_ctx, port or free_port()
@@ -31,9 +36,9 @@ class LlamaServer:
 
     def start(self, seconds: float = 120) -> "LlamaServer":
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf_path()), "--model_alias", MODEL,
+            [sys.executable, "-c", SERVE, "--model", str(gguf_path()), "--model_alias", MODEL,
              "--host", "127.0.0.1", "--port", str(self.port), "--n_ctx", str(self.n_ctx), "--n_threads", "2"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            cwd=Path(__file__).resolve().parent.parent, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + seconds
         while True:
             try:

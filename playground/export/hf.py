@@ -50,7 +50,7 @@ def model_card(facts: RunFacts, models_dir: Path, found: PromptFormat, example: 
     record = facts.record
     settings = record.settings
     data = record.data() or {}
-    grading = evaluation.latest_grading(models_dir, record.run_id)
+    grading = evaluation.quoted_grading(models_dir, record.run_id)
     lines = [f"# {record.run_id}", "",
              f"A {'LoRA' if facts.is_lora else 'full'} fine-tune of `{facts.spec}` made with the instruction-tuning "
              f"playground ({fmt} export).", "", "## Training", "",

@@ -124,34 +124,38 @@ def llama_cpp_installed() -> bool:
     return importlib.util.find_spec("llama_cpp") is not None
 
 
-_LOADING = threading.Lock()
+def turn_off_weight_repacking() -> None:
+    """Load every later llama.cpp model of this process with weight repacking off (llama.cpp's
+    `--no-repack`): on a CPU with AMX or AVX-512, a native build's repacked kernels crashed the whole
+    process (Q8_0 exports, and the Q4_K_M default model in llama.cpp's server). The parity check
+    measures the file, not llama.cpp's fastest kernels. `Llama()` has no option for it, so the default
+    parameters it starts from are changed."""
+    from llama_cpp import llama_cpp as bindings  # the module `Llama()` takes its defaults from
 
-
-def load_llama(path: Path, n_ctx: int, **options: Any) -> Any:
-    """The GGUF file in llama.cpp, with weight repacking off (llama.cpp's `--no-repack`): its repacked
-    kernels (AMX, AVX-512) crashed the process on a small model's Q8_0 file, and the parity check
-    measures the file, not llama.cpp's fastest kernels. `Llama()` has no option for it, so its default
-    parameters are changed while it loads."""
-    try:
-        import llama_cpp
-        from llama_cpp import llama_cpp as bindings  # the module `Llama()` takes its defaults from
-    except ImportError:
-        raise PlaygroundError(MISSING_NOTE) from None
     defaults = bindings.llama_model_default_params
+    if getattr(defaults, "repacking_off", False):
+        return
 
     def without_repacking() -> Any:
         params = defaults()
         params.use_extra_bufts = False
         return params
 
-    with _LOADING:
-        bindings.llama_model_default_params = without_repacking
-        try:
-            return llama_cpp.Llama(str(path), n_ctx=max(n_ctx, 256), n_threads=None, verbose=False, seed=0, **options)
-        except (ValueError, RuntimeError) as exc:
-            raise PlaygroundError(f"llama.cpp could not load {path.name}: {exc}") from None
-        finally:
-            bindings.llama_model_default_params = defaults
+    without_repacking.repacking_off = True  # type: ignore[attr-defined]
+    bindings.llama_model_default_params = without_repacking
+
+
+def load_llama(path: Path, n_ctx: int, **options: Any) -> Any:
+    """The GGUF file in llama.cpp, with weight repacking off (see turn_off_weight_repacking)."""
+    try:
+        import llama_cpp
+    except ImportError:
+        raise PlaygroundError(MISSING_NOTE) from None
+    turn_off_weight_repacking()
+    try:
+        return llama_cpp.Llama(str(path), n_ctx=max(n_ctx, 256), n_threads=None, verbose=False, seed=0, **options)
+    except (ValueError, RuntimeError) as exc:
+        raise PlaygroundError(f"llama.cpp could not load {path.name}: {exc}") from None
 
 
 def compare(cases: list[Case], app: list[str], gguf: list[list[int]], tokenizer: Any, same_prompts: int,
