@@ -169,7 +169,7 @@ def test_dataset_tab_checks_the_data_and_opens_a_record_found(page):
     page.locator("#data-check").click()
     findings = page.locator("#data-check-findings")
     expect(findings).to_contain_text("kinds of problem found")
-    expect(findings).to_contain_text("Alpaca (the book's template) style, max length 48, instruction masked")
+    expect(findings).to_contain_text("Alpaca (the book's template) style, max length 48, whole prompt masked")
     expect(findings).to_contain_text("response cut away")
     expect(findings).to_contain_text("#146")  # its output repeats its input
     page.locator("#data-check-record input").click()
@@ -357,6 +357,45 @@ def test_chat_tab_two_messages_regenerate_and_a_blind_vote(trained_run, page):
     page.screenshot(path=str(SHOTS / "chat.png"), full_page=True)
 
 
+def test_chat_keeps_a_message_sent_while_the_answers_stream(trained_run, page):
+    page.get_by_role("tab", name="Chat").click()
+    expect(page.locator("#chat-run input")).to_have_value(re.compile("lora"))
+    page.locator("#chat-settings").get_by_text("Generation settings").click()
+    page.locator("#chat-max-new input[type=number]").fill("400")  # long enough to type while it streams
+    page.locator("#chat-max-new input[type=number]").press("Enter")
+    send, message = page.locator("#chat-send"), page.locator("#chat-message textarea")
+    message.fill("Write a long story about a cat.")
+    send.click()
+    expect(page.locator("#chat-left")).to_contain_text("Write a long story about a cat.")  # shown at once
+    expect(send).to_be_disabled()
+    expect(send).to_have_text("Answering…")
+    expect(message).to_have_value("")
+    expect(page.locator("#chat-left [data-testid='bot']").first).not_to_have_text("", timeout=300_000)  # streaming
+
+    message.fill("And what is 3 + 3?")
+    message.press("Shift+Enter")  # sends from a two-line box; while the answers stream: refused, nothing lost
+    expect(page.locator("#chat-error")).to_contain_text("still answering")
+    waiting = re.compile(r"^And what is 3 \+ 3\?$")
+    expect(message).to_have_value(waiting)
+    assert "3 + 3" not in page.locator("#chat-left").inner_text()
+    page.screenshot(path=str(SHOTS / "chat-busy.png"), full_page=True)
+
+    page.locator("#chat-stop").click()  # Stop hands Send back, keeps what was written, shows no error badge
+    expect(send).to_be_enabled()
+    expect(send).to_have_text("Send")
+    expect(message).to_have_value(waiting)
+    expect(page.get_by_text("Error", exact=True)).to_have_count(0)
+    page.locator("#chat-max-new input[type=number]").fill("8")
+    page.locator("#chat-max-new input[type=number]").press("Enter")
+    send.click()
+    left, right = wait_for_answers(page, 2)  # the stopped turn stays, with what it had written
+    assert all(left) and all(right)
+    expect(page.locator("#chat-left")).to_contain_text("And what is 3 + 3?")
+    expect(message).to_have_value("")
+    expect(send).to_be_enabled()
+    expect(page.locator("#chat-error")).to_be_empty()
+
+
 def test_inspect_tab_shows_what_changed_per_token_and_per_family(trained_run, page):
     page.get_by_role("tab", name="Inspect").click()
     expect(page.locator("#inspect-run input")).to_have_value(re.compile("lora"))  # the newest run is picked
@@ -445,6 +484,8 @@ def test_judge_tab_with_the_server_down_points_to_reference_metrics(trained_run,
     expect(page.locator("#judge-message")).to_contain_text("reference metrics: ROUGE-L", timeout=300_000)
     expect(page.locator("#judge-summary")).to_contain_text("exact match")
     expect(page.locator("#judge-facts")).to_have_count(0)  # no judge was asked
+    expect(page.locator("#judge-table")).to_contain_text("tuned ROUGE-L")  # its own report: no blank score columns
+    page.screenshot(path=str(SHOTS / "judge-metrics-only.png"), full_page=True)
     page.locator("#judge-metrics-only").get_by_role("checkbox").uncheck()
 
 

@@ -7,9 +7,11 @@ tuned answer per turn); the two chat panes are drawn from it and never read back
 from __future__ import annotations
 
 import html
+import logging
 import random
+import threading
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, Callable
 
 import gradio as gr
 
@@ -18,7 +20,9 @@ from ..errors import PlaygroundError
 from ..generation import GenerationSettings, stream
 from ..prompts import Turn, conversation
 from ..votes import save_vote, tally
-from .common import Shared, notice, run_choices, run_update
+from .common import SessionStops, Shared, notice, run_choices, run_update
+
+log = logging.getLogger(__name__)
 
 VOTES = {"left": "left is better", "right": "right is better", "tie": "tie", "both_bad": "both bad"}
 
@@ -122,47 +126,83 @@ def describe_run(manager: Any, run_id: str | None, checkpoint: Any = "") -> tupl
     return info, gr.update(choices=example_choices(found), value=None)
 
 
-def respond(manager: Any, asked: dict[str, str] | None, turns: list[dict[str, str]], run_id: str | None,
-            checkpoint: Any, raw_on: bool, blind_on: bool, tuned_is_left: bool, *generation: Any):
-    """Both answers to the pending message, streamed: (left pane, right pane, conversation) per token."""
-    if not asked:
-        return
-    if not run_id:
-        raise gr.Error("Pick a tuned run first (train one in the Train tab).")
+def prepare(manager: Any, asked: dict[str, str], turns: list[dict[str, str]], run_id: str, checkpoint: Any,
+            raw_on: bool, settings: GenerationSettings) -> tuple[Any, ...]:
+    """(rows, tokenizer, style) for both sides to answer `asked`: loads the run's model the first time."""
+    tuned, record = manager.tuned_side(run_id, checkpoint_step(checkpoint))
+    spec = record.settings.get("model", store.DEFAULT)
+    base = manager.base_side(spec)
+    tokenizer = manager.tokenizer(spec)
+    style, template = record.settings.get("style", "alpaca"), record.settings.get("template")
+    rows = [(side, conversation(history(turns, name), asked["message"], style, tokenizer, template, raw_on,
+                                asked["input"]))
+            for side, name in ((base, "base"), (tuned, "tuned"))]
+    return rows, tokenizer, style
+
+
+def settings_from(generation: tuple[Any, ...]) -> GenerationSettings:
     max_tokens, temp, p, k, rep, seed_value = generation
     settings = GenerationSettings(int(max_tokens), float(temp), float(p), int(k), float(rep), int(seed_value or 0))
-    try:
-        settings.check()
-        tuned, record = manager.tuned_side(run_id, checkpoint_step(checkpoint))
-        spec = record.settings.get("model", store.DEFAULT)
-        base = manager.base_side(spec)
-        tokenizer = manager.tokenizer(spec)
-        style, template = record.settings.get("style", "alpaca"), record.settings.get("template")
-        rows = [(side, conversation(history(turns, name), asked["message"], style, tokenizer, template, raw_on,
-                                    asked["input"]))
-                for side, name in ((base, "base"), (tuned, "tuned"))]
-    except PlaygroundError as exc:
-        raise gr.Error(str(exc)) from None
+    settings.check()
+    return settings
+
+
+BUSY_NOTICE = ("Both models are still answering: your message stays in the box. Send it when they finish, "
+               "or press Stop first.")
+
+
+def buttons(ui: SimpleNamespace, answering: bool) -> dict[Any, Any]:
+    """Send and Regenerate off while an answer streams, and the session's flag that says so."""
+    return {ui.send: gr.update(value="Answering…" if answering else "Send", interactive=not answering),
+            ui.regenerate: gr.update(interactive=not answering), ui.answering: answering}
+
+
+def respond(manager: Any, ui: SimpleNamespace, new_stop: Callable[[], threading.Event], regenerating: bool,
+            answering: bool, text: str, input_text: str, turns: list[dict[str, str]], run_id: str | None,
+            checkpoint: Any, raw_on: bool, blind_on: bool, tuned_is_left: bool, *generation: Any):
+    """Send (the typed message) or Regenerate (the last turn again), both answers streamed; yields
+    updates by component.
+
+    The message shows in both panes at once, before the model loads, and is in the conversation from
+    then on (a Stop keeps what was written). While the answers stream, Send and Regenerate are off and
+    a message sent anyway (Shift+Enter) stays in its box with a notice. A failure puts everything back as it
+    was, the message in its box, with the reason in the notice."""
+    refusal = ("Pick a tuned run first (train one in the Train tab)." if not run_id else BUSY_NOTICE if answering
+               else "Nothing to regenerate yet." if regenerating and not turns
+               else "Type a message first." if not regenerating and not (text or "").strip() else None)
+    if refusal:
+        yield {ui.error: notice(refusal, "error")}
+        return
+    stop = new_stop()  # what this session's Stop sets from now on
+    if regenerating:
+        asked, kept, box = {"message": turns[-1]["message"], "input": turns[-1]["input"]}, turns[:-1], {}
+    else:
+        asked, kept = {"message": text.strip(), "input": (input_text or "").strip()}, turns
+        box = {ui.message: "", ui.input: ""}
     swapped = bool(blind_on and tuned_is_left)
-    for base_answer, tuned_answer in stream(rows, tokenizer, style, settings):
-        now = turns + [{**asked, "base": base_answer, "tuned": tuned_answer}]
-        yield *panes(now, swapped), now
 
+    def shown(now: list[dict[str, str]]) -> dict[Any, Any]:
+        left, right = panes(now, swapped)
+        return {ui.left: left, ui.right: right, ui.turns: now}
 
-def take(text: str, input_text: str) -> tuple[Any, ...]:
-    """(message box, input box, pending message, error): the typed message becomes the one to answer."""
-    text = (text or "").strip()
-    if not text:
-        return gr.update(), gr.update(), None, notice("Type a message first.", "error")
-    return "", "", {"message": text, "input": (input_text or "").strip()}, ""
-
-
-def drop_last(turns: list[dict[str, str]], blind_on: bool, tuned_is_left: bool) -> tuple[Any, ...]:
-    """(left, right, conversation, pending, error): the last turn taken back, to be answered again."""
-    if not turns:
-        return gr.update(), gr.update(), turns, None, notice("Nothing to regenerate yet.", "error")
-    last, rest = turns[-1], turns[:-1]
-    return *panes(rest, bool(blind_on and tuned_is_left)), rest, {"message": last["message"], "input": last["input"]}, ""
+    yield {**box, **shown(kept + [{**asked, "base": "", "tuned": ""}]), ui.error: "",
+           ui.vote_row: gr.update(visible=False), **buttons(ui, True)}
+    try:
+        settings = settings_from(generation)
+        rows, tokenizer, style = prepare(manager, asked, kept, run_id, checkpoint, raw_on, settings)
+        for base_answer, tuned_answer in stream(rows, tokenizer, style, settings, stop):
+            yield shown(kept + [{**asked, "base": base_answer, "tuned": tuned_answer}])
+    except Exception as exc:  # the page must not stay blocked: a user's error or a bug, said in the notice
+        if stop.is_set():
+            return
+        if not isinstance(exc, PlaygroundError):
+            log.exception("Chat failed")
+        put_back = {} if regenerating else {ui.message: text, ui.input: input_text}
+        reason = str(exc) if isinstance(exc, PlaygroundError) else f"The answer failed: {type(exc).__name__}: {exc}"
+        yield {**put_back, **shown(turns), ui.error: notice(reason, "error"), **buttons(ui, False)}
+        return
+    if not stop.is_set():  # after a Stop the buttons are already back, maybe in use by the next message
+        yield {ui.vote_row: gr.update(visible=bool(blind_on)), **buttons(ui, False)}
 
 
 def start_over(blind_on: bool) -> tuple[Any, ...]:
@@ -259,8 +299,8 @@ def layout(manager: Any) -> SimpleNamespace:
                                  elem_id="chat-example")
         ui.use_example = gr.Button("Use example", scale=1, elem_id="chat-use-example")
     ui.turns = gr.State([])          # the conversation, as text (see the module docstring)
-    ui.pending = gr.State(None)      # the message being answered: {"message", "input"}
     ui.tuned_left = gr.State(False)  # blind mode: which side the tuned model is shown on
+    ui.answering = gr.State(False)   # both answers stream: Send waits
     return ui
 
 
@@ -268,20 +308,24 @@ def build(shared: Shared, tab: gr.Tab) -> None:
     manager = shared.manager
     ui = layout(manager)
 
-    def answer(*args):
-        yield from respond(manager, *args)
+    stops = SessionStops()
 
-    chat_inputs = [ui.pending, ui.turns, ui.run, ui.checkpoint, ui.raw, ui.blind, ui.tuned_left, *ui.generation]
-    chat_outputs = [ui.left, ui.right, ui.turns]
-    taken = [ui.message, ui.input, ui.pending, ui.error]
-    sent = gr.on([ui.send.click, ui.message.submit], take, [ui.message, ui.input], taken).then(
-        answer, chat_inputs, chat_outputs)
-    regenerated = ui.regenerate.click(drop_last, [ui.turns, ui.blind, ui.tuned_left],
-                                      [ui.left, ui.right, ui.turns, ui.pending, ui.error]).then(
-        answer, chat_inputs, chat_outputs)
-    for event in (sent, regenerated):
-        event.then(lambda b, t: gr.update(visible=bool(b and t)), [ui.blind, ui.turns], ui.vote_row)
-    ui.stop.click(None, cancels=[sent, regenerated])
+    def answer(event: gr.EventData, request: gr.Request, *args):
+        regenerating = getattr(event.target, "elem_id", None) == "chat-regenerate"
+        yield from respond(manager, ui, lambda: stops.fresh(request), regenerating, *args)
+
+    def stop(request: gr.Request):
+        stops.stop(request)  # the answers end at their next token
+        return buttons(ui, False)
+
+    # Send, Shift+Enter and Regenerate are one event; "multiple": a message sent while one streams is
+    # refused by respond() with a notice (the browser would otherwise drop it without a word)
+    gr.on([ui.send.click, ui.message.submit, ui.regenerate.click], answer,
+          [ui.answering, ui.message, ui.input, ui.turns, ui.run, ui.checkpoint, ui.raw, ui.blind, ui.tuned_left,
+           *ui.generation],
+          [ui.message, ui.input, ui.left, ui.right, ui.turns, ui.error, ui.send, ui.regenerate, ui.answering,
+           ui.vote_row], trigger_mode="multiple")
+    ui.stop.click(stop, None, [ui.send, ui.regenerate, ui.answering])
     gr.on([ui.clear.click, ui.blind.change, ui.left.clear, ui.right.clear], start_over, ui.blind,  # the panes' bins too
           [ui.left, ui.right, ui.turns, ui.tuned_left, ui.left_name, ui.right_name, ui.vote_row, ui.votes, ui.reference])
     for key, button in ui.vote_buttons.items():

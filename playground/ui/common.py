@@ -7,6 +7,7 @@ prompt style redraws the tabs that use it, and no tab knows about another.
 from __future__ import annotations
 
 import html
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,6 +39,25 @@ class Shared:
     style: gr.State           # the session's prompt style, chosen in the Prompt styles tab
     template: gr.State        # the custom style's template
     max_file_mb: float
+
+
+class SessionStops:
+    """The Stop button of a long job, per browser session: each job gets a flag of its own, and Stop sets
+    the session's latest one (a job stopped earlier keeps its flag set, whatever starts after it)."""
+
+    def __init__(self) -> None:
+        self._latest: dict[str, threading.Event] = {}
+
+    @staticmethod
+    def _key(request: gr.Request | None) -> str:
+        return request.session_hash if request is not None and request.session_hash else ""
+
+    def fresh(self, request: gr.Request | None) -> threading.Event:
+        event = self._latest[self._key(request)] = threading.Event()
+        return event
+
+    def stop(self, request: gr.Request | None) -> None:
+        self._latest.setdefault(self._key(request), threading.Event()).set()
 
 
 def changed(shared: Shared, *names: str) -> list[Any]:

@@ -4,7 +4,6 @@ model; GGUF and Ollama exports end with a parity check against the app's own ans
 from __future__ import annotations
 
 import html
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +16,7 @@ from ..export.runner import token_text
 from ..export import records as export_records
 from ..export.gguf_file import K_QUANT_NOTE, QUANTS
 from ..export.target import human_size
-from .common import Shared, notice, pick, run_label
+from .common import SessionStops, Shared, notice, pick, run_label
 
 EMPTY = "Pick a run and a format, then press Export. The files and, for GGUF and Ollama, the parity check appear here."
 
@@ -42,7 +41,7 @@ def quant_choices() -> list[tuple[str, str]]:
 
 def build(shared: Shared, tab: gr.Tab) -> None:
     manager = shared.manager
-    stops: dict[str, threading.Event] = {}  # per browser session
+    stops = SessionStops()
     gr.Markdown("Writes a run's tuned model where other tools read it: the **adapter** for peft, a **Hugging Face "
                 "folder** with the adapter merged in, a **GGUF** file for llama.cpp, or an **Ollama** model. The run's "
                 "prompt style becomes the chat template, and its end markers the stop tokens. A GGUF or Ollama "
@@ -76,8 +75,7 @@ def build(shared: Shared, tab: gr.Tab) -> None:
 
     def on_export(run_id, fmt_value, quant_value, count_value, folder_value, force_on, host_value,
                   request: gr.Request, progress=gr.Progress()):
-        stop_event = stops.setdefault(request.session_hash if request else "", threading.Event())
-        stop_event.clear()
+        stop_event = stops.fresh(request)
         if not run_id:
             return notice("Pick a run first (train one in the Train tab).", "error"), gr.skip(), gr.skip()
         typed = (folder_value or "").strip()
@@ -100,7 +98,7 @@ def build(shared: Shared, tab: gr.Tab) -> None:
                 show_progress_on=[message])
 
     def on_stop(request: gr.Request):
-        stops.setdefault(request.session_hash if request else "", threading.Event()).set()
+        stops.stop(request)
         return notice("Stopping: nothing half-written is kept.", "warn")
 
     stop.click(on_stop, None, message)

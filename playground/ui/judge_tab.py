@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 import gradio as gr
@@ -10,7 +9,7 @@ import gradio as gr
 from .. import evaluation, judge
 from ..errors import PlaygroundError
 from ..generation import GenerationSettings
-from .common import Shared, notice, run_choices, run_update
+from .common import SessionStops, Shared, notice, run_choices, run_update
 from .judge_report import drill_down, views
 
 
@@ -21,7 +20,7 @@ def api_choices() -> list[tuple[str, str]]:
 
 def build(shared: Shared, tab: gr.Tab) -> None:
     manager = shared.manager
-    stops: dict[str, threading.Event] = {}  # per browser session
+    stops = SessionStops()
     gr.Markdown("Generates the base and tuned answers on the run's own split, then asks a judge model (Llama 3 on "
                 "Ollama, or any OpenAI-compatible server) to score each 0–100 against the reference (temperature 0, "
                 "fixed seed). Replies that are not a score are asked again once, then counted as **unparsed**, never "
@@ -121,8 +120,7 @@ def build(shared: Shared, tab: gr.Tab) -> None:
     def on_grade(run_id, split_name, limit, max_tokens, answers_value, pairwise_on, metrics_on, group_value, api_value, host_value,
                  model_value, key_env_value, prompt_value, concurrency_value, timeout_value, structured_on,
                  template_value, request: gr.Request, progress=gr.Progress()):
-        stop_event = stops.setdefault(request.session_hash if request else "", threading.Event())
-        stop_event.clear()
+        stop_event = stops.fresh(request)
         skip = (gr.skip(),) * len(result_outputs)
         if not run_id:
             return notice("Pick a tuned run first (train one in the Train tab).", "error"), *skip
@@ -164,7 +162,7 @@ def build(shared: Shared, tab: gr.Tab) -> None:
     rows.select(on_select, shown_rows, detail)
 
     def on_stop(request: gr.Request):
-        stops.setdefault(request.session_hash if request else "", threading.Event()).set()
+        stops.stop(request)
         return notice("Stopping: what was graded is kept; grade again to finish the rest.", "warn")
 
     stop.click(on_stop, None, message)
