@@ -469,7 +469,7 @@ def test_judge_tab_grades_with_one_click_against_the_ollama_stand_in(ungraded_ru
         page.reload()
         page.get_by_role("tab", name="Judge").click()
         expect(page.locator("#judge-tuned")).to_contain_text("scored 3 of 3", timeout=60_000)
-        expect(page.locator("#judge-message")).to_contain_text("The last grading of this run")
+        expect(page.locator("#judge-message")).to_contain_text("The last judge grading of this run")
 
 
 def test_judge_tab_with_the_server_down_points_to_reference_metrics(trained_run, page):

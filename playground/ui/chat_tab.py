@@ -250,7 +250,7 @@ def layout(manager: Any) -> SimpleNamespace:
     gr.Markdown("Both sides answer the same message with the same settings, in the run's own prompt style. "
                 "Base is the shared weights with every adapter off; Tuned switches the run's adapter on.")
     with gr.Row(equal_height=True):
-        ui.run = gr.Dropdown(run_choices(manager), label="Tuned run", scale=3, elem_id="chat-run")
+        ui.run = gr.Dropdown(run_choices(manager), value=None, label="Tuned run", scale=3, elem_id="chat-run")
         ui.checkpoint = gr.Dropdown([("final weights", "")], value="", label="Weights", scale=1, min_width=190,
                                     elem_id="chat-checkpoint")
         ui.refresh = gr.Button("↻ Runs", scale=0, elem_id="chat-refresh")

@@ -48,7 +48,7 @@ def build(shared: Shared, tab: gr.Tab) -> None:
                 "export then answers the run's test prompts in llama.cpp and compares with the app's answers. "
                 + K_QUANT_NOTE)
     with gr.Row(equal_height=True):
-        run = gr.Dropdown(saved_runs(manager), label="Run", scale=3, elem_id="export-run")
+        run = gr.Dropdown(saved_runs(manager), value=None, label="Run", scale=3, elem_id="export-run")
         fmt = gr.Radio(format_choices(), value="gguf", label="Format", scale=3, elem_id="export-format")
         quant = gr.Radio(quant_choices(), value="f16", label="GGUF type", scale=2, elem_id="export-quant")
     with gr.Row(equal_height=True):

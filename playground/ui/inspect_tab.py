@@ -109,7 +109,7 @@ def build(shared: Shared, tab: gr.Tab) -> None:
     manager = shared.manager
     gr.Markdown(INTRO)
     with gr.Row(equal_height=True):
-        run = gr.Dropdown(run_choices(manager), label="Tuned run", scale=3, elem_id="inspect-run")
+        run = gr.Dropdown(run_choices(manager), value=None, label="Tuned run", scale=3, elem_id="inspect-run")
         split = gr.Dropdown(SPLITS, value="test", label="The run's own split", scale=1, elem_id="inspect-split")
         example = gr.Dropdown([], label="Example", scale=4, elem_id="inspect-example")
         go_button = gr.Button("Inspect", variant="primary", scale=1, elem_id="inspect-go")

@@ -27,7 +27,7 @@ def build(shared: Shared, tab: gr.Tab) -> None:
                 "as 0. The report gives each average with its 95% interval and checks the judge's biases. Exact "
                 "match and ROUGE-L need no server.")
     with gr.Row(equal_height=True):
-        run = gr.Dropdown(run_choices(manager), label="Tuned run", scale=3, elem_id="judge-run")
+        run = gr.Dropdown(run_choices(manager), value=None, label="Tuned run", scale=3, elem_id="judge-run")
         split = gr.Dropdown([("test", "test"), ("validation", "validation"), ("train (what it learned from)", "train")],
                             value="test", label="The run's own split", scale=1)
         count = gr.Slider(1, 200, value=20, step=1, label="Examples", scale=2, elem_id="judge-count")
