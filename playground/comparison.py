@@ -130,5 +130,12 @@ def final_figures(summaries: list[RunSummary]) -> list[dict[str, Any]]:
                      "minutes": None if s.minutes is None else round(s.minutes, 2),
                      "first val loss": round(s.validation[0].loss, 4) if s.validation else None,
                      "final val loss": None if s.final_validation is None else round(s.final_validation, 4),
-                     **{k: (round(v, 4) if isinstance(v, float) else v) for k, v in (s.grading or {}).items()}})
+                     **{k: shown_figure(k, v) for k, v in (s.grading or {}).items()}})
     return rows
+
+
+def shown_figure(name: str, value: Any) -> Any:
+    """A grading figure rounded as the Judge tab shows it: judge averages to 0.1, the metrics to 0.001."""
+    if not isinstance(value, float):
+        return value
+    return round(value, 1) if name.endswith("judge average") else round(value, 3)

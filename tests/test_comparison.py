@@ -54,7 +54,7 @@ def test_a_graded_run_shows_its_grading_figures(two_runs, tiny_model_dir):
     row = comparison.final_figures(comparison.compare(two_runs, ["fast-warmup", "slow-warmup"]))
     tuned = result.summary["metrics"]["tuned"]
     assert row[0]["grading"] == path.parent.name
-    assert row[0]["tuned ROUGE-L"] == round(tuned["rouge_l"], 4)
+    assert row[0]["tuned ROUGE-L"] == round(tuned["rouge_l"], 3)
     assert "grading" not in row[1]  # never graded: no figures made up
 
 
@@ -84,3 +84,12 @@ def test_losses_over_different_targets_come_with_a_caveat_and_labels_name_the_ru
     assert "what is masked" in comparison.loss_caveat(summaries)
     assert [row["run"] for row in comparison.final_figures(summaries)] == [
         "fast-warmup", "masked-instruction (exercise 7.2)"]
+
+
+def test_graded_figures_are_rounded_as_the_judge_tab_shows_them():
+    summary = comparison.RunSummary("r", "finished", {}, {}, grading={
+        "grading": "test-3", "tuned judge average": 53.77777, "base judge average": None,
+        "tuned ROUGE-L": 0.456789, "tuned exact match": 0.4375})
+    [row] = comparison.final_figures([summary])
+    assert row["tuned judge average"] == 53.8 and row["base judge average"] is None  # as the Judge tab's 53.8
+    assert row["tuned ROUGE-L"] == 0.457 and row["tuned exact match"] == 0.438 and row["grading"] == "test-3"

@@ -85,3 +85,11 @@ def test_the_length_histogram_says_when_it_draws_a_sample(default_tokenizer):
     assert "sample" not in dataset_tab.length_histogram(dataset, default_tokenizer).layout.title.text
     title = dataset_tab.length_histogram(dataset, default_tokenizer, sample=500).layout.title.text
     assert "a uniform sample of 500 of 1,196 records" in title
+
+
+def test_a_slow_trained_rate_never_reads_as_zero():
+    from playground.training import Event
+
+    steps = [Event("step", step, values={"input_tokens_per_s": 212.4, "tokens_per_s": 0.43}) for step in (1, 2)]
+    assert train_tab.speed_text(steps) == " · 212 tokens/s (0.43 trained; mean of the last 2 steps)"
+    assert train_tab.rate(1234.6) == "1,235" and train_tab.rate(9.87) == "9.9" and train_tab.rate(0.0) == "0"

@@ -36,7 +36,12 @@ def speed_text(steps: list[Event]) -> str:
     inputs = sum(e.values["input_tokens_per_s"] for e in recent) / len(recent)
     trained = sum(e.values["tokens_per_s"] for e in recent) / len(recent)
     window = "the last step" if len(recent) == 1 else f"the last {len(recent)} steps"
-    return f" · {inputs:,.0f} tokens/s ({trained:,.0f} trained; mean of {window})"
+    return f" · {rate(inputs)} tokens/s ({rate(trained)} trained; mean of {window})"
+
+
+def rate(per_second: float) -> str:
+    """Whole numbers from 10 up; below, two significant digits, so a slow rate never reads as 0."""
+    return f"{per_second:,.0f}" if per_second >= 10 else f"{per_second:.2g}"
 
 
 def remaining_seconds(job: TrainingJob, steps: list[Event]) -> float | None:
