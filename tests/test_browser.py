@@ -346,6 +346,7 @@ def test_chat_tab_two_messages_regenerate_and_a_blind_vote(trained_run, page):
 
     page.locator("#chat-blind input").check()
     expect(page.locator("#chat-left .message")).to_have_count(0)
+    expect(page.locator("#chat-votes")).to_contain_text("a new conversation starts")  # not a silent clear
     page.locator("#chat-message textarea").fill("Name a primary color.")
     page.locator("#chat-send").click()
     expect(page.locator("#vote-tie")).to_be_visible(timeout=180_000)

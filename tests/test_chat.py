@@ -69,3 +69,14 @@ def test_chat_command(tiny_run):
     base, tuned = result.stdout.split("\n\nTuned:\n")
     assert base.startswith("Base:\n") and tuned.strip() and tuned.strip() != base[len("Base:\n"):].strip()
     assert "memory (parameters): base alone" in result.stderr
+
+
+def test_switching_blind_mode_says_why_the_conversation_went():
+    from playground.ui.chat_tab import blind_switched
+
+    turn = {"message": "Hi", "input": "", "base": "a", "tuned": "b"}
+    left, right, turns, _, _, _, vote_row, said, reference = blind_switched(True, [turn, turn])
+    assert left == right == turns == [] and reference == ""
+    assert "Blind A/B on" in said and "the 2 earlier messages cleared" in said
+    assert "Blind A/B off" in blind_switched(False, [turn])[7]
+    assert blind_switched(True, [])[7] == ""  # nothing was lost: nothing to say

@@ -212,6 +212,16 @@ def start_over(blind_on: bool) -> tuple[Any, ...]:
     return [], [], [], tuned_is_left, left_label, right_label, gr.update(visible=False), "", ""
 
 
+def blind_switched(blind_on: bool, turns: list[dict[str, str]]) -> tuple[Any, ...]:
+    """A new conversation for the new mode, saying why the old one went."""
+    *cleared, _, reference = start_over(blind_on)
+    mode = ("Blind A/B on: the sides are shuffled and unnamed until you vote" if blind_on
+            else "Blind A/B off: Base is on the left, Tuned on the right")
+    said = notice(f"{mode}; a new conversation starts (the {len(turns)} earlier "
+                  f"message{'s' * (len(turns) != 1)} cleared).", "info") if turns else ""
+    return (*cleared, said, reference)
+
+
 def vote(manager: Any, choice: str, turns: list[dict[str, str]], run_id: str | None, checkpoint: Any,
          tuned_is_left: bool) -> tuple[Any, ...]:
     """Save a blind vote on the last answers and reveal the names: (left name, right name, vote row, result)."""
@@ -326,8 +336,10 @@ def build(shared: Shared, tab: gr.Tab) -> None:
           [ui.message, ui.input, ui.left, ui.right, ui.turns, ui.error, ui.send, ui.regenerate, ui.answering,
            ui.vote_row], trigger_mode="multiple")
     ui.stop.click(stop, None, [ui.send, ui.regenerate, ui.answering])
-    gr.on([ui.clear.click, ui.blind.change, ui.left.clear, ui.right.clear], start_over, ui.blind,  # the panes' bins too
-          [ui.left, ui.right, ui.turns, ui.tuned_left, ui.left_name, ui.right_name, ui.vote_row, ui.votes, ui.reference])
+    fresh = [ui.left, ui.right, ui.turns, ui.tuned_left, ui.left_name, ui.right_name, ui.vote_row, ui.votes,
+             ui.reference]
+    gr.on([ui.clear.click, ui.left.clear, ui.right.clear], start_over, ui.blind, fresh)  # the panes' bins too
+    ui.blind.change(blind_switched, [ui.blind, ui.turns], fresh)
     for key, button in ui.vote_buttons.items():
         button.click(lambda c, r, w, t, key=key: vote(manager, key, c, r, w, t), [ui.turns, ui.run, ui.checkpoint,
                                                                                    ui.tuned_left],
