@@ -52,6 +52,7 @@ class LoadedModel:
 
 
 RUNNING_STATES = ("starting", "running")
+STOPPING = "Stopping after the current step, then a last validation, the probes' answers and a checkpoint to resume from…"
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,8 @@ class JobSnapshot:
     result: dict[str, Any]
     elapsed: float
     stopping: bool       # Stop was pressed
+    resumed: bool        # it goes on from a checkpoint of a stopped or interrupted run
+    config: TrainConfig  # the run's settings (set when it starts, never changed)
 
     @property
     def running(self) -> bool:
@@ -98,7 +101,7 @@ class TrainingJob:
         with self.lock:
             return JobSnapshot(self.run_id, self._state, self._message, self._phase, self._step, tuple(self._events),
                                dict(self._result), (self._ended or time.monotonic()) - self.started,
-                               self.stop.is_set())
+                               self.stop.is_set(), self.resume is not None, self.config)
 
     # ------------------------------------------------------------ read by any thread
 
@@ -177,7 +180,7 @@ class TrainingJob:
         with self.lock:
             if self._state in RUNNING_STATES:
                 self.stop.set()
-                self._message = "Stopping after the current step…"
+                self._message = STOPPING
 
 
 def parameter_bytes(model: Any) -> int:

@@ -134,6 +134,11 @@ class TrainingLoop:
     trained_tokens: int = 0  # targets trained on so far, all processes
     stopped: bool = False
     window: Window = field(default_factory=Window)
+    validated_at: int = -1   # the step of the last validation and probe, so a Stop right after them
+    probed_at: int = -1      # does not repeat them
+    last_val: float | None = None
+    resumed_at: int | None = None  # a resumed run: the step it went on from, and when (monotonic)
+    resumed_clock: float = 0.0
 
     # ------------------------------------------------------------ what the run reports
 
@@ -203,7 +208,7 @@ class TrainingLoop:
         probe_now = due(config.probe_every, self.step, self.total)
         keep_now = due(config.checkpoint_every, self.step, self.total)
         if validate_now:
-            self.event("eval", val_loss=self.evaluate())
+            self.validate()
         if probe_now:
             self.probe()
         if keep_now:
@@ -212,6 +217,13 @@ class TrainingLoop:
             self.phase("training")
 
     # ------------------------------------------------------------ evaluation, probes, checkpoints
+
+    def validate(self) -> float | None:
+        """The validation loss now, logged as the curve's point at this step."""
+        val_loss = self.evaluate()
+        self.event("eval", val_loss=val_loss)
+        self.validated_at, self.last_val = self.step, val_loss
+        return val_loss
 
     def evaluate(self) -> float | None:
         """The validation loss per trained target over the first `eval_batches` batches."""
@@ -231,6 +243,7 @@ class TrainingLoop:
 
     def probe(self) -> None:
         """The probe instructions' answers now (on the main process)."""
+        self.probed_at = self.step
         if not self.probes or self.rank != 0:
             return
         self.phase("probing")
@@ -264,8 +277,7 @@ class TrainingLoop:
                    validation_examples=len(self.val_samples),
                    trainable_parameters=sum(p.numel() for p in self.trainable))
         self.probe()
-        self.first_val = self.evaluate()
-        self.event("eval", val_loss=self.first_val)
+        self.first_val = self.validate()
 
     def restore(self, state: dict[str, Any]) -> None:
         """A resumed run: the progress, optimizer, schedule and random numbers of its checkpoint."""
@@ -278,15 +290,22 @@ class TrainingLoop:
         self.schedule.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["rng"])
         self.started -= state["elapsed"]  # the curve against wall time goes on from where it stopped
+        self.resumed_at, self.resumed_clock = self.step, time.monotonic()
         self.event("resume", from_step=self.step)
 
     def finish(self) -> dict[str, Any]:
-        """The validation loss and the probes' answers at the end, and the run's figures."""
-        final_val = self.evaluate()
-        self.event("eval", val_loss=final_val)
-        self.probe()
-        return {"steps": self.step, "total_steps": self.total, "stopped": self.stopped, "train_loss": self.train_loss,
-                "val_loss": final_val, "first_val_loss": self.first_val, "elapsed": time.monotonic() - self.started}
+        """The validation loss and the probes' answers at the end, and the run's figures. A stopped run
+        keeps its checkpoint after them, so a resumed run's curve keeps this last point and probe column."""
+        final_val = self.last_val if self.validated_at == self.step else self.validate()
+        if self.probed_at != self.step:
+            self.probe()
+        if self.stopped:
+            self.keep()
+        result = {"steps": self.step, "total_steps": self.total, "stopped": self.stopped, "train_loss": self.train_loss,
+                  "val_loss": final_val, "first_val_loss": self.first_val, "elapsed": time.monotonic() - self.started}
+        if self.resumed_at is not None:
+            result.update(resumed_at=self.resumed_at, since_resume=time.monotonic() - self.resumed_clock)
+        return result
 
 
 def prepare_loop(side: Side, tokenizer: Any, dataset: data.Dataset, splits: data.Splits, config: TrainConfig,
@@ -356,7 +375,6 @@ def train(side: Side, tokenizer: Any, dataset: data.Dataset, splits: data.Splits
             loop.epoch, loop.position = loop.epoch + 1, 0
     except StopTraining:
         loop.stopped = True
-        loop.keep()
     return loop.finish()
 
 
@@ -492,6 +510,14 @@ def failure_message(run_id: str, exc: Exception) -> str:
     return f"Training failed: {type(exc).__name__}: {exc}"
 
 
+def end_message(state: str, result: dict[str, Any], folder: Path) -> str:
+    """How a run ended; a resumed run's time counts every part of it, and says how much came after Resume."""
+    text = f"{state.capitalize()} after {result['steps']} of {result['total_steps']} steps in {result['elapsed']:.0f} s"
+    if result.get("resumed_at") is not None:
+        text += f" ({result['since_resume']:.0f} s of them since it resumed at step {result['resumed_at']})"
+    return f"{text}; saved in {folder}."
+
+
 def run_training(side: Side, tokenizer: Any, dataset: data.Dataset, config: TrainConfig, models_dir: Path,
                  run_id: str, on_event: Callable[[Event], None] | None = None,
                  stop: threading.Event | None = None, accelerator: Any = None,
@@ -520,8 +546,7 @@ def run_training(side: Side, tokenizer: Any, dataset: data.Dataset, config: Trai
             output.emit(Event("phase", result["steps"], result["total_steps"], values={"phase": "saving"}))
             save_trained(side, output.writer.folder, config, run_id)
         state = "stopped" if result["stopped"] else "finished"
-        message = (f"{state.capitalize()} after {result['steps']} of {result['total_steps']} steps in "
-                   f"{result['elapsed']:.0f} s; saved in {runs.runs_dir(models_dir) / run_id}.")
+        message = end_message(state, result, runs.runs_dir(models_dir) / run_id)
     except Exception as exc:  # anything ends the run, never the app
         state, message = "failed", failure_message(run_id, exc)
     finally:

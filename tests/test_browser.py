@@ -2,7 +2,9 @@
 
 Each test opens a page of its own (a session of its own) on one app per module; the runs a test needs
 and does not make in the browser are trained or graded through the command line by the fixtures below,
-so every test passes alone."""
+so every test passes alone. The tabs that answer, inspect, grade or export with a run do it with a run
+of the tiny model (conftest), in seconds; the embedded default model runs where its speed is the
+point: the Train tab's first fine-tune, a stopped and resumed run, and a chat typed into while it streams."""
 
 import json
 import os
@@ -83,25 +85,33 @@ def page(browser, app_url):
     context.close()
 
 
-def train_run(models) -> str:
-    """A LoRA run on the default model through the command line, with the Train tab's preset cut to 4 steps
+def train_run(models, model, max_steps=4) -> str:
+    """A LoRA run of `model` through the command line, with the Train tab's preset cut to `max_steps`
     (validation every 2, no probes); its id."""
-    result = run_cli("train", "--model", "default", "--preset", "Quick CPU demo", "--max-steps", "4",
+    result = run_cli("train", "--model", model, "--preset", "Quick CPU demo", "--max-steps", str(max_steps),
                      "--eval-every", "2", "--probes", "0", models_dir=models)
     assert result.returncode == 0, result.stderr[-2000:]
     return Path(result.stdout.strip().splitlines()[-1]).name
 
 
 @pytest.fixture(scope="module")
-def trained_run(models):
-    """A finished LoRA run in the app's store, for the tabs that answer, inspect, grade or export with one."""
-    return train_run(models)
+def trained_run(models, tiny_model_dir):
+    """A finished LoRA run of the tiny model in the app's store, for the tabs that answer, inspect, grade
+    or export with one."""
+    return train_run(models, tiny_model_dir)
+
+
+@pytest.fixture(scope="module")
+def default_run(models):
+    """A finished one-step LoRA run of the embedded default model: its answers stream slowly enough
+    on a CPU to type while they come."""
+    return train_run(models, "default", max_steps=1)
 
 
 @pytest.fixture
-def ungraded_run(models):
+def ungraded_run(models, tiny_model_dir):
     """A run of its own, never graded (no cached judge replies either), the newest in the store."""
-    return train_run(models)
+    return train_run(models, tiny_model_dir)
 
 
 @pytest.fixture(scope="module")
@@ -358,9 +368,16 @@ def test_chat_tab_two_messages_regenerate_and_a_blind_vote(trained_run, page):
     page.screenshot(path=str(SHOTS / "chat.png"), full_page=True)
 
 
-def test_chat_keeps_a_message_sent_while_the_answers_stream(trained_run, page):
+def pick(page, dropdown, option):
+    """Opens the dropdown `dropdown` (a CSS selector) and picks its first option containing `option`."""
+    page.locator(f"{dropdown} input").click()
+    page.locator(f"{dropdown} [role=option]").filter(has_text=option).first.click()
+
+
+def test_chat_keeps_a_message_sent_while_the_answers_stream(default_run, page):
     page.get_by_role("tab", name="Chat").click()
-    expect(page.locator("#chat-run input")).to_have_value(re.compile("lora"))
+    pick(page, "#chat-run", default_run)
+    expect(page.locator("#chat-run-info")).to_contain_text(f"Run {default_run}: lora on default")
     page.locator("#chat-settings").get_by_text("Generation settings").click()
     page.locator("#chat-max-new input[type=number]").fill("400")  # long enough to type while it streams
     page.locator("#chat-max-new input[type=number]").press("Enter")
@@ -501,12 +518,15 @@ def test_judge_tab_grades_on_a_real_openai_compatible_server(trained_run, page):
         host.fill(server.url)
         page.locator("#judge-model input, #judge-model textarea").first.fill(MODEL)
         set_judge_count(page, 3)
+        page.get_by_text("Judge settings").click()
+        page.locator("#judge-max-reply input").fill("16")  # the base model rambles: cut its replies short
         page.locator("#judge-check").click()
         expect(page.locator("#judge-server")).to_contain_text(f"serves the judge model {MODEL}")
         page.locator("#judge-grade").click()
         expect(page.locator("#judge-facts")).to_contain_text(f"via openai at {server.url}", timeout=300_000)
         expect(page.locator("#judge-tuned")).to_contain_text("of 3")
         expect(page.locator("#judge-report")).to_contain_text("size is not reported")
+        expect(page.locator("#judge-report")).to_contain_text("'max_tokens': 16")
         page.screenshot(path=str(SHOTS / "judge-openai.png"), full_page=True)
 
 
@@ -540,8 +560,9 @@ def test_export_tab_writes_a_gguf_and_checks_parity_in_llama_cpp(trained_run, pa
     expect(page.locator("#export-message")).to_contain_text("The last export of this run")
 
 
-def test_train_tab_runs_two_variants_one_after_another(page):
+def test_train_tab_runs_two_variants_one_after_another(tiny_model_dir, page):
     page.get_by_role("tab", name="Train").click()
+    page.locator("#train-model textarea, #train-model input").first.fill(str(tiny_model_dir))
     page.locator("#train-max-steps input").fill("1")
     page.locator("#train-eval-every input").fill("0")
     page.locator("#train-probe-every input").fill("0")
@@ -558,23 +579,23 @@ def test_train_tab_runs_two_variants_one_after_another(page):
 
 def test_stopped_run_resumes_on_its_curve_and_chats_from_a_checkpoint(page):
     page.get_by_role("tab", name="Train").click()
-    page.locator("#train-max-steps input").fill("30")
+    page.locator("#train-max-steps input").fill("8")
     page.locator("#train-checkpoint-every input").fill("2")
-    page.locator("#train-eval-every input").fill("5")
+    page.locator("#train-eval-every input").fill("4")
     page.locator("#train-probe-every input").fill("0")
     page.locator("#train-start").click()
     status = page.locator("#train-status")
-    expect(status).to_contain_text(re.compile(r"step ([3-9]|1\d) of 30"), timeout=600_000)
+    expect(status).to_contain_text(re.compile(r"step [3-6] of 8"), timeout=600_000)
     page.locator("#train-stop").click()
     expect(status).to_contain_text("Stopped after", timeout=600_000)
     run_id = re.search(r"Run (\S+)", status.inner_text()).group(1)
     stopped_at = int(re.search(r"Stopped after (\d+)", status.inner_text()).group(1))
 
     page.locator("#train-resumable input").click()
-    page.locator("#train-resumable [role=option]").filter(has_text=f"checkpoint at step {stopped_at} of 30").click()
+    page.locator("#train-resumable [role=option]").filter(has_text=f"checkpoint at step {stopped_at} of 8").click()
     page.locator("#train-resume").click()
     expect(status).to_contain_text(f"Run {run_id}")
-    expect(status).to_contain_text("Finished after 30 of 30 steps", timeout=600_000)
+    expect(status).to_contain_text("Finished after 8 of 8 steps", timeout=600_000)
     expect(page.locator("#train-curve")).to_contain_text(f"resumed at {stopped_at}")
     page.locator("#train-curve").scroll_into_view_if_needed()
     page.screenshot(path=str(SHOTS / "train-resumed.png"), full_page=True)
@@ -587,6 +608,9 @@ def test_stopped_run_resumes_on_its_curve_and_chats_from_a_checkpoint(page):
     page.locator("#chat-checkpoint [role=option]").filter(has_text="step 2 checkpoint").first.click()
     expect(page.locator("#chat-run-info")).to_contain_text("checkpoint at step 2")
     page.locator("#chat-clear").click()
+    page.locator("#chat-settings").get_by_text("Generation settings").click()
+    page.locator("#chat-max-new input[type=number]").fill("12")
+    page.locator("#chat-max-new input[type=number]").press("Enter")
     page.locator("#chat-message textarea").fill("Name a primary color.")
     page.locator("#chat-send").click()
     left, right = wait_for_answers(page, 1)

@@ -9,6 +9,7 @@ import torch
 from playground import checkpoints, runs, store
 from playground.errors import PlaygroundError
 from playground.manager import ModelManager
+from playground.ui import train_tab
 from playground.training import TrainConfig, prepare_model, run_training
 from playground.weights import Weights
 from tests_helpers import ROOT, run_cli, small_dataset, wait_until
@@ -65,7 +66,12 @@ def test_stopped_run_resumed_matches_the_unbroken_run(tiny_model_dir, tmp_path, 
     assert state == "finished" and result["steps"] == 8, message
     whole = tmp_path / "runs" / "whole"
     assert curve(folder, "step", "train_loss") == curve(whole, "step", "train_loss")
-    assert curve(folder, "eval", "val_loss") == curve(whole, "eval", "val_loss")
+    # what Stop measured stays on the resumed curve: a validation point at the step it stopped (one
+    # was due at 6 already) and a probe column there (one was due at 4 already), each once
+    resumed_evals, whole_evals = curve(folder, "eval", "val_loss"), curve(whole, "eval", "val_loss")
+    assert set(whole_evals) <= set(resumed_evals)
+    assert [step for step, _ in resumed_evals] == sorted({0, 3, 6, 8, stop_at})
+    assert [step for step, _ in curve(folder, "probe", "probes")] == sorted({0, 4, 8, stop_at})
     assert curve(folder, "step", "trained_tokens") == curve(whole, "step", "trained_tokens")
     assert [r["kind"] for r in runs.read(tmp_path, "broken").metrics()].count("resume") == 1
     expected, got = adapter_tensors(whole), adapter_tensors(folder)
@@ -143,6 +149,8 @@ def test_manager_resumes_with_the_curve_so_far_and_chats_with_any_checkpoint(tin
     assert resumed.state == "stopped", resumed.message
     steps = [e.step for e in resumed.events if e.kind == "step"]
     assert steps == list(range(1, resumed.result["steps"] + 1))
+    assert f"of them since it resumed at step {stopped_at})" in resumed.message  # its time counts both parts
+    assert "since Resume)" in train_tab.progress_html(resumed.snapshot())
     # the live adapter of the resumed run answers in place of the adapter loaded to chat with earlier
     side, _ = manager.tuned_side(job.run_id)
     assert side.adapter == job.run_id
@@ -181,7 +189,7 @@ def test_command_line_resumes_a_killed_run_and_chats_with_a_checkpoint(tiny_mode
     data_file.write_text(json.dumps([{"instruction": r.instruction, "input": r.input, "output": r.output}
                                      for r in small_dataset().records]))
     command = [sys.executable, "-m", "playground", "train", "--model", str(tiny_model_dir), "--data", str(data_file),
-               "--max-steps", "300", "--batch-size", "2", "--checkpoint-every", "2", "--eval-every", "0",
+               "--max-steps", "120", "--batch-size", "2", "--checkpoint-every", "4", "--eval-every", "0",
                "--probes", "0", "--models-dir", str(tmp_path)]
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
@@ -196,9 +204,9 @@ def test_command_line_resumes_a_killed_run_and_chats_with_a_checkpoint(tiny_mode
     assert runs.read(tmp_path, run_id).state == "interrupted"
     done = run_cli("train", "--resume", run_id, models_dir=tmp_path)
     assert done.returncode == 0, done.stderr
-    assert "resuming" in done.stderr and "Finished after 300 of 300 steps" in done.stderr
+    assert "resuming" in done.stderr and "Finished after 120 of 120 steps" in done.stderr
     rows = runs.read(tmp_path, run_id).metrics()
-    assert [r["step"] for r in rows if r["kind"] == "step"] == list(range(1, 301))
+    assert [r["step"] for r in rows if r["kind"] == "step"] == list(range(1, 121))
     again = run_cli("train", "--resume", run_id, models_dir=tmp_path)
     assert again.returncode != 0 and "finished" in again.stderr
     chat = run_cli("chat", "--run", run_id, "--checkpoint", "4", "--prompt", "Repeat the word apple.",

@@ -129,12 +129,14 @@ def test_judge_command_grades_a_run_on_the_real_server_and_prints_the_report_car
 
     result = subprocess.run([sys.executable, "-m", "playground", "judge", "--run", "seed-7", "--limit", "3",
                              "--max-new-tokens", "8", "--api", "openai", "--host", server.url, "--judge-model", MODEL,
+                             "--max-reply-tokens", "16",
                              "--models-dir", str(graded_run)],
                             cwd=Path(__file__).resolve().parent.parent, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
     out = result.stdout
     assert "Base: average" in out and "Tuned: average" in out and "(scored " in out
     assert f"Judge: {MODEL} (size unknown) via openai at {server.url}; prompt default" in out
+    assert "'max_tokens': 16" in out  # the reply limit asked for, as the protocol sends it
     assert ("warning: Only" in out or "warning: One side has no scored example" in out) and "warning: The judge's size is not reported" in out
     scores = next(line for line in out.splitlines() if line.startswith("scores: ")).split(": ", 1)[1]
     assert Path(scores).name.startswith(f"scores-{MODEL}-")

@@ -144,7 +144,9 @@ def test_bad_lora_target_modules(tiny_model_dir, tmp_path):
 
 @pytest.mark.slow
 def test_two_lora_steps_on_the_real_default_model(tmp_path):
-    """End to end through the command line, on the embedded Gemma 3 270M, on the CPU."""
+    """End to end through the command line, on the embedded Gemma 3 270M, on the CPU (converted once for
+    the whole suite, not again in this test's store)."""
+    (tmp_path / store.DEFAULT_NAME).symlink_to(store.ensure_default_model(), target_is_directory=True)
     env = {**os.environ, "PLAYGROUND_MODELS_DIR": str(ROOT / "models")}
     result = subprocess.run([sys.executable, "-m", "playground", "train", "--model", "default", "--method", "lora",
                              "--max-steps", "2", "--batch-size", "2", "--max-length", "64", "--probes", "1",

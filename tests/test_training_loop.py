@@ -13,7 +13,7 @@ from safetensors.torch import load_file
 
 from playground import manager as manager_module
 from playground import runs, store, training
-from playground.manager import ModelManager
+from playground.manager import STOPPING, ModelManager
 from playground.training import TrainConfig, prepare_model, run_training
 from playground.weights import Weights
 from tests_helpers import small_dataset
@@ -124,7 +124,7 @@ def test_stop_before_the_model_is_ready_and_again_after_the_end(tiny_model_dir, 
     manager = ModelManager(tmp_path, tokenizer_spec=str(tiny_model_dir))
     job = manager.start_training(small_dataset(), settings(tiny_model_dir, max_steps=10_000))
     manager.stop_training()
-    assert job.stop.is_set() and job.message == "Stopping after the current step…"
+    assert job.stop.is_set() and job.message == STOPPING
     job.thread.join(120)
     assert job.state == "stopped" and job.step == 0, job.message
     ended = job.message

@@ -1,8 +1,10 @@
 """The tabs' pure helpers, on real runs of the tiny model: what the Train tab shows while a run goes."""
 
+from pathlib import Path
+
 from playground import runs
 from playground.manager import ModelManager, TrainingJob
-from playground.training import TrainConfig
+from playground.training import Event, TrainConfig
 from playground.ui import train_tab
 from tests_helpers import small_dataset
 
@@ -18,7 +20,7 @@ def test_a_run_reports_its_phases_in_order_and_the_progress_line_names_them(tiny
     # before training: probe, validate; at step 2: validate, probe, back to training; at the end: save
     assert phases == ["probing", "validating", "training", "validating", "probing", "training",
                       "validating", "probing", "saving"]
-    done = train_tab.progress_html(job)
+    done = train_tab.progress_html(job.snapshot())
     assert "step <b>4</b> of 4" in done and "Finished after 4 of 4 steps" in done
     assert "mean of the last 4 steps" in done
     assert runs.read(tmp_path, job.run_id).status["state"] == "finished"
@@ -38,11 +40,11 @@ def test_probe_table_has_one_answer_column_until_a_second_round(tiny_model_dir, 
 
 def test_a_starting_run_shows_its_phase_no_empty_figures_and_is_listed(tmp_path):
     job = TrainingJob("20260101-000000-lora", TrainConfig(), tmp_path / "runs" / "20260101-000000-lora")
-    line = train_tab.progress_html(job)
+    line = train_tab.progress_html(job.snapshot())
     assert "Loading the model" in line and "elapsed" in line
     assert "step 0 of 0" not in line and "remaining" not in line
     assert train_tab.loss_figure(job.events) is None
-    frame = train_tab.runs_frame(tmp_path, job)
+    frame = train_tab.runs_frame(tmp_path, job.snapshot())
     assert list(frame["run"]) == [job.run_id] and list(frame["state"]) == ["loading the model"]
 
 
@@ -93,3 +95,21 @@ def test_a_slow_trained_rate_never_reads_as_zero():
     steps = [Event("step", step, values={"input_tokens_per_s": 212.4, "tokens_per_s": 0.43}) for step in (1, 2)]
     assert train_tab.speed_text(steps) == " · 212 tokens/s (0.43 trained; mean of the last 2 steps)"
     assert train_tab.rate(1234.6) == "1,235" and train_tab.rate(9.87) == "9.9" and train_tab.rate(0.0) == "0"
+
+
+def test_a_resumed_run_counts_its_time_left_from_its_own_pace_and_its_time_before_resume():
+    """Resumed at step 5 after 100 s: two steps of 10 s each leave 3 steps, 30 s; the clock counts the 100 s too."""
+    point = {"train_loss": 1.0, "lr": 1e-4, "trained_tokens": 0, "tokens_per_s": 50.0, "input_tokens_per_s": 80.0}
+    earlier = [Event("step", step, 10, elapsed=20.0 * step, values=point) for step in range(1, 6)]
+    now = [Event("resume", 5, 10, elapsed=100.0, values={"from_step": 5}),
+           Event("phase", 5, 10, elapsed=100.0, values={"phase": "training"}),
+           Event("step", 6, 10, elapsed=110.0, values=point), Event("step", 7, 10, elapsed=120.0, values=point)]
+    steps = [e for e in earlier + now if e.kind == "step"]
+    assert train_tab.remaining_seconds(earlier + now, steps) == 30.0
+    assert train_tab.remaining_seconds(earlier + now[:2], steps[:5]) is None  # no step since Resume yet
+
+    job = TrainingJob("20260101-000000-lora", TrainConfig(max_steps=10), Path("/nonexistent"), events=earlier + now,
+                      resume=object())
+    job.started -= 25  # this part of the run has taken 25 s so far
+    line = train_tab.progress_html(job.snapshot())
+    assert "elapsed 2:05 (0:25 since Resume)" in line

@@ -46,7 +46,8 @@ def grade(args: argparse.Namespace) -> int:
 def judge_settings(args: argparse.Namespace) -> judge.JudgeSettings:
     settings = judge.JudgeSettings(model=args.judge_model, api=args.api, api_key_env=args.api_key_env or "",
                                    prompt=args.prompt, concurrency=args.concurrency, structured=args.structured,
-                                   timeout=args.timeout, deadline=args.deadline, give_up_after=args.give_up_after)
+                                   timeout=args.timeout, deadline=args.deadline, give_up_after=args.give_up_after,
+                                   max_reply_tokens=args.max_reply_tokens)
     if args.host:
         settings.host = args.host
     settings.check()
@@ -131,6 +132,8 @@ def add_server_options(parser: argparse.ArgumentParser) -> None:
                         help="seconds for the whole grading; what is not graded by then is skipped (asked next time)")
     parser.add_argument("--give-up-after", type=int, default=DEFAULTS.give_up_after,
                         help="failed requests in a row before nothing more is asked")
+    parser.add_argument("--max-reply-tokens", type=int, default=DEFAULTS.max_reply_tokens,
+                        help="the judge's reply is cut after this many tokens (a small judge may ramble)")
     parser.add_argument("--structured", action="store_true", help="ask for JSON {reasoning, score}")
     parser.add_argument("--pairwise", action="store_true", help="also compare base and tuned in both orders")
     parser.add_argument("--pull", action="store_true", help="pull the judge model when it is missing")

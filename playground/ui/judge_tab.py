@@ -45,6 +45,9 @@ def build(shared: Shared, tab: gr.Tab) -> None:
         with gr.Row():
             concurrency = gr.Slider(1, 16, value=4, step=1, label="Requests in flight")
             timeout = gr.Number(value=120, label="Timeout (s)")
+            max_reply = gr.Number(value=judge.JudgeSettings().max_reply_tokens, precision=0, minimum=1,
+                                  label="Max reply tokens (a small judge that rambles is cut here)",
+                                  elem_id="judge-max-reply")
             max_new = gr.Slider(8, 256, value=64, step=8, label="Max new tokens per answer")
             answers = gr.Radio([("The run's prompt", "playground"),
                                 ("The book's: no response header, 256 tokens, '### Response:' removed", "book")],
@@ -78,15 +81,17 @@ def build(shared: Shared, tab: gr.Tab) -> None:
     result_outputs = [results, summary, plot, groups, rows, detail, downloads, shown_rows]
 
     def settings_from(api_value, host_value, model_value, key_env_value, prompt_value, concurrency_value,
-                      timeout_value, structured_on, template_value):
+                      timeout_value, max_reply_value, structured_on, template_value):
+        """The judge's settings from the values of `server_inputs`, in their order."""
         settings = judge.JudgeSettings(host=(host_value or "").strip(), model=(model_value or "").strip(),
                                        api=api_value, api_key_env=(key_env_value or "").strip(), prompt=prompt_value,
                                        concurrency=int(concurrency_value), timeout=float(timeout_value or 120),
-                                       structured=bool(structured_on), template=template_value)
+                                       max_reply_tokens=int(max_reply_value or 0), structured=bool(structured_on),
+                                       template=template_value)
         settings.check()
         return settings
 
-    server_inputs = [api, host, model, key_env, prompt, concurrency, timeout, structured, template]
+    server_inputs = [api, host, model, key_env, prompt, concurrency, timeout, max_reply, structured, template]
 
     def on_check(*values):
         try:
@@ -105,11 +110,9 @@ def build(shared: Shared, tab: gr.Tab) -> None:
 
     api.change(on_api, [api, host], host)
 
-    def on_pull(api_value, host_value, model_value, key_env_value, prompt_value, concurrency_value, timeout_value,
-                structured_on, template_value, progress=gr.Progress()):
+    def on_pull(*server, progress=gr.Progress()):
         try:
-            settings = settings_from(api_value, host_value, model_value, key_env_value, prompt_value,
-                                     concurrency_value, timeout_value, structured_on, template_value)
+            settings = settings_from(*server)
             judge.pull(settings, on_progress=lambda fraction, text: progress(fraction, desc=text))
         except PlaygroundError as exc:
             return notice(str(exc), "error"), gr.update()
@@ -117,16 +120,14 @@ def build(shared: Shared, tab: gr.Tab) -> None:
 
     pull.click(on_pull, server_inputs, [server, pull])
 
-    def on_grade(run_id, split_name, limit, max_tokens, answers_value, pairwise_on, metrics_on, group_value, api_value, host_value,
-                 model_value, key_env_value, prompt_value, concurrency_value, timeout_value, structured_on,
-                 template_value, request: gr.Request, progress=gr.Progress()):
+    def on_grade(run_id, split_name, limit, max_tokens, answers_value, pairwise_on, metrics_on, group_value, *server,
+                 request: gr.Request, progress=gr.Progress()):
         stop_event = stops.fresh(request)
         skip = (gr.skip(),) * len(result_outputs)
         if not run_id:
             return notice("Pick a tuned run first (train one in the Train tab).", "error"), *skip
         try:
-            settings = settings_from(api_value, host_value, model_value, key_env_value, prompt_value,
-                                     concurrency_value, timeout_value, structured_on, template_value)
+            settings = settings_from(*server)
             status = None
             if not metrics_on:
                 progress(0, desc=f"Checking the judge server at {settings.host}")

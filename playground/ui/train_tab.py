@@ -13,7 +13,7 @@ import plotly.graph_objects as go
 
 from .. import data_checks, estimate, experiments, runs, store
 from ..errors import PlaygroundError
-from ..manager import TrainingJob, resume_checkpoint
+from ..manager import STOPPING, JobSnapshot, resume_checkpoint
 from ..prompts import style_label, style_of
 from ..settings import PRESETS, TrainConfig
 from ..training import Event
@@ -44,16 +44,26 @@ def rate(per_second: float) -> str:
     return f"{per_second:,.0f}" if per_second >= 10 else f"{per_second:.2g}"
 
 
-def remaining_seconds(job: TrainingJob, steps: list[Event]) -> float | None:
-    """Seconds left at the pace of the steps so far (validation and probes included); None before a step."""
-    started = next((e.elapsed for e in job.events if e.kind == "phase" and e.values["phase"] == "training"), None)
-    if not steps or started is None:
+def remaining_seconds(events: list[Event], steps: list[Event]) -> float | None:
+    """Seconds left at the pace of this job's steps so far (validation and probes included); None
+    before its first step. A resumed run's pace counts from where it went on, not from step 0."""
+    started = next((e for e in events if e.kind == "phase" and e.values["phase"] == "training"), None)
+    if not steps or started is None or steps[-1].step <= started.step:
         return None
-    per_step = (steps[-1].elapsed - started) / steps[-1].step
+    per_step = (steps[-1].elapsed - started.elapsed) / (steps[-1].step - started.step)
     return per_step * (steps[-1].total_steps - steps[-1].step)
 
 
-def progress_html(job: TrainingJob | None) -> str:
+def elapsed_text(job: JobSnapshot) -> str:
+    """The run's time: a resumed run's time before its Resume too, which its curve counts."""
+    if not job.resumed:
+        return f"elapsed {clock(job.elapsed)}"
+    resumed = next((e for e in reversed(job.events) if e.kind == "resume"), None)
+    before = resumed.elapsed if resumed else max((e.elapsed for e in job.events), default=0.0)
+    return f"elapsed {clock(before + job.elapsed)} ({clock(job.elapsed)} since Resume)"
+
+
+def progress_html(job: JobSnapshot | None) -> str:
     if job is None:
         return notice("No run yet in this session of the app. Pick a preset and press Start.", "info")
     steps = [e for e in job.events if e.kind == "step"]
@@ -68,15 +78,21 @@ def progress_html(job: TrainingJob | None) -> str:
         parts.append(f'<span id="train-phase"><b>{html.escape(job.phase.capitalize())}</b>…</span>')
     if total:
         parts.append(f"step <b>{step}</b> of {total}" + (f" · epoch {steps[-1].epoch:.2f}" if steps else ""))
-    parts.append(f"elapsed {clock(job.elapsed)}")
-    left = remaining_seconds(job, steps)
+    parts.append(elapsed_text(job))
+    left = remaining_seconds(list(job.events), steps)
     if job.running and left is not None:
         parts.append(f"remaining ~{clock(left)}")
     line = f'<div id="train-progress" style="font-size:14px;margin:6px 0">{" · ".join(parts)}{speed_text(steps)}</div>'
-    if job.running and not job.stop.is_set():
+    if job.running and not job.stopping:
         return bar + line
     kind = {"finished": "ok", "stopped": "warn", "failed": "error"}.get(job.state, "info")
     return bar + line + notice(job.message, kind)
+
+
+def snapshot(manager: Any) -> JobSnapshot | None:
+    """The manager's training job at this moment, every field read together; None before the first."""
+    job = manager.job
+    return job.snapshot() if job is not None else None
 
 
 def loss_figure(events: list[Event]) -> go.Figure | None:
@@ -127,7 +143,7 @@ def probes_html(events: list[Event]) -> str:
             f'<th style="width:14%">reference</th>{head}</tr>{"".join(rows)}</table>')
 
 
-def runs_frame(models_dir: Any, job: TrainingJob | None = None) -> pd.DataFrame:
+def runs_frame(models_dir: Any, job: JobSnapshot | None = None) -> pd.DataFrame:
     """Every saved run, newest first, and the run starting now before its folder exists."""
     rows = []
     records = runs.list_runs(models_dir)
@@ -299,7 +315,7 @@ def run_view(manager: Any) -> SimpleNamespace:
                 "training and again every few steps.")
     view.probes = gr.HTML(elem_id="train-probe-view")
     gr.Markdown("**Runs** (kept under `models/runs/`; they survive a restart)")
-    view.runs = gr.Dataframe(runs_frame(manager.models_dir, manager.job), interactive=False, elem_id="runs-table")
+    view.runs = gr.Dataframe(runs_frame(manager.models_dir, snapshot(manager)), interactive=False, elem_id="runs-table")
     view.refresh = gr.Button("Refresh runs", size="sm")
     with gr.Row(equal_height=True):
         view.resumable = gr.Dropdown(resumable_choices(manager), value=None, scale=4, elem_id="train-resumable",
@@ -332,7 +348,7 @@ def resumable_update(manager: Any, current: str | None) -> Any:
 
 def poll_update(manager: Any, seen: Any) -> tuple[Any, ...]:
     """(model status, progress, curve, probes, runs, message, seen): the clock every tick, the rest on news."""
-    job = manager.job
+    job = snapshot(manager)
     status = manager.model_status()
     model_line = notice(status.message, {"loading": "info", "ready": "ok", "error": "error"}[status.state]) \
         if status.message != "No model loaded yet." else ""
@@ -394,7 +410,7 @@ def build(shared: Shared) -> None:
             manager.start_training(dataset, config)
         except PlaygroundError as exc:
             return notice(str(exc), "error"), gr.skip(), gr.skip()
-        return "", progress_html(manager.job), None
+        return "", progress_html(snapshot(manager)), None
 
     def on_check(dataset, spec, style, template, *values):
         try:
@@ -422,14 +438,14 @@ def build(shared: Shared) -> None:
             manager.resume_training(run_id)
         except PlaygroundError as exc:
             return notice(str(exc), "error"), gr.skip(), gr.skip()
-        return "", progress_html(manager.job), None
+        return "", progress_html(snapshot(manager)), None
 
     def on_stop():
         job = manager.job
         if job is None or not job.running:
             return notice("No run is training.", "warn")
         manager.stop_training()
-        return notice(f"Stopping run {job.run_id} after the current step…", "warn")
+        return notice(f"Run {job.run_id}: {STOPPING[0].lower()}{STOPPING[1:]}", "warn")
 
     preset.change(lambda name: [getattr(TrainConfig(**PRESETS[name]), n) for n in names], preset, fields)
     gr.on([*changed(shared, "dataset", "style"), form["split_seed"].change, form["split_order"].change],
@@ -447,6 +463,6 @@ def build(shared: Shared) -> None:
     view.poll.tick(lambda seen: poll_update(manager, seen), view.seen,
                    [model_status, view.progress, view.curve, view.probes, view.runs, view.message, view.seen],
                    show_progress="hidden")
-    gr.on([shared.app.load, view.refresh.click], lambda: runs_frame(manager.models_dir, manager.job), None, view.runs)
+    gr.on([shared.app.load, view.refresh.click], lambda: runs_frame(manager.models_dir, snapshot(manager)), None, view.runs)
     gr.on([shared.app.load, view.refresh.click, view.runs.change],
           lambda current: resumable_update(manager, current), view.resumable, view.resumable)
