@@ -110,7 +110,11 @@ def build(shared: Shared, tab: gr.Tab) -> None:
 
     api.change(on_api, [api, host], host)
 
-    def on_pull(*server, progress=gr.Progress()):
+    def on_pull(api_value, host_value, model_value, key_env_value, prompt_value, concurrency_value, timeout_value,
+                max_reply_value, structured_on, template_value, progress=gr.Progress()):
+        # each input a parameter of its own: Gradio passes gr.Progress and gr.Request by position
+        server = (api_value, host_value, model_value, key_env_value, prompt_value, concurrency_value, timeout_value,
+                  max_reply_value, structured_on, template_value)
         try:
             settings = settings_from(*server)
             judge.pull(settings, on_progress=lambda fraction, text: progress(fraction, desc=text))
@@ -120,8 +124,11 @@ def build(shared: Shared, tab: gr.Tab) -> None:
 
     pull.click(on_pull, server_inputs, [server, pull])
 
-    def on_grade(run_id, split_name, limit, max_tokens, answers_value, pairwise_on, metrics_on, group_value, *server,
-                 request: gr.Request, progress=gr.Progress()):
+    def on_grade(run_id, split_name, limit, max_tokens, answers_value, pairwise_on, metrics_on, group_value, api_value,
+                 host_value, model_value, key_env_value, prompt_value, concurrency_value, timeout_value, max_reply_value,
+                 structured_on, template_value, request: gr.Request, progress=gr.Progress()):
+        server = (api_value, host_value, model_value, key_env_value, prompt_value, concurrency_value, timeout_value,
+                  max_reply_value, structured_on, template_value)
         stop_event = stops.fresh(request)
         skip = (gr.skip(),) * len(result_outputs)
         if not run_id:
