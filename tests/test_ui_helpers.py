@@ -113,3 +113,19 @@ def test_a_resumed_run_counts_its_time_left_from_its_own_pace_and_its_time_befor
     job.started -= 25  # this part of the run has taken 25 s so far
     line = train_tab.progress_html(job.snapshot())
     assert "elapsed 2:05 (0:25 since Resume)" in line
+
+
+def test_every_figure_s_legend_stays_clear_of_the_plotly_toolbar_at_the_top_right():
+    from playground.inspection import FamilyLoss
+    from playground.ui import inspect_tab, judge_report
+
+    point = {"train_loss": 1.0, "lr": 1e-4, "trained_tokens": 0, "tokens_per_s": 50.0, "input_tokens_per_s": 80.0}
+    curve = [Event("step", step, 6, values=point) for step in range(1, 6)] + [Event("eval", 5, 6, values={"val_loss": 1.1})]
+    rows = [{"base_score": 40, "tuned_score": 70, "base_rouge_l": 0.2, "tuned_rouge_l": 0.5, "task": "math"}]
+    figures = {"train curve": train_tab.loss_figure(curve),
+               "task families": inspect_tab.families_figure([FamilyLoss("math", 2, 10, 2.0, 1.5)]),
+               "score distribution": judge_report.distribution(rows),
+               "groups": judge_report.groups_figure({}, rows, judged=False)}
+    for name, figure in figures.items():
+        legend = figure.layout.legend
+        assert legend.xanchor == "left" and legend.x == 0, name

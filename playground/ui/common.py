@@ -68,6 +68,11 @@ def changed(shared: Shared, *names: str) -> list[Any]:
 DAMAGED = " · damaged: "  # in the label of a damaged run
 
 
+# A figure's legend goes above its plot at the left: Plotly's toolbar appears at the top right, over
+# anything drawn there.
+LEGEND_ABOVE_LEFT = dict(orientation="h", x=0, xanchor="left", y=1.02, yanchor="bottom")
+
+
 def run_label(record: runs.RunRecord, kind: str = "") -> str:
     """How a run reads in a list: its id, its kind (method or variant) and its state, or its damage."""
     if record.damage:

@@ -11,7 +11,7 @@ import plotly.graph_objects as go
 
 from .. import data, inspection
 from ..errors import PlaygroundError
-from .common import Shared, notice, run_choices, run_update
+from .common import LEGEND_ABOVE_LEFT, Shared, notice, run_choices, run_update
 
 SPLITS = [("test", "test"), ("validation", "validation"), ("train (what it learned from)", "train")]
 INTRO = ("Both models read the same text, the prompt and the **reference** answer (teacher forcing), and give "
@@ -101,7 +101,7 @@ def families_figure(families: list[inspection.FamilyLoss]) -> go.Figure:
     figure.update_layout(barmode="group", height=120 + 34 * len(families), template="plotly_white",
                          margin=dict(l=10, r=20, t=40, b=40), xaxis_title="mean loss per response token (lower is better)",
                          yaxis=dict(autorange="reversed", automargin=True),
-                         legend=dict(orientation="h", y=1.02, yanchor="bottom", x=1, xanchor="right"))
+                         legend=LEGEND_ABOVE_LEFT)
     return figure
 
 

@@ -8,7 +8,7 @@ from typing import Any
 import pandas as pd
 import plotly.graph_objects as go
 
-from .common import notice
+from .common import LEGEND_ABOVE_LEFT, notice
 
 def _card(value: str, caption: str, element: str = "") -> str:
     anchor = f' id="{element}"' if element else ""
@@ -80,7 +80,7 @@ def distribution(rows: list[dict[str, Any]], judged: bool = True) -> go.Figure:
                          xaxis_title="judge score (0-100)" if judged else "ROUGE-L against the reference (0-1)",
                          yaxis_title="examples", yaxis=dict(rangemode="tozero", tickformat="d", dtick=1
                                                             if len(rows) <= 10 else None),
-                         legend=dict(orientation="h", y=1.04, yanchor="bottom", x=1, xanchor="right"),
+                         legend=LEGEND_ABOVE_LEFT,
                          xaxis_range=[0, top * 1.01])
     return figure
 
@@ -103,7 +103,7 @@ def groups_figure(summary: dict[str, Any], rows: list[dict[str, Any]] | None = N
                          yaxis_title="judge average" if judged else "ROUGE-L average",
                          yaxis_range=[0, 100] if judged else [0, 1],
                          xaxis_title=(summary.get("groups") or {}).get("by", "task"),
-                         legend=dict(orientation="h", y=1.04, yanchor="bottom", x=1, xanchor="right"))
+                         legend=LEGEND_ABOVE_LEFT)
     return figure
 
 

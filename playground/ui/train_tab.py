@@ -17,7 +17,7 @@ from ..manager import STOPPING, JobSnapshot, resume_checkpoint
 from ..prompts import style_label, style_of
 from ..settings import PRESETS, TrainConfig
 from ..training import Event
-from .common import Shared, changed, notice
+from .common import LEGEND_ABOVE_LEFT, Shared, changed, notice
 
 
 def clock(seconds: float) -> str:
@@ -120,7 +120,7 @@ def loss_figure(events: list[Event]) -> go.Figure | None:
                          annotation_text=f"resumed at {resumed.step}", annotation_position="top left")
     figure.update_layout(height=320, margin=dict(l=50, r=20, t=40, b=40), template="plotly_white",
                          xaxis_title="optimizer step", yaxis_title="cross-entropy loss",
-                         legend=dict(orientation="h", x=1, xanchor="right", y=1.02, yanchor="bottom"))
+                         legend=LEGEND_ABOVE_LEFT)
     return figure
 
 
