@@ -1,4 +1,5 @@
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -10,9 +11,18 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def pytest_configure(config):
-    """With test processes (pytest-xdist), convert the default model once before they start, rather
+    """With test processes (pytest-xdist): each, and the apps, commands and servers it starts, gets its
+    share of the cores (torch's threads spin while they wait, so more threads than cores makes every
+    process many times slower); and the default model is converted once before they start, rather
     than in each of them at the same time on a fresh clone."""
-    if getattr(config.option, "numprocesses", None) and not hasattr(config, "workerinput"):
+    try:
+        workers = int(getattr(config.option, "numprocesses", 0) or 0)
+    except ValueError:
+        workers = 0
+    if workers and not hasattr(config, "workerinput"):
+        share = str(max(1, (os.cpu_count() or 2) // workers))
+        for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            os.environ.setdefault(name, share)
         store.ensure_default_model()
 
 

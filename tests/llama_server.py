@@ -4,6 +4,7 @@ which is what honest "unparsed" accounting must handle."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -13,6 +14,7 @@ from pathlib import Path
 from tests_helpers import free_port
 
 MODEL = "gemma3-270m"  # the name the server gives the model (--model_alias)
+THREADS = os.environ.get("OMP_NUM_THREADS") or "2"  # the test process's share of the cores (conftest)
 # `python -m llama_cpp.server` with llama.cpp's weight repacking off, as the app loads GGUF files:
 # its repacked kernels crash the server on this machine's CPUs (AMX) at the first request.
 SERVE = ("import runpy, sys; from playground.export.parity import turn_off_weight_repacking; "
@@ -37,7 +39,7 @@ class LlamaServer:
     def start(self, seconds: float = 120) -> "LlamaServer":
         self.process = subprocess.Popen(
             [sys.executable, "-c", SERVE, "--model", str(gguf_path()), "--model_alias", MODEL,
-             "--host", "127.0.0.1", "--port", str(self.port), "--n_ctx", str(self.n_ctx), "--n_threads", "2"],
+             "--host", "127.0.0.1", "--port", str(self.port), "--n_ctx", str(self.n_ctx), "--n_threads", THREADS],
             cwd=Path(__file__).resolve().parent.parent, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + seconds
         while True:

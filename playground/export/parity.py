@@ -9,6 +9,7 @@ is; it also counts prompts that llama.cpp tokenises differently from the app.
 from __future__ import annotations
 
 import importlib.util
+import os
 import threading
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -145,6 +146,12 @@ def turn_off_weight_repacking() -> None:
     bindings.llama_model_default_params = without_repacking
 
 
+def threads() -> int | None:
+    """llama.cpp's threads: the budget OMP_NUM_THREADS gives torch, when set; else llama.cpp's own choice."""
+    value = os.environ.get("OMP_NUM_THREADS", "")
+    return int(value) if value.isdigit() and int(value) > 0 else None
+
+
 def load_llama(path: Path, n_ctx: int, **options: Any) -> Any:
     """The GGUF file in llama.cpp, with weight repacking off (see turn_off_weight_repacking)."""
     try:
@@ -153,7 +160,7 @@ def load_llama(path: Path, n_ctx: int, **options: Any) -> Any:
         raise PlaygroundError(MISSING_NOTE) from None
     turn_off_weight_repacking()
     try:
-        return llama_cpp.Llama(str(path), n_ctx=max(n_ctx, 256), n_threads=None, verbose=False, seed=0, **options)
+        return llama_cpp.Llama(str(path), n_ctx=max(n_ctx, 256), n_threads=threads(), verbose=False, seed=0, **options)
     except (ValueError, RuntimeError) as exc:
         raise PlaygroundError(f"llama.cpp could not load {path.name}: {exc}") from None
 
