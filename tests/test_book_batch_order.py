@@ -67,8 +67,8 @@ def test_the_batch_command_and_tab_show_the_books_first_batch_by_record_number(w
 
     def shown(number, batch_order):
         """The record numbers the tab titles the samples of batch `number` with."""
-        _, _, grid = batch_tab.batch_view(dataset, tokenizer, "alpaca", None, 8, 0, "train", 123, False, False,
-                                          number, "prompt", "book", True, batch_order)
+        _, _, grid = batch_tab.batch_view(dataset, tokenizer, "alpaca", None, 8, 0, "train", 123, "none", False,
+                                          number, "book", True, batch_order)
         return [int(part.split(" · ")[0]) for part in grid.split("record #")[1:]]
 
     assert shown(0, "book") == BOOK_FIRST_BATCH  # record numbers: the book's train indices

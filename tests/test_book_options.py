@@ -311,8 +311,8 @@ def test_batch_tab_shows_each_masking_on_the_same_batch(small_tiktoken):
     from playground.ui import batch_tab
 
     dataset = data.Dataset(records=list(RECORDS) * 5, source="test", mapping={})
-    shown = {part: batch_tab.batch_view(dataset, small_tiktoken, "alpaca", None, 4, 0, "train", 123, True, False, 0,
-                                        part, "book", True)
+    shown = {part: batch_tab.batch_view(dataset, small_tiktoken, "alpaca", None, 4, 0, "train", 123, part, False, 0,
+                                        "book", True)
              for part in ("prompt", "instruction")}
     header = len(small_tiktoken.encode(prompts.ALPACA_HEADER))
     trained = {part: int(summary.split("<b>")[3].split("<")[0]) for part, (_, summary, _) in shown.items()}

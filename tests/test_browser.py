@@ -175,7 +175,7 @@ def test_dataset_tab_checks_the_data_and_opens_a_record_found(page):
     page.get_by_role("tab", name="Dataset").click()
     expect(page.locator("#page-caption")).to_contain_text("1,196 records")
     page.locator("#check-max-length input[type=number]").fill("48")
-    page.locator("#check-mask input").check()
+    page.locator("#check-mask").get_by_text("The whole prompt").click()
     page.locator("#data-check").click()
     findings = page.locator("#data-check-findings")
     expect(findings).to_contain_text("kinds of problem found")
@@ -241,7 +241,7 @@ def test_batch_grid_shows_masking_and_truncation(page):
     # without masking every real target is trained: no masked cell
     assert grid.locator("[title*='masked (-100)']").count() == 0
     assert grid.locator("[title*='end-of-text token, trained']").count() >= 1
-    page.locator("#mask-instruction input").check()
+    page.locator("#batch-mask").get_by_text("The whole prompt").click()  # one choice of three, as in Train
     expect(grid.locator("[title*='masked (-100)']").first).to_be_visible()
     masked = grid.locator("[title*='masked (-100)']").count()
     trained = grid.locator("[title*='response token, trained']").count()
@@ -258,7 +258,7 @@ def test_batch_grid_shows_masking_and_truncation(page):
     page.screenshot(path=str(SHOTS / "batch-nothing-trained.png"), full_page=True)
     page.locator("#max-length input[type=number]").fill("0")
     page.locator("#max-length input[type=number]").press("Enter")
-    page.locator("#mask-instruction input").uncheck()
+    page.locator("#batch-mask").get_by_text("Nothing").click()
 
 
 def test_train_tab_runs_a_short_fine_tune_and_shows_it_learning(page):

@@ -11,11 +11,9 @@ from .. import batching, data, tiktoken_tokenizer
 from ..batching import IGNORE_INDEX, KINDS
 from ..errors import PlaygroundError
 from ..prompts import style_label
-from .common import COLORS, Shared, changed, legend, notice, tokenizer_or_message
+from .common import COLORS, MASK_CHOICES, MASK_LABEL, Shared, changed, legend, notice, tokenizer_or_message
 
 SPLITS = ["train", "validation", "test"]
-MASK_PARTS = [("the whole prompt, response header included", "prompt"),
-              ("instruction and input only: the header is trained (the book's exercise 7.2)", "instruction")]
 SPLIT_ORDER_CHOICES = [("Shuffled with the seed", "shuffled"), ("In file order (the book's)", "book")]
 BATCH_ORDER_CHOICES = [("Shuffled with the seed", "shuffled"),
                        ("The book's DataLoader (torch.manual_seed(seed), shuffle=True)", "book")]
@@ -94,20 +92,15 @@ def style_line(style_value: str) -> str:
             "as chosen in the Prompt styles tab; the Train tab uses the same one.</div>")
 
 
-def mask_choice(masked: bool, part: str | None) -> str:
-    """The masking from the tab's checkbox and its choice of part."""
-    return (part or "prompt") if masked else "none"
-
-
 def batch_view(dataset: data.Dataset, tokenizer: Any, style: str, template: str, size: int, length: int,
-               split_name: str, seed: int, masked: bool, grouped: bool, number: int, part: str = "prompt",
+               split_name: str, seed: int, mask: str, grouped: bool, number: int,
                order: str = "shuffled", drop_last: bool = False,
                batch_order: str = "shuffled") -> tuple[str, str, str]:
     """(warning, summary, grid) of one batch of a split, as training collates it; the samples are
     titled by their record number in the dataset (the Dataset tab's #)."""
     indices = getattr(dataset.splits(seed=int(seed or 0), order=order or "shuffled"), split_name)
     lengths = batching.dataset_lengths(dataset, style, tokenizer, template) if grouped else None
-    mask = mask_choice(masked, part)
+    mask = mask or "none"
     batch = batching.training_batch(dataset.records, indices, tokenizer, style, int(size), int(number or 0),
                                     int(length) or None, mask, grouped, int(seed or 0), template, lengths,
                                     bool(drop_last), batch_order or "shuffled")
@@ -129,8 +122,7 @@ def build(shared: Shared) -> None:
         batch_order = gr.Dropdown(BATCH_ORDER_CHOICES, value="shuffled", label="Batch order",
                                   elem_id="batch-batch-order")
     with gr.Row():
-        mask = gr.Checkbox(label="Mask prompt targets (-100)", elem_id="mask-instruction")
-        part = gr.Radio(MASK_PARTS, value="prompt", label="What is masked", elem_id="mask-part")
+        mask = gr.Radio(MASK_CHOICES, value="none", label=MASK_LABEL, elem_id="batch-mask")
     with gr.Row():
         drop_last = gr.Checkbox(label="Drop the last, smaller batch (the book's loader)", elem_id="batch-drop-last")
         tokenizer_choice = gr.Dropdown(tiktoken_tokenizer.TAB_CHOICES, value=tiktoken_tokenizer.SESSION,
@@ -154,10 +146,10 @@ def build(shared: Shared) -> None:
             return notice(str(exc), "error"), "", ""
 
     inputs = [shared.dataset, shared.tokenizer_spec, tokenizer_choice, shared.style, shared.template, batch_size,
-              max_length, split, seed, mask, group, number, part, order, drop_last, batch_order]
+              max_length, split, seed, mask, group, number, order, drop_last, batch_order]
     outputs = [message, summary, grid]
     shared.style.change(style_line, shared.style, shown_style)
     gr.on([*changed(shared, "dataset", "tokenizer_spec", "style", "template"), *(c.change for c in (
-        batch_size, max_length, split, mask, group, part, order, drop_last, batch_order, tokenizer_choice)),
+        batch_size, max_length, split, mask, group, order, drop_last, batch_order, tokenizer_choice)),
         seed.submit, number.submit], show, inputs, outputs)
     next_batch.click(lambda n: int(n or 0) + 1, number, number).then(show, inputs, outputs)

@@ -68,6 +68,13 @@ def changed(shared: Shared, *names: str) -> list[Any]:
 DAMAGED = " · damaged: "  # in the label of a damaged run
 
 
+# What the loss ignores (-100), the same three choices wherever masking is picked: Batch masking, the
+# data check and Train.
+MASK_CHOICES = [("Nothing (the book's chapter)", "none"),
+                ("The whole prompt, response header included", "prompt"),
+                ("Instruction and input only (the book's exercise 7.2)", "instruction")]
+MASK_LABEL = "Mask (-100) the targets of"
+
 # A figure's legend goes above its plot at the left: Plotly's toolbar appears at the top right, over
 # anything drawn there.
 LEGEND_ABOVE_LEFT = dict(orientation="h", x=0, xanchor="left", y=1.02, yanchor="bottom")

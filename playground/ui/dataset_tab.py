@@ -16,7 +16,7 @@ import plotly.graph_objects as go
 from .. import batching, data, data_checks, prompts, tiktoken_tokenizer
 from ..settings import TrainConfig
 from ..errors import PlaygroundError
-from .common import Shared, changed, notice, tokenizer_or_message
+from .common import MASK_CHOICES, MASK_LABEL, Shared, changed, notice, tokenizer_or_message
 
 PAGE_SIZES = [10, 20, 50]
 TABLE_COLUMNS = ["#", "task", "instruction", "input", "output"]
@@ -166,9 +166,7 @@ def check_layout() -> SimpleNamespace:
             check.max_length = gr.Number(value=TrainConfig.max_length, precision=0, minimum=0,
                                          label="Max length (0 = no truncation)", elem_id="check-max-length")
             check.split_seed = gr.Number(value=123, precision=0, label="Split seed", elem_id="check-split-seed")
-            check.masked = gr.Checkbox(label="Mask prompt targets (-100)", elem_id="check-mask")
-            check.part = gr.Radio([("whole prompt", "prompt"), ("instruction and input only (book, 7.2)", "instruction")],
-                                  value="prompt", label="What is masked", elem_id="check-mask-part")
+            check.mask = gr.Radio(MASK_CHOICES, value="none", label=MASK_LABEL, elem_id="check-mask")
             check.order = gr.Dropdown([("shuffled", "shuffled"), ("in file order (the book's)", "book")],
                                       value="shuffled", label="Split order", elem_id="check-split-order")
             check.run = gr.Button("Check the data", variant="primary", elem_id="data-check")
@@ -218,14 +216,14 @@ def tab_tokenizer(shared: Shared, spec: str, choice: str) -> tuple[Any, str]:
 
 
 def check_data(shared: Shared, dataset: data.Dataset, spec: str, style: str, template: str, max_length: float,
-               masked: bool, split_seed: float, part: str = "prompt", order: str = "shuffled",
+               mask: str, split_seed: float, order: str = "shuffled",
                choice: str = tiktoken_tokenizer.SESSION, progress: gr.Progress = gr.Progress()):
     """(findings, record picker) for the session's dataset, prompt style and tokenizer."""
     tokenizer, wait_message = tab_tokenizer(shared, spec, choice)
     if not tokenizer:
         return notice(wait_message, "error"), gr.update(choices=[], value=None)
     settings = data_checks.CheckSettings(style=style, template=template, max_length=int(max_length or 0) or None,
-                                         mask=(part or "prompt") if masked else "none",
+                                         mask=mask or "none",
                                          split_seed=int(split_seed or 0), split_order=order or "shuffled")
     try:
         report = data_checks.check(dataset, tokenizer, settings,
@@ -308,8 +306,8 @@ def build(shared: Shared) -> None:
 
 def connect_check(shared: Shared, check: SimpleNamespace, tokenizer_choice: gr.Dropdown) -> None:
     """The check runs on a click; a new dataset clears its findings; a picked record opens in the record view."""
-    settings = [shared.dataset, shared.tokenizer_spec, shared.style, shared.template, check.max_length, check.masked,
-                check.split_seed, check.part, check.order, tokenizer_choice]
+    settings = [shared.dataset, shared.tokenizer_spec, shared.style, shared.template, check.max_length, check.mask,
+                check.split_seed, check.order, tokenizer_choice]
     check.run.click(partial(check_data, shared), settings, [check.findings, check.record])
     shared.dataset.change(lambda: ("", gr.update(choices=[], value=None)), None, [check.findings, check.record])
     check.record.change(picked_finding, check.record, shared.record_index)

@@ -17,7 +17,7 @@ from ..manager import STOPPING, JobSnapshot, resume_checkpoint
 from ..prompts import style_label, style_of
 from ..settings import PRESETS, TrainConfig
 from ..training import Event
-from .common import LEGEND_ABOVE_LEFT, Shared, changed, notice
+from .common import LEGEND_ABOVE_LEFT, MASK_CHOICES, MASK_LABEL, Shared, changed, notice
 
 
 def clock(seconds: float) -> str:
@@ -279,10 +279,7 @@ def settings_form() -> tuple[gr.Dropdown, gr.HTML, dict[str, Any]]:
         form["checkpoint_every"] = number("checkpoint_every", "Checkpoint every N steps (0: only on Stop)",
                                           precision=0, minimum=0, elem_id="train-checkpoint-every")
     with gr.Row():
-        form["mask"] = gr.Radio([("Nothing (the book's chapter)", "none"),
-                                 ("The whole prompt, response header included", "prompt"),
-                                 ("Instruction and input only (the book's exercise 7.2)", "instruction")],
-                                value=defaults.mask, label="Mask (-100) the targets of", elem_id="train-mask")
+        form["mask"] = gr.Radio(MASK_CHOICES, value=defaults.mask, label=MASK_LABEL, elem_id="train-mask")
         form["split_order"] = gr.Radio([("Shuffled with the split seed", "shuffled"),
                                         ("In file order (the book's)", "book")],
                                        value=defaults.split_order, label="Split order", elem_id="train-split-order")
