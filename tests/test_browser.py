@@ -350,7 +350,11 @@ def test_chat_tab_two_messages_regenerate_and_a_blind_vote(trained_run, page):
     expect(page.locator("#chat-reference")).to_contain_text("Reference answer")
     expect(page.locator("#chat-message textarea")).not_to_have_value("")
     # the record's Input is shown beside its reference answer, and in its own box
-    expect(page.locator("#chat-input textarea")).to_have_value(page.locator("#chat-example-input").inner_text())
+    # both are filled by the same event: compare them once it has drawn both (the reference may still
+    # show the example picked before)
+    wait_until(lambda: page.locator("#chat-input textarea").input_value().strip()
+               == page.locator("#chat-example-input").inner_text().strip() != "", "the example's Input in its box",
+               seconds=30, every=0.25)
     page.screenshot(path=str(SHOTS / "chat-example.png"), full_page=True)
 
     page.locator("#chat-blind input").check()

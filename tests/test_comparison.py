@@ -93,3 +93,16 @@ def test_graded_figures_are_rounded_as_the_judge_tab_shows_them():
     [row] = comparison.final_figures([summary])
     assert row["tuned judge average"] == 53.8 and row["base judge average"] is None  # as the Judge tab's 53.8
     assert row["tuned ROUGE-L"] == 0.457 and row["tuned exact match"] == 0.438 and row["grading"] == "test-3"
+
+
+def test_the_tab_shows_a_row_per_figure_and_a_column_per_run():
+    from playground.ui import compare_tab
+
+    rows = [{"run": "a", "state": "finished", "final val loss": 1.25, "tuned judge average": 53.8},
+            {"run": "b", "state": "stopped", "final val loss": 1.5}]
+    frame = compare_tab.figures_frame(rows)
+    assert list(frame.columns) == ["figure", "a", "b"]
+    assert list(frame["figure"]) == ["state", "final val loss", "tuned judge average"]
+    by_figure = frame.set_index("figure")
+    assert by_figure.loc["final val loss", "a"] == 1.25 and by_figure.loc["state", "b"] == "stopped"
+    assert by_figure.loc["tuned judge average", "b"] == ""  # b was never graded

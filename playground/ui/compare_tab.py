@@ -46,6 +46,15 @@ def curves_figure(summaries: list[comparison.RunSummary], by_time: bool) -> go.F
     return figure
 
 
+def figures_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """The final figures with a row per figure and a column per run, like the settings table: a run adds
+    one column, where a row per run needed some fifteen and overflowed the page."""
+    names = [row["run"] for row in rows]
+    figures = list(dict.fromkeys(key for row in rows for key in row if key != "run"))
+    return pd.DataFrame([{"figure": figure, **{name: row.get(figure) for name, row in zip(names, rows)}}
+                         for figure in figures], columns=["figure", *names]).fillna("")
+
+
 def run_options(models_dir: Any) -> list[tuple[str, str]]:
     return [(run_label(r, r.settings.get("label") or ""), r.run_id) for r in runs.list_runs(models_dir)]
 
@@ -79,7 +88,7 @@ def build(shared: Shared, tab: gr.Tab) -> None:
         caveat = comparison.loss_caveat(summaries)
         table = pd.DataFrame(differing) if differing else pd.DataFrame({"setting": ["(all the same)"]})
         return (notice(text, "ok") + (notice(caveat, "warn") if caveat else ""), gr.update(visible=True), curves_figure(summaries, False),
-                curves_figure(summaries, True), pd.DataFrame(comparison.final_figures(summaries)), table)
+                curves_figure(summaries, True), figures_frame(comparison.final_figures(summaries)), table)
 
     go_button.click(on_compare, picked, [message, results, by_step, by_time, figures, settings])
 
