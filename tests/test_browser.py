@@ -526,6 +526,8 @@ def test_judge_tab_grades_on_a_real_openai_compatible_server(trained_run, page):
         set_judge_count(page, 3)
         page.get_by_text("Judge settings").click()
         page.locator("#judge-max-reply input").fill("16")  # the base model rambles: cut its replies short
+        page.locator("#judge-max-reply input").press("Enter")  # a number reaches the app on Enter or blur
+        expect(page.locator("#judge-max-reply input")).to_have_value("16")
         page.locator("#judge-check").click()
         expect(page.locator("#judge-server")).to_contain_text(f"serves the judge model {MODEL}")
         page.locator("#judge-grade").click()
