@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from .errors import PlaygroundError
+from .run_files import SavedWeights, saved_weights
 
 FOLDER = "checkpoints"
 STATE = "trainer.pt"
@@ -30,10 +31,12 @@ class Checkpoint:
     folder: Path
 
     @property
-    def weights(self) -> Path:
+    def weights(self) -> SavedWeights:
         """The `adapter/` or `weights/` folder, loadable like a finished run's."""
-        adapter = self.folder / "adapter"
-        return adapter if adapter.is_dir() else self.folder / "weights"
+        saved = saved_weights(self.folder)
+        if saved is None:
+            raise PlaygroundError(f"Checkpoint {self.folder} holds no adapter/ or weights/ folder.")
+        return saved
 
     def state(self) -> dict[str, Any]:
         try:
@@ -52,7 +55,7 @@ def temporary_folder(run_folder: Path, step: int) -> Path:
 
 
 def complete(folder: Path) -> bool:
-    return (folder / STATE).is_file() and ((folder / "adapter").is_dir() or (folder / "weights").is_dir())
+    return (folder / STATE).is_file() and saved_weights(folder) is not None
 
 
 def list_checkpoints(run_folder: Path) -> list[Checkpoint]:

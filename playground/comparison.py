@@ -14,7 +14,6 @@ from typing import Any
 
 from . import evaluation, runs
 from .errors import PlaygroundError
-from .settings import TrainConfig
 
 MAX_RUNS = 8  # more curves than this on one plot cannot be told apart
 # Settings that change which targets a validation loss averages over, or how they are tokenised
@@ -84,7 +83,7 @@ def summarize(models_dir: Path, run_id: str) -> RunSummary:
              if e.get("kind") == "step" and e.get("train_loss") is not None]
     validation = [Point(e["step"], e["elapsed"], e["val_loss"]) for e in events
                   if e.get("kind") == "eval" and e.get("val_loss") is not None]
-    settings = vars(TrainConfig.from_dict(record.settings))  # an older run's settings by today's names
+    settings = vars(record.config)  # an older run's settings by today's names
     return RunSummary(run_id, record.state, settings, _data_facts(record), train, validation,
                       _grading(models_dir, run_id))
 

@@ -188,9 +188,9 @@ def measured_speeds(models_dir: Path, config: Any, device: str, dtype: str) -> l
     dtype, batch size and max length), newest first."""
     speeds = []
     for record in runs.list_runs(models_dir):
-        s = record.settings
-        if (s.get("model"), s.get("method"), record.config.get("device"), record.config.get("dtype"),
-                s.get("batch_size", config.batch_size), s.get("max_length", config.max_length)) != \
+        s = record.config
+        if (s.model, s.method, record.config_json.get("device"), record.config_json.get("dtype"),
+                s.batch_size, s.max_length) != \
                 (config.model, config.method, device, dtype, config.batch_size, config.max_length):
             continue
         steps = [e["input_tokens_per_s"] for e in record.metrics() if e.get("kind") == "step"

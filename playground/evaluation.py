@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
-from . import generation, judge, metrics, prompts, run_data, runs, store
+from . import generation, judge, metrics, prompts, run_data, runs
 from .judge import report as report_card
 from .data import Dataset
 from .errors import PlaygroundError
@@ -97,7 +97,7 @@ def generate_responses(manager: Any, run_id: str, split: str, limit: int, settin
     if not indices:
         raise PlaygroundError(f"The {split} split of run {run_id}'s data is empty.")
     tuned, _ = manager.tuned_side(run_id)
-    spec = record.settings.get("model", store.DEFAULT)
+    spec = record.config.model
     base = manager.base_side(spec)
     meta = {"run": run_id, "run_updated": record.status.get("updated"), "data_sha256": found.dataset.fingerprint,
             "data_source": found.dataset.source, "split": split, "indices": indices,
@@ -109,7 +109,7 @@ def generate_responses(manager: Any, run_id: str, split: str, limit: int, settin
     if path.exists() and (folder / "grading.json").exists():
         return path
     tokenizer = manager.tokenizer(spec)
-    style, template = record.settings.get("style", "alpaca"), record.settings.get("template")
+    style, template = record.config.style, record.config.template
     written: dict[int, tuple[str, str]] = {}
     for start in range(0, len(indices), batch_size):
         block = pool[start:start + batch_size]

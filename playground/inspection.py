@@ -16,9 +16,10 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from . import batching, data, store
+from . import batching, data
 from .errors import PlaygroundError
 from .generation import Side
+from .settings import TrainConfig
 
 TOP_K = 5
 MAX_TOKENS = 512  # longest text read when the run has no max length: the logits grow with it
@@ -139,18 +140,16 @@ def compare(base: Side, tuned: Side, tokenizer: Any, record: data.Record, style:
     return Inspection(run_id, source, prompt, texts[:prompt_len], rows, totals, truncated)
 
 
-def _run_sides(manager: Any, run_id: str) -> tuple[Side, Side, Any, dict[str, Any]]:
+def _run_sides(manager: Any, run_id: str) -> tuple[Side, Side, Any, TrainConfig]:
     tuned, record = manager.tuned_side(run_id)
-    settings = record.settings
-    spec = settings.get("model", store.DEFAULT)
-    return manager.base_side(spec), tuned, manager.tokenizer(spec), settings
+    config = record.config
+    return manager.base_side(config.model), tuned, manager.tokenizer(config.model), config
 
 
 def inspect_record(manager: Any, run_id: str, record: data.Record, source: str = "typed text") -> Inspection:
     """A record (typed, or one of the run's data) read by the run's base and tuned model."""
-    base, tuned, tokenizer, settings = _run_sides(manager, run_id)
-    return compare(base, tuned, tokenizer, record, settings.get("style", "alpaca"), settings.get("template"),
-                   settings.get("max_length"), run_id, source)
+    base, tuned, tokenizer, config = _run_sides(manager, run_id)
+    return compare(base, tuned, tokenizer, record, config.style, config.template, config.max_length, run_id, source)
 
 
 def split_record(manager: Any, run_id: str, split: str, position: int) -> tuple[int, data.Record]:
@@ -174,7 +173,7 @@ def family_losses(manager: Any, run_id: str, split: str = "validation", limit: i
                   stop: threading.Event | None = None) -> list[FamilyLoss]:
     """Mean response loss of base and tuned per task family on the run's own split (the first
     `limit` examples), each family's loss averaged over its response tokens."""
-    base, tuned, tokenizer, settings = _run_sides(manager, run_id)
+    base, tuned, tokenizer, config = _run_sides(manager, run_id)
     found = manager.run_data(run_id)
     indices = found.indices(split)[:limit]
     if not indices:
@@ -184,8 +183,7 @@ def family_losses(manager: Any, run_id: str, split: str = "validation", limit: i
         if stop is not None and stop.is_set():
             break
         record = found.dataset.records[index]
-        ids, prompt_len, _ = _text_ids(record, settings.get("style", "alpaca"), tokenizer,
-                                       settings.get("template"), settings.get("max_length"))
+        ids, prompt_len, _ = _text_ids(record, config.style, tokenizer, config.template, config.max_length)
         keep = slice(prompt_len - 1, len(ids) - 1)
         targets = torch.tensor(ids[prompt_len:])[:, None]
         base_lp, tuned_lp = next_token_logprobs([base, tuned], ids, keep)

@@ -368,7 +368,7 @@ class ModelManager:
         checkpoint = resume_checkpoint(record, training_now=job is not None and job.running and job.run_id == run_id)
         state = checkpoint.state()
         earlier = [Event.from_row(row, state["total_steps"]) for row in record.metrics()[:state["rows"]]]
-        return self._start(self.run_data(run_id).dataset, TrainConfig.from_dict(record.settings), run_id,
+        return self._start(self.run_data(run_id).dataset, record.config, run_id,
                            checkpoint, earlier)
 
     def _start(self, dataset: Dataset, config: TrainConfig, run_id: str | None = None,
@@ -441,24 +441,23 @@ class ModelManager:
         if live and job.side is None:
             raise PlaygroundError(f"Run {run_id} is still loading its model; try again in a moment.")
         record = runs.read(self.models_dir, run_id)
-        spec = record.settings.get("model", store.DEFAULT)
+        spec = record.config.model
         if live:
             return job.side, record
         if checkpoint is not None:
-            folder, name, what = checkpoints.find(record.folder, checkpoint).weights, f"{run_id}-step{checkpoint}", \
+            saved, name, what = checkpoints.find(record.folder, checkpoint).weights, f"{run_id}-step{checkpoint}", \
                 f"checkpoint {checkpoint} of run {run_id}"
-        elif record.has_weights:
-            folder, name, what = record.folder / ("weights" if (record.folder / "weights").is_dir() else "adapter"), \
-                run_id, f"run {run_id}"
+        elif record.weights is not None:
+            saved, name, what = record.weights, run_id, f"run {run_id}"
         else:
             raise PlaygroundError(f"Run {run_id} has no saved adapter or weights ({record.state}).")
         loaded = self.model(spec)
-        if folder.name == "weights":
-            return Side("tuned", self._full_copy(name, folder, loaded.dtype, what)), record
+        if not saved.is_adapter:
+            return Side("tuned", self._full_copy(name, saved.folder, loaded.dtype, what)), record
         try:
-            loaded.weights.load_adapter(name, str(folder))
+            loaded.weights.load_adapter(name, str(saved.folder))
         except Exception as exc:
-            raise PlaygroundError(failure_message(f"Loading the adapter of {what} from {folder}", exc)) from None
+            raise PlaygroundError(failure_message(f"Loading the adapter of {what} from {saved.folder}", exc)) from None
         return Side("tuned", loaded.weights, name), record
 
     def _full_copy(self, name: str, folder: Path, dtype: torch.dtype, what: str) -> Weights:

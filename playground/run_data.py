@@ -106,8 +106,7 @@ def load(models_dir: Path, record: runs.RunRecord, offered: data.Dataset | None 
 
 def _load_legacy(record: runs.RunRecord, offered: data.Dataset | None) -> RunData:
     """Runs saved before `data.json`: their split came from the training seed; nothing to check."""
-    settings = record.config.get("settings", {})
-    origin = record.config.get("dataset_origin") or data.BUILTIN
+    origin = record.config_json.get("dataset_origin") or data.BUILTIN
     dataset = offered
     if dataset is None:
         try:
@@ -116,6 +115,6 @@ def _load_legacy(record: runs.RunRecord, offered: data.Dataset | None) -> RunDat
             raise PlaygroundError(f"Run {record.run_id} was saved without a record of its data, and its "
                                   f"dataset cannot be loaded again ({exc}). Point at it with --data or "
                                   "the Dataset tab.") from None
-    splits = dataset.splits(seed=int(settings.get("seed", 123)))
+    splits = dataset.splits(seed=record.config.seed)
     return RunData(dataset, splits, f"Run {record.run_id} was saved before runs recorded their data: its "
                                     "split is recomputed from its seed, and the data cannot be checked.")

@@ -175,6 +175,33 @@ TRAINER = Spec("trainer.pt", "torch", required=True)
 CHECKPOINT_PREFIX = "step-"
 
 
+WEIGHT_FOLDERS = {"adapter": True, "weights": False}  # a run's trained weights: folder name -> is a LoRA adapter
+
+
+@dataclass(frozen=True)
+class SavedWeights:
+    """Where a run or a checkpoint keeps its trained weights, and what they are."""
+    folder: Path
+
+    @property
+    def is_adapter(self) -> bool:
+        """A peft LoRA adapter for the base model (else a full fine-tune's own model folder)."""
+        return WEIGHT_FOLDERS[self.folder.name]
+
+
+def saved_weights(parent: Path) -> SavedWeights | None:
+    """The `adapter/` or `weights/` folder in `parent` (a run or a checkpoint), None when it has neither."""
+    for name in WEIGHT_FOLDERS:
+        if (parent / name).is_dir():
+            return SavedWeights(parent / name)
+    return None
+
+
+def weights_folder(parent: Path, method: str) -> Path:
+    """Where a run of `method` ("lora" or "full") saves its trained weights in `parent`."""
+    return parent / ("adapter" if method == "lora" else "weights")
+
+
 def spec_for(name: str) -> Spec:
     """The spec of a file named by its path in the run folder (`metrics.jsonl`, `judge/x/responses.json`)."""
     parts = name.split("/")

@@ -32,6 +32,7 @@ import psutil
 
 from . import run_files
 from .errors import PlaygroundError
+from .settings import TrainConfig
 
 ACTIVE: set[str] = set()  # run ids this process is training right now
 _ISSUED: set[str] = set()  # run ids this process has given out
@@ -144,7 +145,7 @@ def read_file(folder: Path, name: str, live: bool = False) -> Any:
 class RunRecord:
     run_id: str
     folder: Path
-    config: dict[str, Any]
+    config_json: dict[str, Any]  # config.json as saved: "settings" and the facts beside them (device, dtype, data)
     status: dict[str, Any]
     damage: str = ""  # "<file>: <why>" when a file of the run cannot be used; nothing else is then read
 
@@ -162,12 +163,18 @@ class RunRecord:
         return state
 
     @property
-    def settings(self) -> dict[str, Any]:
-        return self.config.get("settings", {})
+    def config(self) -> TrainConfig:
+        """The run's training settings, typed (an older run's by today's names)."""
+        return TrainConfig.from_dict(self.config_json.get("settings", {}))
+
+    @property
+    def weights(self) -> run_files.SavedWeights | None:
+        """The trained adapter or weights the run saved; None while it has none (or is damaged)."""
+        return None if self.damage else run_files.saved_weights(self.folder)
 
     @property
     def has_weights(self) -> bool:
-        return not self.damage and ((self.folder / "adapter").is_dir() or (self.folder / "weights").is_dir())
+        return self.weights is not None
 
     def refuse_if_damaged(self) -> "RunRecord":
         if self.damage:

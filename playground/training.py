@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 import torch
 
-from . import batching, checkpoints, data, generation, prompts, run_data, runs, store
+from . import batching, checkpoints, data, generation, prompts, run_data, run_files, runs, store
 from .errors import PlaygroundError
 from .generation import GenerationSettings, Side
 from .modeling import CausalLMLoss
@@ -397,9 +397,9 @@ def prepare_model(weights: Weights, config: TrainConfig, run_id: str, models_dir
             if parameter.requires_grad and parameter.dtype != torch.float32:
                 parameter.data = parameter.data.float()
         if resume is not None:
-            load_adapter_weights(weights, run_id, resume.weights)
+            load_adapter_weights(weights, run_id, resume.weights.folder)
         return Side("tuned", weights, run_id)
-    source = str(resume.weights) if resume is not None else config.model
+    source = str(resume.weights.folder) if resume is not None else config.model
     copy = store.load_model(source, models_dir, dtype=full_fine_tune_dtype(dtype, device)).to(device)
     return Side("tuned", Weights(copy, weights.lock))
 
@@ -426,7 +426,7 @@ def save_trained(side: Side, folder: Path, config: TrainConfig, run_id: str) -> 
     """Save the adapter (LoRA) or the weights (full) in safetensors, moved into place when complete
     (in place of what a resumed run saved when it stopped)."""
     temporary = folder / runs.SAVING
-    target = folder / ("adapter" if config.method == "lora" else "weights")
+    target = run_files.weights_folder(folder, config.method)
     with side.weights.use() as model:
         if config.method == "lora":
             model.save_pretrained(str(temporary), selected_adapters=[run_id])

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from playground import comparison, evaluation, generation, inspection, judge, prompts, runs, store, votes
+from playground import comparison, evaluation, generation, inspection, judge, prompts, runs, votes
 from playground.errors import PlaygroundError
 from playground.export import ExportRequest, export_run
 from playground.generation import GenerationSettings
@@ -115,9 +115,9 @@ def tree(folder: Path) -> dict[str, tuple[int, int]]:
 def chat(manager: ModelManager, run_id: str) -> list[str]:
     """Both answers to one message, as the Chat tab asks for them."""
     tuned, record = manager.tuned_side(run_id)
-    spec = record.settings.get("model", store.DEFAULT)
-    tokenizer, style = manager.tokenizer(spec), record.settings.get("style", "alpaca")
-    prompt = prompts.conversation([], "Repeat the word apple.", style, tokenizer, record.settings.get("template"))
+    spec, style = record.config.model, record.config.style
+    tokenizer = manager.tokenizer(spec)
+    prompt = prompts.conversation([], "Repeat the word apple.", style, tokenizer, record.config.template)
     return generation.generate([(manager.base_side(spec), prompt), (tuned, prompt)], tokenizer, style,
                                GenerationSettings(max_new_tokens=4), batch_size=None)
 

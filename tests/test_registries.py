@@ -86,7 +86,7 @@ def test_a_style_renders_trains_stops_and_exports(toy_style, tiny_model_dir, def
     batch = batching.training_batch(dataset.records, [0, 1], tokenizer, "toy", 2)
     assert all(tokenizer.decode(sample.ids).startswith("Q: Repeat the word") for sample in batch.samples)
     train_tiny_run(tiny_model_dir, tmp_path, "toy-run", dataset, max_steps=1, style="toy")
-    assert runs.read(tmp_path, "toy-run").settings["style"] == "toy"
+    assert runs.read(tmp_path, "toy-run").config.style == "toy"
     # generation stops at its end of turn; export writes its prompt in the chat template
     assert stop_ids(default_tokenizer, "toy") == [default_tokenizer.eos_token_id,
                                                   default_tokenizer.convert_tokens_to_ids("<end_of_turn>")]

@@ -176,7 +176,7 @@ def test_dtype_choice_per_device_and_architecture():
 def test_a_run_records_its_data_and_its_own_split(graded_run):
     """The split seed is its own setting; the run keeps the dataset's identity and every index."""
     record = runs.read(graded_run, "seed-7")
-    assert record.settings["seed"] == 7 and record.settings["split_seed"] == 7
+    assert record.config.seed == 7 and record.config.split_seed == 7
     saved = json.loads((record.folder / "data.json").read_text())
     builtin = data.load("builtin")
     expected = builtin.splits(seed=7)

@@ -20,7 +20,7 @@ def chat(args: argparse.Namespace) -> int:
     args.run = runs.check_run_id(args.models_dir, args.run)
     manager = ModelManager(args.models_dir)
     record = runs.read(args.models_dir, args.run)
-    spec = record.settings.get("model", store.DEFAULT)
+    spec = record.config.model
     manager.model(spec)
     process = psutil.Process()
     rss_base = process.memory_info().rss
@@ -30,8 +30,8 @@ def chat(args: argparse.Namespace) -> int:
     rss_both = process.memory_info().rss
     base = manager.base_side(spec)
     tokenizer = manager.tokenizer(spec)
-    style = record.settings.get("style", "alpaca")
-    prompt = prompts.conversation([], args.prompt, style, tokenizer, record.settings.get("template"), args.raw,
+    style = record.config.style
+    prompt = prompts.conversation([], args.prompt, style, tokenizer, record.config.template, args.raw,
                                   input_text=args.input or "")
     settings = GenerationSettings(max_new_tokens=args.max_new_tokens, seed=args.seed)
     base_answer, tuned_answer = generate([(base, prompt), (tuned, prompt)], tokenizer, style, settings)

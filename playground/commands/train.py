@@ -64,7 +64,7 @@ def resume(args: argparse.Namespace) -> int:
         print(f"note: {found.note}", file=sys.stderr)
     print(f"resuming {args.resume} at step {checkpoint.step} with its own settings and data", file=sys.stderr)
     return train_in_foreground(args, Accelerator(cpu=args.device == "cpu"), found.dataset,
-                               TrainConfig.from_dict(record.settings), record.run_id, checkpoint)
+                               record.config, record.run_id, checkpoint)
 
 
 def train_in_foreground(args: argparse.Namespace, accelerator: Any, dataset: data.Dataset, config: TrainConfig,

@@ -21,7 +21,7 @@ def write_adapter(facts: RunFacts, folder: Path) -> None:
     if not facts.is_lora:
         raise PlaygroundError(f"Run {facts.record.run_id} is a full fine-tune: it has no adapter. Export it as a "
                               "Hugging Face folder (hf) or GGUF instead.")
-    source = facts.record.folder / "adapter"
+    source = facts.record.weights.folder
     for name in ADAPTER_FILES:
         if not (source / name).is_file():
             raise PlaygroundError(f"Run {facts.record.run_id}'s adapter has no {name}.")
@@ -48,14 +48,13 @@ def model_card(facts: RunFacts, models_dir: Path, found: PromptFormat, example: 
                parity: dict[str, Any] | None = None) -> str:
     """README.md: what the model is, how it was trained, on what data, its scores and its prompt format."""
     record = facts.record
-    settings = record.settings
     data = record.data() or {}
     grading = evaluation.quoted_grading(models_dir, record.run_id)
     lines = [f"# {record.run_id}", "",
              f"A {'LoRA' if facts.is_lora else 'full'} fine-tune of `{facts.spec}` made with the instruction-tuning "
              f"playground ({fmt} export).", "", "## Training", "",
              "| setting | value |", "|---|---|"]
-    lines += [f"| {key} | {json.dumps(value)} |" for key, value in settings.items()]
+    lines += [f"| {key} | {json.dumps(value)} |" for key, value in vars(record.config).items()]
     status = record.status
     lines += ["", f"State: {record.state}, {status.get('steps', '?')} steps; last train loss "
                   f"{_number(status.get('train_loss'))}, validation loss {_number(status.get('val_loss'))} "
@@ -65,7 +64,7 @@ def model_card(facts: RunFacts, models_dir: Path, found: PromptFormat, example: 
                   f"split seed {data.get('split', {}).get('seed')}: train {len(data['indices']['train'])}, "
                   f"validation {len(data['indices']['validation'])}, test {len(data['indices']['test'])} records."]
     else:
-        lines += [str(record.config.get("dataset", "unknown"))]
+        lines += [str(record.config_json.get("dataset", "unknown"))]
     lines += ["", "## Scores", ""]
     if grading:
         summary = evaluation.summary_lines(grading["summary"])

@@ -124,8 +124,8 @@ def _write_files(fmt: ExportFormat, build: Build) -> parity.ParityResult | None:
 
 
 def _config_of(facts: tuned.RunFacts, models_dir: Path) -> Any:
-    weights = facts.record.folder / "weights"
-    spec = str(weights) if weights.is_dir() else facts.spec
+    saved = facts.record.weights
+    spec = facts.spec if saved.is_adapter else str(saved.folder)
     return SimpleNamespace(model_type=store.model_type(spec, models_dir))
 
 

@@ -24,7 +24,7 @@ class RunFacts:
 
     @property
     def is_lora(self) -> bool:
-        return (self.record.folder / "adapter").is_dir()
+        return self.record.weights.is_adapter
 
 
 def run_facts(models_dir: Path, run_id: str) -> RunFacts:
@@ -33,21 +33,20 @@ def run_facts(models_dir: Path, run_id: str) -> RunFacts:
         raise PlaygroundError(f"Run {run_id} is still training; export it when it has ended.")
     if not record.has_weights:
         raise PlaygroundError(f"Run {run_id} has no saved adapter or weights ({record.state}): nothing to export.")
-    settings = record.settings
-    return RunFacts(record, settings.get("model", store.DEFAULT), settings.get("style", "alpaca"),
-                    settings.get("template"))
+    config = record.config
+    return RunFacts(record, config.model, config.style, config.template)
 
 
 def merged_model(facts: RunFacts, models_dir: Path) -> Any:
     """The tuned model in float32, as a plain transformers model (no peft layers)."""
-    folder = facts.record.folder
+    folder = facts.record.weights.folder
     try:
         if not facts.is_lora:
-            return store.load_model(str(folder / "weights"), models_dir, dtype=torch.float32).eval()
+            return store.load_model(str(folder), models_dir, dtype=torch.float32).eval()
         from peft import PeftModel
 
         base = store.load_model(facts.spec, models_dir, dtype=torch.float32)
-        return PeftModel.from_pretrained(base, str(folder / "adapter")).merge_and_unload().eval()
+        return PeftModel.from_pretrained(base, str(folder)).merge_and_unload().eval()
     except PlaygroundError:
         raise
     except Exception as exc:

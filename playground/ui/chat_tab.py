@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 import gradio as gr
 
-from .. import checkpoints, runs, store
+from .. import checkpoints, runs
 from ..errors import PlaygroundError
 from ..generation import GenerationSettings, stream
 from ..prompts import Turn, conversation
@@ -106,12 +106,12 @@ def describe_run(manager: Any, run_id: str | None, checkpoint: Any = "") -> tupl
         found = manager.run_data(run_id)
     except PlaygroundError as exc:
         return notice(str(exc), "error"), no_examples()
-    settings = record.settings
+    config = record.config
     memory = manager.memory_report()
-    line = (f"Run <b>{html.escape(run_id)}</b>: {settings.get('method')} on <b>{html.escape(settings.get('model', '?'))}</b>, "
-            f"style <b>{html.escape(settings.get('style', '?'))}</b>, {record.state}; trained on "
+    line = (f"Run <b>{html.escape(run_id)}</b>: {config.method} on <b>{html.escape(config.model)}</b>, "
+            f"style <b>{html.escape(config.style)}</b>, {record.state}; trained on "
             f"{html.escape(found.dataset.source)} (test split: {len(found.splits.test):,} records).")
-    if settings.get("method") == "full":
+    if config.method == "full":
         line += " A full fine-tune answers from its own copy of the weights: memory doubles."
     if memory["base"]:
         line += (f" Weights in memory: base {memory['base'] / 2**20:,.0f} MiB + adapters "
@@ -130,10 +130,10 @@ def prepare(manager: Any, asked: dict[str, str], turns: list[dict[str, str]], ru
             raw_on: bool, settings: GenerationSettings) -> tuple[Any, ...]:
     """(rows, tokenizer, style) for both sides to answer `asked`: loads the run's model the first time."""
     tuned, record = manager.tuned_side(run_id, checkpoint_step(checkpoint))
-    spec = record.settings.get("model", store.DEFAULT)
+    spec = record.config.model
     base = manager.base_side(spec)
     tokenizer = manager.tokenizer(spec)
-    style, template = record.settings.get("style", "alpaca"), record.settings.get("template")
+    style, template = record.config.style, record.config.template
     rows = [(side, conversation(history(turns, name), asked["message"], style, tokenizer, template, raw_on,
                                 asked["input"]))
             for side, name in ((base, "base"), (tuned, "tuned"))]

@@ -84,7 +84,7 @@ def run_label(record: runs.RunRecord, kind: str = "") -> str:
     """How a run reads in a list: its id, its kind (method or variant) and its state, or its damage."""
     if record.damage:
         return f"{record.run_id}{DAMAGED}{record.damage}"
-    return f"{record.run_id} · {kind or record.settings.get('method', '?')} · {record.state}"
+    return f"{record.run_id} · {kind or record.config.method} · {record.state}"
 
 
 def run_choices(manager: ModelManager) -> list[tuple[str, str]]:

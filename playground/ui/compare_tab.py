@@ -56,7 +56,7 @@ def figures_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
 
 
 def run_options(models_dir: Any) -> list[tuple[str, str]]:
-    return [(run_label(r, r.settings.get("label") or ""), r.run_id) for r in runs.list_runs(models_dir)]
+    return [(run_label(r, r.config.label), r.run_id) for r in runs.list_runs(models_dir)]
 
 
 def build(shared: Shared, tab: gr.Tab) -> None:

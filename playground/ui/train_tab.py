@@ -154,13 +154,13 @@ def runs_frame(models_dir: Any, job: JobSnapshot | None = None) -> pd.DataFrame:
         if record.damage:  # nothing of it is read: its state names the file and why
             rows.append({"run": record.run_id, "state": record.state})
             continue
-        settings = record.config.get("settings", {})
+        config = record.config
         status = record.status
         state = record.state
         if state == "running" and job is not None and job.run_id == record.run_id and job.running:
             state = f"running: {job.phase}"
-        rows.append({"run": record.run_id, "state": state, "method": settings.get("method", ""),
-                     "model": settings.get("model", ""), "steps": f"{status.get('steps', status.get('step', 0))}"
+        rows.append({"run": record.run_id, "state": state, "method": config.method,
+                     "model": config.model, "steps": f"{status.get('steps', status.get('step', 0))}"
                                                                   f"/{status.get('total_steps', '?')}",
                      "train loss": _rounded(status.get("train_loss")), "val loss": _rounded(status.get("val_loss")),
                      "saved": "yes" if record.has_weights else "no",
