@@ -174,8 +174,7 @@ def main() -> None:
     from playground.cli import quiet_libraries
     from playground.manager import ModelManager
     from playground.ui import build_app
-    from playground.ui.common import CSS
-    from playground.ui.train_tab import PROBES_CSS
+    from playground.ui.app import CSS
 
     quiet_libraries()  # no loading bars or deprecation notices from transformers in the app's log
     logging.getLogger("httpx").setLevel(logging.WARNING)  # Gradio's own requests, one line each
@@ -186,7 +185,7 @@ def main() -> None:
     wait_longer_for_the_first_page()
     splash.close_when_gradio_binds()  # launch() works for seconds before it listens: keep answering till then
     try:
-        demo.queue(default_concurrency_limit=8).launch(**launch_options(args, auth, CSS + PROBES_CSS))
+        demo.queue(default_concurrency_limit=8).launch(**launch_options(args, auth, CSS))
     except OSError as exc:  # the port taken meanwhile, or an address the server cannot use
         splash.close()
         fail(port_problem(args.host, args.port) or f"the web server could not start on {args.host}:{args.port}: {exc}")

@@ -7,7 +7,9 @@ What it measures:
       converted from GGUF in the background while the page already answers). The app is stopped after.
       GRADIO_ANALYTICS_ENABLED=False, as in the browser tests. Median of 3 launches each (1 with
       --quick). For reference, the time to merely import app.py (gradio, torch, the package) in a
-      fresh process: the floor under the page time.
+      fresh process: the floor under the page time. "closed" is the longest time the port refused
+      connections between the starting page and the app (polled every 10 ms; the starting page asks
+      in the background across it, so a browser never shows it).
   (b) loads, each in a fresh Python process so nothing is cached in memory, timed inside the process
       (the process's own start and imports are shown apart):
       tokenizer cold  `store.load_tokenizer("default", tmp)` on an empty store (converts from GGUF)
@@ -85,6 +87,7 @@ def page_time(models_dir: Path, log_path: Path, wait_for_tokenizer: bool) -> dic
                                    cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
         try:
             page = app = None  # the first page (the "starting" page while the app imports), then the app's
+            refused_since, closed = None, 0.0  # the port refusing between the starting page and the app
             while app is None:
                 try:
                     with urllib.request.urlopen(url, timeout=2) as response:
@@ -93,13 +96,16 @@ def page_time(models_dir: Path, log_path: Path, wait_for_tokenizer: bool) -> dic
                             page = page if page is not None else now
                             if SPLASH_MARK not in response.read():
                                 app = now
+                            if refused_since is not None:
+                                closed, refused_since = max(closed, now - refused_since), None
                 except (urllib.error.URLError, OSError):
-                    pass
+                    if page is not None and refused_since is None:
+                        refused_since = time.perf_counter() - started
                 if process.poll() is not None:
                     raise RuntimeError(f"the app exited with {process.returncode}; see {log_path}")
                 if time.perf_counter() - started > PAGE_DEADLINE_S:
                     raise RuntimeError(f"no page after {PAGE_DEADLINE_S:.0f} s; see {log_path}")
-                time.sleep(0.05)
+                time.sleep(0.01)
             cached_at_page = tokenizer_file.exists()
             tokenizer_ready = None
             if wait_for_tokenizer:
@@ -110,7 +116,7 @@ def page_time(models_dir: Path, log_path: Path, wait_for_tokenizer: bool) -> dic
                 tokenizer_ready = time.perf_counter() - started if tokenizer_file.exists() else None
         finally:
             stop(process)
-    return {"page_s": page, "app_s": app, "tokenizer_cached_at_page": cached_at_page,
+    return {"page_s": page, "app_s": app, "closed_s": closed, "tokenizer_cached_at_page": cached_at_page,
             "tokenizer_ready_s": tokenizer_ready}
 
 
@@ -184,11 +190,13 @@ def main() -> None:
         apps = {name: {"page_s": statistics.median(r["page_s"] for r in rs),
                        "page_s_each": [r["page_s"] for r in rs],
                        "app_s": statistics.median(r["app_s"] for r in rs),
+                       "closed_s": max(r["closed_s"] for r in rs),
                        "tokenizer_cached_at_page": [r["tokenizer_cached_at_page"] for r in rs],
                        "tokenizer_ready_s": rs[-1]["tokenizer_ready_s"]} for name, rs in runs.items()}
         print(f"app: launch -> HTTP 200 on / ({launches} launch{'es' if launches > 1 else ''} each, "
               "alternating; median)")
-        print(f"{'store':<18} {'page (s)':>9}  {'each':<20} {'app (s)':>8}  {'tokenizer in the store when the page answered'}")
+        print(f"{'store':<18} {'page (s)':>9}  {'each':<20} {'app (s)':>8} {'closed (ms)':>11}  "
+              "tokenizer in the store when the page answered")
         print("-" * 96)
         for name, r in apps.items():
             label = "warm (models/)" if name == "warm" else "cold (empty dir)"
@@ -197,7 +205,7 @@ def main() -> None:
             if r["tokenizer_ready_s"] is not None and not any(cached):
                 note += f" (ready {r['tokenizer_ready_s']:.1f} s after launch)"
             each = ", ".join(f"{t:.2f}" for t in r["page_s_each"])
-            print(f"{label:<18} {r['page_s']:>9.2f}  {each:<20} {r['app_s']:>8.2f}  {note}")
+            print(f"{label:<18} {r['page_s']:>9.2f}  {each:<20} {r['app_s']:>8.2f} {r['closed_s'] * 1000:>11.0f}  {note}")
         import_app_s = import_time()
         print(f"{'import app only':<18} {import_app_s:>9.2f}  (gradio, torch and the package, no launch: the floor "
               "under the app column; the page column is the starting page served meanwhile)")

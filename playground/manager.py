@@ -28,7 +28,7 @@ from .errors import PlaygroundError
 from .generation import Side
 from .modeling import pick_device, pick_dtype
 from .settings import TrainConfig
-from .training import Event, prepare_model, run_training
+from .training import Event, StopRequest, prepare_model, run_training
 from .weights import Weights
 
 log = logging.getLogger(__name__)
@@ -52,7 +52,9 @@ class LoadedModel:
 
 
 RUNNING_STATES = ("starting", "running")
-STOPPING = "Stopping after the current step, then a last validation, the probes' answers and a checkpoint to resume from…"
+STOPPING = ("Stopping after the current step, then a last validation, the probes' answers and a checkpoint to resume "
+            "from (press Stop again to skip the validation and probes)…")
+HURRYING = "Stopping after the current step with a checkpoint to resume from; the last validation and probes are skipped…"
 
 
 @dataclass(frozen=True)
@@ -84,7 +86,7 @@ class TrainingJob:
                  resume: checkpoints.Checkpoint | None = None):
         self.run_id, self.config, self.folder = run_id, config, folder
         self.resume = resume  # the checkpoint a resumed run goes on from
-        self.stop = threading.Event()
+        self.stop = StopRequest()
         self.thread: threading.Thread | None = None
         self.started = time.monotonic()
         self.lock = threading.Lock()
@@ -176,11 +178,14 @@ class TrainingJob:
                 self._result = result
 
     def request_stop(self) -> None:
-        """Stop after the current step (a job that has ended keeps its message)."""
+        """Stop after the current step; asked again, skip the last validation and probes too (a job
+        that has ended keeps its message)."""
         with self.lock:
             if self._state in RUNNING_STATES:
+                if self.stop.is_set():
+                    self.stop.hurry.set()
                 self.stop.set()
-                self._message = STOPPING
+                self._message = HURRYING if self.stop.hurry.is_set() else STOPPING
 
 
 def parameter_bytes(model: Any) -> int:

@@ -1,8 +1,9 @@
 """A "starting…" page served on the app's port while the app itself imports and builds.
 
 Importing Gradio and PyTorch takes several seconds on a small machine; this page (standard library
-only, so it is up in a fraction of a second) answers meanwhile and reloads itself every second, so a
-browser opened at once lands on the app as soon as it is up, instead of on "connection refused".
+only, so it is up in a fraction of a second) answers meanwhile and asks for itself again in the
+background, so a browser opened at once lands on the app as soon as it is up, instead of on
+"connection refused" (also in the instant between this page closing and the app listening).
 """
 
 from __future__ import annotations
@@ -10,10 +11,22 @@ from __future__ import annotations
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-PAGE = b"""<!doctype html><html><head><meta charset="utf-8"><meta http-equiv="refresh" content="1">
+MARK = "X-Playground-Starting"  # a header only this page sends: the app's own pages lack it
+PAGE = b"""<!doctype html><html><head><meta charset="utf-8">
+<noscript><meta http-equiv="refresh" content="1"></noscript>
 <title>Instruction-tuning playground</title></head>
 <body style="font-family: system-ui, sans-serif; color: #374151; margin: 4em auto; max-width: 36em">
 <h2>Instruction-tuning playground</h2><p>Starting&hellip; this page opens the app by itself in a moment.</p>
+<script>
+// Ask in the background until the app answers instead of this page, then open it. A refused
+// connection (the moment between this page closing and the app listening) is asked again, never
+// navigated into: the browser would show its error page.
+(function ask() {
+  fetch(location.href, {cache: "no-store"}).then(function (reply) {
+    if (reply.headers.get("X-Playground-Starting")) { setTimeout(ask, 500); } else { location.reload(); }
+  }, function () { setTimeout(ask, 200); });
+})();
+</script>
 </body></html>"""
 
 
@@ -23,6 +36,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", "text/html; charset=utf-8")
         self.send_header("Content-Length", str(len(PAGE)))
         self.send_header("Cache-Control", "no-store")
+        self.send_header(MARK, "1")
         self.end_headers()
         self.wfile.write(PAGE)
 

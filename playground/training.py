@@ -54,6 +54,16 @@ class StopTraining(Exception):
     pass
 
 
+class StopRequest(threading.Event):
+    """Set: the run stops after its current optimizer step, then validates, probes and keeps a
+    checkpoint. `hurry` set as well (Stop pressed again): the last validation and probes not yet
+    begun are skipped, and only the checkpoint is kept."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.hurry = threading.Event()
+
+
 def lora_config(config: TrainConfig) -> Any:
     from peft import LoraConfig
 
@@ -293,16 +303,21 @@ class TrainingLoop:
         self.resumed_at, self.resumed_clock = self.step, time.monotonic()
         self.event("resume", from_step=self.step)
 
-    def finish(self) -> dict[str, Any]:
+    def finish(self, hurry: threading.Event | None = None) -> dict[str, Any]:
         """The validation loss and the probes' answers at the end, and the run's figures. A stopped run
-        keeps its checkpoint after them, so a resumed run's curve keeps this last point and probe column."""
-        final_val = self.last_val if self.validated_at == self.step else self.validate()
-        if self.probed_at != self.step:
+        keeps its checkpoint after them, so a resumed run's curve keeps this last point and probe column;
+        once `hurry` is set, what has not begun of them is skipped (the curve ends at its last point)."""
+        def hurried() -> bool:
+            return hurry is not None and hurry.is_set()
+
+        final_val = self.last_val if self.validated_at == self.step or hurried() else self.validate()
+        if self.probed_at != self.step and not hurried():
             self.probe()
         if self.stopped:
             self.keep()
         result = {"steps": self.step, "total_steps": self.total, "stopped": self.stopped, "train_loss": self.train_loss,
-                  "val_loss": final_val, "first_val_loss": self.first_val, "elapsed": time.monotonic() - self.started}
+                  "val_loss": final_val, "validated_at": self.validated_at, "first_val_loss": self.first_val,
+                  "elapsed": time.monotonic() - self.started}
         if self.resumed_at is not None:
             result.update(resumed_at=self.resumed_at, since_resume=time.monotonic() - self.resumed_clock)
         return result
@@ -349,13 +364,13 @@ def train(side: Side, tokenizer: Any, dataset: data.Dataset, splits: data.Splits
 
     Every step, evaluation and probe takes the weights through `Weights.use()`, so generation from
     another thread happens only between steps and never changes the mode a step runs in. `stop`
-    ends the run after the current optimizer step. `checkpoint(step, state)` keeps the trainer's
+    ends the run after the current optimizer step (a `StopRequest` can also skip the last checks). `checkpoint(step, state)` keeps the trainer's
     state every `config.checkpoint_every` steps and when stopped; `resume` is such a state, from
     which the run goes on as if it had never stopped (the side's weights already those of the
     checkpoint).
     """
     config.check()
-    stop = stop or threading.Event()
+    stop = stop or StopRequest()
     loop = prepare_loop(side, tokenizer, dataset, splits, config, emit, accelerator, checkpoint)
     if resume is None:
         loop.begin()
@@ -375,7 +390,7 @@ def train(side: Side, tokenizer: Any, dataset: data.Dataset, splits: data.Splits
             loop.epoch, loop.position = loop.epoch + 1, 0
     except StopTraining:
         loop.stopped = True
-    return loop.finish()
+    return loop.finish(stop.hurry if isinstance(stop, StopRequest) else None)
 
 
 def prepare_model(weights: Weights, config: TrainConfig, run_id: str, models_dir: Path, dtype: Any,
@@ -515,6 +530,8 @@ def end_message(state: str, result: dict[str, Any], folder: Path) -> str:
     text = f"{state.capitalize()} after {result['steps']} of {result['total_steps']} steps in {result['elapsed']:.0f} s"
     if result.get("resumed_at") is not None:
         text += f" ({result['since_resume']:.0f} s of them since it resumed at step {result['resumed_at']})"
+    if result.get("validated_at") not in (None, result["steps"]):
+        text += f"; its last validation is that of step {result['validated_at']} (the one at the end was skipped)"
     return f"{text}; saved in {folder}."
 
 

@@ -19,14 +19,12 @@ import pytest
 from playwright.sync_api import expect, sync_playwright
 
 from playground import store
-from tests_helpers import free_port, run_cli, wait_until
+from tests_helpers import CHROMIUM_FLAGS, free_port, run_cli, wait_until
 
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parent.parent
 SHOTS = ROOT / "artifacts" / "screenshots"
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 
 
 @pytest.fixture(scope="module")
@@ -511,6 +509,23 @@ def test_judge_tab_with_the_server_down_points_to_reference_metrics(trained_run,
     expect(page.locator("#judge-table")).to_contain_text("tuned ROUGE-L")  # its own report: no blank score columns
     page.screenshot(path=str(SHOTS / "judge-metrics-only.png"), full_page=True)
     page.locator("#judge-metrics-only").get_by_role("checkbox").uncheck()
+
+
+def test_judge_tab_checks_the_server_and_pulls_the_missing_model(page):
+    from ollama_standin import OllamaStandin
+
+    with OllamaStandin(models=("mistral:latest",)) as server:
+        page.get_by_role("tab", name="Judge").click()
+        page.locator("#judge-host input, #judge-host textarea").first.fill(server.url)
+        expect(page.locator("#judge-pull")).to_be_hidden()
+        page.locator("#judge-check").click()
+        expect(page.locator("#judge-server")).to_contain_text("ollama pull llama3")
+        page.locator("#judge-pull").click()
+        expect(page.locator("#judge-server")).to_contain_text("Pulled llama3; ready to grade.", timeout=60_000)
+        expect(page.locator("#judge-pull")).to_be_hidden()
+        page.locator("#judge-check").click()
+        expect(page.locator("#judge-server")).to_contain_text("llama3", timeout=30_000)
+        expect(page.locator("#judge-server .pg-ok")).to_be_visible()
 
 
 def test_judge_tab_grades_on_a_real_openai_compatible_server(trained_run, page):

@@ -21,12 +21,10 @@ from playground.errors import PlaygroundError
 from playground.export import ExportRequest, export_run
 from playground.generation import GenerationSettings
 from playground.manager import ModelManager
-from tests_helpers import ROOT, free_port, run_cli, small_dataset, train_tiny_run
+from tests_helpers import CHROMIUM_FLAGS, ROOT, free_port, run_cli, small_dataset, train_tiny_run
 
 HEALTHY, VICTIM = "healthy", "victim"
 SHOTS = ROOT / "artifacts" / "screenshots"
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 TEXT_FILES = ["config.json", "status.json", "metrics.jsonl", "data.json", "votes.jsonl", "exports.jsonl",
               "judge/cache.jsonl", "judge/*/grading.json", "judge/*/responses.json",
               "judge/*/instruction-data-with-response.json", "judge/*/scores-*.json", "adapter/adapter_config.json",

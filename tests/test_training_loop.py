@@ -12,8 +12,8 @@ import torch
 from safetensors.torch import load_file
 
 from playground import manager as manager_module
-from playground import runs, store, training
-from playground.manager import STOPPING, ModelManager
+from playground import checkpoints, runs, store, training
+from playground.manager import HURRYING, STOPPING, ModelManager
 from playground.training import TrainConfig, prepare_model, run_training
 from playground.weights import Weights
 from tests_helpers import small_dataset
@@ -131,6 +131,45 @@ def test_stop_before_the_model_is_ready_and_again_after_the_end(tiny_model_dir, 
     assert ended.startswith("Stopped after 0 of 10000 steps")
     manager.stop_training()  # a job that has ended keeps its message
     assert job.message == ended
+
+
+@pytest.mark.parametrize("presses", [1, 2])
+def test_stop_pressed_twice_skips_the_last_validation_and_probes_but_keeps_the_checkpoint(tiny_model_dir, tmp_path,
+                                                                                          presses):
+    config = settings(tiny_model_dir, max_steps=50, eval_every=0, probe_every=0, checkpoint_every=0)
+    side = prepare_model(Weights(store.load_model(str(tiny_model_dir))), config, "run", tmp_path, None, "cpu")
+    stop = training.StopRequest()
+
+    def on_event(event):
+        if event.kind == "step" and event.step == 3:  # Stop pressed during step 3 (once or twice)
+            stop.set()
+            if presses == 2:
+                stop.hurry.set()
+
+    state, message, result = run_training(side, store.load_tokenizer(str(tiny_model_dir)), small_dataset(), config,
+                                          tmp_path, "run", on_event=on_event, stop=stop)
+    assert state == "stopped" and result["steps"] == 3, message
+    rows = runs.read(tmp_path, "run").metrics()
+    evaluated = [row["step"] for row in rows if row.get("kind") == "eval"]
+    probed = [row["step"] for row in rows if row.get("kind") == "probe"]
+    if presses == 1:
+        assert evaluated == [0, 3] and probed == [0, 3] and result["validated_at"] == 3
+        assert "skipped" not in message
+    else:
+        assert evaluated == [0] and probed == [0] and result["validated_at"] == 0
+        assert "its last validation is that of step 0 (the one at the end was skipped)" in message
+    assert [c.step for c in checkpoints.list_checkpoints(tmp_path / "runs" / "run")] == [3]  # Resume goes on from it
+
+
+def test_a_second_stop_says_the_validation_and_probes_are_skipped(tiny_model_dir, tmp_path):
+    manager = ModelManager(tmp_path, tokenizer_spec=str(tiny_model_dir))
+    job = manager.start_training(small_dataset(), settings(tiny_model_dir, max_steps=10_000))
+    manager.stop_training()
+    assert job.message == STOPPING and "press Stop again" in STOPPING and not job.stop.hurry.is_set()
+    manager.stop_training()
+    assert job.stop.hurry.is_set() and job.message == HURRYING
+    job.thread.join(120)
+    assert job.state == "stopped", job.message
 
 
 @pytest.mark.parametrize("every, expected", [(0, [False] * 5), (2, [False, True, False, True, False])])

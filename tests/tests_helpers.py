@@ -9,6 +9,9 @@ from pathlib import Path
 from playground import data, store
 
 ROOT = Path(__file__).resolve().parent.parent
+# Debian's Chromium as Playwright drives it here
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 
 
 def free_port() -> int:

@@ -13,7 +13,11 @@ import gradio as gr
 from .. import data, prompts
 from ..manager import ModelManager
 from . import batch_tab, chat_tab, compare_tab, dataset_tab, export_tab, inspect_tab, judge_tab, prompts_tab, train_tab
+from . import common
 from .common import Shared, notice
+
+TABS = (dataset_tab, prompts_tab, batch_tab, train_tab, chat_tab, inspect_tab, judge_tab, compare_tab, export_tab)
+CSS = common.CSS + "".join(getattr(tab, "CSS", "") for tab in TABS)  # each tab's own styles sit beside it
 
 INTRO = ("**Instruction-tuning playground** — see what supervised instruction fine-tuning does, step by "
          "step: the data, the prompt text, the batches the model learns from, a short fine-tune, the tuned model beside the base, and a judge's scores.")

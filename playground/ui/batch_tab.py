@@ -11,12 +11,27 @@ from .. import batching, data, tiktoken_tokenizer
 from ..batching import IGNORE_INDEX, KINDS
 from ..errors import PlaygroundError
 from ..prompts import style_label
-from .common import COLORS, MASK_CHOICES, MASK_LABEL, Shared, changed, legend, notice, tokenizer_or_message
+from .common import (BATCH_ORDER_CHOICES, COLORS, MASK_CHOICES, MASK_LABEL, SPLIT_ORDER_CHOICES, Shared, changed,
+                     legend, notice, tokenizer_or_message)
 
 SPLITS = ["train", "validation", "test"]
-SPLIT_ORDER_CHOICES = [("Shuffled with the seed", "shuffled"), ("In file order (the book's)", "book")]
-BATCH_ORDER_CHOICES = [("Shuffled with the seed", "shuffled"),
-                       ("The book's DataLoader (torch.manual_seed(seed), shuffle=True)", "book")]
+
+
+# The grid of positions: each an input token over its target token.
+CSS = """
+.pg-grid {font-family: ui-monospace, monospace; font-size: 12px;}
+.pg-sample {margin: 8px 0 16px 0; border-top: 1px solid #e5e7eb; padding-top: 6px;}
+.pg-sample-title {font-family: system-ui, sans-serif; font-size: 13px; color: #374151; margin-bottom: 4px;}
+.pg-row {display: flex; flex-wrap: nowrap; gap: 3px 2px; overflow-x: auto; margin-bottom: 6px;}
+.pg-tok {display: inline-flex; flex-direction: column; align-items: stretch; text-align: center; min-width: 22px;}
+.pg-tok i {font-style: normal; font-size: 9px; color: #9ca3af;}
+.pg-tok span {padding: 1px 4px; white-space: pre; color: #111827; border-radius: 3px; line-height: 1.25;}
+.pg-tok span.pg-in {background: #f9fafb; border: 1px solid #e5e7eb; margin-bottom: 2px;}
+.pg-tok span.pg-tg {border: 1px solid rgba(0,0,0,0.08);}
+.pg-tok small {display: block; color: #6b7280; font-size: 9px;}
+.pg-labels span, .pg-labels i {color: #6b7280; font-family: system-ui, sans-serif; text-align: right; font-size: 11px;
+  background: none !important; border: none !important; padding: 1px 4px; line-height: 2.5;}
+"""
 
 
 def column(position: str, top: str, top_id: str, bottom: str, bottom_id: str, color: str, title: str) -> str:

@@ -27,6 +27,14 @@ log = logging.getLogger(__name__)
 VOTES = {"left": "left is better", "right": "right is better", "tie": "tie", "both_bad": "both bad"}
 
 
+# The two answer panes.
+CSS = """
+.pg-pane-name {font-weight: 600; font-size: 14px; color: #374151; padding: 2px 4px;}
+/* a chat pane's buttons sit above its scrolling text, not over it */
+#chat-left .bubble-wrap, #chat-right .bubble-wrap {margin-top: 34px; height: calc(100% - 34px); padding-top: 4px;}
+"""
+
+
 def pane_name(name: str) -> str:
     return f'<div class="pg-pane-name">{html.escape(name)}</div>'
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 import html
 import threading
 from dataclasses import dataclass
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, Sequence
 
 import gradio as gr
 
@@ -60,6 +61,18 @@ class SessionStops:
         self._latest.setdefault(self._key(request), threading.Event()).set()
 
 
+class Form(SimpleNamespace):
+    """Components a handler reads together, by name: `inputs()` lists them for an event in the order
+    they were set, and `read(values)` gives the values Gradio passes back in that order by the same
+    names, so that a handler takes one named group instead of a long list of positional values."""
+
+    def inputs(self) -> list[Any]:
+        return list(vars(self).values())
+
+    def read(self, values: Sequence[Any]) -> SimpleNamespace:
+        return SimpleNamespace(**dict(zip(vars(self), values, strict=True)))
+
+
 def changed(shared: Shared, *names: str) -> list[Any]:
     """Triggers for a tab that shows the named shared state: the page opening, and each one's change."""
     return [shared.app.load, *(getattr(shared, name).change for name in names)]
@@ -74,6 +87,12 @@ MASK_CHOICES = [("Nothing (the book's chapter)", "none"),
                 ("The whole prompt, response header included", "prompt"),
                 ("Instruction and input only (the book's exercise 7.2)", "instruction")]
 MASK_LABEL = "Mask (-100) the targets of"
+
+# Which records are train, validation and test (data.SPLIT_ORDERS), and the order of an epoch's
+# batches (settings.BATCH_ORDERS): the same choices in the Batch tab, the data check and Train.
+SPLIT_ORDER_CHOICES = [("Shuffled with the split seed", "shuffled"), ("In file order (the book's)", "book")]
+BATCH_ORDER_CHOICES = [("Shuffled with the seed", "shuffled"),
+                       ("The book's DataLoader (torch.manual_seed(seed), shuffle=True)", "book")]
 
 # A figure's legend goes above its plot at the left: Plotly's toolbar appears at the top right, over
 # anything drawn there.
@@ -135,6 +154,7 @@ def legend(items: dict[str, str]) -> str:
     return f'<div class="pg-legend">{spans}</div>'
 
 
+# What every tab uses; a tab's own classes are in its module's CSS, and `app.CSS` joins them all.
 CSS = """
 .pg-notice {padding: 8px 12px; border-radius: 6px; margin: 4px 0; font-size: 14px; white-space: normal;}
 .pg-info {background: #eff6ff; border: 1px solid #bfdbfe; color: #1e3a8a;}
@@ -150,25 +170,7 @@ CSS = """
 .pg-findings th, .pg-findings td {border-bottom: 1px solid #e5e7eb; padding: 4px 8px; text-align: left; vertical-align: top;}
 .pg-legend span {display: inline-block; padding: 2px 8px; margin: 2px 4px 2px 0; border-radius: 4px;
   font-size: 12px; color: #111827; border: 1px solid #d1d5db;}
-.pg-grid {font-family: ui-monospace, monospace; font-size: 12px;}
-.pg-sample {margin: 8px 0 16px 0; border-top: 1px solid #e5e7eb; padding-top: 6px;}
-.pg-sample-title {font-family: system-ui, sans-serif; font-size: 13px; color: #374151; margin-bottom: 4px;}
-.pg-row {display: flex; flex-wrap: nowrap; gap: 3px 2px; overflow-x: auto; margin-bottom: 6px;}
-.pg-tok {display: inline-flex; flex-direction: column; align-items: stretch; text-align: center; min-width: 22px;}
-.pg-tok i {font-style: normal; font-size: 9px; color: #9ca3af;}
-.pg-tok span {padding: 1px 4px; white-space: pre; color: #111827; border-radius: 3px; line-height: 1.25;}
-.pg-tok span.pg-in {background: #f9fafb; border: 1px solid #e5e7eb; margin-bottom: 2px;}
-.pg-tok span.pg-tg {border: 1px solid rgba(0,0,0,0.08);}
-.pg-tok small {display: block; color: #6b7280; font-size: 9px;}
-.pg-labels span, .pg-labels i {color: #6b7280; font-family: system-ui, sans-serif; text-align: right; font-size: 11px;
-  background: none !important; border: none !important; padding: 1px 4px; line-height: 2.5;}
 .pg-text {font-family: ui-monospace, monospace; white-space: pre-wrap; font-size: 13px; line-height: 1.5;
   border: 1px solid #e5e7eb; border-radius: 6px; padding: 10px; background: #fff; color: #111827;}
 .pg-text span {border-radius: 3px;}
-.pg-prompt {font-size: 12px; max-height: 9em; overflow-y: auto; color: #4b5563; margin-bottom: 8px;}
-.pg-top5 {display: flex; flex-wrap: wrap; gap: 16px;}
-.pg-top5 table {width: auto; min-width: 280px;}
-.pg-pane-name {font-weight: 600; font-size: 14px; color: #374151; padding: 2px 4px;}
-/* a chat pane's buttons sit above its scrolling text, not over it */
-#chat-left .bubble-wrap, #chat-right .bubble-wrap {margin-top: 34px; height: calc(100% - 34px); padding-top: 4px;}
 """

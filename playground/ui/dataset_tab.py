@@ -16,7 +16,7 @@ import plotly.graph_objects as go
 from .. import batching, data, data_checks, prompts, tiktoken_tokenizer
 from ..settings import TrainConfig
 from ..errors import PlaygroundError
-from .common import MASK_CHOICES, MASK_LABEL, Shared, changed, notice, tokenizer_or_message
+from .common import MASK_CHOICES, MASK_LABEL, SPLIT_ORDER_CHOICES, Shared, changed, notice, tokenizer_or_message
 
 PAGE_SIZES = [10, 20, 50]
 TABLE_COLUMNS = ["#", "task", "instruction", "input", "output"]
@@ -167,7 +167,7 @@ def check_layout() -> SimpleNamespace:
                                          label="Max length (0 = no truncation)", elem_id="check-max-length")
             check.split_seed = gr.Number(value=123, precision=0, label="Split seed", elem_id="check-split-seed")
             check.mask = gr.Radio(MASK_CHOICES, value="none", label=MASK_LABEL, elem_id="check-mask")
-            check.order = gr.Dropdown([("shuffled", "shuffled"), ("in file order (the book's)", "book")],
+            check.order = gr.Dropdown(SPLIT_ORDER_CHOICES,
                                       value="shuffled", label="Split order", elem_id="check-split-order")
             check.run = gr.Button("Check the data", variant="primary", elem_id="data-check")
         check.findings = gr.HTML(elem_id="data-check-findings")

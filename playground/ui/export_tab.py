@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import html
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import gradio as gr
@@ -16,7 +17,7 @@ from ..export.runner import token_text
 from ..export import records as export_records
 from ..export.gguf_file import K_QUANT_NOTE, QUANTS
 from ..export.target import human_size
-from .common import SessionStops, Shared, notice, pick, run_label
+from .common import Form, SessionStops, Shared, notice, pick, run_label
 
 EMPTY = "Pick a run and a format, then press Export. The files and, for GGUF and Ollama, the parity check appear here."
 
@@ -39,91 +40,102 @@ def quant_choices() -> list[tuple[str, str]]:
     return [(quant.label, quant.name) for quant in QUANTS.values()]
 
 
-def build(shared: Shared, tab: gr.Tab) -> None:
-    manager = shared.manager
-    stops = SessionStops()
+def layout(manager: Any) -> SimpleNamespace:
+    """The tab's components: what to export and how (`ui.form`), the buttons and what came out."""
+    ui = SimpleNamespace(form=Form())
     gr.Markdown("Writes a run's tuned model where other tools read it: the **adapter** for peft, a **Hugging Face "
                 "folder** with the adapter merged in, a **GGUF** file for llama.cpp, or an **Ollama** model. The run's "
                 "prompt style becomes the chat template, and its end markers the stop tokens. A GGUF or Ollama "
                 "export then answers the run's test prompts in llama.cpp and compares with the app's answers. "
                 + K_QUANT_NOTE)
+    form = ui.form
     with gr.Row(equal_height=True):
-        run = gr.Dropdown(saved_runs(manager), value=None, label="Run", scale=3, elem_id="export-run")
-        fmt = gr.Radio(format_choices(), value="gguf", label="Format", scale=3, elem_id="export-format")
-        quant = gr.Radio(quant_choices(), value="f16", label="GGUF type", scale=2, elem_id="export-quant")
+        form.run = gr.Dropdown(saved_runs(manager), value=None, label="Run", scale=3, elem_id="export-run")
+        form.format = gr.Radio(format_choices(), value="gguf", label="Format", scale=3, elem_id="export-format")
+        form.quant = gr.Radio(quant_choices(), value="f16", label="GGUF type", scale=2, elem_id="export-quant")
     with gr.Row(equal_height=True):
-        folder = gr.Textbox(label="Folder (empty: the run's exports/FORMAT folder, replaced each time)", scale=3,
-                            elem_id="export-folder")
-        force = gr.Checkbox(label="Replace an earlier export in that folder", scale=1)
-        count = gr.Slider(1, 50, value=10, step=1, label="Parity check: test prompts", scale=2,
-                          elem_id="export-parity-count")
-        host = gr.Textbox(value="", label="Ollama server (empty: $OLLAMA_HOST or 127.0.0.1:11434)", scale=2,
-                          visible=False, elem_id="export-host")
+        form.folder = gr.Textbox(label="Folder (empty: the run's exports/FORMAT folder, replaced each time)", scale=3,
+                                 elem_id="export-folder")
+        form.force = gr.Checkbox(label="Replace an earlier export in that folder", scale=1)
+        form.count = gr.Slider(1, 50, value=10, step=1, label="Parity check: test prompts", scale=2,
+                               elem_id="export-parity-count")
+        form.host = gr.Textbox(value="", label="Ollama server (empty: $OLLAMA_HOST or 127.0.0.1:11434)", scale=2,
+                               visible=False, elem_id="export-host")
     with gr.Row():
-        start = gr.Button("Export", variant="primary", scale=3, elem_id="export-start")
-        stop = gr.Button("Stop", variant="stop", scale=1, elem_id="export-stop")
-    message = gr.HTML(notice(EMPTY), elem_id="export-message")
-    files = gr.HTML(elem_id="export-files")
-    parity = gr.HTML(elem_id="export-parity")
+        ui.start = gr.Button("Export", variant="primary", scale=3, elem_id="export-start")
+        ui.stop = gr.Button("Stop", variant="stop", scale=1, elem_id="export-stop")
+    ui.message = gr.HTML(notice(EMPTY), elem_id="export-message")
+    ui.files = gr.HTML(elem_id="export-files")
+    ui.parity = gr.HTML(elem_id="export-parity")
+    return ui
 
-    def on_format(fmt_value):
-        chosen = FORMATS[fmt_value]
-        return (gr.update(visible=chosen.quantised), gr.update(visible=chosen.parity),
-                gr.update(visible=chosen.create is not None))
 
-    fmt.change(on_format, fmt, [quant, count, host])
+def format_switched(name: str) -> tuple[Any, Any, Any]:
+    """The GGUF types, the parity count and the Ollama address, each shown when the format uses it."""
+    chosen = FORMATS[name]
+    return (gr.update(visible=chosen.quantised), gr.update(visible=chosen.parity),
+            gr.update(visible=chosen.create is not None))
 
-    def on_export(run_id, fmt_value, quant_value, count_value, folder_value, force_on, host_value,
-                  request: gr.Request, progress=gr.Progress()):
-        stop_event = stops.fresh(request)
-        if not run_id:
-            return notice("Pick a run first (train one in the Train tab).", "error"), gr.skip(), gr.skip()
-        typed = (folder_value or "").strip()
-        export = ExportRequest(run_id=run_id, format=fmt_value, quant=quant_value, parity_count=int(count_value),
-                               out=Path(typed) if typed else None, force=bool(force_on) or not typed,
-                               ollama_host=(host_value or "").strip() or None)
-        try:
-            progress(0, desc="Starting the export")
-            result = export_run(manager, export, on_progress=lambda f, text: progress(f, desc=text), stop=stop_event)
-        except PlaygroundError as exc:
-            return notice(str(exc), "error"), gr.skip(), gr.skip()
-        text = f"Exported run {run_id} as {fmt_value} to {result.folder}."
-        if result.ollama:
-            text += "\n" + result.ollama
-        text += "".join("\n" + note for note in result.notes)
-        return (notice(text, "ok"), files_html([(f.name, f.size) for f in result.files]),
-                parity_html(result.parity.as_dict() if result.parity else None))
 
-    start.click(on_export, [run, fmt, quant, count, folder, force, host], [message, files, parity],
-                show_progress_on=[message])
+def export(manager: Any, form: SimpleNamespace, stop: Any, progress: Any) -> tuple[Any, Any, Any]:
+    """(message, files, parity check) of one export."""
+    if not form.run:
+        return notice("Pick a run first (train one in the Train tab).", "error"), gr.skip(), gr.skip()
+    typed = (form.folder or "").strip()
+    request = ExportRequest(run_id=form.run, format=form.format, quant=form.quant, parity_count=int(form.count),
+                            out=Path(typed) if typed else None, force=bool(form.force) or not typed,
+                            ollama_host=(form.host or "").strip() or None)
+    try:
+        progress(0, desc="Starting the export")
+        result = export_run(manager, request, on_progress=lambda f, text: progress(f, desc=text), stop=stop)
+    except PlaygroundError as exc:
+        return notice(str(exc), "error"), gr.skip(), gr.skip()
+    text = f"Exported run {form.run} as {form.format} to {result.folder}."
+    if result.ollama:
+        text += "\n" + result.ollama
+    text += "".join("\n" + note for note in result.notes)
+    return (notice(text, "ok"), files_html([(f.name, f.size) for f in result.files]),
+            parity_html(result.parity.as_dict() if result.parity else None))
+
+
+def last_export(manager: Any, run_id: str | None) -> tuple[str, str, str]:
+    """The run's latest export as recorded, so it shows again after a reload."""
+    try:
+        entries = export_records.read(runs.read(manager.models_dir, run_id).folder) if run_id else []
+    except PlaygroundError as exc:
+        return notice(str(exc), "error"), "", ""
+    if not entries:
+        return notice(EMPTY), "", ""
+    last = entries[-1]
+    head = (f"The last export of this run ({last['time']}): {last['format']}"
+            + (f" {last['quant']}" if last.get("quant") else "") + f" in {last['folder']}.")
+    return notice(head), files_html([(f["name"], f["bytes"]) for f in last["files"]]), parity_html(last.get("parity"))
+
+
+def build(shared: Shared, tab: gr.Tab) -> None:
+    manager, stops = shared.manager, SessionStops()
+    ui = layout(manager)
+    form, shown = ui.form, [ui.message, ui.files, ui.parity]
+    form.format.change(format_switched, form.format, [form.quant, form.count, form.host])
+
+    def on_export(request: gr.Request, progress=gr.Progress(), *values):
+        return export(manager, form.read(values), stops.fresh(request), progress)
+
+    ui.start.click(on_export, form.inputs(), shown, show_progress_on=[ui.message])
 
     def on_stop(request: gr.Request):
         stops.stop(request)
         return notice("Stopping: nothing half-written is kept.", "warn")
 
-    stop.click(on_stop, None, message)
-
-    def last_export(run_id):
-        """The run's latest export as recorded, so it shows again after a reload."""
-        try:
-            entries = export_records.read(runs.read(manager.models_dir, run_id).folder) if run_id else []
-        except PlaygroundError as exc:
-            return notice(str(exc), "error"), "", ""
-        if not entries:
-            return notice(EMPTY), "", ""
-        last = entries[-1]
-        head = (f"The last export of this run ({last['time']}): {last['format']}"
-                + (f" {last['quant']}" if last.get("quant") else "") + f" in {last['folder']}.")
-        return (notice(head), files_html([(f["name"], f["bytes"]) for f in last["files"]]),
-                parity_html(last.get("parity")))
+    ui.stop.click(on_stop, None, ui.message)
 
     def refresh(current):
         choices = saved_runs(manager)
         value = pick(choices, current)
-        return gr.update(choices=choices, value=value), *last_export(value)
+        return gr.update(choices=choices, value=value), *last_export(manager, value)
 
-    run.change(last_export, run, [message, files, parity])
-    gr.on([shared.app.load, tab.select], refresh, run, [run, message, files, parity])
+    form.run.change(lambda run_id: last_export(manager, run_id), form.run, shown)
+    gr.on([shared.app.load, tab.select], refresh, form.run, [form.run, *shown])
 
 
 def files_html(files: list[tuple[str, int]]) -> str:

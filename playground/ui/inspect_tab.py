@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import html
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, Iterator
 
 import gradio as gr
 import pandas as pd
@@ -11,7 +12,7 @@ import plotly.graph_objects as go
 
 from .. import data, inspection
 from ..errors import PlaygroundError
-from .common import LEGEND_ABOVE_LEFT, Shared, notice, run_choices, run_update
+from .common import LEGEND_ABOVE_LEFT, Form, Shared, notice, run_choices, run_update
 
 SPLITS = [("test", "test"), ("validation", "validation"), ("train (what it learned from)", "train")]
 INTRO = ("Both models read the same text, the prompt and the **reference** answer (teacher forcing), and give "
@@ -20,6 +21,14 @@ INTRO = ("Both models read the same text, the prompt and the **reference** answe
          "base, purple where it is less sure. **KL**: how far the tuned model's whole next-token distribution moved "
          "from the base's, KL(tuned ‖ base). Click a token for both models' top 5 next tokens.")
 EMPTY = "Pick a run and an example of its own split, then press Inspect (or type a text of your own below)."
+
+
+# The prompt the models read, and one token's top 5 next tokens of each side.
+CSS = """
+.pg-prompt {font-size: 12px; max-height: 9em; overflow-y: auto; color: #4b5563; margin-bottom: 8px;}
+.pg-top5 {display: flex; flex-wrap: wrap; gap: 16px;}
+.pg-top5 table {width: auto; min-width: 280px;}
+"""
 
 
 def example_choices(manager: Any, run_id: str | None, split: str) -> list[tuple[str, int]]:
@@ -105,127 +114,156 @@ def families_figure(families: list[inspection.FamilyLoss]) -> go.Figure:
     return figure
 
 
-def build(shared: Shared, tab: gr.Tab) -> None:
-    manager = shared.manager
+def layout(manager: Any) -> SimpleNamespace:
+    """The tab's components: the run and its example, a typed text (`ui.typed`), the results, and the
+    loss by task family."""
+    ui = SimpleNamespace(typed=Form())
     gr.Markdown(INTRO)
     with gr.Row(equal_height=True):
-        run = gr.Dropdown(run_choices(manager), value=None, label="Tuned run", scale=3, elem_id="inspect-run")
-        split = gr.Dropdown(SPLITS, value="test", label="The run's own split", scale=1, elem_id="inspect-split")
-        example = gr.Dropdown([], label="Example", scale=4, elem_id="inspect-example")
-        go_button = gr.Button("Inspect", variant="primary", scale=1, elem_id="inspect-go")
+        ui.run = gr.Dropdown(run_choices(manager), value=None, label="Tuned run", scale=3, elem_id="inspect-run")
+        ui.split = gr.Dropdown(SPLITS, value="test", label="The run's own split", scale=1, elem_id="inspect-split")
+        ui.example = gr.Dropdown([], label="Example", scale=4, elem_id="inspect-example")
+        ui.go = gr.Button("Inspect", variant="primary", scale=1, elem_id="inspect-go")
     with gr.Accordion("Or a text of your own", open=False):
         with gr.Row():
-            instruction = gr.Textbox(label="Instruction", lines=2, elem_id="inspect-instruction")
-            given = gr.Textbox(label="Input (optional)", lines=2, elem_id="inspect-input")
-            reference = gr.Textbox(label="Reference answer (what both models read)", lines=2,
-                                   elem_id="inspect-reference")
-        typed_button = gr.Button("Inspect this text", elem_id="inspect-typed")
-    message = gr.HTML(notice(EMPTY), elem_id="inspect-message")
-    with gr.Column(visible=False) as results:
-        totals = gr.HTML(elem_id="inspect-summary")
-        base_text = gr.HighlightedText(label="Base: probability of each reference token", elem_id="inspect-base",
-                                       show_inline_category=False)
-        tuned_text = gr.HighlightedText(label="Tuned: probability of each reference token", elem_id="inspect-tuned",
-                                        show_inline_category=False)
-        change_text = gr.HighlightedText(label="Change: tuned − base probability", elem_id="inspect-change",
-                                         show_inline_category=False)
-        kl_text = gr.HighlightedText(label="KL(tuned ‖ base), scaled to the largest", elem_id="inspect-kl",
-                                     show_inline_category=False)
-        detail = gr.HTML(elem_id="inspect-detail")
+            ui.typed.instruction = gr.Textbox(label="Instruction", lines=2, elem_id="inspect-instruction")
+            ui.typed.input = gr.Textbox(label="Input (optional)", lines=2, elem_id="inspect-input")
+            ui.typed.reference = gr.Textbox(label="Reference answer (what both models read)", lines=2,
+                                            elem_id="inspect-reference")
+        ui.go_typed = gr.Button("Inspect this text", elem_id="inspect-typed")
+    ui.message = gr.HTML(notice(EMPTY), elem_id="inspect-message")
+    results_layout(ui)
+    families_layout(ui)
+    return ui
+
+
+def results_layout(ui: SimpleNamespace) -> None:
+    """The losses, the four heat maps, one token's detail and every token's figures."""
+    with gr.Column(visible=False) as ui.results:
+        ui.totals = gr.HTML(elem_id="inspect-summary")
+        ui.heat = [gr.HighlightedText(label=label, elem_id=elem_id, show_inline_category=False) for label, elem_id in (
+            ("Base: probability of each reference token", "inspect-base"),
+            ("Tuned: probability of each reference token", "inspect-tuned"),
+            ("Change: tuned − base probability", "inspect-change"),
+            ("KL(tuned ‖ base), scaled to the largest", "inspect-kl"))]
+        ui.detail = gr.HTML(elem_id="inspect-detail")
         with gr.Accordion("Every token's figures", open=False):
-            table = gr.Dataframe(interactive=False, max_height=360, elem_id="inspect-table")
+            ui.table = gr.Dataframe(interactive=False, max_height=360, elem_id="inspect-table")
+    ui.shown = gr.State(None)  # this session's Inspection, for the token picked
+    # in the order of `shown_updates`
+    ui.views = [ui.results, ui.totals, *ui.heat, ui.detail, ui.table, ui.shown]
+
+
+def families_layout(ui: SimpleNamespace) -> None:
     gr.Markdown("### Loss by task family\nThe mean loss of the reference answers' tokens per task family on the run's "
                 "own split, base against tuned: which skills the fine-tune moved, and which it did not.")
     with gr.Row(equal_height=True):
-        family_split = gr.Dropdown(SPLITS, value="validation", label="Split", scale=1, elem_id="families-split")
-        family_limit = gr.Slider(1, 500, value=200, step=1, label="At most this many examples", scale=2)
-        family_button = gr.Button("Loss by task family", scale=1, elem_id="families-go")
-    family_message = gr.HTML(elem_id="families-message")
-    family_plot = gr.Plot(show_label=False, visible=False, elem_id="families-plot")
-    shown = gr.State(None)  # this session's Inspection, for the token picked
-    views = [results, totals, base_text, tuned_text, change_text, kl_text, detail, table, shown]
+        ui.family_split = gr.Dropdown(SPLITS, value="validation", label="Split", scale=1, elem_id="families-split")
+        ui.family_limit = gr.Slider(1, 500, value=200, step=1, label="At most this many examples", scale=2)
+        ui.family_go = gr.Button("Loss by task family", scale=1, elem_id="families-go")
+    ui.family_message = gr.HTML(elem_id="families-message")
+    ui.family_plot = gr.Plot(show_label=False, visible=False, elem_id="families-plot")
 
-    def show(result: inspection.Inspection) -> tuple[Any, ...]:
-        return (gr.update(visible=True), totals_html(result), *heat_rows(result), token_detail(result, 0),
-                token_table(result), result)
 
-    def inspect(run_id, split_name, position):
-        skip = (gr.skip(),) * len(views)
-        if not run_id:
-            yield notice("Pick a tuned run first (train one in the Train tab).", "error"), *skip
-            return
-        if position is None:
-            yield notice("Pick an example of the split.", "error"), *skip
-            return
-        yield notice("Both models are reading the example (the first time, the model loads first)…"), *skip
-        try:
-            result = inspection.inspect_example(manager, run_id, split_name, int(position))
-        except PlaygroundError as exc:
-            yield notice(str(exc), "error"), *skip
-            return
-        yield notice(f"{result.source} of run {run_id}: {len(result.tokens)} answer tokens.", "ok"), *show(result)
+def shown_updates(result: inspection.Inspection) -> tuple[Any, ...]:
+    return (gr.update(visible=True), totals_html(result), *heat_rows(result), token_detail(result, 0),
+            token_table(result), result)
 
-    def inspect_typed(run_id, instruction_text, input_text, reference_text):
-        skip = (gr.skip(),) * len(views)
-        if not run_id:
-            yield notice("Pick a tuned run first (train one in the Train tab).", "error"), *skip
-            return
-        if not (instruction_text or "").strip() or not (reference_text or "").strip():
-            yield notice("Type an instruction and a reference answer: the models read the answer token by token.",
-                         "error"), *skip
-            return
-        yield notice("Both models are reading the text…"), *skip
-        try:
-            typed = data.Record(instruction_text.strip(), (input_text or "").strip(), reference_text.strip())
-            result = inspection.inspect_record(manager, run_id, typed)
-        except PlaygroundError as exc:
-            yield notice(str(exc), "error"), *skip
-            return
-        yield notice(f"Your text, read by run {run_id}: {len(result.tokens)} answer tokens.", "ok"), *show(result)
 
-    go_button.click(inspect, [run, split, example], [message, *views], show_progress="hidden")
-    typed_button.click(inspect_typed, [run, instruction, given, reference], [message, *views],
-                       show_progress="hidden")
+def skip_views() -> tuple[Any, ...]:
+    return tuple(gr.skip() for _ in range(9))  # one per component of `ui.views`, each its own update
 
-    def pick_token(result, event: gr.SelectData):
-        return token_detail(result, event.index if isinstance(event.index, int) else None)
 
-    for view in (base_text, tuned_text, change_text, kl_text):
-        view.select(pick_token, shown, detail)
+NO_RUN = "Pick a tuned run first (train one in the Train tab)."
 
-    def on_families(run_id, split_name, limit, progress=gr.Progress()):
-        if not run_id:
-            return notice("Pick a tuned run first.", "error"), gr.update(visible=False)
-        try:
-            progress(0, desc="Loading the model")
-            families = inspection.family_losses(
-                manager, run_id, split_name, int(limit),
-                on_progress=lambda done, total: progress(done / total, desc=f"example {done} of {total}"))
-        except PlaygroundError as exc:
-            return notice(str(exc), "error"), gr.update(visible=False)
-        records = sum(f.records for f in families)
-        moved = sum(f.tuned_loss < f.base_loss for f in families)
-        text = notice(f"{records} examples of the {split_name} split, {len(families)} task families: the tuned "
-                      f"model's loss is lower in {moved} of them.", "ok")
-        return text, gr.update(value=families_figure(families), visible=True)
 
-    family_button.click(on_families, [run, family_split, family_limit], [family_message, family_plot],
-                        show_progress_on=[family_message])
+def inspect_example(manager: Any, run_id: str | None, split: str, position: Any) -> Iterator[tuple[Any, ...]]:
+    """The message, then the views of one example of the run's own split."""
+    if not run_id or position is None:
+        yield notice(NO_RUN if not run_id else "Pick an example of the split.", "error"), *skip_views()
+        return
+    yield notice("Both models are reading the example (the first time, the model loads first)…"), *skip_views()
+    try:
+        result = inspection.inspect_example(manager, run_id, split, int(position))
+    except PlaygroundError as exc:
+        yield notice(str(exc), "error"), *skip_views()
+        return
+    yield notice(f"{result.source} of run {run_id}: {len(result.tokens)} answer tokens.", "ok"), *shown_updates(result)
 
-    def refresh_examples(run_id, split_name, current=None):
-        try:
-            choices = example_choices(manager, run_id, split_name)
-        except PlaygroundError as exc:
-            return gr.update(choices=[], value=None), notice(str(exc), "error")
-        values = [value for _, value in choices]
-        keep = current if current in values else (values[0] if values else None)
-        return gr.update(choices=choices, value=keep), gr.skip()
 
-    gr.on([run.change, split.change], refresh_examples, [run, split], [example, message])
+def inspect_typed(manager: Any, run_id: str | None, typed: SimpleNamespace) -> Iterator[tuple[Any, ...]]:
+    """The message, then the views of a text the user typed."""
+    if not run_id:
+        yield notice(NO_RUN, "error"), *skip_views()
+        return
+    if not (typed.instruction or "").strip() or not (typed.reference or "").strip():
+        yield notice("Type an instruction and a reference answer: the models read the answer token by token.",
+                     "error"), *skip_views()
+        return
+    yield notice("Both models are reading the text…"), *skip_views()
+    try:
+        record = data.Record(typed.instruction.strip(), (typed.input or "").strip(), typed.reference.strip())
+        result = inspection.inspect_record(manager, run_id, record)
+    except PlaygroundError as exc:
+        yield notice(str(exc), "error"), *skip_views()
+        return
+    yield notice(f"Your text, read by run {run_id}: {len(result.tokens)} answer tokens.", "ok"), *shown_updates(result)
 
-    def refresh_runs(current, split_name, current_example):
+
+def picked_token(result: inspection.Inspection | None, event: gr.SelectData) -> str:
+    return token_detail(result, event.index if isinstance(event.index, int) else None)
+
+
+def family_report(manager: Any, run_id: str | None, split: str, limit: Any, progress: Any) -> tuple[str, Any]:
+    """(message, bar chart) of the loss per task family on the run's split."""
+    if not run_id:
+        return notice("Pick a tuned run first.", "error"), gr.update(visible=False)
+    try:
+        progress(0, desc="Loading the model")
+        families = inspection.family_losses(
+            manager, run_id, split, int(limit),
+            on_progress=lambda done, total: progress(done / total, desc=f"example {done} of {total}"))
+    except PlaygroundError as exc:
+        return notice(str(exc), "error"), gr.update(visible=False)
+    records = sum(f.records for f in families)
+    moved = sum(f.tuned_loss < f.base_loss for f in families)
+    text = notice(f"{records} examples of the {split} split, {len(families)} task families: the tuned "
+                  f"model's loss is lower in {moved} of them.", "ok")
+    return text, gr.update(value=families_figure(families), visible=True)
+
+
+def refresh_examples(manager: Any, run_id: str | None, split: str, current: Any = None) -> tuple[Any, Any]:
+    """The examples of the run's split, keeping the current one while it is there."""
+    try:
+        choices = example_choices(manager, run_id, split)
+    except PlaygroundError as exc:
+        return gr.update(choices=[], value=None), notice(str(exc), "error")
+    values = [value for _, value in choices]
+    keep = current if current in values else (values[0] if values else None)
+    return gr.update(choices=choices, value=keep), gr.skip()
+
+
+def build(shared: Shared, tab: gr.Tab) -> None:
+    manager = shared.manager
+    ui = layout(manager)
+    ui.go.click(lambda *values: (yield from inspect_example(manager, *values)), [ui.run, ui.split, ui.example],
+                [ui.message, *ui.views], show_progress="hidden")
+    ui.go_typed.click(lambda run_id, *values: (yield from inspect_typed(manager, run_id, ui.typed.read(values))),
+                      [ui.run, *ui.typed.inputs()], [ui.message, *ui.views], show_progress="hidden")
+    for view in ui.heat:
+        view.select(picked_token, ui.shown, ui.detail)
+
+    def on_families(run_id, split, limit, progress=gr.Progress()):
+        return family_report(manager, run_id, split, limit, progress)
+
+    ui.family_go.click(on_families, [ui.run, ui.family_split, ui.family_limit], [ui.family_message, ui.family_plot],
+                       show_progress_on=[ui.family_message])
+    gr.on([ui.run.change, ui.split.change], lambda *values: refresh_examples(manager, *values), [ui.run, ui.split],
+          [ui.example, ui.message])
+
+    def refresh_runs(current, split, current_example):
         """The runs, and the picked run's examples (a reload keeps the run, so no change event fires)."""
         update = run_update(manager, current)
-        return update, *refresh_examples(update.get("value"), split_name, current_example)
+        return update, *refresh_examples(manager, update.get("value"), split, current_example)
 
-    gr.on([shared.app.load, tab.select], refresh_runs, [run, split, example], [run, example, message])
+    gr.on([shared.app.load, tab.select], refresh_runs, [ui.run, ui.split, ui.example], [ui.run, ui.example, ui.message])

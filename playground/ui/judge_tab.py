@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
 import gradio as gr
@@ -9,7 +10,7 @@ import gradio as gr
 from .. import evaluation, judge
 from ..errors import PlaygroundError
 from ..generation import GenerationSettings
-from .common import SessionStops, Shared, notice, run_choices, run_update
+from .common import Form, SessionStops, Shared, notice, run_choices, run_update
 from .judge_report import drill_down, views
 
 
@@ -18,181 +19,216 @@ def api_choices() -> list[tuple[str, str]]:
     return [(backend.label, name) for name, backend in judge.BACKENDS.items()]
 
 
-def build(shared: Shared, tab: gr.Tab) -> None:
-    manager = shared.manager
-    stops = SessionStops()
+def layout(manager: Any) -> SimpleNamespace:
+    """The tab's components: what to grade (`ui.grading`), the judge server (`ui.server`), the buttons
+    and the results area."""
+    ui = SimpleNamespace(grading=Form(), server=Form())
     gr.Markdown("Generates the base and tuned answers on the run's own split, then asks a judge model (Llama 3 on "
                 "Ollama, or any OpenAI-compatible server) to score each 0–100 against the reference (temperature 0, "
                 "fixed seed). Replies that are not a score are asked again once, then counted as **unparsed**, never "
                 "as 0. The report gives each average with its 95% interval and checks the judge's biases. Exact "
                 "match and ROUGE-L need no server.")
     with gr.Row(equal_height=True):
-        run = gr.Dropdown(run_choices(manager), value=None, label="Tuned run", scale=3, elem_id="judge-run")
-        split = gr.Dropdown([("test", "test"), ("validation", "validation"), ("train (what it learned from)", "train")],
-                            value="test", label="The run's own split", scale=1)
-        count = gr.Slider(1, 200, value=20, step=1, label="Examples", scale=2, elem_id="judge-count")
+        ui.grading.run = gr.Dropdown(run_choices(manager), value=None, label="Tuned run", scale=3, elem_id="judge-run")
+        ui.grading.split = gr.Dropdown([("test", "test"), ("validation", "validation"),
+                                        ("train (what it learned from)", "train")],
+                                       value="test", label="The run's own split", scale=1)
+        ui.grading.count = gr.Slider(1, 200, value=20, step=1, label="Examples", scale=2, elem_id="judge-count")
+    server_layout(ui)
+    settings_layout(ui)
     with gr.Row(equal_height=True):
-        api = gr.Radio(api_choices(), value=judge.JudgeSettings().api, label="Server protocol", scale=2,
-                       elem_id="judge-api")
-        host = gr.Textbox(value=judge.JudgeSettings().host, label="Server address", scale=2, elem_id="judge-host")
-        model = gr.Textbox(value="llama3", label="Judge model (its name on the server)", scale=2, elem_id="judge-model")
-        key_env = gr.Textbox(value="", label="API key: environment variable (optional)", scale=1,
-                             elem_id="judge-key-env")
-        check = gr.Button("Check server", scale=1, elem_id="judge-check")
-        pull = gr.Button("Pull model", scale=1, visible=False, elem_id="judge-pull")
-    server = gr.HTML(elem_id="judge-server")
+        ui.grade = gr.Button("Grade base and tuned", variant="primary", scale=2, elem_id="judge-grade")
+        ui.stop = gr.Button("Stop", variant="stop", scale=1, elem_id="judge-stop")
+        ui.grading.metrics_only = gr.Checkbox(label="Reference metrics only (exact match, ROUGE-L: no server needed)",
+                                              scale=2, elem_id="judge-metrics-only")
+    ui.message = gr.HTML(notice(EMPTY, "info"), elem_id="judge-message")
+    results_layout(ui)
+    return ui
+
+
+def server_layout(ui: SimpleNamespace) -> None:
+    """Where the judge is served and by which model, with Check and Pull."""
+    defaults = judge.JudgeSettings()
+    with gr.Row(equal_height=True):
+        ui.server.api = gr.Radio(api_choices(), value=defaults.api, label="Server protocol", scale=2,
+                                 elem_id="judge-api")
+        ui.server.host = gr.Textbox(value=defaults.host, label="Server address", scale=2, elem_id="judge-host")
+        ui.server.model = gr.Textbox(value="llama3", label="Judge model (its name on the server)", scale=2,
+                                     elem_id="judge-model")
+        ui.server.key_env = gr.Textbox(value="", label="API key: environment variable (optional)", scale=1,
+                                       elem_id="judge-key-env")
+        ui.check = gr.Button("Check server", scale=1, elem_id="judge-check")
+        ui.pull = gr.Button("Pull model", scale=1, visible=False, elem_id="judge-pull")
+    ui.server_status = gr.HTML(elem_id="judge-server")
+
+
+def settings_layout(ui: SimpleNamespace) -> None:
+    """The judge's settings (`ui.server`) and the answers' (`ui.grading`), folded away."""
+    defaults = judge.JudgeSettings()
     with gr.Accordion("Judge settings", open=False):
         with gr.Row():
-            concurrency = gr.Slider(1, 16, value=4, step=1, label="Requests in flight")
-            timeout = gr.Number(value=120, label="Timeout (s)")
-            max_reply = gr.Number(value=judge.JudgeSettings().max_reply_tokens, precision=0, minimum=1,
-                                  label="Max reply tokens (a small judge that rambles is cut here)",
-                                  elem_id="judge-max-reply")
-            max_new = gr.Slider(8, 256, value=64, step=8, label="Max new tokens per answer")
-            answers = gr.Radio([("The run's prompt", "playground"),
-                                ("The book's: no response header, 256 tokens, '### Response:' removed", "book")],
-                               value="playground", label="Test answers", elem_id="judge-answers")
+            ui.server.concurrency = gr.Slider(1, 16, value=4, step=1, label="Requests in flight")
+            ui.server.timeout = gr.Number(value=120, label="Timeout (s)")
+            ui.server.max_reply = gr.Number(value=defaults.max_reply_tokens, precision=0, minimum=1,
+                                            label="Max reply tokens (a small judge that rambles is cut here)",
+                                            elem_id="judge-max-reply")
+            ui.grading.max_new = gr.Slider(8, 256, value=64, step=8, label="Max new tokens per answer")
+            ui.grading.answers = gr.Radio(
+                [("The run's prompt", "playground"),
+                 ("The book's: no response header, 256 tokens, '### Response:' removed", "book")],
+                value="playground", label="Test answers", elem_id="judge-answers")
         with gr.Row():
-            prompt = gr.Radio([("Injection-safe (default)", "default"), ("The book's prompt, exactly", "book")],
-                              value="default", label="Judge prompt", elem_id="judge-prompt")
-            structured = gr.Checkbox(label="Structured reply: JSON {reasoning, score}")
-            pairwise = gr.Checkbox(label="Also compare base and tuned pairwise, both orders")
-            group_by = gr.Textbox(value="task", label="Averages per value of", elem_id="judge-group-by")
-        template = gr.Textbox(value=judge.DEFAULT_TEMPLATE, lines=6, label="Judge prompt ({instruction}, {input}, "
-                              "{reference}, {response})")
-    with gr.Row(equal_height=True):
-        grade = gr.Button("Grade base and tuned", variant="primary", scale=2, elem_id="judge-grade")
-        stop = gr.Button("Stop", variant="stop", scale=1, elem_id="judge-stop")
-        metrics_only = gr.Checkbox(label="Reference metrics only (exact match, ROUGE-L: no server needed)",
-                                   scale=2, elem_id="judge-metrics-only")
-    message = gr.HTML(notice(EMPTY, "info"), elem_id="judge-message")
-    with gr.Column(visible=False) as results:
-        summary = gr.HTML(elem_id="judge-report")
+            ui.server.prompt = gr.Radio([("Injection-safe (default)", "default"), ("The book's prompt, exactly", "book")],
+                                        value="default", label="Judge prompt", elem_id="judge-prompt")
+            ui.server.structured = gr.Checkbox(label="Structured reply: JSON {reasoning, score}")
+            ui.grading.pairwise = gr.Checkbox(label="Also compare base and tuned pairwise, both orders")
+            ui.grading.group_by = gr.Textbox(value="task", label="Averages per value of", elem_id="judge-group-by")
+        ui.server.template = gr.Textbox(value=judge.DEFAULT_TEMPLATE, lines=6, label="Judge prompt ({instruction}, "
+                                        "{input}, {reference}, {response})")
+
+
+def results_layout(ui: SimpleNamespace) -> None:
+    """The report card, the plots, the table of examples with its drill-down, and the files."""
+    with gr.Column(visible=False) as ui.results:
+        ui.summary = gr.HTML(elem_id="judge-report")
         with gr.Row():
-            plot = gr.Plot(label="Score distributions", show_label=False)
-            groups = gr.Plot(label="Averages per group", show_label=False, elem_id="judge-groups")
-        gr.Markdown("**Per example**, worst regressions first (Δ = tuned − base). Click a row for the whole example and the judge's "
-                    "own replies.")
-        rows = gr.Dataframe(interactive=False, max_height=420, max_chars=90, elem_id="judge-table")
-        detail = gr.HTML(elem_id="judge-detail-panel")
-        downloads = gr.File(label="Downloads: both answers, the book's file for the tuned model, the scores",
-                            file_count="multiple", elem_id="judge-downloads")
-    shown_rows = gr.State([])  # the table's rows in display order, for the drill-down
-    result_outputs = [results, summary, plot, groups, rows, detail, downloads, shown_rows]
+            ui.plot = gr.Plot(label="Score distributions", show_label=False)
+            ui.groups = gr.Plot(label="Averages per group", show_label=False, elem_id="judge-groups")
+        gr.Markdown("**Per example**, worst regressions first (Δ = tuned − base). Click a row for the whole example and "
+                    "the judge's own replies.")
+        ui.rows = gr.Dataframe(interactive=False, max_height=420, max_chars=90, elem_id="judge-table")
+        ui.detail = gr.HTML(elem_id="judge-detail-panel")
+        ui.downloads = gr.File(label="Downloads: both answers, the book's file for the tuned model, the scores",
+                               file_count="multiple", elem_id="judge-downloads")
+    ui.shown_rows = gr.State([])  # the table's rows in display order, for the drill-down
+    # in the order of `show`'s updates
+    ui.result_outputs = [ui.results, ui.summary, ui.plot, ui.groups, ui.rows, ui.detail, ui.downloads, ui.shown_rows]
 
-    def settings_from(api_value, host_value, model_value, key_env_value, prompt_value, concurrency_value,
-                      timeout_value, max_reply_value, structured_on, template_value):
-        """The judge's settings from the values of `server_inputs`, in their order."""
-        settings = judge.JudgeSettings(host=(host_value or "").strip(), model=(model_value or "").strip(),
-                                       api=api_value, api_key_env=(key_env_value or "").strip(), prompt=prompt_value,
-                                       concurrency=int(concurrency_value), timeout=float(timeout_value or 120),
-                                       max_reply_tokens=int(max_reply_value or 0), structured=bool(structured_on),
-                                       template=template_value)
-        settings.check()
-        return settings
 
-    server_inputs = [api, host, model, key_env, prompt, concurrency, timeout, max_reply, structured, template]
+def judge_settings(server: SimpleNamespace) -> judge.JudgeSettings:
+    """The judge's settings from the values of `ui.server`, checked."""
+    settings = judge.JudgeSettings(host=(server.host or "").strip(), model=(server.model or "").strip(),
+                                   api=server.api, api_key_env=(server.key_env or "").strip(), prompt=server.prompt,
+                                   concurrency=int(server.concurrency), timeout=float(server.timeout or 120),
+                                   max_reply_tokens=int(server.max_reply or 0), structured=bool(server.structured),
+                                   template=server.template)
+    settings.check()
+    return settings
 
-    def on_check(*values):
-        try:
-            status = judge.preflight(settings_from(*values))
-        except PlaygroundError as exc:
-            return notice(str(exc), "error"), gr.update(visible=False)
-        kind = "ok" if status.ok else ("warn" if status.state == "model_missing" else "error")
-        return notice(status.message, kind), gr.update(visible=status.state == "model_missing")
 
-    check.click(on_check, server_inputs, [server, pull])
+def check_server(server: SimpleNamespace) -> tuple[str, Any]:
+    """(the server's state, the Pull button shown when only the model is missing)."""
+    try:
+        status = judge.preflight(judge_settings(server))
+    except PlaygroundError as exc:
+        return notice(str(exc), "error"), gr.update(visible=False)
+    kind = "ok" if status.ok else ("warn" if status.state == "model_missing" else "error")
+    return notice(status.message, kind), gr.update(visible=status.state == "model_missing")
 
-    def on_api(api_value, host_value):
-        """The usual address for the protocol, unless the user typed another one."""
-        usual = {name: judge.backends.default_host(name) for name in judge.BACKENDS}
-        return usual[api_value] if (host_value or "").strip() in usual.values() else gr.skip()
 
-    api.change(on_api, [api, host], host)
+def usual_host(api: str, host: str) -> Any:
+    """The usual address for the protocol, unless the user typed another one."""
+    usual = {name: judge.backends.default_host(name) for name in judge.BACKENDS}
+    return usual[api] if (host or "").strip() in usual.values() else gr.skip()
 
-    def on_pull(api_value, host_value, model_value, key_env_value, prompt_value, concurrency_value, timeout_value,
-                max_reply_value, structured_on, template_value, progress=gr.Progress()):
-        # each input a parameter of its own: Gradio passes gr.Progress and gr.Request by position
-        server = (api_value, host_value, model_value, key_env_value, prompt_value, concurrency_value, timeout_value,
-                  max_reply_value, structured_on, template_value)
-        try:
-            settings = settings_from(*server)
-            judge.pull(settings, on_progress=lambda fraction, text: progress(fraction, desc=text))
-        except PlaygroundError as exc:
-            return notice(str(exc), "error"), gr.update()
-        return notice(f"Pulled {settings.model}; ready to grade.", "ok"), gr.update(visible=False)
 
-    pull.click(on_pull, server_inputs, [server, pull])
+def pull_model(server: SimpleNamespace, progress: Any) -> tuple[str, Any]:
+    try:
+        settings = judge_settings(server)
+        judge.pull(settings, on_progress=lambda fraction, text: progress(fraction, desc=text))
+    except PlaygroundError as exc:
+        return notice(str(exc), "error"), gr.update()
+    return notice(f"Pulled {settings.model}; ready to grade.", "ok"), gr.update(visible=False)
 
-    def on_grade(run_id, split_name, limit, max_tokens, answers_value, pairwise_on, metrics_on, group_value, api_value,
-                 host_value, model_value, key_env_value, prompt_value, concurrency_value, timeout_value, max_reply_value,
-                 structured_on, template_value, request: gr.Request, progress=gr.Progress()):
-        server = (api_value, host_value, model_value, key_env_value, prompt_value, concurrency_value, timeout_value,
-                  max_reply_value, structured_on, template_value)
-        stop_event = stops.fresh(request)
-        skip = (gr.skip(),) * len(result_outputs)
-        if not run_id:
-            return notice("Pick a tuned run first (train one in the Train tab).", "error"), *skip
-        try:
-            settings = settings_from(*server)
-            status = None
-            if not metrics_on:
-                progress(0, desc=f"Checking the judge server at {settings.host}")
-                status = judge.preflight(settings)
-                if not status.ok:
-                    return notice(status.message + " To grade without a server, tick “Reference metrics only” "
-                                  "beside the Grade button.", "error"), *skip
-            progress(0, desc="Loading the model")
-            path = evaluation.generate_responses(
-                manager, run_id, split_name, int(limit), GenerationSettings(max_new_tokens=int(max_tokens)),
-                on_progress=lambda f, text: progress(f * 0.5, desc=text), stop=stop_event,
-                answers=answers_value or "playground")
-            progress(0.5, desc="Asking the judge" if not metrics_on else "Computing the reference metrics")
-            result = evaluation.grade_responses(
-                path, settings, evaluation.judge_dir(manager.models_dir, run_id) / "cache.jsonl", pairwise=pairwise_on,
-                on_progress=lambda f, text: progress(0.5 + f * 0.5, desc=text), stop=stop_event,
-                use_judge=not metrics_on, server=status, group_by=(group_value or "task").strip())
-        except PlaygroundError as exc:
-            return notice(str(exc), "error"), *skip
-        saved = evaluation.latest_grading(manager.models_dir, run_id)
-        judged = evaluation.latest_grading(manager.models_dir, run_id, judged=True) if metrics_on else None
-        kept = notice(f"The last judge grading of this run ({judged['grading']}) stays the one Compare and model "
-                      "cards quote; it is shown again when you come back to this run.", "info") if judged else ""
-        return (finished_message(result.summary, manager.run_data(run_id).note) + kept, *show(saved))
 
-    grade.click(on_grade, [run, split, count, max_new, answers, pairwise, metrics_only, group_by, *server_inputs],
-                [message, *result_outputs], show_progress_on=[message])
+def grade(manager: Any, grading: SimpleNamespace, server: SimpleNamespace, stop: Any, progress: Any) -> tuple[Any, ...]:
+    """Answers on the run's split, graded; the message and the results area's updates."""
+    skip = (gr.skip(),) * len(show(None))
+    if not grading.run:
+        return notice("Pick a tuned run first (train one in the Train tab).", "error"), *skip
+    try:
+        settings = judge_settings(server)
+        status = None
+        if not grading.metrics_only:
+            progress(0, desc=f"Checking the judge server at {settings.host}")
+            status = judge.preflight(settings)
+            if not status.ok:
+                return notice(status.message + " To grade without a server, tick “Reference metrics only” "
+                              "beside the Grade button.", "error"), *skip
+        progress(0, desc="Loading the model")
+        path = evaluation.generate_responses(
+            manager, grading.run, grading.split, int(grading.count),
+            GenerationSettings(max_new_tokens=int(grading.max_new)),
+            on_progress=lambda f, text: progress(f * 0.5, desc=text), stop=stop,
+            answers=grading.answers or "playground")
+        progress(0.5, desc="Asking the judge" if not grading.metrics_only else "Computing the reference metrics")
+        result = evaluation.grade_responses(
+            path, settings, evaluation.judge_dir(manager.models_dir, grading.run) / "cache.jsonl",
+            pairwise=grading.pairwise, on_progress=lambda f, text: progress(0.5 + f * 0.5, desc=text), stop=stop,
+            use_judge=not grading.metrics_only, server=status, group_by=(grading.group_by or "task").strip())
+    except PlaygroundError as exc:
+        return notice(str(exc), "error"), *skip
+    return (finished_message(result.summary, manager.run_data(grading.run).note) + kept_note(manager, grading),
+            *show(evaluation.latest_grading(manager.models_dir, grading.run)))
 
-    def on_select(shown, event: gr.SelectData):
-        row = event.index[0] if event and event.index else None
-        return drill_down(shown[row]) if row is not None and row < len(shown) else ""
 
-    rows.select(on_select, shown_rows, detail)
+def kept_note(manager: Any, grading: SimpleNamespace) -> str:
+    """After a grading by reference metrics only: which judge grading Compare and model cards still quote."""
+    judged = evaluation.latest_grading(manager.models_dir, grading.run, judged=True) if grading.metrics_only else None
+    return notice(f"The last judge grading of this run ({judged['grading']}) stays the one Compare and model "
+                  "cards quote; it is shown again when you come back to this run.", "info") if judged else ""
+
+
+def last_grading(manager: Any, run_id: str | None) -> tuple[Any, ...]:
+    """The message and the results area for the run's last grading (so it is there again after a reload)."""
+    try:
+        saved = evaluation.quoted_grading(manager.models_dir, run_id) if run_id else None
+    except PlaygroundError as exc:
+        return notice(str(exc), "error"), *show(None)
+    kind = "judge grading" if saved and saved["judge"].get("used") else "grading (reference metrics only, no judge)"
+    text = notice(EMPTY, "info") if saved is None else notice(
+        f"The last {kind} of this run ({saved['grading']}); grade again for another split or size.", "info")
+    return text, *show(saved)
+
+
+def picked_example(shown: list[dict[str, Any]], event: gr.SelectData) -> str:
+    row = event.index[0] if event and event.index else None
+    return drill_down(shown[row]) if row is not None and row < len(shown) else ""
+
+
+def build(shared: Shared, tab: gr.Tab) -> None:
+    manager, stops = shared.manager, SessionStops()
+    ui = layout(manager)
+    grading, server = ui.grading, ui.server
+
+    ui.check.click(lambda *values: check_server(server.read(values)), server.inputs(), [ui.server_status, ui.pull])
+    ui.server.api.change(usual_host, [server.api, server.host], server.host)
+
+    def on_pull(progress=gr.Progress(), *values):
+        return pull_model(server.read(values), progress)
+
+    ui.pull.click(on_pull, server.inputs(), [ui.server_status, ui.pull])
+
+    def on_grade(request: gr.Request, progress=gr.Progress(), *values):
+        asked, settings = grading.read(values[:len(grading.inputs())]), server.read(values[len(grading.inputs()):])
+        return grade(manager, asked, settings, stops.fresh(request), progress)
+
+    ui.grade.click(on_grade, [*grading.inputs(), *server.inputs()], [ui.message, *ui.result_outputs],
+                   show_progress_on=[ui.message])
+    ui.rows.select(picked_example, ui.shown_rows, ui.detail)
 
     def on_stop(request: gr.Request):
         stops.stop(request)
         return notice("Stopping: what was graded is kept; grade again to finish the rest.", "warn")
 
-    stop.click(on_stop, None, message)
+    ui.stop.click(on_stop, None, ui.message)
 
     def refresh_runs(current):
-        """The runs, and the picked run's last grading (so it is there again after a reload)."""
         update = run_update(manager, current)
-        return update, *last_grading(update.get("value"))
+        return update, *last_grading(manager, update.get("value"))
 
-    def last_grading(run_id):
-        try:
-            saved = evaluation.quoted_grading(manager.models_dir, run_id) if run_id else None
-        except PlaygroundError as exc:
-            return notice(str(exc), "error"), *show(None)
-        kind = "judge grading" if saved and saved["judge"].get("used") else "grading (reference metrics only, no judge)"
-        text = notice(EMPTY, "info") if saved is None else notice(
-            f"The last {kind} of this run ({saved['grading']}); grade again for another split or size.", "info")
-        return text, *show(saved)
-
-    run.change(last_grading, run, [message, *result_outputs])
-    outputs = [run, message, *result_outputs]
-    gr.on([shared.app.load, tab.select], refresh_runs, run, outputs)
+    grading.run.change(lambda run_id: last_grading(manager, run_id), grading.run, [ui.message, *ui.result_outputs])
+    gr.on([shared.app.load, tab.select], refresh_runs, grading.run, [grading.run, ui.message, *ui.result_outputs])
 
 
 EMPTY = ("No grading of this run yet. Press “Grade base and tuned”: the report card appears here with each "

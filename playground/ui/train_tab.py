@@ -5,7 +5,7 @@ from __future__ import annotations
 import html
 import time
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, Callable
 
 import gradio as gr
 import pandas as pd
@@ -13,11 +13,12 @@ import plotly.graph_objects as go
 
 from .. import data_checks, estimate, experiments, runs, store
 from ..errors import PlaygroundError
-from ..manager import STOPPING, JobSnapshot, resume_checkpoint
+from ..manager import JobSnapshot, resume_checkpoint
 from ..prompts import style_label, style_of
 from ..settings import PRESETS, TrainConfig
 from ..training import Event
-from .common import LEGEND_ABOVE_LEFT, MASK_CHOICES, MASK_LABEL, Shared, changed, notice
+from .common import (BATCH_ORDER_CHOICES, LEGEND_ABOVE_LEFT, MASK_CHOICES, MASK_LABEL, SPLIT_ORDER_CHOICES, Form,
+                     Shared, changed, notice)
 
 
 def clock(seconds: float) -> str:
@@ -184,7 +185,7 @@ def config_from(values: dict[str, Any]) -> TrainConfig:
     return TrainConfig.from_dict(values)
 
 
-PROBES_CSS = """
+CSS = """  # the probe answers' table
 .pg-probes {border-collapse: collapse; width: 100%; font-size: 13px; table-layout: fixed;}
 .pg-probes th {text-align: left; background: #f3f4f6; padding: 6px; color: #374151;}
 .pg-probes td {border-top: 1px solid #e5e7eb; padding: 6px; vertical-align: top; white-space: pre-wrap; color: #111827;}
@@ -245,57 +246,55 @@ def variants_html(manager: Any) -> Any:
     return notice("\n".join([head, *lines]), "info" if experiment.running else "ok")
 
 
-def settings_form() -> tuple[gr.Dropdown, gr.HTML, dict[str, Any]]:
+def settings_form() -> tuple[gr.Dropdown, gr.HTML, Form]:
     """The preset, the data line, and the training settings by TrainConfig field name (Quick CPU demo's values)."""
     defaults = TrainConfig(**PRESETS["Quick CPU demo"])
 
     def number(name: str, label: str, **options: Any) -> gr.Number:
         return gr.Number(value=getattr(defaults, name), label=label, **options)
 
-    form: dict[str, Any] = {}
+    form = Form()
     with gr.Row():
         preset = gr.Dropdown(list(PRESETS), value="Quick CPU demo", label="Preset", elem_id="train-preset")
-        form["method"] = gr.Radio([("LoRA (adapter on the shared base)", "lora"),
-                                   ("Full fine-tune (its own copy: doubles memory)", "full")],
-                                  value=defaults.method, label="Method", elem_id="train-method")
+        form.method = gr.Radio([("LoRA (adapter on the shared base)", "lora"),
+                                ("Full fine-tune (its own copy: doubles memory)", "full")],
+                               value=defaults.method, label="Method", elem_id="train-method")
     source = gr.HTML()
     with gr.Row():
-        form["max_steps"] = number("max_steps", "Max steps (empty: use epochs)", precision=0, elem_id="train-max-steps")
-        form["epochs"] = number("epochs", "Epochs")
-        form["batch_size"] = number("batch_size", "Batch size", precision=0, minimum=1)
-        form["grad_accum"] = number("grad_accum", "Gradient accumulation", precision=0, minimum=1)
-        form["lr"] = number("lr", "Learning rate")
-        form["weight_decay"] = number("weight_decay", "Weight decay", minimum=0, elem_id="train-weight-decay")
-        form["warmup_steps"] = number("warmup_steps", "Warmup steps", precision=0, minimum=0)
+        form.max_steps = number("max_steps", "Max steps (empty: use epochs)", precision=0, elem_id="train-max-steps")
+        form.epochs = number("epochs", "Epochs")
+        form.batch_size = number("batch_size", "Batch size", precision=0, minimum=1)
+        form.grad_accum = number("grad_accum", "Gradient accumulation", precision=0, minimum=1)
+        form.lr = number("lr", "Learning rate")
+        form.weight_decay = number("weight_decay", "Weight decay", minimum=0, elem_id="train-weight-decay")
+        form.warmup_steps = number("warmup_steps", "Warmup steps", precision=0, minimum=0)
     with gr.Row():
-        form["max_length"] = number("max_length", "Max length (tokens)", precision=0)
-        form["seed"] = number("seed", "Seed (initialisation, batch order)", precision=0)
-        form["split_seed"] = number("split_seed", "Split seed (train/validation/test)", precision=0,
-                                    elem_id="train-split-seed")
-        form["eval_every"] = number("eval_every", "Validate every N steps", precision=0, elem_id="train-eval-every")
-        form["probe_every"] = number("probe_every", "Probe answers every N steps", precision=0,
-                                     elem_id="train-probe-every")
-        form["probes"] = number("probes", "Probe instructions", precision=0, minimum=0)
-        form["checkpoint_every"] = number("checkpoint_every", "Checkpoint every N steps (0: only on Stop)",
-                                          precision=0, minimum=0, elem_id="train-checkpoint-every")
+        form.max_length = number("max_length", "Max length (tokens)", precision=0)
+        form.seed = number("seed", "Seed (initialisation, batch order)", precision=0)
+        form.split_seed = number("split_seed", "Split seed (train/validation/test)", precision=0,
+                                 elem_id="train-split-seed")
+        form.eval_every = number("eval_every", "Validate every N steps", precision=0, elem_id="train-eval-every")
+        form.probe_every = number("probe_every", "Probe answers every N steps", precision=0,
+                                  elem_id="train-probe-every")
+        form.probes = number("probes", "Probe instructions", precision=0, minimum=0)
+        form.checkpoint_every = number("checkpoint_every", "Checkpoint every N steps (0: only on Stop)",
+                                       precision=0, minimum=0, elem_id="train-checkpoint-every")
     with gr.Row():
-        form["mask"] = gr.Radio(MASK_CHOICES, value=defaults.mask, label=MASK_LABEL, elem_id="train-mask")
-        form["split_order"] = gr.Radio([("Shuffled with the split seed", "shuffled"),
-                                        ("In file order (the book's)", "book")],
-                                       value=defaults.split_order, label="Split order", elem_id="train-split-order")
-        form["batch_order"] = gr.Dropdown([("Shuffled with the seed", "shuffled"),
-                                           ("The book's DataLoader (torch.manual_seed(seed), shuffle=True)", "book")],
-                                          value=defaults.batch_order, label="Batch order", elem_id="train-batch-order")
-        form["group_by_length"] = gr.Checkbox(value=defaults.group_by_length, label="Group by length")
-        form["drop_last"] = gr.Checkbox(value=defaults.drop_last, elem_id="train-drop-last",
-                                        label="Drop the last, smaller batch of each epoch (the book's loader)")
+        form.mask = gr.Radio(MASK_CHOICES, value=defaults.mask, label=MASK_LABEL, elem_id="train-mask")
+        form.split_order = gr.Radio(SPLIT_ORDER_CHOICES,
+                                    value=defaults.split_order, label="Split order", elem_id="train-split-order")
+        form.batch_order = gr.Dropdown(BATCH_ORDER_CHOICES,
+                                       value=defaults.batch_order, label="Batch order", elem_id="train-batch-order")
+        form.group_by_length = gr.Checkbox(value=defaults.group_by_length, label="Group by length")
+        form.drop_last = gr.Checkbox(value=defaults.drop_last, elem_id="train-drop-last",
+                                     label="Drop the last, smaller batch of each epoch (the book's loader)")
     with gr.Accordion("LoRA settings", open=False):
         with gr.Row():
-            form["lora_r"] = number("lora_r", "Rank r", precision=0)
-            form["lora_alpha"] = number("lora_alpha", "Alpha", precision=0)
-            form["lora_dropout"] = number("lora_dropout", "Dropout")
-            form["target_modules"] = gr.Textbox(value=defaults.target_modules,
-                                                label="Target modules ('all-linear' or names, comma-separated)")
+            form.lora_r = number("lora_r", "Rank r", precision=0)
+            form.lora_alpha = number("lora_alpha", "Alpha", precision=0)
+            form.lora_dropout = number("lora_dropout", "Dropout")
+            form.target_modules = gr.Textbox(value=defaults.target_modules,
+                                             label="Target modules ('all-linear' or names, comma-separated)")
     return preset, source, form
 
 
@@ -362,103 +361,131 @@ def poll_update(manager: Any, seen: Any) -> tuple[Any, ...]:
             runs_frame(manager.models_dir, job), "" if ended else gr.skip(), now)
 
 
-def build(shared: Shared) -> None:
-    manager = shared.manager
+def layout(manager: Any) -> SimpleNamespace:
+    """The tab's components: the base model, the settings (`ui.form`), the checks, the variants and the run view."""
+    ui = SimpleNamespace()
     with gr.Row(equal_height=True):
-        model_spec = gr.Textbox(value=store.DEFAULT, scale=3, elem_id="train-model",
-                                label="Base model: 'default' (Gemma 3 270M), a Hugging Face id or a folder")
-        load_model = gr.Button("Load model", scale=0, elem_id="train-load-model")
-    model_status = gr.HTML(elem_id="train-model-status")
-    preset, source, form = settings_form()
+        ui.model_spec = gr.Textbox(value=store.DEFAULT, scale=3, elem_id="train-model",
+                                   label="Base model: 'default' (Gemma 3 270M), a Hugging Face id or a folder")
+        ui.load_model = gr.Button("Load model", scale=0, elem_id="train-load-model")
+    ui.model_status = gr.HTML(elem_id="train-model-status")
+    ui.preset, ui.source, ui.form = settings_form()
     with gr.Row(equal_height=True):
-        check = gr.Button("Before Start: memory, time and data check", size="sm", scale=0, min_width=340,
-                          elem_id="train-check")
-    preflight = gr.HTML(elem_id="train-preflight")
+        ui.check = gr.Button("Before Start: memory, time and data check", size="sm", scale=0, min_width=340,
+                             elem_id="train-check")
+    ui.preflight = gr.HTML(elem_id="train-preflight")
     with gr.Accordion("Exercises: train several variants of these settings one after another", open=False,
                       elem_id="train-variants-box"):
         gr.Markdown("Each variant is an ordinary run on the same data, split and seeds, changed only as its name "
                     "says (the book's chapter 7 exercises among them). Stop ends the current run and skips the rest. "
                     "When they have run, set them side by side in the Compare tab.")
         with gr.Row(equal_height=True):
-            variants = gr.CheckboxGroup(list(experiments.VARIANTS), value=list(experiments.VARIANTS)[:3],
-                                        label="Variants", scale=4, elem_id="train-variants")
-            run_variants = gr.Button("Run the ticked variants", scale=1, elem_id="train-run-variants")
-        variants_status = gr.HTML(elem_id="train-variants-status")
-    view = run_view(manager)
-    names, fields = list(form), list(form.values())
+            ui.variants = gr.CheckboxGroup(list(experiments.VARIANTS), value=list(experiments.VARIANTS)[:3],
+                                           label="Variants", scale=4, elem_id="train-variants")
+            ui.run_variants = gr.Button("Run the ticked variants", scale=1, elem_id="train-run-variants")
+        ui.variants_status = gr.HTML(elem_id="train-variants-status")
+    ui.view = run_view(manager)
+    return ui
 
-    def form_config(spec, style, template, values) -> TrainConfig:
-        return config_from({**dict(zip(names, values)), "model": (spec or store.DEFAULT).strip(), "style": style,
-                            "template": template if style_of(style).uses_template else None})
 
-    def on_load_model(spec):
-        try:
-            manager.request_model(spec)
-        except PlaygroundError as exc:
-            return notice(str(exc), "error")
-        return notice(manager.model_status().message, "info")
+def form_config(spec: str, style: str, template: str, form: SimpleNamespace) -> TrainConfig:
+    """The settings of the form (`ui.form` read) with the session's base model and prompt style, checked."""
+    return config_from({**vars(form), "model": (spec or store.DEFAULT).strip(), "style": style,
+                        "template": template if style_of(style).uses_template else None})
 
-    def on_start(dataset, spec, style, template, *values):
-        try:
-            if manager.experiment is not None and manager.experiment.running:
-                raise PlaygroundError("The variants are training one after another; stop them first.")
-            config = form_config(spec, style, template, values)
-            manager.request_model(config.model)
-            manager.start_training(dataset, config)
-        except PlaygroundError as exc:
-            return notice(str(exc), "error"), gr.skip(), gr.skip()
-        return "", progress_html(snapshot(manager)), None
 
-    def on_check(dataset, spec, style, template, *values):
-        try:
-            config = form_config(spec, style, template, values)
-            config.check()
-        except PlaygroundError as exc:
-            return notice(str(exc), "error")
-        return estimate_html(manager, dataset, config) + findings_html(manager, dataset, config)
+def load_model(manager: Any, spec: str) -> str:
+    try:
+        manager.request_model(spec)
+    except PlaygroundError as exc:
+        return notice(str(exc), "error")
+    return notice(manager.model_status().message, "info")
 
-    def on_variants(dataset, spec, style, template, ticked, *values):
-        try:
-            chosen = experiments.variant_configs(form_config(spec, style, template, values), list(ticked or []))
-            manager.request_model(chosen[0][1].model)
-            manager.start_experiment(dataset, chosen)
-        except PlaygroundError as exc:
-            return notice(str(exc), "error")
-        return variants_html(manager)
 
-    def on_resume(run_id):
-        if not run_id:
-            return notice("Pick a run to resume.", "warn"), gr.skip(), gr.skip()
-        try:
-            if manager.experiment is not None and manager.experiment.running:
-                raise PlaygroundError("The variants are training one after another; stop them first.")
-            manager.resume_training(run_id)
-        except PlaygroundError as exc:
-            return notice(str(exc), "error"), gr.skip(), gr.skip()
-        return "", progress_html(snapshot(manager)), None
+def refuse_while_variants_train(manager: Any) -> None:
+    if manager.experiment is not None and manager.experiment.running:
+        raise PlaygroundError("The variants are training one after another; stop them first.")
 
-    def on_stop():
-        job = manager.job
-        if job is None or not job.running:
-            return notice("No run is training.", "warn")
-        manager.stop_training()
-        return notice(f"Run {job.run_id}: {STOPPING[0].lower()}{STOPPING[1:]}", "warn")
 
-    preset.change(lambda name: [getattr(TrainConfig(**PRESETS[name]), n) for n in names], preset, fields)
-    gr.on([*changed(shared, "dataset", "style"), form["split_seed"].change, form["split_order"].change],
-          describe_source, [shared.dataset, shared.style, form["split_seed"], form["split_order"]], source)
-    load_model.click(on_load_model, model_spec, model_status)
-    view.start.click(on_start, [shared.dataset, model_spec, shared.style, shared.template, *fields],
-                     [view.message, view.progress, view.seen])
-    view.stop.click(on_stop, outputs=view.message)
-    view.resume.click(on_resume, view.resumable, [view.message, view.progress, view.seen])
-    run_variants.click(on_variants, [shared.dataset, model_spec, shared.style, shared.template, variants, *fields],
-                       variants_status)
-    view.poll.tick(lambda: variants_html(manager), None, variants_status, show_progress="hidden")
-    check.click(on_check, [shared.dataset, model_spec, shared.style, shared.template, *fields], preflight,
-                show_progress_on=[preflight])
+def start(manager: Any, dataset: Any, config: Callable[[], TrainConfig]) -> tuple[Any, Any, Any]:
+    """(message, progress, seen) once a run of the form's settings has started, or why not."""
+    try:
+        refuse_while_variants_train(manager)
+        chosen = config()
+        manager.request_model(chosen.model)
+        manager.start_training(dataset, chosen)
+    except PlaygroundError as exc:
+        return notice(str(exc), "error"), gr.skip(), gr.skip()
+    return "", progress_html(snapshot(manager)), None
+
+
+def preflight(manager: Any, dataset: Any, config: Callable[[], TrainConfig]) -> str:
+    """The memory and time estimate and the data check of the form's settings."""
+    try:
+        chosen = config()
+        chosen.check()
+    except PlaygroundError as exc:
+        return notice(str(exc), "error")
+    return estimate_html(manager, dataset, chosen) + findings_html(manager, dataset, chosen)
+
+
+def start_variants(manager: Any, dataset: Any, config: Callable[[], TrainConfig], ticked: list[str] | None) -> Any:
+    try:
+        chosen = experiments.variant_configs(config(), list(ticked or []))
+        manager.request_model(chosen[0][1].model)
+        manager.start_experiment(dataset, chosen)
+    except PlaygroundError as exc:
+        return notice(str(exc), "error")
+    return variants_html(manager)
+
+
+def resume(manager: Any, run_id: str | None) -> tuple[Any, Any, Any]:
+    if not run_id:
+        return notice("Pick a run to resume.", "warn"), gr.skip(), gr.skip()
+    try:
+        refuse_while_variants_train(manager)
+        manager.resume_training(run_id)
+    except PlaygroundError as exc:
+        return notice(str(exc), "error"), gr.skip(), gr.skip()
+    return "", progress_html(snapshot(manager)), None
+
+
+def stop(manager: Any) -> str:
+    job = manager.job
+    if job is None or not job.running:
+        return notice("No run is training.", "warn")
+    manager.stop_training()
+    said = job.message  # Stop's first press, or its second (which skips the last validation and probes)
+    return notice(f"Run {job.run_id}: {said[0].lower()}{said[1:]}", "warn")
+
+
+def build(shared: Shared) -> None:
+    manager = shared.manager
+    ui = layout(manager)
+    view, form = ui.view, ui.form
+    session = [shared.dataset, ui.model_spec, shared.style, shared.template]  # what every form handler reads first
+
+    def with_config(action: Callable[..., Any]) -> Callable[..., Any]:
+        """A handler of `session`, then `extra` values, then the form's, calling `action(manager, dataset,
+        config, *extra)` where `config()` builds the checked settings."""
+        def handler(dataset, spec, style, template, *values):
+            extra, settings = values[:len(values) - len(form.inputs())], values[len(values) - len(form.inputs()):]
+            return action(manager, dataset, lambda: form_config(spec, style, template, form.read(settings)), *extra)
+        return handler
+
+    ui.preset.change(lambda name: [getattr(TrainConfig(**PRESETS[name]), n) for n in vars(form)], ui.preset,
+                     form.inputs())
+    gr.on([*changed(shared, "dataset", "style"), form.split_seed.change, form.split_order.change],
+          describe_source, [shared.dataset, shared.style, form.split_seed, form.split_order], ui.source)
+    ui.load_model.click(lambda spec: load_model(manager, spec), ui.model_spec, ui.model_status)
+    view.start.click(with_config(start), [*session, *form.inputs()], [view.message, view.progress, view.seen])
+    view.stop.click(lambda: stop(manager), outputs=view.message)
+    view.resume.click(lambda run_id: resume(manager, run_id), view.resumable, [view.message, view.progress, view.seen])
+    ui.run_variants.click(with_config(start_variants), [*session, ui.variants, *form.inputs()], ui.variants_status)
+    ui.check.click(with_config(preflight), [*session, *form.inputs()], ui.preflight, show_progress_on=[ui.preflight])
+    view.poll.tick(lambda: variants_html(manager), None, ui.variants_status, show_progress="hidden")
     view.poll.tick(lambda seen: poll_update(manager, seen), view.seen,
-                   [model_status, view.progress, view.curve, view.probes, view.runs, view.message, view.seen],
+                   [ui.model_status, view.progress, view.curve, view.probes, view.runs, view.message, view.seen],
                    show_progress="hidden")
     gr.on([shared.app.load, view.refresh.click], lambda: runs_frame(manager.models_dir, snapshot(manager)), None, view.runs)
     gr.on([shared.app.load, view.refresh.click, view.runs.change],
