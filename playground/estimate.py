@@ -274,13 +274,13 @@ def for_settings(manager: Any, dataset: Any, config: Any, steps: int, train_indi
         store.ensure_default_model(manager.models_dir)
     if loaded is not None:
         shapes, dtype = shapes_of(loaded.weights.model), loaded.dtype
-    elif store.needs_conversion(config.model, manager.models_dir):
-        raise PlaygroundError("The estimate needs the model's shapes, known once the default model is converted "
-                              "(the first Start does it, about a minute).")
     else:
         dtype = pick_dtype(manager.device, manager.requested_dtype, store.model_type(config.model, manager.models_dir))
+        # the default model before its first conversion: the shapes of its config as shipped
+        folder = store.DEFAULT_CONFIG_DIR if store.needs_conversion(config.model, manager.models_dir) else \
+            store.resolve(config.model, manager.models_dir, weights=True)
         try:
-            shapes = shapes_from_config(store.resolve(config.model, manager.models_dir, weights=True), dtype)
+            shapes = shapes_from_config(folder, dtype)
         except (OSError, ValueError) as exc:
             raise PlaygroundError(f"No estimate: the config of model '{config.model}' cannot be read ({exc}).") from None
     batches = batch_tokens(dataset.records, train_indices, tokenizer, config)

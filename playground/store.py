@@ -37,6 +37,11 @@ GEMMA_CHAT_TEMPLATE = (
 )
 
 
+# The embedded default model's config.json as its conversion writes it (a test keeps them equal): its
+# shapes are known before the first conversion, for the memory estimate.
+DEFAULT_CONFIG_DIR = Path(__file__).resolve().parent / "default_model"
+
+
 def default_dir(models_dir: Path | None = None) -> Path:
     return Path(models_dir or MODELS_DIR) / DEFAULT_NAME
 
@@ -208,11 +213,12 @@ def load_model(spec: str = DEFAULT, models_dir: Path | None = None, dtype: Any =
 
 
 def model_type(spec: str = DEFAULT, models_dir: Path | None = None) -> str | None:
-    """The architecture name in the model's config (e.g. `gemma3_text`), or None if unknown."""
+    """The architecture name in the model's config (e.g. `gemma3_text`), or None if unknown (the
+    default's without converting it)."""
     from transformers import AutoConfig
 
     try:
-        name = resolve(spec, models_dir, weights=True)
+        name = str(DEFAULT_CONFIG_DIR) if needs_conversion(spec, models_dir) else resolve(spec, models_dir, weights=True)
         return AutoConfig.from_pretrained(name, cache_dir=hub_cache(models_dir),
                                           local_files_only=not Path(name).exists() and not hub_reachable()).model_type
     except (OSError, ValueError):

@@ -270,6 +270,7 @@ def test_train_tab_runs_a_short_fine_tune_and_shows_it_learning(page):
     expect(page.locator("#train-preflight")).to_contain_text("data check found")
     page.locator("#train-start").click()
     status = page.locator("#train-status")
+    expect(page.locator("#train-preflight")).not_to_contain_text("Memory")  # the run's own progress and time replace the estimate
     # the phase shows with a clock while the model loads; no empty plot
     expect(page.locator("#train-phase")).to_contain_text(re.compile("Loading the model|Converting|Preparing|Probing"))
     expect(status).not_to_contain_text("step 0 of 0")
@@ -598,6 +599,27 @@ def test_train_tab_runs_two_variants_one_after_another(tiny_model_dir, page):
     expect(status).to_contain_text("2. exercise 7.2: mask the instruction and input: run")
     assert status.inner_text().count("finished") == 2
     page.screenshot(path=str(SHOTS / "train-variants.png"), full_page=True)
+
+
+def test_a_run_stopped_in_another_browser_is_relabelled_in_the_open_inspect_tab(tiny_model_dir, page, browser,
+                                                                                 app_url):
+    page.get_by_role("tab", name="Train").click()
+    page.locator("#train-model textarea, #train-model input").first.fill(str(tiny_model_dir))
+    page.locator("#train-max-steps input").fill("100000")
+    page.locator("#train-probe-every input").fill("0")
+    page.locator("#train-start").click()
+    expect(page.locator("#train-status")).to_contain_text(re.compile(r"step \d+ of 100000"), timeout=600_000)
+    page.get_by_role("tab", name="Inspect").click()
+    expect(page.locator("#inspect-run input")).to_have_value(re.compile("training now"))
+    other = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()  # a second person
+    other.goto(app_url)
+    other.get_by_role("tab", name="Train").click()
+    other.locator("#train-stop").click()
+    expect(other.locator("#train-message")).to_contain_text("stopping after the current step")
+    # the first page stays on Inspect: its run list follows without leaving the tab
+    expect(page.locator("#inspect-run input")).to_have_value(re.compile("stopped"), timeout=60_000)
+    expect(page.locator("#inspect-run input")).not_to_have_value(re.compile("training now"))
+    other.context.close()
 
 
 def test_stopped_run_resumes_on_its_curve_and_chats_from_a_checkpoint(tiny_model_dir, page):

@@ -139,3 +139,29 @@ def test_train_estimate_prints_memory_time_and_data_check_and_trains_nothing(tin
     assert result.stdout.startswith("Memory: about") and "for 3 steps" in result.stdout
     assert "Data check:" in result.stdout
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_the_default_models_shipped_config_is_the_one_its_conversion_writes():
+    converted = json.loads((store.ensure_default_model() / "config.json").read_text())
+    shipped = json.loads((store.DEFAULT_CONFIG_DIR / "config.json").read_text())
+    ignored = {"_model_name_or_path", "transformers_version"}
+    assert shipped == {k: v for k, v in converted.items() if k not in ignored}
+
+
+def test_an_estimate_before_the_default_model_is_converted(tmp_path, default_tokenizer):
+    """A fresh store (the tokenizer converted, the weights not yet): the memory figure is there, the
+    same as once the model is converted, and nothing is converted for it."""
+    from playground.manager import ModelManager
+
+    fresh = store.default_dir(tmp_path)
+    fresh.mkdir()
+    for name in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja"):
+        (fresh / name).symlink_to(store.default_dir() / name)
+    config = TrainConfig(max_steps=5, batch_size=2, max_length=64)
+    dataset = data.load(data.BUILTIN)
+    train = dataset.splits(seed=config.split_seed).train
+    before = estimate.for_settings(ModelManager(tmp_path), dataset, config, 5, train)
+    assert store.needs_conversion("default", tmp_path)  # nothing converted for the estimate
+    after = estimate.for_settings(ModelManager(store.MODELS_DIR), dataset, config, 5, train)
+    assert before.total == after.total > 0 and before.trainable == after.trainable > 0
+    assert "Memory: about" in estimate.describe(before)

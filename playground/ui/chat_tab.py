@@ -20,7 +20,7 @@ from ..errors import PlaygroundError
 from ..generation import GenerationSettings, stream
 from ..prompts import Turn, conversation
 from ..votes import save_vote, tally
-from .common import SessionStops, Shared, notice, run_choices, run_update
+from .common import SessionStops, Shared, notice, relabel_runs, run_choices, run_update
 
 log = logging.getLogger(__name__)
 
@@ -358,6 +358,7 @@ def build(shared: Shared, tab: gr.Tab) -> None:
     gr.on([shared.app.load, tab.select, ui.refresh.click], lambda current: run_update(manager, current), ui.run,
           ui.run).then(lambda r, w: checkpoint_update(manager, r, w), [ui.run, ui.checkpoint], ui.checkpoint).then(
         lambda r, w: describe_run(manager, r, w), [ui.run, ui.checkpoint], [ui.run_info, ui.example])
+    relabel_runs(manager, ui.run)
     ui.run.input(lambda r: checkpoint_update(manager, r), ui.run, ui.checkpoint).then(
         lambda r, w: describe_run(manager, r, w), [ui.run, ui.checkpoint], [ui.run_info, ui.example])
     ui.checkpoint.input(lambda r, w: describe_run(manager, r, w), [ui.run, ui.checkpoint], [ui.run_info, ui.example])

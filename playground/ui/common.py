@@ -128,6 +128,20 @@ def run_update(manager: ModelManager, current: str | None) -> Any:
     return gr.update(choices=choices, value=pick(choices, current))
 
 
+def relabel_runs(manager: ModelManager, dropdown: gr.Dropdown, every: float = 5.0) -> None:
+    """Keep a run dropdown's labels current while its tab stays open (a run training now ends, another
+    is saved), the pick kept; nothing is sent while the runs stay as they are."""
+    timer, shown = gr.Timer(every), gr.State(None)
+
+    def tick(current: str | None, last: Any) -> tuple[Any, Any]:
+        choices = [list(choice) for choice in run_choices(manager)]  # as the State gives them back
+        if choices == last:
+            return gr.skip(), last
+        return gr.update(choices=[tuple(c) for c in choices], value=pick(choices, current)), choices
+
+    timer.tick(tick, [dropdown, shown], [dropdown, shown], show_progress="hidden")
+
+
 def pick(choices: list[tuple[str, str]], current: str | None) -> str | None:
     """The current pick while it is still listed, else the first run that is not damaged."""
     if current in [value for _, value in choices]:

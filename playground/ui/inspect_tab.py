@@ -12,7 +12,7 @@ import plotly.graph_objects as go
 
 from .. import data, inspection
 from ..errors import PlaygroundError
-from .common import LEGEND_ABOVE_LEFT, Form, Shared, notice, run_choices, run_update
+from .common import LEGEND_ABOVE_LEFT, Form, Shared, notice, relabel_runs, run_choices, run_update
 
 SPLITS = [("test", "test"), ("validation", "validation"), ("train (what it learned from)", "train")]
 INTRO = ("Both models read the same text, the prompt and the **reference** answer (teacher forcing), and give "
@@ -267,3 +267,4 @@ def build(shared: Shared, tab: gr.Tab) -> None:
         return update, *refresh_examples(manager, update.get("value"), split, current_example)
 
     gr.on([shared.app.load, tab.select], refresh_runs, [ui.run, ui.split, ui.example], [ui.run, ui.example, ui.message])
+    relabel_runs(manager, ui.run)

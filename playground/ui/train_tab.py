@@ -407,16 +407,17 @@ def refuse_while_variants_train(manager: Any) -> None:
         raise PlaygroundError("The variants are training one after another; stop them first.")
 
 
-def start(manager: Any, dataset: Any, config: Callable[[], TrainConfig]) -> tuple[Any, Any, Any]:
-    """(message, progress, seen) once a run of the form's settings has started, or why not."""
+def start(manager: Any, dataset: Any, config: Callable[[], TrainConfig]) -> tuple[Any, Any, Any, Any]:
+    """(message, progress, seen, preflight) once a run of the form's settings has started, or why not;
+    the estimate and data check of before go (the run's own progress and time replace them)."""
     try:
         refuse_while_variants_train(manager)
         chosen = config()
         manager.request_model(chosen.model)
         manager.start_training(dataset, chosen)
     except PlaygroundError as exc:
-        return notice(str(exc), "error"), gr.skip(), gr.skip()
-    return "", progress_html(snapshot(manager)), None
+        return notice(str(exc), "error"), gr.skip(), gr.skip(), gr.skip()
+    return "", progress_html(snapshot(manager)), None, ""
 
 
 def preflight(manager: Any, dataset: Any, config: Callable[[], TrainConfig]) -> str:
@@ -478,7 +479,7 @@ def build(shared: Shared) -> None:
     gr.on([*changed(shared, "dataset", "style"), form.split_seed.change, form.split_order.change],
           describe_source, [shared.dataset, shared.style, form.split_seed, form.split_order], ui.source)
     ui.load_model.click(lambda spec: load_model(manager, spec), ui.model_spec, ui.model_status)
-    view.start.click(with_config(start), [*session, *form.inputs()], [view.message, view.progress, view.seen])
+    view.start.click(with_config(start), [*session, *form.inputs()], [view.message, view.progress, view.seen, ui.preflight])
     view.stop.click(lambda: stop(manager), outputs=view.message)
     view.resume.click(lambda run_id: resume(manager, run_id), view.resumable, [view.message, view.progress, view.seen])
     ui.run_variants.click(with_config(start_variants), [*session, ui.variants, *form.inputs()], ui.variants_status)
