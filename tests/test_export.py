@@ -166,6 +166,48 @@ def llama_logits(path, ids):
     return llm, np.array(llm.scores[:len(ids)])
 
 
+@pytest.mark.parametrize("quant", ["q6_k", "q5_k_m", "q4_k_m", "q4_0"])
+def test_llama_cpp_quantises_the_f16_file_and_the_cost_is_measured(graded_run, tiny_model_dir, tmp_path, quant):
+    """The tiny model's 64-wide rows are no whole K-quant block (256): llama.cpp falls back to a type
+    that fits for those tensors, as it does for Gemma 3 270M's 640-wide ones; the file says its type."""
+    import gguf
+
+    manager = ModelManager(graded_run, tokenizer_spec=str(tiny_model_dir), dtype="float32")
+
+    def exported(kind):
+        return export_run(manager, ExportRequest(run_id="seed-7", format="gguf", quant=kind, out=tmp_path / kind,
+                                                 parity_count=8, max_new_tokens=12))
+
+    result = exported(quant)
+    reader = gguf.GGUFReader(str(result.folder / "model.gguf"))
+    assert int(reader.fields["general.file_type"].parts[-1][0]) == int(gguf_file.QUANTS[quant].file_type)
+    assert sorted(p.name for p in result.folder.iterdir()) == ["README.md", "export.json", "model.gguf"]  # no F16 left
+    cost = result.parity
+    assert cost.total == 8 and cost.positions > 40
+    assert 0.0 <= cost.top1_agreement <= 1.0 and cost.mean_kl >= 0.0 and cost.tokens_per_s > 0
+    assert set(cost.exact_match) == set(cost.rouge_l) == {"app", "gguf"}
+    assert "answer positions" in cost.summary
+    f16 = exported("f16").parity
+    assert f16.positions == cost.positions  # the same references, read on both sides
+    assert f16.top1_agreement >= cost.top1_agreement and f16.mean_kl < cost.mean_kl  # 4 to 6 bits cost more than 16
+    assert f16.top1_agreement >= 0.98 and f16.mean_kl < 1e-3, f16.as_dict()
+
+
+def test_a_quantisation_by_llama_cpp_without_its_package_says_how_to_install_it(monkeypatch, tmp_path):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_llama(name, *args, **kwargs):
+        if name == "llama_cpp":
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_llama)
+    with pytest.raises(PlaygroundError, match=re.escape(parity.INSTALL_LLAMA)):
+        gguf_file.quantize(tmp_path / "f16.gguf", tmp_path / "q4.gguf", gguf_file.QUANTS["q4_k_m"])
+
+
 @pytest.mark.parametrize("quant,tolerance", [("f16", 0.02), ("bf16", 0.1), ("q8_0", 0.1)])
 def test_gguf_export_matches_the_model_in_llama_cpp(manager, tiny_run, tiny_model_dir, tmp_path, quant, tolerance):
     result = export(manager, tmp_path, "gguf", quant)
@@ -229,8 +271,8 @@ def test_the_standin_refuses_a_model_from_a_blob_never_uploaded(tmp_path, defaul
 def test_other_architectures_are_refused_by_name():
     with pytest.raises(PlaygroundError, match="'gpt2'"):
         gguf_file.architecture(SimpleNamespace(model_type="gpt2"))
-    with pytest.raises(PlaygroundError, match="llama-quantize"):
-        gguf_file.check_quant("q4_k_m")
+    with pytest.raises(PlaygroundError, match="q4_k_m"):
+        gguf_file.check_quant("q3_k_s")
 
 
 def test_a_file_or_a_foreign_folder_is_never_written_over(manager, tmp_path):
@@ -273,10 +315,10 @@ def test_the_command_line_exports_and_lists_the_files(tiny_run, tmp_path):
     assert f"Exported to {out}" in printed and "adapter_model.safetensors" in printed and "KiB" in printed
     again = run_cli("export", "--run", RUN, "--format", "adapter", "--out", out, models_dir=tiny_run)
     assert again.returncode == 2 and "--force" in again.stderr
-    quantized = run_cli("export", "--run", RUN, "--format", "gguf", "--quant", "Q4_K_M", "--out", tmp_path / "k",
-                        models_dir=tiny_run)
-    assert quantized.returncode == 2
-    assert "llama-quantize" in quantized.stderr and not (tmp_path / "k").exists()
+    unknown = run_cli("export", "--run", RUN, "--format", "gguf", "--quant", "Q3_K_S", "--out", tmp_path / "k",
+                      models_dir=tiny_run)
+    assert unknown.returncode == 2
+    assert "q4_k_m" in unknown.stderr and not (tmp_path / "k").exists()
 
 
 # ------------------------------------------------------------ the default model

@@ -4,8 +4,11 @@ Supported: Gemma 3 (`gemma3_text`, the default model) and Llama-family models (`
 llama.cpp's names, and the weight transforms llama.cpp expects: Gemma's RMS norms store `1 + weight`
 (transformers keeps the weight alone), and Llama's query and key projections are permuted from the
 halves layout of transformers' rotary embedding to llama.cpp's interleaved pairs. Types: F16, BF16
-and Q8_0 (norms stay F32; a Q8_0 tensor whose rows are not a multiple of 32 stays F16). K-quants
-(Q4_K_M, ...) need llama.cpp's own `llama-quantize` on the F16 file.
+and Q8_0 are written here (norms stay F32; a Q8_0 tensor whose rows are not a multiple of 32 stays
+F16). Q4_0 and the K-quants (Q4_K_M, Q5_K_M, Q6_K) are made from the F16 file by llama.cpp's own
+quantize function (`llama_model_quantize`, as its `llama-quantize` tool does), which picks each
+tensor's type by its mix and falls back to a type that fits where a row is not a whole number of
+blocks (Gemma 3 270M's 640-wide rows are 2.5 K-quant blocks).
 """
 
 from __future__ import annotations
@@ -30,25 +33,34 @@ class Quant:
     """A GGUF type the file can be written in: one entry in QUANTS adds it to `--quant` and the Export tab."""
     name: str
     label: str
-    tensor_type: gguf.GGMLQuantizationType  # for the 2-D weights; norms and biases stay F32
-    file_type: gguf.LlamaFileType           # what the file says it mostly holds
+    file_type: gguf.LlamaFileType  # what the file says it mostly holds (llama.cpp's ftype: the same numbers)
+    # for the 2-D weights when written here (norms and biases stay F32); None: llama.cpp quantizes the F16 file
+    tensor_type: gguf.GGMLQuantizationType | None = None
+
+    @property
+    def by_llama_cpp(self) -> bool:
+        return self.tensor_type is None
 
 
 QUANTS = {quant.name: quant for quant in (
-    Quant("f16", "F16", gguf.GGMLQuantizationType.F16, gguf.LlamaFileType.MOSTLY_F16),
-    Quant("bf16", "BF16", gguf.GGMLQuantizationType.BF16, gguf.LlamaFileType.MOSTLY_BF16),
-    Quant("q8_0", "Q8_0", gguf.GGMLQuantizationType.Q8_0, gguf.LlamaFileType.MOSTLY_Q8_0),
+    Quant("f16", "F16", gguf.LlamaFileType.MOSTLY_F16, gguf.GGMLQuantizationType.F16),
+    Quant("bf16", "BF16", gguf.LlamaFileType.MOSTLY_BF16, gguf.GGMLQuantizationType.BF16),
+    Quant("q8_0", "Q8_0", gguf.LlamaFileType.MOSTLY_Q8_0, gguf.GGMLQuantizationType.Q8_0),
+    Quant("q6_k", "Q6_K", gguf.LlamaFileType.MOSTLY_Q6_K),
+    Quant("q5_k_m", "Q5_K_M", gguf.LlamaFileType.MOSTLY_Q5_K_M),
+    Quant("q4_k_m", "Q4_K_M (what Ollama pulls by default)", gguf.LlamaFileType.MOSTLY_Q4_K_M),
+    Quant("q4_0", "Q4_0", gguf.LlamaFileType.MOSTLY_Q4_0),
 )}
 
-K_QUANT_NOTE = ("K-quants (Q4_K_M, Q5_K_M, ...) are not written here: quantize the F16 file with llama.cpp's own "
-                "tool, `llama-quantize model-f16.gguf model-q4_k_m.gguf Q4_K_M`.")
+QUANT_NOTE = ("Q4_0 and the K-quants are made by llama.cpp from the F16 file; every type's cost is measured against "
+              "the app on the run's own test split (Parity).")
 Progress = Callable[[float, str], None]
 
 
 def check_quant(quant: str) -> str:
     quant = quant.lower()
     if quant not in QUANTS:
-        raise PlaygroundError(f"Unknown GGUF type {quant!r}: choose {', '.join(QUANTS)}. {K_QUANT_NOTE}")
+        raise PlaygroundError(f"Unknown GGUF type {quant!r}: choose {', '.join(QUANTS)}.")
     return quant
 
 
@@ -65,13 +77,51 @@ def architecture(config: Any) -> gguf.MODEL_ARCH:
 def write_gguf(model: Any, tokenizer: Any, path: Path, quant: str, chat_template: str, adds_bos: bool,
                stops: list[int], name: str, on_progress: Progress | None = None,
                stop: threading.Event | None = None) -> None:
-    """Write `model` (float weights) with its tokenizer into the GGUF file `path`."""
+    """Write `model` (float weights) with its tokenizer into the GGUF file `path`; for a type llama.cpp
+    makes, an F16 file beside it first, quantized into `path` and then removed."""
+    chosen = QUANTS[check_quant(quant)]
+    if not chosen.by_llama_cpp:
+        _write_float_or_q8(model, tokenizer, path, chosen, chat_template, adds_bos, stops, name, on_progress, stop)
+        return
+    source = path.with_name(path.stem + ".f16.gguf")
+    try:
+        _write_float_or_q8(model, tokenizer, source, QUANTS["f16"], chat_template, adds_bos, stops, name,
+                           lambda f, text: on_progress(0.8 * f, text) if on_progress else None, stop)
+        if on_progress:
+            on_progress(0.85, f"Quantizing to {chosen.name.upper()} with llama.cpp")
+        quantize(source, path, chosen)
+    finally:
+        source.unlink(missing_ok=True)
+
+
+def quantize(source: Path, path: Path, chosen: Quant) -> None:
+    """`source` (an F16 GGUF file) quantized by llama.cpp into `path`, as `llama-quantize` would."""
+    try:
+        import llama_cpp
+    except ImportError:
+        from .parity import INSTALL_LLAMA
+
+        raise PlaygroundError(f"{chosen.name.upper()} is made by llama.cpp, whose Python package (llama-cpp-python) "
+                              f"is not installed: install it with `{INSTALL_LLAMA}` (a C/C++ compiler and cmake, "
+                              "several minutes the first time), or export F16, BF16 or Q8_0.") from None
+    from .parity import threads
+
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = int(chosen.file_type)
+    params.nthread = threads() or 0  # 0: llama.cpp's own choice
+    failed = llama_cpp.llama_model_quantize(str(source).encode(), str(path).encode(), params)
+    if failed or not path.is_file():
+        raise PlaygroundError(f"llama.cpp could not quantize the F16 file to {chosen.name.upper()} (code {failed}).")
+
+
+def _write_float_or_q8(model: Any, tokenizer: Any, path: Path, chosen: Quant, chat_template: str, adds_bos: bool,
+                       stops: list[int], name: str, on_progress: Progress | None,
+                       stop: threading.Event | None) -> None:
     config = model.config
     arch = architecture(config)
-    quant = check_quant(quant)
     writer = gguf.GGUFWriter(str(path), gguf.MODEL_ARCH_NAMES[arch])
     writer.add_name(name)
-    writer.add_file_type(QUANTS[quant].file_type)
+    writer.add_file_type(chosen.file_type)
     writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
     (_gemma3_parameters if arch == gguf.MODEL_ARCH.GEMMA3 else _llama_parameters)(writer, config)
     state = model.state_dict()
@@ -81,7 +131,7 @@ def write_gguf(model: Any, tokenizer: Any, path: Path, quant: str, chat_template
         if token != tokenizer.eos_token_id:
             writer.add_eot_token_id(int(token))
     writer.add_chat_template(chat_template)
-    _add_tensors(writer, state, config, arch, QUANTS[quant].tensor_type, on_progress, stop)
+    _add_tensors(writer, state, config, arch, chosen.tensor_type, on_progress, stop)
     if on_progress:
         on_progress(0.95, f"Writing {path.name}")
     try:

@@ -1,23 +1,34 @@
-"""The parity check: does the exported GGUF answer like the app?
+"""The parity check: does the exported GGUF answer like the app, and what does its type cost?
 
-The run's own test prompts are answered greedily twice: by the app's tuned model through the one
-generation engine, and by llama.cpp (`llama_cpp.Llama`) on the exported file, with llama.cpp's own
-tokenizer. The result counts identical answers and, for the others, where the first different token
-is; it also counts prompts that llama.cpp tokenises differently from the app.
+The run's own test records are used twice:
+- Answered greedily by the app's tuned model through the one generation engine, and by llama.cpp
+  (`llama_cpp.Llama`) on the exported file with llama.cpp's own tokenizer. The result counts identical
+  answers and, for the others, where the first different token is; it counts prompts that llama.cpp
+  tokenises differently from the app, llama.cpp's speed, and both sides' exact match and ROUGE-L
+  against the references.
+- Read with teacher forcing: the prompt and the reference answer, the same token ids on both sides.
+  At each answer position, whether both pick the same next token (top-1 agreement) and how far
+  llama.cpp's next-token distribution is from the app's, KL(app || gguf). Unlike identical answers,
+  this does not hang on a near-tie early in an answer: it is what a quantisation costs.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import os
+import statistics
 import threading
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from .. import prompts
+import torch
+
+from .. import batching, metrics, prompts
 from ..errors import PlaygroundError
 from ..generation import GenerationSettings, answer_text, encode, generate
+from ..inspection import kl_divergence, next_token_logprobs
 
 Progress = Callable[[float, str], None]
 
@@ -40,6 +51,14 @@ class ParityResult:
     same_prompt_tokens: int
     max_new_tokens: int
     differences: list[Difference] = field(default_factory=list)
+    # teacher forcing on the references: answer positions read, the share where both pick the same
+    # next token, and the mean KL(app || gguf) per position in nats
+    positions: int = 0
+    top1_agreement: float | None = None
+    mean_kl: float | None = None
+    tokens_per_s: float | None = None  # llama.cpp's greedy answers, prompt included
+    exact_match: dict[str, float] = field(default_factory=dict)  # "app", "gguf": share of the references
+    rouge_l: dict[str, float] = field(default_factory=dict)
 
     @property
     def summary(self) -> str:
@@ -47,10 +66,30 @@ class ParityResult:
                 f"(greedy, {self.max_new_tokens} tokens at most)")
         if self.same_prompt_tokens != self.total:
             text += f"; llama.cpp tokenised {self.total - self.same_prompt_tokens} prompts differently"
+        if self.top1_agreement is not None:
+            text += (f"; on the references, the same next token at {self.top1_agreement:.1%} of "
+                     f"{self.positions} answer positions, mean KL(app || gguf) {self.mean_kl:.4f} nats")
         return text
 
     def as_dict(self) -> dict[str, Any]:
         return {**asdict(self), "summary": self.summary}
+
+
+COST_COLUMNS = ("file", "size", "llama.cpp tokens/s", "top-1 agreement", "mean KL (nats)",
+                "exact match (app / gguf)", "ROUGE-L (app / gguf)")
+
+
+def cost_row(name: str, size: str, parity: dict[str, Any]) -> tuple[str, ...]:
+    """One row of COST_COLUMNS from a parity result's `as_dict()` (as exports.jsonl keeps it); a figure
+    an older export did not measure reads "–"."""
+    def pair(values: dict[str, float] | None, form: str) -> str:
+        return f"{values['app']:{form}} / {values['gguf']:{form}}" if values else "–"
+
+    speed, agreement, kl = parity.get("tokens_per_s"), parity.get("top1_agreement"), parity.get("mean_kl")
+    return (name, size, "–" if speed is None else f"{speed:,.0f}",
+            "–" if agreement is None else f"{agreement:.1%} of {parity['positions']}",
+            "–" if kl is None else f"{kl:.4f}", pair(parity.get("exact_match"), ".0%"),
+            pair(parity.get("rouge_l"), ".2f"))
 
 
 @dataclass(frozen=True)
@@ -58,6 +97,8 @@ class Case:
     record: int
     instruction: str
     prompt: prompts.Prompt
+    reference: str
+    sample: batching.Sample  # the prompt and the reference answer as training reads them
 
 
 def cases_for(manager: Any, run_id: str, style: str, tokenizer: Any, template: str | None, count: int) -> list[Case]:
@@ -66,7 +107,8 @@ def cases_for(manager: Any, run_id: str, style: str, tokenizer: Any, template: s
     cases = []
     for index in found.indices("test")[:count]:
         record = found.dataset.records[index]
-        cases.append(Case(index, record.instruction, prompts.render(record, style, tokenizer, template).inference))
+        cases.append(Case(index, record.instruction, prompts.render(record, style, tokenizer, template).inference,
+                          record.output, batching.encode(record, style, tokenizer, template, index)))
     if not cases:
         raise PlaygroundError(f"Run {run_id} has no test records to check the export with.")
     return cases
@@ -87,9 +129,11 @@ def app_answers(manager: Any, run_id: str, cases: list[Case], tokenizer: Any, st
 
 def gguf_answers(path: Path, cases: list[Case], tokenizer: Any, stops: list[int], adds_bos: bool,
                  settings: GenerationSettings, stop: threading.Event | None,
-                 on_progress: Progress | None) -> tuple[list[list[int]], int]:
-    """llama.cpp's greedy answer tokens for every case, and how many prompts it tokenised as the app did."""
+                 on_progress: Progress | None) -> tuple[list[list[int]], int, float | None]:
+    """llama.cpp's greedy answer tokens for every case, how many prompts it tokenised as the app did, and
+    its speed (prompt and answer tokens per second, the file's loading not counted)."""
     llm = load_llama(path, max(len(encode(tokenizer, c.prompt)) for c in cases) + settings.max_new_tokens + 8)
+    started, read = time.perf_counter(), 0
     try:
         answers, same = [], 0
         for number, case in enumerate(cases):
@@ -98,6 +142,7 @@ def gguf_answers(path: Path, cases: list[Case], tokenizer: Any, stops: list[int]
             ids = llm.tokenize(case.prompt.text.encode("utf-8"), add_bos=adds_bos and not case.prompt.has_special_tokens,
                                special=True)
             same += ids == encode(tokenizer, case.prompt)
+            read += len(ids)
             llm.reset()
             answer: list[int] = []
             for token in llm.generate(ids, temp=0.0, top_k=1, top_p=1.0, min_p=0.0, repeat_penalty=1.0, reset=True):
@@ -111,7 +156,8 @@ def gguf_answers(path: Path, cases: list[Case], tokenizer: Any, stops: list[int]
                 on_progress((number + 1) / len(cases), f"llama.cpp's answers: {number + 1} of {len(cases)}")
     finally:
         llm.close()  # its memory now, not whenever the collector runs
-    return answers, same
+    seconds = time.perf_counter() - started
+    return answers, same, (read + sum(map(len, answers))) / seconds if seconds > 0 else None
 
 
 # llama.cpp's Python package compiles from source, so it is an extra of the app, not a requirement.
@@ -190,15 +236,59 @@ def first_difference(case: Case, app_text: str, ids: list[int], tokenizer: Any) 
                       tokenizer.decode(ids[position:position + 1]) if position < len(ids) else "")
 
 
+def teacher_forced(manager: Any, run_id: str, path: Path, cases: list[Case], stop: threading.Event | None,
+                   on_progress: Progress | None) -> tuple[int, float, float]:
+    """(answer positions, top-1 agreement, mean KL(app || gguf)) with both reading each case's prompt and
+    reference answer, the same token ids."""
+    side, _ = manager.tuned_side(run_id)
+    llm = load_llama(path, max(len(c.sample.ids) for c in cases) + 8, logits_all=True)
+    agree, kl_sum, positions = 0, 0.0, 0
+    try:
+        for number, case in enumerate(cases):
+            if stop is not None and stop.is_set():
+                raise PlaygroundError(f"Stopped during the parity check ({number} of {len(cases)} read).")
+            ids = case.sample.ids
+            keep = slice(case.sample.prompt_len - 1, len(ids) - 1)  # the positions that predict the answer
+            app = next_token_logprobs([side], ids, keep)[0]
+            llm.reset()
+            llm.eval(ids)
+            gguf = torch.log_softmax(torch.from_numpy(llm.scores[keep].copy()).float(), dim=-1)
+            if gguf.shape != app.shape:
+                raise PlaygroundError(f"llama.cpp's vocabulary ({gguf.shape[-1]} tokens) differs from the app's "
+                                      f"({app.shape[-1]}): the file cannot be compared.")
+            agree += int((app.argmax(-1) == gguf.argmax(-1)).sum())
+            kl_sum += float(kl_divergence(app, gguf).sum())
+            positions += app.shape[0]
+            if on_progress:
+                on_progress((number + 1) / len(cases), f"Reading the references: {number + 1} of {len(cases)}")
+    finally:
+        llm.close()
+    return positions, agree / max(1, positions), kl_sum / max(1, positions)
+
+
+def reference_scores(answers: list[str], cases: list[Case]) -> tuple[float, float]:
+    """(exact match, mean ROUGE-L) of the answers against the cases' references."""
+    pairs = list(zip(answers, (c.reference for c in cases)))
+    return (statistics.fmean(metrics.exact_match(a, r) for a, r in pairs),
+            statistics.fmean(metrics.rouge_l(a, r) for a, r in pairs))
+
+
 def check(manager: Any, run_id: str, path: Path, tokenizer: Any, style: str, template: str | None,
           stops: list[int], adds_bos: bool, count: int, settings: GenerationSettings,
           stop: threading.Event | None = None, on_progress: Progress | None = None) -> ParityResult:
-    """Answer `count` test prompts of the run in the app and with the GGUF file; compare them."""
+    """Answer `count` test prompts of the run in the app and with the GGUF file, compare them, and
+    read their references on both sides."""
     cases = cases_for(manager, run_id, style, tokenizer, template, count)
 
     def part(start: float, share: float) -> Progress | None:
         return (lambda f, text: on_progress(start + share * f, text)) if on_progress else None
 
-    app = app_answers(manager, run_id, cases, tokenizer, style, settings, stop, part(0.0, 0.6))
-    gguf, same = gguf_answers(path, cases, tokenizer, stops, adds_bos, settings, stop, part(0.6, 0.4))
-    return compare(cases, app, gguf, tokenizer, same, settings.max_new_tokens)
+    app = app_answers(manager, run_id, cases, tokenizer, style, settings, stop, part(0.0, 0.45))
+    gguf, same, speed = gguf_answers(path, cases, tokenizer, stops, adds_bos, settings, stop, part(0.45, 0.3))
+    result = compare(cases, app, gguf, tokenizer, same, settings.max_new_tokens)
+    result.tokens_per_s = speed
+    for side, answers in (("app", app), ("gguf", [answer_text(tokenizer, ids) for ids in gguf])):
+        result.exact_match[side], result.rouge_l[side] = reference_scores(answers, cases)
+    result.positions, result.top1_agreement, result.mean_kl = teacher_forced(manager, run_id, path, cases, stop,
+                                                                             part(0.75, 0.25))
+    return result

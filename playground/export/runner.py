@@ -5,6 +5,7 @@ formats is in their `formats.ExportFormat`."""
 from __future__ import annotations
 
 import json
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -56,6 +57,9 @@ class ExportResult:
         out += [f"  {entry.name}  {entry.size_text}" for entry in self.files]
         if self.parity is not None:
             out.append(f"Parity with the app: {self.parity.summary}.")
+            gguf = next((entry for entry in self.files if entry.name.endswith(".gguf")), None)
+            row = parity.cost_row(gguf.name if gguf else "", gguf.size_text if gguf else "", self.parity.as_dict())
+            out += ["  " + " | ".join(parity.COST_COLUMNS), "  " + " | ".join(row)]
             for diff in self.parity.differences:
                 out.append(f"  record {diff.record}: first different token #{diff.token}: llama.cpp "
                            f"{token_text(diff.gguf_token)}, the app {token_text(diff.app_token)}")
@@ -75,7 +79,9 @@ def default_out(models_dir: Path, run_id: str, fmt: str, quant: str) -> Path:
 
 
 def export_run(manager: Any, request: ExportRequest, on_progress: Progress | None = None,
-               stop: threading.Event | None = None) -> ExportResult:
+               stop: threading.Event | None = None, keep_record: bool = True) -> ExportResult:
+    """The export `request` asks for; `keep_record` False leaves it out of the run's exports.jsonl (a
+    measurement in a temporary folder)."""
     fmt = request.check()
     models_dir = manager.models_dir
     request.run_id = runs.check_run_id(models_dir, request.run_id)
@@ -102,11 +108,31 @@ def export_run(manager: Any, request: ExportRequest, on_progress: Progress | Non
     result.files = target.list_files(result.folder)
     if fmt.parity and result.parity is None:
         result.notes.append(parity.MISSING_NOTE)
-    if fmt.quantised and request.quant != "f16":
-        result.notes.append(gguf_file.K_QUANT_NOTE)
-    records.append(facts.record.folder, _entry(request, fmt, result))
+    if keep_record:
+        records.append(facts.record.folder, _entry(request, fmt, result))
     report(1.0, "Done")
     return result
+
+
+def compare_quants(manager: Any, run_id: str, parity_count: int = 10, max_new_tokens: int = 64,
+                   on_progress: Progress | None = None, stop: threading.Event | None = None) -> list[list[str]]:
+    """The run exported to every GGUF type in a temporary folder (removed after), each measured against the
+    app on the run's own test split: the cost table, a row of `parity.COST_COLUMNS` per type, F16 first."""
+    if not parity.llama_cpp_installed():
+        raise PlaygroundError(parity.MISSING_NOTE)
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="compare-quants-") as folder:
+        for number, quant in enumerate(gguf_file.QUANTS):
+            def report(fraction: float, text: str, number: int = number, quant: str = quant) -> None:
+                if on_progress:
+                    on_progress((number + fraction) / len(gguf_file.QUANTS), f"{quant.upper()}: {text}")
+
+            request = ExportRequest(run_id=run_id, format="gguf", quant=quant, out=Path(folder) / quant,
+                                    parity_count=parity_count, max_new_tokens=max_new_tokens)
+            result = export_run(manager, request, report, stop, keep_record=False)
+            size = next(entry.size_text for entry in result.files if entry.name.endswith(".gguf"))
+            rows.append(list(parity.cost_row(quant.upper(), size, result.parity.as_dict())))
+    return rows
 
 
 def _write_files(fmt: ExportFormat, build: Build) -> parity.ParityResult | None:

@@ -13,9 +13,10 @@ import gradio as gr
 from .. import runs
 from ..errors import PlaygroundError
 from ..export import FORMATS, ExportRequest, export_run
+from ..export.parity import COST_COLUMNS, cost_row
 from ..export.runner import token_text
 from ..export import records as export_records
-from ..export.gguf_file import K_QUANT_NOTE, QUANTS
+from ..export.gguf_file import QUANT_NOTE, QUANTS
 from ..export.target import human_size
 from .common import Form, SessionStops, Shared, notice, pick, run_label
 
@@ -47,7 +48,7 @@ def layout(manager: Any) -> SimpleNamespace:
                 "folder** with the adapter merged in, a **GGUF** file for llama.cpp, or an **Ollama** model. The run's "
                 "prompt style becomes the chat template, and its end markers the stop tokens. A GGUF or Ollama "
                 "export then answers the run's test prompts in llama.cpp and compares with the app's answers. "
-                + K_QUANT_NOTE)
+                + QUANT_NOTE)
     form = ui.form
     with gr.Row(equal_height=True):
         form.run = gr.Dropdown(saved_runs(manager), value=None, label="Run", scale=3, elem_id="export-run")
@@ -95,7 +96,8 @@ def export(manager: Any, form: SimpleNamespace, stop: Any, progress: Any) -> tup
         text += "\n" + result.ollama
     text += "".join("\n" + note for note in result.notes)
     return (notice(text, "ok"), files_html([(f.name, f.size) for f in result.files]),
-            parity_html(result.parity.as_dict() if result.parity else None))
+            parity_html(result.parity.as_dict() if result.parity else None, gguf_file_of([(f.name, f.size)
+                                                                                          for f in result.files])))
 
 
 def last_export(manager: Any, run_id: str | None) -> tuple[str, str, str]:
@@ -109,7 +111,8 @@ def last_export(manager: Any, run_id: str | None) -> tuple[str, str, str]:
     last = entries[-1]
     head = (f"The last export of this run ({last['time']}): {last['format']}"
             + (f" {last['quant']}" if last.get("quant") else "") + f" in {last['folder']}.")
-    return notice(head), files_html([(f["name"], f["bytes"]) for f in last["files"]]), parity_html(last.get("parity"))
+    files = [(f["name"], f["bytes"]) for f in last["files"]]
+    return notice(head), files_html(files), parity_html(last.get("parity"), gguf_file_of(files))
 
 
 def build(shared: Shared, tab: gr.Tab) -> None:
@@ -144,7 +147,12 @@ def files_html(files: list[tuple[str, int]]) -> str:
     return f'<table class="pg-findings"><tr><th>File</th><th>Size</th></tr>{rows}</table>'
 
 
-def parity_html(parity: dict[str, Any] | None) -> str:
+def gguf_file_of(files: list[tuple[str, int]]) -> tuple[str, int] | None:
+    return next(((name, size) for name, size in files if name.endswith(".gguf")), None)
+
+
+def parity_html(parity: dict[str, Any] | None, gguf: tuple[str, int] | None = None) -> str:
+    """The parity check: its summary, what the file costs (a row of the cost table) and the answers that differ."""
     if not parity:
         return ""
     kind = "ok" if parity["identical"] == parity["total"] else "warn"
@@ -155,4 +163,8 @@ def parity_html(parity: dict[str, Any] | None) -> str:
     table = ("" if not rows else '<table class="pg-findings"><tr><th>Record</th><th>Instruction</th>'
              "<th>First different token</th><th>App</th><th>llama.cpp</th><th>App's answer</th>"
              f"<th>llama.cpp's answer</th></tr>{rows}</table>")
-    return notice(f"Parity with the app: {parity['summary']}.", kind) + table
+    name, size = gguf or ("model.gguf", None)
+    cells = cost_row(name, human_size(size) if size is not None else "–", parity)
+    cost = ('<table class="pg-findings" id="export-cost"><tr>' + "".join(f"<th>{c}</th>" for c in COST_COLUMNS)
+            + "</tr><tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr></table>")
+    return notice(f"Parity with the app: {parity['summary']}.", kind) + cost + table
