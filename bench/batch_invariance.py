@@ -63,7 +63,6 @@ def main() -> None:
 
 
 def measure(requested: str, args: argparse.Namespace) -> dict:
-    import torch
 
     from playground import data, prompts, store
     from playground.generation import GenerationSettings, Side, generate, stop_ids

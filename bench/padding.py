@@ -124,8 +124,8 @@ def main() -> None:
 
     at8 = rows[8]
     met = at8["playground"] >= TARGET
-    print(f"\n(b) and (c) pad the same way (to the longest sample); they differ only in the shuffle and "
-          f"the book's drop_last.")
+    print("\n(b) and (c) pad the same way (to the longest sample); they differ only in the shuffle and "
+          "the book's drop_last.")
     print(f"footnote: counting HF's inputs as the full ids (one more column per batch), (b) at batch 8 is "
           f"{at8['hf_trainer_full_ids']:.3f}.")
     print(f"target: playground >= {TARGET} at batch size 8: {at8['playground']:.3f} -> {'MET' if met else 'NOT MET'}")

@@ -226,7 +226,6 @@ def body_matmul_parameters(model) -> int:
 
 def useful_flops(args) -> dict:
     """The work every method must do on these samples (see the docstring), and the model's shapes."""
-    from playground import batching, store
 
     _, side, tokenizer, _, _, _, train, _, _ = setup(args)
     config = side.weights.model.config

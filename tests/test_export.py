@@ -193,6 +193,21 @@ def test_llama_cpp_quantises_the_f16_file_and_the_cost_is_measured(graded_run, t
     assert f16.top1_agreement >= 0.98 and f16.mean_kl < 1e-3, f16.as_dict()
 
 
+def test_the_lora_adapter_as_gguf_answers_like_the_app_on_the_base_gguf(graded_run, tiny_model_dir, tmp_path):
+    manager = ModelManager(graded_run, tokenizer_spec=str(tiny_model_dir), dtype="float32")
+    result = export_run(manager, ExportRequest(run_id="seed-7", format="gguf-lora", out=tmp_path / "lora",
+                                               parity_count=8, max_new_tokens=12))
+    assert sorted(p.name for p in result.folder.iterdir()) == ["README.md", "adapter.gguf", "export.json"]  # no base
+    cost = result.parity
+    assert cost.total == 8 and cost.identical >= 7 and cost.top1_agreement >= 0.98, cost.as_dict()
+    assert any("--lora adapter.gguf" in note for note in result.notes)
+    merged = export_run(manager, ExportRequest(run_id="seed-7", format="gguf", out=tmp_path / "merged",
+                                               parity_count=8, max_new_tokens=12))
+    adapter_size = (result.folder / "adapter.gguf").stat().st_size
+    assert adapter_size < (merged.folder / "model.gguf").stat().st_size / 2  # a few MB beside a whole model
+    assert records.read(graded_run / "runs" / "seed-7")[-2]["format"] == "gguf-lora"
+
+
 def test_a_quantisation_by_llama_cpp_without_its_package_says_how_to_install_it(monkeypatch, tmp_path):
     import builtins
 

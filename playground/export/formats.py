@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import gc
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
+from .. import store
 from ..errors import PlaygroundError
-from . import gguf_file, hf, modelfile, tuned
+from . import gguf_file, gguf_lora, hf, modelfile, parity, tuned
 from .prompt_format import PromptFormat, adds_bos, jinja_template
 
 if TYPE_CHECKING:
@@ -37,10 +38,17 @@ class Build:
     work: Path
     report: Progress
     stop: threading.Event | None = None
+    # What the parity check runs in llama.cpp when it is not `gguf_path` alone: (model, LoRA adapter)
+    llama_files: tuple[Path, Path | None] | None = None
+    scratch: list[Path] = field(default_factory=list)  # files the build needs only until its parity check
 
     @property
     def gguf_path(self) -> Path:
         return self.work / modelfile.GGUF_NAME
+
+    @property
+    def checked_files(self) -> tuple[Path, Path | None]:
+        return self.llama_files or (self.gguf_path, None)
 
     @property
     def stop_texts(self) -> list[str]:
@@ -59,6 +67,7 @@ class ExportFormat:
     # Creates the model on a server from the built files, before they move into place (a failure
     # replaces nothing); returns what it did, or the command that would do it.
     create: Callable[[Build, Path], str] | None = None
+    note: str = ""                  # how to use what it wrote, said after every export of it
 
 
 FORMATS: dict[str, ExportFormat] = {}
@@ -103,6 +112,34 @@ def write_gguf(build: Build) -> None:
     gc.collect()  # the merged copy is freed before the parity check loads the file
 
 
+ADAPTER_GGUF = "adapter.gguf"
+
+
+def write_gguf_lora(build: Build) -> None:
+    """The LoRA adapter alone in llama.cpp's adapter format, for the base model's GGUF; for the parity
+    check, the base model written as F16 GGUF beside it until the check is done."""
+    import torch
+
+    facts = build.facts
+    if not facts.is_lora:
+        raise PlaygroundError(f"Run {facts.record.run_id} is a full fine-tune: it has no adapter. Export it as "
+                              "gguf instead.")
+    base = store.load_model(facts.spec, build.manager.models_dir, dtype=torch.float32)
+    name = f"{facts.record.run_id} (LoRA adapter)"
+    gguf_lora.write_lora_gguf(facts.record.weights.folder, base.config, build.work / ADAPTER_GGUF, name,
+                              on_progress=lambda f, text: build.report(0.05 + 0.1 * f, text), stop=build.stop)
+    if parity.llama_cpp_installed():
+        model = build.work / ".base-f16.gguf"
+        build.scratch.append(model)
+        gguf_file.write_gguf(base, build.tokenizer, model, "f16", jinja_template(build.found), adds_bos(build.tokenizer),
+                             build.stops, f"{facts.spec} (base)", stop=build.stop,
+                             on_progress=lambda f, text: build.report(0.15 + 0.35 * f, f"The base model for the "
+                                                                                      f"parity check: {text}"))
+        build.llama_files = (model, build.work / ADAPTER_GGUF)
+    del base
+    gc.collect()
+
+
 def write_ollama(build: Build) -> None:
     write_gguf(build)
     (build.work / "Modelfile").write_text(modelfile.modelfile_text(build.found, build.stop_texts), encoding="utf-8")
@@ -131,5 +168,10 @@ register_format(ExportFormat("hf", "Hugging Face folder (merged)", write_hf,
                              ("config.json", "generation_config.json", "tokenizer_config.json", "chat_template.jinja")))
 register_format(ExportFormat("gguf", "GGUF (llama.cpp)", write_gguf, (modelfile.GGUF_NAME,),
                              gguf=True, quantised=True, parity=True))
+register_format(ExportFormat("gguf-lora", "LoRA adapter GGUF (on the base model's GGUF)", write_gguf_lora,
+                             (ADAPTER_GGUF,), gguf=True, parity=True,
+                             note="Use adapter.gguf on the base model's GGUF file: `llama-server -m BASE.gguf --lora "
+                                  "adapter.gguf`, or in an Ollama Modelfile `FROM BASE.gguf` and `ADAPTER "
+                                  "./adapter.gguf`. The parity check ran it on the base written as F16."))
 register_format(ExportFormat("ollama", "Ollama model", write_ollama, (modelfile.GGUF_NAME, "Modelfile"),
                              gguf=True, quantised=True, parity=True, create=create_ollama))

@@ -129,10 +129,11 @@ def app_answers(manager: Any, run_id: str, cases: list[Case], tokenizer: Any, st
 
 def gguf_answers(path: Path, cases: list[Case], tokenizer: Any, stops: list[int], adds_bos: bool,
                  settings: GenerationSettings, stop: threading.Event | None,
-                 on_progress: Progress | None) -> tuple[list[list[int]], int, float | None]:
+                 on_progress: Progress | None, **options: Any) -> tuple[list[list[int]], int, float | None]:
     """llama.cpp's greedy answer tokens for every case, how many prompts it tokenised as the app did, and
     its speed (prompt and answer tokens per second, the file's loading not counted)."""
-    llm = load_llama(path, max(len(encode(tokenizer, c.prompt)) for c in cases) + settings.max_new_tokens + 8)
+    llm = load_llama(path, max(len(encode(tokenizer, c.prompt)) for c in cases) + settings.max_new_tokens + 8,
+                     **options)
     started, read = time.perf_counter(), 0
     try:
         answers, same = [], 0
@@ -237,11 +238,11 @@ def first_difference(case: Case, app_text: str, ids: list[int], tokenizer: Any) 
 
 
 def teacher_forced(manager: Any, run_id: str, path: Path, cases: list[Case], stop: threading.Event | None,
-                   on_progress: Progress | None) -> tuple[int, float, float]:
+                   on_progress: Progress | None, **options: Any) -> tuple[int, float, float]:
     """(answer positions, top-1 agreement, mean KL(app || gguf)) with both reading each case's prompt and
     reference answer, the same token ids."""
     side, _ = manager.tuned_side(run_id)
-    llm = load_llama(path, max(len(c.sample.ids) for c in cases) + 8, logits_all=True)
+    llm = load_llama(path, max(len(c.sample.ids) for c in cases) + 8, logits_all=True, **options)
     agree, kl_sum, positions = 0, 0.0, 0
     try:
         for number, case in enumerate(cases):
@@ -275,20 +276,23 @@ def reference_scores(answers: list[str], cases: list[Case]) -> tuple[float, floa
 
 def check(manager: Any, run_id: str, path: Path, tokenizer: Any, style: str, template: str | None,
           stops: list[int], adds_bos: bool, count: int, settings: GenerationSettings,
-          stop: threading.Event | None = None, on_progress: Progress | None = None) -> ParityResult:
-    """Answer `count` test prompts of the run in the app and with the GGUF file, compare them, and
-    read their references on both sides."""
+          stop: threading.Event | None = None, on_progress: Progress | None = None,
+          lora: Path | None = None) -> ParityResult:
+    """Answer `count` test prompts of the run in the app and with the GGUF file (with the LoRA adapter
+    file `lora` on it, if given), compare them, and read their references on both sides."""
+    options = {"lora_path": str(lora)} if lora is not None else {}
     cases = cases_for(manager, run_id, style, tokenizer, template, count)
 
     def part(start: float, share: float) -> Progress | None:
         return (lambda f, text: on_progress(start + share * f, text)) if on_progress else None
 
     app = app_answers(manager, run_id, cases, tokenizer, style, settings, stop, part(0.0, 0.45))
-    gguf, same, speed = gguf_answers(path, cases, tokenizer, stops, adds_bos, settings, stop, part(0.45, 0.3))
+    gguf, same, speed = gguf_answers(path, cases, tokenizer, stops, adds_bos, settings, stop, part(0.45, 0.3),
+                                     **options)
     result = compare(cases, app, gguf, tokenizer, same, settings.max_new_tokens)
     result.tokens_per_s = speed
     for side, answers in (("app", app), ("gguf", [answer_text(tokenizer, ids) for ids in gguf])):
         result.exact_match[side], result.rouge_l[side] = reference_scores(answers, cases)
     result.positions, result.top1_agreement, result.mean_kl = teacher_forced(manager, run_id, path, cases, stop,
-                                                                             part(0.75, 0.25))
+                                                                             part(0.75, 0.25), **options)
     return result

@@ -108,6 +108,8 @@ def export_run(manager: Any, request: ExportRequest, on_progress: Progress | Non
     result.files = target.list_files(result.folder)
     if fmt.parity and result.parity is None:
         result.notes.append(parity.MISSING_NOTE)
+    if fmt.note:
+        result.notes.append(fmt.note)
     if keep_record:
         records.append(facts.record.folder, _entry(request, fmt, result))
     report(1.0, "Done")
@@ -141,7 +143,11 @@ def _write_files(fmt: ExportFormat, build: Build) -> parity.ParityResult | None:
     missing = [name for name in fmt.files if not (build.work / name).is_file()]
     if missing:
         raise PlaygroundError(f"The {fmt.name} export did not write {', '.join(missing)}.")
-    checked = _parity(build) if fmt.parity and parity.llama_cpp_installed() else None
+    try:
+        checked = _parity(build) if fmt.parity and parity.llama_cpp_installed() else None
+    finally:
+        for leftover in build.scratch:
+            leftover.unlink(missing_ok=True)
     found = build.found
     card = hf.model_card(build.facts, build.manager.models_dir, found, found.render("{instruction}", "{input}"),
                          fmt.name, checked.as_dict() if checked else None)
@@ -158,9 +164,10 @@ def _config_of(facts: tuned.RunFacts, models_dir: Path) -> Any:
 def _parity(build: Build) -> parity.ParityResult:
     request, facts = build.request, build.facts
     settings = GenerationSettings(max_new_tokens=request.max_new_tokens)
-    return parity.check(build.manager, facts.record.run_id, build.gguf_path, build.tokenizer, facts.style,
+    model, lora = build.checked_files
+    return parity.check(build.manager, facts.record.run_id, model, build.tokenizer, facts.style,
                         facts.template, build.stops, adds_bos(build.tokenizer), request.parity_count, settings,
-                        build.stop, lambda f, text: build.report(0.5 + 0.5 * f, text))
+                        build.stop, lambda f, text: build.report(0.5 + 0.5 * f, text), lora)
 
 
 def _quant(request: ExportRequest, fmt: ExportFormat) -> str | None:
