@@ -571,17 +571,28 @@ def test_compare_tab_overlays_curves_and_shows_the_graded_figures(graded_run, pa
 def test_export_tab_writes_a_gguf_and_checks_parity_in_llama_cpp(trained_run, page):
     page.get_by_role("tab", name="Export").click()
     expect(page.locator("#export-run input")).to_have_value(re.compile("lora"))
-    page.locator("#export-quant").get_by_text("Q8_0").click()
+    page.locator("#export-quant").get_by_text("Q4_K_M").click()  # made by llama.cpp from the F16 file
     page.locator("#export-parity-count input[type=number]").fill("2")
     page.locator("#export-parity-count input[type=number]").press("Enter")
     page.locator("#export-start").click()
     expect(page.locator("#export-message")).to_contain_text("Exported run", timeout=600_000)
-    expect(page.locator("#export-files")).to_contain_text(".gguf")
+    expect(page.locator("#export-files")).to_contain_text("model.gguf")
     expect(page.locator("#export-parity")).to_contain_text("Parity with the app")
+    cost = page.locator("#export-cost")  # what the type costs, measured on the run's test split
+    expect(cost).to_contain_text("top-1 agreement")
+    expect(cost).to_contain_text(re.compile(r"\d+\.\d% of \d+"))
     page.screenshot(path=str(SHOTS / "export-browser.png"), full_page=True)
+    page.locator("#export-format").get_by_text("LoRA adapter GGUF").click()  # the adapter alone, a few MB
+    expect(page.locator("#export-quant")).to_be_hidden()
+    page.locator("#export-start").click()
+    expect(page.locator("#export-message")).to_contain_text("--lora adapter.gguf", timeout=600_000)
+    expect(page.locator("#export-files")).to_contain_text("adapter.gguf")
+    expect(page.locator("#export-cost")).to_contain_text("adapter.gguf")
+    page.screenshot(path=str(SHOTS / "export-lora.png"), full_page=True)
     page.get_by_role("tab", name="Compare").click()  # leaving and coming back shows the last export again
     page.get_by_role("tab", name="Export").click()
     expect(page.locator("#export-message")).to_contain_text("The last export of this run")
+    expect(page.locator("#export-cost")).to_contain_text("adapter.gguf")
 
 
 def test_train_tab_runs_two_variants_one_after_another(tiny_model_dir, page):

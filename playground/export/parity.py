@@ -68,11 +68,16 @@ class ParityResult:
             text += f"; llama.cpp tokenised {self.total - self.same_prompt_tokens} prompts differently"
         if self.top1_agreement is not None:
             text += (f"; on the references, the same next token at {self.top1_agreement:.1%} of "
-                     f"{self.positions} answer positions, mean KL(app || gguf) {self.mean_kl:.4f} nats")
+                     f"{self.positions} answer positions, mean KL(app || gguf) {nats(self.mean_kl)} nats")
         return text
 
     def as_dict(self) -> dict[str, Any]:
         return {**asdict(self), "summary": self.summary}
+
+
+def nats(kl: float) -> str:
+    """A KL figure readable at every size: 0.0123, or 4.2e-06 below a thousandth."""
+    return f"{kl:.4f}" if kl >= 1e-3 or kl == 0 else f"{kl:.1e}"
 
 
 COST_COLUMNS = ("file", "size", "llama.cpp tokens/s", "top-1 agreement", "mean KL (nats)",
@@ -88,7 +93,7 @@ def cost_row(name: str, size: str, parity: dict[str, Any]) -> tuple[str, ...]:
     speed, agreement, kl = parity.get("tokens_per_s"), parity.get("top1_agreement"), parity.get("mean_kl")
     return (name, size, "–" if speed is None else f"{speed:,.0f}",
             "–" if agreement is None else f"{agreement:.1%} of {parity['positions']}",
-            "–" if kl is None else f"{kl:.4f}", pair(parity.get("exact_match"), ".0%"),
+            "–" if kl is None else nats(kl), pair(parity.get("exact_match"), ".0%"),
             pair(parity.get("rouge_l"), ".2f"))
 
 
