@@ -166,8 +166,7 @@ def llama_logits(path, ids):
     return llm, np.array(llm.scores[:len(ids)])
 
 
-@pytest.mark.parametrize("quant", ["q6_k", "q5_k_m", "q4_k_m", "q4_0"])
-def test_llama_cpp_quantises_the_f16_file_and_the_cost_is_measured(graded_run, tiny_model_dir, tmp_path, quant):
+def test_llama_cpp_quantises_the_f16_file_and_the_cost_is_measured(graded_run, tiny_model_dir, tmp_path):
     """The tiny model's 64-wide rows are no whole K-quant block (256): llama.cpp falls back to a type
     that fits for those tensors, as it does for Gemma 3 270M's 640-wide ones; the file says its type."""
     import gguf
@@ -176,21 +175,21 @@ def test_llama_cpp_quantises_the_f16_file_and_the_cost_is_measured(graded_run, t
 
     def exported(kind):
         return export_run(manager, ExportRequest(run_id="seed-7", format="gguf", quant=kind, out=tmp_path / kind,
-                                                 parity_count=8, max_new_tokens=12))
+                                                 parity_count=6, max_new_tokens=8), keep_record=False)
 
-    result = exported(quant)
-    reader = gguf.GGUFReader(str(result.folder / "model.gguf"))
-    assert int(reader.fields["general.file_type"].parts[-1][0]) == int(gguf_file.QUANTS[quant].file_type)
-    assert sorted(p.name for p in result.folder.iterdir()) == ["README.md", "export.json", "model.gguf"]  # no F16 left
-    cost = result.parity
-    assert cost.total == 8 and cost.positions > 40
-    assert 0.0 <= cost.top1_agreement <= 1.0 and cost.mean_kl >= 0.0 and cost.tokens_per_s > 0
-    assert set(cost.exact_match) == set(cost.rouge_l) == {"app", "gguf"}
-    assert "answer positions" in cost.summary
     f16 = exported("f16").parity
-    assert f16.positions == cost.positions  # the same references, read on both sides
-    assert f16.top1_agreement >= cost.top1_agreement and f16.mean_kl < cost.mean_kl  # 4 to 6 bits cost more than 16
     assert f16.top1_agreement >= 0.98 and f16.mean_kl < 1e-3, f16.as_dict()
+    for quant in ("q6_k", "q5_k_m", "q4_k_m", "q4_0"):
+        result = exported(quant)
+        reader = gguf.GGUFReader(str(result.folder / "model.gguf"))
+        assert int(reader.fields["general.file_type"].parts[-1][0]) == int(gguf_file.QUANTS[quant].file_type)
+        assert sorted(p.name for p in result.folder.iterdir()) == ["README.md", "export.json", "model.gguf"]
+        cost = result.parity
+        assert cost.total == 6 and cost.positions == f16.positions > 30  # the same references, read on both sides
+        assert 0.0 <= cost.top1_agreement <= 1.0 and cost.tokens_per_s > 0
+        assert set(cost.exact_match) == set(cost.rouge_l) == {"app", "gguf"}
+        assert f16.mean_kl < cost.mean_kl, quant  # 4 to 6 bits cost more than 16
+    assert "answer positions" in cost.summary
 
 
 def test_the_lora_adapter_as_gguf_answers_like_the_app_on_the_base_gguf(graded_run, tiny_model_dir, tmp_path):
