@@ -529,6 +529,25 @@ def test_judge_tab_checks_the_server_and_pulls_the_missing_model(page):
         expect(page.locator("#judge-server .pg-ok")).to_be_visible()
 
 
+def test_a_reload_keeps_the_judge_server_and_the_prompt_style(page):
+    page.get_by_role("tab", name="Prompt styles").click()
+    page.locator("#prompt-style").get_by_text("Phi-3").click()
+    page.get_by_role("tab", name="Judge").click()
+    page.locator("#judge-host input, #judge-host textarea").first.fill("http://127.0.0.1:9")
+    page.locator("#judge-host input, #judge-host textarea").first.press("Enter")
+    page.locator("#judge-model input, #judge-model textarea").first.fill("llama3:70b")
+    page.locator("#judge-model input, #judge-model textarea").first.press("Enter")
+    page.wait_for_timeout(1000)  # the values reach the app and the browser's storage
+    page.reload()
+    expect(page.locator("#model-status")).to_contain_text("ready", timeout=600_000)
+    page.get_by_role("tab", name="Judge").click()
+    expect(page.locator("#judge-host input, #judge-host textarea").first).to_have_value("http://127.0.0.1:9")
+    expect(page.locator("#judge-model input, #judge-model textarea").first).to_have_value("llama3:70b")
+    page.get_by_role("tab", name="Prompt styles").click()
+    expect(page.locator("#prompt-style").get_by_label("Phi-3")).to_be_checked()
+    expect(page.locator("#training-view")).to_contain_text("<|user|>")  # the session uses it, not just shows it
+
+
 def test_judge_tab_grades_on_a_real_openai_compatible_server(trained_run, page):
     from llama_server import MODEL, LlamaServer
 

@@ -36,7 +36,8 @@ def tab_choices(build, elem_id: str, models_dir) -> list[str]:
     with gr.Blocks() as demo:
         shared = Shared(manager=ModelManager(models_dir), app=demo, dataset=gr.State(None),
                         record_index=gr.Number(value=0, render=False), tokenizer_spec=gr.State(store.DEFAULT),
-                        style=gr.State("alpaca"), template=gr.State(prompts.DEFAULT_CUSTOM), max_file_mb=1.0)
+                        style=gr.State("alpaca"), template=gr.State(prompts.DEFAULT_CUSTOM),
+                        browser=gr.BrowserState({}), max_file_mb=1.0)
         with gr.Tab("tab") as tab:
             build(shared, tab)
     found = [block for block in demo.blocks.values() if getattr(block, "elem_id", None) == elem_id]

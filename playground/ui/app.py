@@ -66,6 +66,8 @@ def build_app(manager: ModelManager, max_file_mb: float | None = None) -> gr.Blo
             tokenizer_spec=gr.State(manager.default_tokenizer),
             style=gr.State("alpaca"),
             template=gr.State(prompts.DEFAULT_CUSTOM),
+            # settings, not secrets: a fixed key, so that they also outlive a restart of the app
+            browser=gr.BrowserState({}, storage_key="instruction-tuning-playground", secret="playground-settings"),
             max_file_mb=max_file_mb or data.DEFAULT_MAX_MB,
         )
         tokenizer_bar(shared)

@@ -39,6 +39,8 @@ class Shared:
     tokenizer_spec: gr.State  # "default", a hub id or a folder
     style: gr.State           # the session's prompt style, chosen in the Prompt styles tab
     template: gr.State        # the custom style's template
+    browser: gr.BrowserState  # what `remember` keeps in this browser's storage, by key (outside the tabs: a
+                              # component in a tab not shown yet is not mounted, and would not read it)
     max_file_mb: float
 
 
@@ -71,6 +73,23 @@ class Form(SimpleNamespace):
 
     def read(self, values: Sequence[Any]) -> SimpleNamespace:
         return SimpleNamespace(**dict(zip(vars(self), values, strict=True)))
+
+
+def remember(shared: Shared, components: dict[str, Any], key: str) -> None:
+    """Keep the components' values in the browser (`shared.browser`, under `key`) and put them back when
+    the page opens again: a reload keeps what the user typed or picked there."""
+    names, fields = list(components), list(components.values())
+
+    def restore(saved: dict[str, Any] | None) -> Any:
+        values = (saved or {}).get(key, {})
+        updates = tuple(values[name] if name in values else gr.skip() for name in names)
+        return updates if len(updates) > 1 else updates[0]  # one output takes its value alone
+
+    def keep(saved: dict[str, Any] | None, *values: Any) -> dict[str, Any]:
+        return {**(saved or {}), key: dict(zip(names, values))}
+
+    shared.app.load(restore, shared.browser, fields, show_progress="hidden")
+    gr.on([field.change for field in fields], keep, [shared.browser, *fields], shared.browser, show_progress="hidden")
 
 
 def changed(shared: Shared, *names: str) -> list[Any]:

@@ -10,7 +10,7 @@ import gradio as gr
 from .. import evaluation, judge
 from ..errors import PlaygroundError
 from ..generation import GenerationSettings
-from .common import Form, SessionStops, Shared, notice, relabel_runs, run_choices, run_update
+from .common import Form, SessionStops, Shared, notice, relabel_runs, remember, run_choices, run_update
 from .judge_report import drill_down, views
 
 
@@ -230,6 +230,8 @@ def build(shared: Shared, tab: gr.Tab) -> None:
     grading.run.change(lambda run_id: last_grading(manager, run_id), grading.run, [ui.message, *ui.result_outputs])
     gr.on([shared.app.load, tab.select], refresh_runs, grading.run, [grading.run, ui.message, *ui.result_outputs])
     relabel_runs(manager, grading.run)
+    remember(shared, {"api": server.api, "host": server.host, "model": server.model, "key_env": server.key_env},
+             "judge-server")
 
 
 EMPTY = ("No grading of this run yet. Press “Grade base and tuned”: the report card appears here with each "

@@ -10,7 +10,7 @@ import gradio as gr
 
 from .. import batching, data, prompts, tiktoken_tokenizer
 from ..errors import PlaygroundError
-from .common import COLORS, Shared, changed, legend, notice, tokenizer_or_message
+from .common import COLORS, Shared, changed, legend, notice, remember, tokenizer_or_message
 
 def style_choices() -> list[tuple[str, str]]:
     """(label, name) of every registered style, in the order they were registered."""
@@ -99,5 +99,6 @@ def build(shared: Shared) -> None:
            shared.record_index.submit, tokenizer_choice.change], show,
           [shared.dataset, shared.record_index, shared.style, shared.template, shared.tokenizer_spec, tokenizer_choice],
           [message, training, counts, inference])
+    remember(shared, {"style": style}, "prompt-style")  # the style survives a reload (the template does not)
     with_input.click(lambda d: pick(d, True), shared.dataset, shared.record_index)
     without_input.click(lambda d: pick(d, False), shared.dataset, shared.record_index)
