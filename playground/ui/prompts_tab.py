@@ -99,6 +99,7 @@ def build(shared: Shared) -> None:
            shared.record_index.submit, tokenizer_choice.change], show,
           [shared.dataset, shared.record_index, shared.style, shared.template, shared.tokenizer_spec, tokenizer_choice],
           [message, training, counts, inference])
-    remember(shared, {"style": style}, "prompt-style")  # the style survives a reload (the template does not)
+    # a reload keeps the style and the custom template (the box and the session's template it sets)
+    remember(shared, {"style": style, "template_box": template, "template": shared.template}, "prompt-style")
     with_input.click(lambda d: pick(d, True), shared.dataset, shared.record_index)
     without_input.click(lambda d: pick(d, False), shared.dataset, shared.record_index)
