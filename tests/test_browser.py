@@ -589,6 +589,10 @@ def test_compare_tab_overlays_curves_and_shows_the_graded_figures(graded_run, pa
     expect(page.locator("#compare-figures")).to_contain_text("final val loss")
     expect(page.locator("#compare-figures")).to_contain_text("tuned ROUGE-L")  # the run's grading
     page.screenshot(path=str(SHOTS / "compare.png"), full_page=True)
+    page.reload()  # the runs picked stay picked
+    expect(page.locator("#model-status")).to_contain_text("ready", timeout=600_000)
+    page.get_by_role("tab", name="Compare").click()
+    expect(page.locator("#compare-runs")).to_contain_text(graded_run)
 
 
 def test_export_tab_writes_a_gguf_and_checks_parity_in_llama_cpp(trained_run, page):

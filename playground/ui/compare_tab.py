@@ -92,9 +92,16 @@ def build(shared: Shared, tab: gr.Tab) -> None:
 
     go_button.click(on_compare, picked, [message, results, by_step, by_time, figures, settings])
 
-    def refresh(current):
+    def refresh(current, saved):
+        """The runs; the picks kept, or after a reload the ones this browser picked last."""
         options = run_options(manager.models_dir)
         ids = {value for _, value in options}
-        return gr.update(choices=options, value=[r for r in (current or []) if r in ids])
+        wanted = current or (saved or {}).get(SAVED, [])
+        return gr.update(choices=options, value=[r for r in wanted if r in ids])
 
-    gr.on([shared.app.load, tab.select], refresh, picked, picked)
+    gr.on([shared.app.load, tab.select], refresh, [picked, shared.browser], picked)
+    picked.change(lambda saved, ids: {**(saved or {}), SAVED: list(ids or [])}, [shared.browser, picked],
+                  shared.browser, show_progress="hidden")
+
+
+SAVED = "compare-runs"  # the picked runs, under this key of the browser's stored settings
