@@ -1,5 +1,6 @@
 """The tabs' pure helpers, on real runs of the tiny model: what the Train tab shows while a run goes."""
 
+import os
 from pathlib import Path
 
 from playground import runs
@@ -129,3 +130,21 @@ def test_every_figure_s_legend_stays_clear_of_the_plotly_toolbar_at_the_top_righ
     for name, figure in figures.items():
         legend = figure.layout.legend
         assert legend.xanchor == "left" and legend.x == 0, name
+
+
+def test_the_runs_signature_changes_when_a_run_is_saved_or_its_status_changes(tmp_path):
+    from playground import runs
+    from playground.manager import ModelManager
+    from playground.ui.common import runs_signature
+
+    manager = ModelManager(tmp_path)
+    empty = runs_signature(manager)
+    assert empty == [None, False, []]  # no runs folder yet: no error
+    writer = runs.RunWriter(tmp_path, "run-1", {"settings": {}})
+    started = runs_signature(manager)
+    assert started != empty and started[2][0][0] == "run-1"
+    writer.status("stopped", "Stopped.", step=1)
+    stamp = (writer.folder / "status.json").stat().st_mtime_ns
+    os.utime(writer.folder / "status.json", ns=(stamp + 10**9, stamp + 10**9))  # a coarse clock still differs
+    assert runs_signature(manager) != started
+    assert runs_signature(manager) == runs_signature(manager)  # nothing changed: nothing to read again

@@ -147,18 +147,36 @@ def run_update(manager: ModelManager, current: str | None) -> Any:
     return gr.update(choices=choices, value=pick(choices, current))
 
 
+def runs_signature(manager: ModelManager) -> list[Any]:
+    """What the run labels depend on, read cheaply: the job training now and each run folder's status
+    time (a stat per run, where listing the runs checks every file of each)."""
+    job = manager.job
+    stamps = []
+    try:
+        folders = sorted(runs.runs_dir(manager.models_dir).iterdir())
+    except OSError:  # no runs folder yet
+        folders = []
+    for folder in folders:
+        try:
+            stamps.append([folder.name, (folder / "status.json").stat().st_mtime_ns])
+        except OSError:
+            stamps.append([folder.name, None])
+    return [job.run_id if job else None, bool(job and job.running), stamps]
+
+
 def relabel_runs(manager: ModelManager, dropdown: gr.Dropdown, every: float = 5.0) -> None:
     """Keep a run dropdown's labels current while its tab stays open (a run training now ends, another
-    is saved), the pick kept; nothing is sent while the runs stay as they are."""
-    timer, shown = gr.Timer(every), gr.State(None)
+    is saved), the pick kept; the runs are read again only when their signature changed."""
+    timer, seen = gr.Timer(every), gr.State(None)
 
     def tick(current: str | None, last: Any) -> tuple[Any, Any]:
-        choices = [list(choice) for choice in run_choices(manager)]  # as the State gives them back
-        if choices == last:
+        signature = runs_signature(manager)
+        if signature == last:
             return gr.skip(), last
-        return gr.update(choices=[tuple(c) for c in choices], value=pick(choices, current)), choices
+        choices = run_choices(manager)
+        return gr.update(choices=choices, value=pick(choices, current)), signature
 
-    timer.tick(tick, [dropdown, shown], [dropdown, shown], show_progress="hidden")
+    timer.tick(tick, [dropdown, seen], [dropdown, seen], show_progress="hidden")
 
 
 def pick(choices: list[tuple[str, str]], current: str | None) -> str | None:
