@@ -538,9 +538,12 @@ def test_a_reload_keeps_the_judge_server_and_the_prompt_style(page):
     page.get_by_role("tab", name="Judge").click()
     page.locator("#judge-host input, #judge-host textarea").first.fill("http://127.0.0.1:9")
     page.locator("#judge-host input, #judge-host textarea").first.press("Enter")
+    stored = "() => localStorage.getItem('instruction-tuning-playground')"
+    before = page.evaluate(stored)
     page.locator("#judge-model input, #judge-model textarea").first.fill("llama3:70b")
     page.locator("#judge-model input, #judge-model textarea").first.press("Enter")
-    page.wait_for_timeout(1000)  # the values reach the app and the browser's storage
+    # the browser's storage holds the model once its change has gone through the app (all fields with it)
+    page.wait_for_function(f"before => ({stored})() !== before", arg=before)
     page.reload()
     expect(page.locator("#model-status")).to_contain_text("ready", timeout=600_000)
     page.get_by_role("tab", name="Judge").click()

@@ -100,40 +100,36 @@ def llama_logits(path, ids, **options):
         llm.close()
 
 
+def assert_adapter_applied(model_folder, adapter, base_path, ids, tmp_path, what):
+    """The adapter written as GGUF, on the base GGUF in llama.cpp, gives the merged peft model's logits,
+    and clearly not the base's; (merged logits, llama.cpp's with the adapter)."""
+    path = tmp_path / "adapter.gguf"
+    write_lora_gguf(adapter, base_model(model_folder).config, path, "tiny adapter")
+    expected = merged_logits(model_folder, adapter, ids)
+    with_adapter = llama_logits(base_path, ids, lora_path=str(path))
+    without = llama_logits(base_path, ids)
+    spread = expected.max() - expected.min()
+    error = np.abs(with_adapter - expected).max()
+    change = np.abs(without - expected).max()
+    print(f"{what}: logit spread {spread:.3f}, max |llama.cpp+adapter - merged| {error:.5f}, "
+          f"max |llama.cpp base - merged| {change:.3f}")
+    assert error < 0.01 * spread
+    assert change > 0.2 * spread and change > 20 * error  # the adapter really was applied
+    return expected, with_adapter
+
+
 @pytest.mark.parametrize("options", [{}, {"use_rslora": True, "alpha_pattern": {"v_proj": 16},
                                           "rank_pattern": {"o_proj": 2}}], ids=["plain", "rslora-patterns"])
 def test_adapter_gguf_gives_the_merged_model_in_llama_cpp(tiny_model_dir, base_gguf, ids, tmp_path, options):
     folder = make_adapter(tiny_model_dir, tmp_path / "adapter", **options)
-    path = tmp_path / "adapter.gguf"
-    write_lora_gguf(folder, base_model(tiny_model_dir).config, path, "tiny adapter")
-    expected = merged_logits(tiny_model_dir, folder, ids)
-    with_adapter = llama_logits(base_gguf, ids, lora_path=str(path))
-    without = llama_logits(base_gguf, ids)
-    spread = expected.max() - expected.min()
-    error = np.abs(with_adapter - expected).max()
-    change = np.abs(without - expected).max()
-    print(f"{options}: logit spread {spread:.3f}, max |llama.cpp+adapter - merged| {error:.5f}, "
-          f"max |llama.cpp base - merged| {change:.3f}")
-    assert error < 0.01 * spread
-    assert change > 0.2 * spread and change > 20 * error  # the adapter really was applied
+    expected, with_adapter = assert_adapter_applied(tiny_model_dir, folder, base_gguf, ids, tmp_path, str(options))
     assert (with_adapter.argmax(-1) == expected.argmax(-1)).mean() >= 0.9
 
 
 def test_gemma3_adapter_gguf_gives_the_merged_model_in_llama_cpp(tiny_gemma, ids, tmp_path):
     folder, base_path = tiny_gemma
     adapter = make_adapter(folder, tmp_path / "adapter")
-    path = tmp_path / "adapter.gguf"
-    write_lora_gguf(adapter, base_model(folder).config, path, "tiny gemma adapter")
-    expected = merged_logits(folder, adapter, ids)
-    with_adapter = llama_logits(base_path, ids, lora_path=str(path))
-    without = llama_logits(base_path, ids)
-    spread = expected.max() - expected.min()
-    error = np.abs(with_adapter - expected).max()
-    change = np.abs(without - expected).max()
-    print(f"gemma3: logit spread {spread:.3f}, max |llama.cpp+adapter - merged| {error:.5f}, "
-          f"max |llama.cpp base - merged| {change:.3f}")
-    assert error < 0.01 * spread
-    assert change > 0.2 * spread and change > 20 * error
+    assert_adapter_applied(folder, adapter, base_path, ids, tmp_path, "gemma3")
 
 
 def test_adapter_gguf_metadata_and_tensors(tiny_model_dir, tmp_path):
