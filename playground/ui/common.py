@@ -173,8 +173,8 @@ def relabel_runs(manager: ModelManager, dropdown: gr.Dropdown, every: float = 5.
         signature = runs_signature(manager)
         if signature == last:
             return gr.skip(), last
-        choices = run_choices(manager)
-        return gr.update(choices=choices, value=pick(choices, current)), signature
+        # the labels only: a value set here could overwrite a pick the user made meanwhile
+        return gr.update(choices=run_choices(manager)), signature
 
     timer.tick(tick, [dropdown, seen], [dropdown, seen], show_progress="hidden")
 
