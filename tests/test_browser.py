@@ -558,12 +558,17 @@ def test_a_reload_keeps_the_judge_server_and_the_prompt_style(page):
 def test_judge_tab_grades_on_a_real_openai_compatible_server(trained_run, page):
     from llama_server import MODEL, LlamaServer
 
+    from playground.judge.backends import default_host
+
     with LlamaServer(n_ctx=2048) as server:
         page.get_by_role("tab", name="Judge").click()
         page.locator("#judge-api").get_by_text("OpenAI-compatible").click()
         host = page.locator("#judge-host input, #judge-host textarea").first
-        expect(host).not_to_have_value(re.compile("11434"))  # the protocol's usual address, or what was typed
+        expect(host).to_have_value(default_host("openai"))  # the protocol's usual address
         host.fill(server.url)
+        page.locator("#judge-api").get_by_text("Ollama", exact=True).click()  # a typed address stays whatever is picked
+        page.locator("#judge-api").get_by_text("OpenAI-compatible").click()
+        expect(host).to_have_value(server.url)
         page.locator("#judge-model input, #judge-model textarea").first.fill(MODEL)
         set_judge_count(page, 3)
         page.get_by_text("Judge settings").click()

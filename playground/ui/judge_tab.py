@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from types import SimpleNamespace
 from typing import Any
 
@@ -126,10 +127,13 @@ def check_server(server: SimpleNamespace) -> tuple[str, Any]:
     return notice(status.message, kind), gr.update(visible=status.state == "model_missing")
 
 
-def usual_host(api: str, host: str) -> Any:
-    """The usual address for the protocol, unless the user typed another one."""
-    usual = {name: judge.backends.default_host(name) for name in judge.BACKENDS}
-    return usual[api] if (host or "").strip() in usual.values() else gr.skip()
+def usual_host_js() -> str:
+    """A browser-side function for picking a protocol: its usual address, unless the user typed another
+    one. It runs in the page, at once, so it cannot land after an address typed right after the pick,
+    and it fires on the user's pick only, not when a reload puts the stored settings back."""
+    usual = json.dumps({name: judge.backends.default_host(name) for name in judge.BACKENDS})
+    return (f"(api, host) => {{ const usual = {usual}; "
+            "return Object.values(usual).includes((host || '').trim()) ? usual[api] : host; }")
 
 
 def pull_model(server: SimpleNamespace, progress: Any) -> tuple[str, Any]:
@@ -202,7 +206,7 @@ def build(shared: Shared, tab: gr.Tab) -> None:
     grading, server = ui.grading, ui.server
 
     ui.check.click(lambda *values: check_server(server.read(values)), server.inputs(), [ui.server_status, ui.pull])
-    ui.server.api.change(usual_host, [server.api, server.host], server.host)
+    ui.server.api.input(None, [server.api, server.host], server.host, js=usual_host_js())
 
     def on_pull(progress=gr.Progress(), *values):
         return pull_model(server.read(values), progress)
