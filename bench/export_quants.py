@@ -71,7 +71,7 @@ def main() -> None:
             run_id = train_quick_demo(models, args.steps)
         manager = ModelManager(models, dtype="float32")
         started = time.perf_counter()
-        rows = compare_quants(manager, run_id, args.records, args.max_new_tokens)
+        rows = [cost.row() for cost in compare_quants(manager, run_id, args.records, args.max_new_tokens)]
         print(f"\nrun {run_id}, {args.records} test records, greedy answers of {args.max_new_tokens} tokens at most; "
               f"the app in float32 ({time.perf_counter() - started:.0f} s for all types)\n")
         print(table([list(COST_COLUMNS), *rows]))

@@ -11,15 +11,18 @@ the same error bodies (`{"error": "..."}` with the HTTP status):
   POST /api/chat     one reply, or NDJSON chunks (`done: false` ... then a final `done: true`)
   HEAD /api/blobs/sha256:<hex>   200 when the blob is there, else 404
   POST /api/blobs/sha256:<hex>   the file's bytes; 201, or 400 when they do not hash to the digest
-  POST /api/create   a model from uploaded blobs (`files`), a `template` and `parameters`: NDJSON progress
+  POST /api/create   a model from uploaded blobs (`files`, and LoRA `adapters` on them), a `template` and
+                     `parameters`: NDJSON progress
                      lines ending in `success` (or one line when not streamed); the model is then listed
 
 What a chat request gets is scripted from tests: `reply(request) -> str | Fault` (default: "85"),
 or `script`, a queue of behaviours (a reply text or a `Fault`) consumed one per request before
 `reply` is asked. `latency` is added to every chat request; `capacity` requests are served at once
 and the rest wait (like OLLAMA_NUM_PARALLEL); `max_concurrent` is the most seen at once. Every chat
-request body is kept in `requests`. Uploaded blobs are kept in `blobs` (digest -> bytes) and every
-create request body in `created` (model name -> body).
+request body is kept in `requests`. Uploaded blobs are kept in `blobs` (digest -> bytes), each upload's
+digest in `uploads`, and every
+create request body in `created` (model name -> body); `create_gate`, an Event, holds each create
+after its first status line until it is set (a slow server).
 
 From another test module:  `from ollama_standin import OllamaStandin, Fault, standin  # noqa: F401`
 (the `standin` fixture yields a started server and stops it afterwards).
@@ -82,9 +85,10 @@ class OllamaStandin:
     def __init__(self, models: tuple[str, ...] = ("llama3:latest",),
                  reply: Callable[[dict[str, Any]], str | Fault] | None = None,
                  latency: float = 0.0, capacity: int = 8, port: int = 0, pull_steps: int = 4,
-                 create_drops: bool = False):
+                 create_drops: bool = False, create_gate: threading.Event | None = None):
         self.models = {_full_name(m) for m in models}
         self.create_drops = create_drops  # /api/create cuts the connection after its first status line
+        self.create_gate = create_gate    # /api/create waits for it after its first status line (a slow server)
         self.reply = reply or (lambda request: "85")
         self.script: collections.deque[str | Fault] = collections.deque()
         self.latency = latency
@@ -93,6 +97,7 @@ class OllamaStandin:
         self.pull_steps = pull_steps
         self.requests: list[dict[str, Any]] = []
         self.blobs: dict[str, bytes] = {}
+        self.uploads: list[str] = []  # the digest of each blob sent, in order
         self.created: dict[str, dict[str, Any]] = {}
         self.max_concurrent = 0
         self._active = 0
@@ -345,6 +350,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         with self.owner._lock:
             self.owner.blobs[digest] = data
+            self.owner.uploads.append(digest)
         self.send_response(201)
         self.send_header("Content-Length", "0")
         self.end_headers()
@@ -358,13 +364,14 @@ class _Handler(BaseHTTPRequestHandler):
         if not files and not body.get("from"):
             self._error(400, "neither 'from' or 'files' was specified")
             return
+        adapters = body.get("adapters") or {}
         with self.owner._lock:
-            missing = [digest for digest in files.values() if digest not in self.owner.blobs]
+            missing = [digest for digest in [*files.values(), *adapters.values()] if digest not in self.owner.blobs]
         if missing:
             self._error(400, f"blob {missing[0]} not found: upload it first")
             return
         lines = [{"status": "parsing GGUF"}]
-        lines += [{"status": f"using existing layer {digest}"} for digest in files.values()]
+        lines += [{"status": f"using existing layer {digest}"} for digest in [*files.values(), *adapters.values()]]
         for part in ("template", "parameters"):
             if body.get(part):
                 text = json.dumps(body[part], sort_keys=True).encode()
@@ -378,7 +385,10 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(200, {"status": "success"})
             return
         self._start_stream()
-        for line in lines[:1] if self.owner.create_drops else lines:
+        for number, line in enumerate(lines[:1] if self.owner.create_drops else lines):
+            if number == 1 and self.owner.create_gate is not None:
+                while not self.owner.create_gate.wait(0.05) and not self.owner._stopping.is_set():
+                    pass
             self._stream_line(line)
         if self.owner.create_drops:
             self.close_connection = True

@@ -75,8 +75,30 @@ def test_switching_blind_mode_says_why_the_conversation_went():
     from playground.ui.chat_tab import blind_switched
 
     turn = {"message": "Hi", "input": "", "base": "a", "tuned": "b"}
-    left, right, turns, _, _, _, vote_row, said, reference = blind_switched(True, [turn, turn])
-    assert left == right == turns == [] and reference == ""
+    left, right, turns, _, revealed, _, _, vote_row, said, reference = blind_switched(True, [turn, turn])
+    assert left == right == turns == [] and reference == "" and revealed is False
     assert "Blind A/B on" in said and "the 2 earlier messages cleared" in said
-    assert "Blind A/B off" in blind_switched(False, [turn])[7]
-    assert blind_switched(True, [])[7] == ""  # nothing was lost: nothing to say
+    assert "Blind A/B off" in blind_switched(False, [turn])[8]
+    assert blind_switched(True, [])[8] == ""  # nothing was lost: nothing to say
+
+
+def test_a_reload_brings_back_the_conversation_of_a_run_still_listed(tiny_run, tiny_model_dir):
+    from playground.ui.chat_tab import SAVED, kept_chat, restored_chat
+    from playground.ui.common import run_choices
+
+    manager = ModelManager(tiny_run, tokenizer_spec=str(tiny_model_dir), dtype="float32")
+    assert "tiny-run" in [value for _, value in run_choices(manager)]
+    turn = {"message": "Hi", "input": "", "base": "a", "tuned": "b"}
+    saved = kept_chat({"other": 1}, [turn], "tiny-run", "", True, True, False)
+    assert saved["other"] == 1 and saved[SAVED]["turns"] == [turn]
+    run, _, blind, tuned_left, revealed, turns, left, right, left_name, right_name, vote_row = \
+        restored_chat(manager, saved)
+    assert run["value"] == "tiny-run" and turns == [turn] and blind and tuned_left and not revealed
+    assert left[1]["content"] == "b" and right[1]["content"] == "a"  # the tuned model stays on its side
+    assert "Model A" in left_name and vote_row["visible"]  # still blind: the vote is still open
+
+    damaged = {SAVED: {**saved[SAVED], "turns": [turn, {"message": 3}, "junk"]}}
+    assert restored_chat(manager, damaged)[5] == [turn]  # what is not a turn is left out
+    gone = {SAVED: {**saved[SAVED], "run": "no-such-run"}}
+    assert restored_chat(manager, gone)[5] == []  # not shown with another run's answers
+    assert restored_chat(manager, None)[5] == []

@@ -192,6 +192,29 @@ def test_llama_cpp_quantises_the_f16_file_and_the_cost_is_measured(graded_run, t
     assert "answer positions" in cost.summary
 
 
+def test_comparing_gguf_types_answers_in_the_app_once(graded_run, tiny_model_dir, monkeypatch):
+    from playground.export import runner
+
+    manager = ModelManager(graded_run, tokenizer_spec=str(tiny_model_dir), dtype="float32")
+    asked, answer_in_app = [], parity.answer_in_app
+    monkeypatch.setattr(parity, "answer_in_app", lambda *args, **kw: asked.append(1) or answer_in_app(*args, **kw))
+    costs = runner.compare_quants(manager, "seed-7", parity_count=3, max_new_tokens=6, quants=["f16", "Q8_0", "q4_0"])
+    assert [cost.quant for cost in costs] == ["f16", "q8_0", "q4_0"] and len(asked) == 1
+    assert [cost.row()[0] for cost in costs] == ["F16", "Q8_0", "Q4_0"]
+    assert all(cost.parity.total == 3 for cost in costs)
+    assert not (graded_run / "runs" / "seed-7" / "exports" / "gguf-q4_0").exists()  # measured in a temporary folder
+
+
+def test_the_command_line_prints_what_each_gguf_type_costs(graded_run):
+    result = run_cli("export", "--run", "seed-7", "--compare-quants", "--parity", "2", "--max-new-tokens", "4",
+                     models_dir=graded_run)
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = result.stdout.splitlines()
+    header = next(n for n, line in enumerate(lines) if "top-1 agreement" in line)
+    assert [line.split()[0] for line in lines[header + 1:header + 1 + len(gguf_file.QUANTS)]] == \
+        [name.upper() for name in gguf_file.QUANTS]
+
+
 def test_the_lora_adapter_as_gguf_answers_like_the_app_on_the_base_gguf(graded_run, tiny_model_dir, tmp_path):
     manager = ModelManager(graded_run, tokenizer_spec=str(tiny_model_dir), dtype="float32")
     result = export_run(manager, ExportRequest(run_id="seed-7", format="gguf-lora", out=tmp_path / "lora",
@@ -267,6 +290,37 @@ def test_ollama_export_without_a_server_prints_the_command(manager, tmp_path):
     assert (result.folder / "Modelfile").read_text().startswith("FROM ./model.gguf")
 
 
+def test_ollama_lora_export_puts_the_adapter_on_the_base_model_sent_once(graded_run, tiny_model_dir, tmp_path):
+    manager = ModelManager(graded_run, tokenizer_spec=str(tiny_model_dir), dtype="float32")
+    with OllamaStandin() as server:
+        def exported(name):
+            return export_run(manager, ExportRequest(run_id="seed-7", format="ollama-lora", out=tmp_path / name,
+                                                     parity_count=4, max_new_tokens=8, ollama_host=server.url,
+                                                     ollama_name=name))
+
+        first = exported("first")
+        assert sorted(p.name for p in first.folder.iterdir()) == ["Modelfile", "README.md", "adapter.gguf",
+                                                                  "export.json"]  # the adapter, not a whole model
+        base = first.base_gguf
+        assert base.parent == graded_run / "gguf-bases" and base.stat().st_size > 2 * (first.folder /
+                                                                                        "adapter.gguf").stat().st_size
+        modelfile_lines = (first.folder / "Modelfile").read_text().splitlines()
+        assert modelfile_lines[:2] == [f"FROM {base}", "ADAPTER ./adapter.gguf"]
+
+        def digest(path):
+            return "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()
+
+        created = server.created["first:latest"]
+        assert created["files"] == {"model.gguf": digest(base)}
+        assert created["adapters"] == {"adapter.gguf": digest(first.folder / "adapter.gguf")}
+        assert first.parity.total == 4 and first.parity.top1_agreement >= 0.98, first.parity.as_dict()
+        written = base.stat().st_mtime_ns
+        second = exported("second")  # the same base: neither written again nor sent again
+        assert second.base_gguf == base and base.stat().st_mtime_ns == written
+        assert server.uploads.count(digest(base)) == 1 and "second:latest" in server.models
+    assert json.loads((first.folder / "export.json").read_text())["base_gguf"] == str(base)
+
+
 def test_the_standin_refuses_a_model_from_a_blob_never_uploaded(tmp_path, default_tokenizer):
     import ollama
 
@@ -338,12 +392,11 @@ def test_the_command_line_exports_and_lists_the_files(tiny_run, tmp_path):
 # ------------------------------------------------------------ the default model
 
 
-# Documented floor for the default model's LoRA run (16 steps of the Quick CPU demo's settings), 10 test prompts,
-# 32 new tokens, the app in float32. Measured here: F16 10 of 10 identical, Q8_0 8 of 10 (one answer went on
-# where the app's stopped, one differed at its first token). F16 keeps llama.cpp within float rounding of the
-# app: at least 9 of 10. Q8_0 moves each weight by up to 1/254 of its block's largest value, which flips some
-# near-tied greedy choices of a 270M model: at least 6 of 10. Every prompt is tokenised as the app does.
-FLOOR = {"f16": 9, "q8_0": 6}
+# What the default model's LoRA run (16 steps of the Quick CPU demo's settings) keeps in llama.cpp, on 10 test
+# prompts of 32 new tokens with the app in float32; measured here: see the figures in the assertions. F16 keeps
+# llama.cpp within float rounding of the app. Q4_K_M moves each weight by up to a 16th of its block's range,
+# which flips near-tied next tokens of a 270M model (bench/RESULTS.md, export_quants: 80.7% on a 240-step run).
+Q4_K_M_FLOOR = 0.70
 
 
 def train_default_run(models: Path, run_id: str, steps: int = 16, style: str = "alpaca") -> None:
@@ -361,22 +414,22 @@ def train_default_run(models: Path, run_id: str, steps: int = 16, style: str = "
 
 
 @pytest.mark.slow
-def test_default_model_lora_run_as_gguf_answers_like_the_app(tmp_path_factory):
+def test_default_model_lora_run_as_gguf_f16_and_q4_k_m_against_the_app(tmp_path_factory):
+    from playground.export.runner import compare_quants
+
     models = tmp_path_factory.mktemp("default-store")
     (models / store.DEFAULT_NAME).symlink_to(store.ensure_default_model(), target_is_directory=True)
     train_default_run(models, "default-lora")
     manager = ModelManager(models, dtype="float32")
-    figures = {}
-    for quant in ("f16", "q8_0"):
-        result = export_run(manager, ExportRequest(run_id="default-lora", format="gguf", quant=quant,
-                                                   out=models / f"gguf-{quant}", parity_count=10, max_new_tokens=32))
-        parity = result.parity
-        figures[quant] = parity.identical
-        assert parity.total == 10 and parity.same_prompt_tokens == 10
-        assert parity.identical >= FLOOR[quant], parity.as_dict()
-        for difference in parity.differences:
+    f16, q4 = compare_quants(manager, "default-lora", parity_count=10, max_new_tokens=32, quants=["f16", "q4_k_m"])
+    print("\n".join(" | ".join(cost.row()) for cost in (f16, q4)))  # the figures, in the test's output
+    for cost in (f16, q4):
+        assert cost.parity.total == 10 and cost.parity.same_prompt_tokens == 10
+        for difference in cost.parity.differences:
             assert difference.app != difference.gguf
-    assert figures["f16"] >= figures["q8_0"] - 1
+    assert f16.parity.identical >= 9 and f16.parity.top1_agreement >= 0.98, f16.parity.as_dict()
+    assert q4.parity.top1_agreement >= Q4_K_M_FLOOR and q4.parity.mean_kl > f16.parity.mean_kl, q4.parity.as_dict()
+    assert q4.parity.exact_match["app"] == f16.parity.exact_match["app"]  # the app answered once for both
 
 
 def test_tiny_gguf_parity_on_eight_test_prompts(graded_run, tiny_model_dir, tmp_path):
@@ -437,7 +490,7 @@ def test_default_model_chat_style_run_as_an_ollama_model(tmp_path_factory):
         result = export_run(manager, ExportRequest(run_id="chat-lora", format="ollama", out=models / "ollama",
                                                    parity_count=10, max_new_tokens=32, ollama_host=server.url))
         assert server.created["playground-chat-lora:latest"]["parameters"]["stop"] == ["<eos>", "<end_of_turn>"]
-    assert result.parity.same_prompt_tokens == 10 and result.parity.identical >= FLOOR["f16"], result.parity.as_dict()
+    assert result.parity.same_prompt_tokens == 10 and result.parity.identical >= 9, result.parity.as_dict()
     llm = llama_cpp.Llama(str(result.folder / "model.gguf"), n_ctx=128, verbose=False)
     assert llm.metadata["tokenizer.ggml.eot_token_id"] == "106"
     assert llm.metadata["tokenizer.ggml.add_bos_token"] == "true"

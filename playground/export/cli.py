@@ -46,7 +46,8 @@ def compare_quants(args: argparse.Namespace) -> int:
     manager = ModelManager(args.models_dir, dtype=args.dtype)
     progress = ProgressReport()
     try:
-        rows = measure(manager, args.run, args.parity, args.max_new_tokens, on_progress=progress)
+        rows = [cost.row() for cost in measure(manager, args.run, args.parity, args.max_new_tokens,
+                                               on_progress=progress)]
     finally:
         progress.close()
     print(f"What each GGUF type costs against the app, on {args.parity} records of run {args.run}'s test split:")

@@ -9,6 +9,8 @@ server. The GGUF types are `gguf_file.QUANTS`.
 from __future__ import annotations
 
 import gc
+import os
+import re
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from .. import store
 from ..errors import PlaygroundError
-from . import gguf_file, gguf_lora, hf, modelfile, parity, tuned
+from . import gguf_file, gguf_lora, hf, modelfile, tuned
 from .prompt_format import PromptFormat, adds_bos, jinja_template
 
 if TYPE_CHECKING:
@@ -38,9 +40,10 @@ class Build:
     work: Path
     report: Progress
     stop: threading.Event | None = None
-    # What the parity check runs in llama.cpp when it is not `gguf_path` alone: (model, LoRA adapter)
+    # What the parity check runs in llama.cpp when it is not `gguf_path` alone: (base model, LoRA adapter)
     llama_files: tuple[Path, Path | None] | None = None
-    scratch: list[Path] = field(default_factory=list)  # files the build needs only until its parity check
+    # The app's answers to the parity check's prompts, by what was asked (shared by the exports of one comparison)
+    app_answers: dict[Any, list[str]] = field(default_factory=dict)
 
     @property
     def gguf_path(self) -> Path:
@@ -112,12 +115,36 @@ def write_gguf(build: Build) -> None:
     gc.collect()  # the merged copy is freed before the parity check loads the file
 
 
-ADAPTER_GGUF = "adapter.gguf"
+ADAPTER_GGUF = modelfile.ADAPTER_NAME
+BASES_FOLDER = "gguf-bases"  # in the models folder: each base model's F16 GGUF, written once for its adapters
+
+
+def base_gguf(build: Build, base: Any) -> Path:
+    """The base model's F16 GGUF in the store, written the first time an adapter of it is exported: the
+    file an adapter GGUF runs on (llama.cpp's --lora, Ollama's ADAPTER), shared by every run of that base."""
+    facts = build.facts
+    path = build.manager.models_dir / BASES_FOLDER / (re.sub(r"[^A-Za-z0-9._-]+", "-", facts.spec).strip("-.")
+                                                      + ".f16.gguf")
+    if path.is_file():
+        build.report(0.5, f"The base model's GGUF: {path} (written before)")
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.partial")
+    try:
+        # the base model's own chat template and end marker: the file is not any one run's
+        tokenizer = build.tokenizer
+        gguf_file.write_gguf(base, tokenizer, partial, "f16", getattr(tokenizer, "chat_template", None) or "",
+                             adds_bos(tokenizer), [tokenizer.eos_token_id], f"{facts.spec} (base)", stop=build.stop,
+                             on_progress=lambda f, text: build.report(0.15 + 0.35 * f, f"The base model's GGUF: {text}"))
+        os.replace(partial, path)  # whole or not at all: another export may read it next
+    finally:
+        partial.unlink(missing_ok=True)
+    return path
 
 
 def write_gguf_lora(build: Build) -> None:
-    """The LoRA adapter alone in llama.cpp's adapter format, for the base model's GGUF; for the parity
-    check, the base model written as F16 GGUF beside it until the check is done."""
+    """The LoRA adapter alone in llama.cpp's adapter format, for the base model's F16 GGUF in the store
+    (`base_gguf`), which the parity check runs it on."""
     import torch
 
     facts = build.facts
@@ -128,14 +155,7 @@ def write_gguf_lora(build: Build) -> None:
     name = f"{facts.record.run_id} (LoRA adapter)"
     gguf_lora.write_lora_gguf(facts.record.weights.folder, base.config, build.work / ADAPTER_GGUF, name,
                               on_progress=lambda f, text: build.report(0.05 + 0.1 * f, text), stop=build.stop)
-    if parity.llama_cpp_installed():
-        model = build.work / ".base-f16.gguf"
-        build.scratch.append(model)
-        gguf_file.write_gguf(base, build.tokenizer, model, "f16", jinja_template(build.found), adds_bos(build.tokenizer),
-                             build.stops, f"{facts.spec} (base)", stop=build.stop,
-                             on_progress=lambda f, text: build.report(0.15 + 0.35 * f, f"The base model for the "
-                                                                                      f"parity check: {text}"))
-        build.llama_files = (model, build.work / ADAPTER_GGUF)
+    build.llama_files = (base_gguf(build, base), build.work / ADAPTER_GGUF)
     del base
     gc.collect()
 
@@ -143,6 +163,13 @@ def write_gguf_lora(build: Build) -> None:
 def write_ollama(build: Build) -> None:
     write_gguf(build)
     (build.work / "Modelfile").write_text(modelfile.modelfile_text(build.found, build.stop_texts), encoding="utf-8")
+
+
+def write_ollama_lora(build: Build) -> None:
+    write_gguf_lora(build)
+    base, _ = build.checked_files
+    (build.work / "Modelfile").write_text(modelfile.modelfile_text(build.found, build.stop_texts, base=base),
+                                          encoding="utf-8")
 
 
 def create_ollama(build: Build, folder: Path) -> str:
@@ -154,8 +181,9 @@ def create_ollama(build: Build, folder: Path) -> str:
     if not request.create_on_server or not modelfile.reachable(host):
         return f"No Ollama server at {host}: create the model with\n  {modelfile.create_command(folder, name)}"
     try:
-        modelfile.create(host, name, build.gguf_path, build.found, build.stop_texts,
-                         on_progress=lambda f, text: build.report(0.99, text))
+        model, adapter = build.checked_files
+        modelfile.create(host, name, model, build.found, build.stop_texts,
+                         on_progress=lambda f, text: build.report(0.99, text), adapter=adapter)
     except PlaygroundError as exc:
         kept = f"the earlier export in {folder} is unchanged" if folder.is_dir() else "nothing was written"
         raise PlaygroundError(f"The Ollama export failed: {exc} The model was not created and {kept}.") from None
@@ -170,8 +198,15 @@ register_format(ExportFormat("gguf", "GGUF (llama.cpp)", write_gguf, (modelfile.
                              gguf=True, quantised=True, parity=True))
 register_format(ExportFormat("gguf-lora", "LoRA adapter GGUF (on the base model's GGUF)", write_gguf_lora,
                              (ADAPTER_GGUF,), gguf=True, parity=True,
-                             note="Use adapter.gguf on the base model's GGUF file: `llama-server -m BASE.gguf --lora "
-                                  "adapter.gguf`, or in an Ollama Modelfile `FROM BASE.gguf` and `ADAPTER "
-                                  "./adapter.gguf`. The parity check ran it on the base written as F16."))
+                             note="Use adapter.gguf on the base model's GGUF (its path is below): `llama-server -m "
+                                  "BASE.gguf --lora adapter.gguf`, or in an Ollama Modelfile `FROM BASE.gguf` and "
+                                  "`ADAPTER ./adapter.gguf` (the ollama-lora format writes that). The parity check "
+                                  "ran it on that file."))
 register_format(ExportFormat("ollama", "Ollama model", write_ollama, (modelfile.GGUF_NAME, "Modelfile"),
                              gguf=True, quantised=True, parity=True, create=create_ollama))
+register_format(ExportFormat("ollama-lora", "Ollama model: the LoRA adapter on the base model (ADAPTER)",
+                             write_ollama_lora, (ADAPTER_GGUF, "Modelfile"), gguf=True, parity=True,
+                             create=create_ollama,
+                             note="The Modelfile reads the base model's GGUF from the store (FROM) and puts "
+                                  "./adapter.gguf on it (ADAPTER): the adapters of one base share its file, on disk "
+                                  "and on the Ollama server."))

@@ -130,7 +130,8 @@ def _write_float_or_q8(model: Any, tokenizer: Any, path: Path, chosen: Quant, ch
     for token in stops:
         if token != tokenizer.eos_token_id:
             writer.add_eot_token_id(int(token))
-    writer.add_chat_template(chat_template)
+    if chat_template:
+        writer.add_chat_template(chat_template)
     _add_tensors(writer, state, config, arch, chosen.tensor_type, on_progress, stop)
     if on_progress:
         on_progress(0.95, f"Writing {path.name}")

@@ -1,4 +1,5 @@
-"""An Ollama model: the Modelfile beside the GGUF, and the model created on a server through the client.
+"""An Ollama model: the Modelfile beside the GGUF (or beside the LoRA adapter GGUF, on the base model's
+GGUF), and the model created on a server through the client.
 
 The TEMPLATE is written from the same prompt pieces as the chat template: a user message's text is
 the instruction (Ollama has no separate Input section), an answer is followed by what the app writes
@@ -8,6 +9,7 @@ penalty, stopping at the run's end markers.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -18,6 +20,7 @@ from ..errors import PlaygroundError
 from .prompt_format import INSTRUCTION, PromptFormat
 
 GGUF_NAME = "model.gguf"
+ADAPTER_NAME = "adapter.gguf"
 DEFAULT_HOST = "http://127.0.0.1:11434"
 Progress = Callable[[float, str], None]
 
@@ -43,10 +46,12 @@ def parameters(stop_texts: list[str], max_new_tokens: int = 256) -> dict[str, An
             "num_predict": max_new_tokens, "stop": stop_texts}
 
 
-def modelfile_text(found: PromptFormat, stop_texts: list[str]) -> str:
+def modelfile_text(found: PromptFormat, stop_texts: list[str], base: Path | None = None) -> str:
+    """The Modelfile of the model in ./model.gguf, or of ./adapter.gguf on the base model's GGUF `base`."""
     if '"""' in go_template(found):
         raise PlaygroundError('The prompt style holds \'"""\', which a Modelfile cannot quote.')
-    lines = [f"FROM ./{GGUF_NAME}", f'TEMPLATE """{go_template(found)}"""']
+    model = [f"FROM ./{GGUF_NAME}"] if base is None else [f"FROM {base}", f"ADAPTER ./{ADAPTER_NAME}"]
+    lines = [*model, f'TEMPLATE """{go_template(found)}"""']
     for key, value in parameters(stop_texts).items():
         for item in value if isinstance(value, list) else [value]:
             lines.append(f"PARAMETER {key} {json.dumps(item) if key == 'stop' else item}")
@@ -78,9 +83,27 @@ def reachable(host: str, timeout: float = 3.0) -> bool:
         return False
 
 
+def send_blob(client: Any, host: str, path: Path) -> str:
+    """The file's digest, the file sent to the server only when the server lacks that blob (Ollama's
+    HEAD /api/blobs: a base model shared by several adapters goes up once)."""
+    import httpx
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for chunk in iter(lambda: file.read(1 << 20), b""):
+            digest.update(chunk)
+    name = f"sha256:{digest.hexdigest()}"
+    address = host if "://" in host else f"http://{host}"
+    if httpx.head(f"{address.rstrip('/')}/api/blobs/{name}", timeout=30).status_code == 200:
+        return name
+    return client.create_blob(path)
+
+
 def create(host: str, name: str, gguf_path: Path, found: PromptFormat, stop_texts: list[str],
-           on_progress: Progress | None = None, timeout: float = 600.0) -> list[str]:
-    """Upload the GGUF as a blob and create the model on the server; returns the server's status lines."""
+           on_progress: Progress | None = None, timeout: float = 600.0, adapter: Path | None = None) -> list[str]:
+    """Upload the GGUF (and the LoRA adapter GGUF on it, if given) as blobs and create the model on the
+    server; returns the server's status lines. A blob the server holds already is not sent again (a base
+    model shared by several adapters goes up once)."""
     import httpx
     import ollama
 
@@ -88,10 +111,15 @@ def create(host: str, name: str, gguf_path: Path, found: PromptFormat, stop_text
     try:
         if on_progress:
             on_progress(0.0, f"Uploading {gguf_path.name} to Ollama at {host}")
-        digest = client.create_blob(gguf_path)
+        digest = send_blob(client, host, gguf_path)
+        adapters = None
+        if adapter is not None:
+            if on_progress:
+                on_progress(0.0, f"Uploading {adapter.name} to Ollama at {host}")
+            adapters = {ADAPTER_NAME: send_blob(client, host, adapter)}
         statuses = []
-        for update in client.create(model=name, files={GGUF_NAME: digest}, template=go_template(found),
-                                    parameters=parameters(stop_texts), stream=True):
+        for update in client.create(model=name, files={GGUF_NAME: digest}, adapters=adapters,
+                                    template=go_template(found), parameters=parameters(stop_texts), stream=True):
             statuses.append(update.status or "")
             if on_progress:
                 done = update.completed / update.total if update.total and update.completed is not None else 0.5

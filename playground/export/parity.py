@@ -119,7 +119,7 @@ def cases_for(manager: Any, run_id: str, style: str, tokenizer: Any, template: s
     return cases
 
 
-def app_answers(manager: Any, run_id: str, cases: list[Case], tokenizer: Any, style: str,
+def answer_in_app(manager: Any, run_id: str, cases: list[Case], tokenizer: Any, style: str,
                 settings: GenerationSettings, stop: threading.Event | None,
                 on_progress: Progress | None) -> list[str]:
     side, _ = manager.tuned_side(run_id)
@@ -282,16 +282,22 @@ def reference_scores(answers: list[str], cases: list[Case]) -> tuple[float, floa
 def check(manager: Any, run_id: str, path: Path, tokenizer: Any, style: str, template: str | None,
           stops: list[int], adds_bos: bool, count: int, settings: GenerationSettings,
           stop: threading.Event | None = None, on_progress: Progress | None = None,
-          lora: Path | None = None) -> ParityResult:
+          lora: Path | None = None, app_answers: dict[Any, list[str]] | None = None) -> ParityResult:
     """Answer `count` test prompts of the run in the app and with the GGUF file (with the LoRA adapter
-    file `lora` on it, if given), compare them, and read their references on both sides."""
+    file `lora` on it, if given), compare them, and read their references on both sides. The app's
+    answers are taken from `app_answers` when it holds them for the same prompts and settings, and
+    kept there."""
     options = {"lora_path": str(lora)} if lora is not None else {}
     cases = cases_for(manager, run_id, style, tokenizer, template, count)
 
     def part(start: float, share: float) -> Progress | None:
         return (lambda f, text: on_progress(start + share * f, text)) if on_progress else None
 
-    app = app_answers(manager, run_id, cases, tokenizer, style, settings, stop, part(0.0, 0.45))
+    asked = (run_id, tuple(case.record for case in cases), style, template, repr(settings))
+    known = app_answers if app_answers is not None else {}
+    if asked not in known:
+        known[asked] = answer_in_app(manager, run_id, cases, tokenizer, style, settings, stop, part(0.0, 0.45))
+    app = known[asked]
     gguf, same, speed = gguf_answers(path, cases, tokenizer, stops, adds_bos, settings, stop, part(0.45, 0.3),
                                      **options)
     result = compare(cases, app, gguf, tokenizer, same, settings.max_new_tokens)

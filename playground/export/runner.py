@@ -51,6 +51,7 @@ class ExportResult:
     parity: parity.ParityResult | None = None
     ollama: str = ""                 # the model created on the server, or the command to create it
     notes: list[str] = field(default_factory=list)
+    base_gguf: Path | None = None    # the base model's GGUF an adapter GGUF runs on (in the store)
 
     def lines(self) -> list[str]:
         out = [f"Exported to {self.folder}:"]
@@ -79,9 +80,11 @@ def default_out(models_dir: Path, run_id: str, fmt: str, quant: str) -> Path:
 
 
 def export_run(manager: Any, request: ExportRequest, on_progress: Progress | None = None,
-               stop: threading.Event | None = None, keep_record: bool = True) -> ExportResult:
+               stop: threading.Event | None = None, keep_record: bool = True,
+               app_answers: dict[Any, list[str]] | None = None) -> ExportResult:
     """The export `request` asks for; `keep_record` False leaves it out of the run's exports.jsonl (a
-    measurement in a temporary folder)."""
+    measurement in a temporary folder). `app_answers`, shared by several exports of one run, keeps the
+    app's answers to the parity check's prompts so that it answers them once."""
     fmt = request.check()
     models_dir = manager.models_dir
     request.run_id = runs.check_run_id(models_dir, request.run_id)
@@ -97,8 +100,11 @@ def export_run(manager: Any, request: ExportRequest, on_progress: Progress | Non
     result = ExportResult(out, [])
     with target.building(out, request.force) as work:
         build = Build(manager, facts, request, tokenizer, found, tuned.stop_tokens(facts, tokenizer), work, report,
-                      stop)
+                      stop, app_answers=app_answers if app_answers is not None else {})
         result.parity = _write_files(fmt, build)
+        if build.llama_files and build.llama_files[1] is not None:
+            result.base_gguf = build.llama_files[0]
+            result.notes.append(f"The base model's GGUF for the adapter: {result.base_gguf}")
         _write_manifest(work, request, fmt, result)
         if stop is not None and stop.is_set():
             raise PlaygroundError("Export stopped: nothing was written.")
@@ -116,25 +122,39 @@ def export_run(manager: Any, request: ExportRequest, on_progress: Progress | Non
     return result
 
 
+@dataclass(frozen=True)
+class QuantCost:
+    """One GGUF type of a comparison: its file's size and what the parity check measured."""
+    quant: str
+    size: str
+    parity: parity.ParityResult
+
+    def row(self) -> list[str]:
+        return list(parity.cost_row(self.quant.upper(), self.size, self.parity.as_dict()))
+
+
 def compare_quants(manager: Any, run_id: str, parity_count: int = 10, max_new_tokens: int = 64,
-                   on_progress: Progress | None = None, stop: threading.Event | None = None) -> list[list[str]]:
-    """The run exported to every GGUF type in a temporary folder (removed after), each measured against the
-    app on the run's own test split: the cost table, a row of `parity.COST_COLUMNS` per type, F16 first."""
+                   on_progress: Progress | None = None, stop: threading.Event | None = None,
+                   quants: list[str] | None = None) -> list[QuantCost]:
+    """The run exported to each GGUF type (`quants`, default all, F16 first) in a temporary folder
+    (removed after), each measured against the app on the run's own test split. The app answers the
+    test prompts once for all of them."""
     if not parity.llama_cpp_installed():
         raise PlaygroundError(parity.MISSING_NOTE)
-    rows = []
+    names = [gguf_file.check_quant(name) for name in quants] if quants else list(gguf_file.QUANTS)
+    measured, app_answers = [], {}
     with tempfile.TemporaryDirectory(prefix="compare-quants-") as folder:
-        for number, quant in enumerate(gguf_file.QUANTS):
+        for number, quant in enumerate(names):
             def report(fraction: float, text: str, number: int = number, quant: str = quant) -> None:
                 if on_progress:
-                    on_progress((number + fraction) / len(gguf_file.QUANTS), f"{quant.upper()}: {text}")
+                    on_progress((number + fraction) / len(names), f"{quant.upper()}: {text}")
 
             request = ExportRequest(run_id=run_id, format="gguf", quant=quant, out=Path(folder) / quant,
                                     parity_count=parity_count, max_new_tokens=max_new_tokens)
-            result = export_run(manager, request, report, stop, keep_record=False)
+            result = export_run(manager, request, report, stop, keep_record=False, app_answers=app_answers)
             size = next(entry.size_text for entry in result.files if entry.name.endswith(".gguf"))
-            rows.append(list(parity.cost_row(quant.upper(), size, result.parity.as_dict())))
-    return rows
+            measured.append(QuantCost(quant, size, result.parity))
+    return measured
 
 
 def _write_files(fmt: ExportFormat, build: Build) -> parity.ParityResult | None:
@@ -143,11 +163,7 @@ def _write_files(fmt: ExportFormat, build: Build) -> parity.ParityResult | None:
     missing = [name for name in fmt.files if not (build.work / name).is_file()]
     if missing:
         raise PlaygroundError(f"The {fmt.name} export did not write {', '.join(missing)}.")
-    try:
-        checked = _parity(build) if fmt.parity and parity.llama_cpp_installed() else None
-    finally:
-        for leftover in build.scratch:
-            leftover.unlink(missing_ok=True)
+    checked = _parity(build) if fmt.parity and parity.llama_cpp_installed() else None
     found = build.found
     card = hf.model_card(build.facts, build.manager.models_dir, found, found.render("{instruction}", "{input}"),
                          fmt.name, checked.as_dict() if checked else None)
@@ -167,7 +183,7 @@ def _parity(build: Build) -> parity.ParityResult:
     model, lora = build.checked_files
     return parity.check(build.manager, facts.record.run_id, model, build.tokenizer, facts.style,
                         facts.template, build.stops, adds_bos(build.tokenizer), request.parity_count, settings,
-                        build.stop, lambda f, text: build.report(0.5 + 0.5 * f, text), lora)
+                        build.stop, lambda f, text: build.report(0.5 + 0.5 * f, text), lora, build.app_answers)
 
 
 def _quant(request: ExportRequest, fmt: ExportFormat) -> str | None:
@@ -176,6 +192,7 @@ def _quant(request: ExportRequest, fmt: ExportFormat) -> str | None:
 
 def _write_manifest(work: Path, request: ExportRequest, fmt: ExportFormat, result: ExportResult) -> None:
     manifest = {"run": request.run_id, "format": request.format, "time": time.time(), "quant": _quant(request, fmt),
+                "base_gguf": str(result.base_gguf) if result.base_gguf else None,
                 "parity": result.parity.as_dict() if result.parity else None}
     (work / target.MANIFEST).write_text(json.dumps(manifest, indent=1, ensure_ascii=False), encoding="utf-8")
 
@@ -183,4 +200,5 @@ def _write_manifest(work: Path, request: ExportRequest, fmt: ExportFormat, resul
 def _entry(request: ExportRequest, fmt: ExportFormat, result: ExportResult) -> dict[str, Any]:
     return {"time": time.strftime("%Y-%m-%d %H:%M:%S"), "format": request.format, "quant": _quant(request, fmt),
             "folder": str(result.folder), "files": [{"name": f.name, "bytes": f.size} for f in result.files],
-            "parity": result.parity.as_dict() if result.parity else None, "ollama": result.ollama or None}
+            "parity": result.parity.as_dict() if result.parity else None, "ollama": result.ollama or None,
+            "base_gguf": str(result.base_gguf) if result.base_gguf else None}

@@ -1,7 +1,8 @@
 """Chat tab: one message, two answers streamed side by side (base and tuned), and a blind A/B vote.
 
 The conversation of a browser session is kept as text in a State (message, input, base answer,
-tuned answer per turn); the two chat panes are drawn from it and never read back.
+tuned answer per turn); the two chat panes are drawn from it and never read back. The browser keeps a
+copy (`SAVED`), written when an answer ends, so a reload brings the conversation back.
 """
 
 from __future__ import annotations
@@ -217,7 +218,7 @@ def start_over(blind_on: bool) -> tuple[Any, ...]:
     """An empty conversation; in blind mode the tuned model's side is drawn again."""
     tuned_is_left = bool(blind_on and random.random() < 0.5)
     left_label, right_label = labels(blind_on, tuned_is_left, not blind_on)
-    return [], [], [], tuned_is_left, left_label, right_label, gr.update(visible=False), "", ""
+    return [], [], [], tuned_is_left, False, left_label, right_label, gr.update(visible=False), "", ""
 
 
 def blind_switched(blind_on: bool, turns: list[dict[str, str]]) -> tuple[Any, ...]:
@@ -232,7 +233,8 @@ def blind_switched(blind_on: bool, turns: list[dict[str, str]]) -> tuple[Any, ..
 
 def vote(manager: Any, choice: str, turns: list[dict[str, str]], run_id: str | None, checkpoint: Any,
          tuned_is_left: bool) -> tuple[Any, ...]:
-    """Save a blind vote on the last answers and reveal the names: (left name, right name, vote row, result)."""
+    """Save a blind vote on the last answers and reveal the names: (left name, right name, vote row, result,
+    names revealed)."""
     if not run_id or not turns:
         raise gr.Error("Send a message and read both answers before voting.")
     tuned_side_name = "left" if tuned_is_left else "right"
@@ -246,7 +248,46 @@ def vote(manager: Any, choice: str, turns: list[dict[str, str]], run_id: str | N
     left_label, right_label = labels(True, tuned_is_left, True)
     names = f"Left was <b>{'Tuned' if tuned_is_left else 'Base'}</b>, right was <b>{'Base' if tuned_is_left else 'Tuned'}</b>."
     result = notice(f"Vote saved: {winner.replace('_', ' ')}.", "ok") + f"<div>{names}</div>"
-    return left_label, right_label, gr.update(visible=False), result + tally_html(tally(manager.models_dir, run_id, step))
+    return (left_label, right_label, gr.update(visible=False), result + tally_html(tally(manager.models_dir, run_id, step)),
+            True)
+
+
+SAVED = "chat"   # the conversation, under this key of the browser's stored settings
+KEPT_TURNS = 50  # the latest turns a reload brings back: the browser's storage is small
+TURN_KEYS = ("message", "input", "base", "tuned")
+
+
+def kept_chat(saved: dict[str, Any] | None, turns: list[dict[str, str]], run_id: str | None, checkpoint: Any,
+              blind_on: bool, tuned_is_left: bool, revealed: bool) -> dict[str, Any]:
+    """The browser's stored settings with this conversation in them."""
+    return {**(saved or {}), SAVED: {"turns": (turns or [])[-KEPT_TURNS:], "run": run_id, "checkpoint": checkpoint,
+                                     "blind": bool(blind_on), "tuned_left": bool(tuned_is_left),
+                                     "revealed": bool(revealed)}}
+
+
+def stored_turns(value: Any) -> list[dict[str, str]]:
+    """The turns the browser kept, those of the expected shape (the storage may hold an older one)."""
+    return [{key: turn[key] for key in TURN_KEYS} for turn in value or [] if isinstance(turn, dict)
+            and all(isinstance(turn.get(key), str) for key in TURN_KEYS)] if isinstance(value, list) else []
+
+
+def restored_chat(manager: Any, saved: dict[str, Any] | None) -> tuple[Any, ...]:
+    """The page opening: the run and conversation this browser had, when that run is still listed.
+    (run, weights, blind, tuned side, names revealed, turns, left pane, right pane, left name, right name,
+    vote row)."""
+    chat = (saved or {}).get(SAVED) or {}
+    runs_update = run_update(manager, chat.get("run"))
+    run_id = runs_update.get("value")
+    same_run = bool(run_id) and run_id == chat.get("run")
+    turns = stored_turns(chat.get("turns")) if same_run else []
+    blind_on = bool(chat.get("blind"))
+    tuned_is_left = bool(blind_on and chat.get("tuned_left"))
+    revealed = bool(turns and chat.get("revealed"))
+    left, right = panes(turns, tuned_is_left)
+    left_name, right_name = labels(blind_on, tuned_is_left, revealed)
+    return (runs_update, checkpoint_update(manager, run_id, chat.get("checkpoint", "") if same_run else ""),
+            blind_on, tuned_is_left, revealed, turns, left, right, left_name, right_name,
+            gr.update(visible=bool(blind_on and turns and not revealed)))
 
 
 def pick_example(manager: Any, index: Any, run_id: str | None) -> tuple[str, str, str]:
@@ -319,6 +360,7 @@ def layout(manager: Any) -> SimpleNamespace:
     ui.turns = gr.State([])          # the conversation, as text (see the module docstring)
     ui.tuned_left = gr.State(False)  # blind mode: which side the tuned model is shown on
     ui.answering = gr.State(False)   # both answers stream: Send waits
+    ui.revealed = gr.State(False)    # blind mode: a vote showed which side is which
     return ui
 
 
@@ -327,6 +369,11 @@ def build(shared: Shared, tab: gr.Tab) -> None:
     ui = layout(manager)
 
     stops = SessionStops()
+    kept = [shared.browser, ui.turns, ui.run, ui.checkpoint, ui.blind, ui.tuned_left, ui.revealed]
+
+    def keep(event: Any) -> None:
+        """After `event`, the browser keeps the conversation as it stands."""
+        event.then(kept_chat, kept, shared.browser, show_progress="hidden")
 
     def answer(event: gr.EventData, request: gr.Request, *args):
         regenerating = getattr(event.target, "elem_id", None) == "chat-regenerate"
@@ -338,27 +385,36 @@ def build(shared: Shared, tab: gr.Tab) -> None:
 
     # Send, Shift+Enter and Regenerate are one event; "multiple": a message sent while one streams is
     # refused by respond() with a notice (the browser would otherwise drop it without a word)
-    gr.on([ui.send.click, ui.message.submit, ui.regenerate.click], answer,
-          [ui.answering, ui.message, ui.input, ui.turns, ui.run, ui.checkpoint, ui.raw, ui.blind, ui.tuned_left,
-           *ui.generation],
-          [ui.message, ui.input, ui.left, ui.right, ui.turns, ui.error, ui.send, ui.regenerate, ui.answering,
-           ui.vote_row], trigger_mode="multiple")
+    keep(gr.on([ui.send.click, ui.message.submit, ui.regenerate.click], answer,
+               [ui.answering, ui.message, ui.input, ui.turns, ui.run, ui.checkpoint, ui.raw, ui.blind, ui.tuned_left,
+                *ui.generation],
+               [ui.message, ui.input, ui.left, ui.right, ui.turns, ui.error, ui.send, ui.regenerate, ui.answering,
+                ui.vote_row], trigger_mode="multiple"))
     ui.stop.click(stop, None, [ui.send, ui.regenerate, ui.answering])
-    fresh = [ui.left, ui.right, ui.turns, ui.tuned_left, ui.left_name, ui.right_name, ui.vote_row, ui.votes,
-             ui.reference]
-    gr.on([ui.clear.click, ui.left.clear, ui.right.clear], start_over, ui.blind, fresh)  # the panes' bins too
-    ui.blind.change(blind_switched, [ui.blind, ui.turns], fresh)
+    fresh = [ui.left, ui.right, ui.turns, ui.tuned_left, ui.revealed, ui.left_name, ui.right_name, ui.vote_row,
+             ui.votes, ui.reference]
+    keep(gr.on([ui.clear.click, ui.left.clear, ui.right.clear], start_over, ui.blind, fresh))  # the panes' bins too
+    keep(ui.blind.input(blind_switched, [ui.blind, ui.turns], fresh))  # the user's switch, not a reload's
     for key, button in ui.vote_buttons.items():
-        button.click(lambda c, r, w, t, key=key: vote(manager, key, c, r, w, t), [ui.turns, ui.run, ui.checkpoint,
-                                                                                   ui.tuned_left],
-                     [ui.left_name, ui.right_name, ui.vote_row, ui.votes])
+        keep(button.click(lambda c, r, w, t, key=key: vote(manager, key, c, r, w, t),
+                          [ui.turns, ui.run, ui.checkpoint, ui.tuned_left],
+                          [ui.left_name, ui.right_name, ui.vote_row, ui.votes, ui.revealed]))
     ui.use_example.click(lambda i, r: pick_example(manager, i, r), [ui.example, ui.run],
                          [ui.message, ui.input, ui.reference])
-    # runs appear as they are trained: the list is read again when the page opens or the tab is shown
-    gr.on([shared.app.load, tab.select, ui.refresh.click], lambda current: run_update(manager, current), ui.run,
-          ui.run).then(lambda r, w: checkpoint_update(manager, r, w), [ui.run, ui.checkpoint], ui.checkpoint).then(
-        lambda r, w: describe_run(manager, r, w), [ui.run, ui.checkpoint], [ui.run_info, ui.example])
+
+    def show_run(event: Any) -> None:
+        event.then(lambda r, w: describe_run(manager, r, w), [ui.run, ui.checkpoint], [ui.run_info, ui.example])
+
+    # a reload brings back the run and conversation this browser had
+    show_run(shared.app.load(lambda saved: restored_chat(manager, saved), shared.browser,
+                             [ui.run, ui.checkpoint, ui.blind, ui.tuned_left, ui.revealed, ui.turns, ui.left, ui.right,
+                              ui.left_name, ui.right_name, ui.vote_row]))
+    # runs appear as they are trained: the list is read again when the tab is shown
+    show_run(gr.on([tab.select, ui.refresh.click], lambda current: run_update(manager, current), ui.run, ui.run).then(
+        lambda r, w: checkpoint_update(manager, r, w), [ui.run, ui.checkpoint], ui.checkpoint))
     relabel_runs(manager, ui.run)
-    ui.run.input(lambda r: checkpoint_update(manager, r), ui.run, ui.checkpoint).then(
-        lambda r, w: describe_run(manager, r, w), [ui.run, ui.checkpoint], [ui.run_info, ui.example])
-    ui.checkpoint.input(lambda r, w: describe_run(manager, r, w), [ui.run, ui.checkpoint], [ui.run_info, ui.example])
+    picked = ui.run.input(lambda r: checkpoint_update(manager, r), ui.run, ui.checkpoint)
+    show_run(picked)
+    keep(picked)
+    keep(ui.checkpoint.input(lambda r, w: describe_run(manager, r, w), [ui.run, ui.checkpoint],
+                             [ui.run_info, ui.example]))

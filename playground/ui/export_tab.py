@@ -4,6 +4,9 @@ model; GGUF and Ollama exports end with a parity check against the app's own ans
 from __future__ import annotations
 
 import html
+import threading
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -21,6 +24,53 @@ from ..export.target import human_size
 from .common import Form, SessionStops, Shared, notice, pick, run_label
 
 EMPTY = "Pick a run and a format, then press Export. The files and, for GGUF and Ollama, the parity check appear here."
+
+
+@dataclass
+class Running:
+    """An export being written: what, since when, how far, and its Stop flag."""
+    run_id: str
+    what: str
+    session: str  # the browser session that started it (it sees the progress bar; the others this)
+    stop: threading.Event
+    started: float = field(default_factory=time.time)
+    fraction: float = 0.0
+    text: str = "Starting"
+
+    def describe(self) -> str:
+        took = int(time.time() - self.started)
+        return (f"Run {html.escape(self.run_id)} is being exported as {html.escape(self.what)} (started "
+                f"{time.strftime('%H:%M:%S', time.localtime(self.started))}, {took // 60}:{took % 60:02d} ago): "
+                f"{self.fraction:.0%} · {html.escape(self.text)}. Stop stops it; nothing half-written is kept.")
+
+
+class RunningExports:
+    """The exports this app is writing, by run, so that a reload or another browser sees one (and can
+    stop it) and a second export of the same run waits for the first."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._by_run: dict[str, Running] = {}
+
+    def start(self, running: Running) -> None:
+        with self._lock:
+            now = self._by_run.get(running.run_id)
+            if now is not None:
+                raise PlaygroundError(f"Run {running.run_id} is being exported already ({now.what}, {now.text}): "
+                                      "wait for it, or stop it first.")
+            self._by_run[running.run_id] = running
+
+    def finish(self, run_id: str) -> None:
+        with self._lock:
+            self._by_run.pop(run_id, None)
+
+    def of(self, run_id: str | None) -> Running | None:
+        with self._lock:
+            return self._by_run.get(run_id) if run_id else None
+
+
+def session_of(request: gr.Request | None) -> str:
+    return request.session_hash if request is not None and request.session_hash else ""
 
 
 def saved_runs(manager: Any) -> list[tuple[str, str]]:
@@ -45,7 +95,8 @@ def layout(manager: Any) -> SimpleNamespace:
     """The tab's components: what to export and how (`ui.form`), the buttons and what came out."""
     ui = SimpleNamespace(form=Form())
     gr.Markdown("Writes a run's tuned model where other tools read it: the **adapter** for peft, a **Hugging Face "
-                "folder** with the adapter merged in, a **GGUF** file for llama.cpp, or an **Ollama** model. The run's "
+                "folder** with the adapter merged in, a **GGUF** file for llama.cpp, or an **Ollama** model; or, for a "
+                "LoRA run, the adapter alone as GGUF, run on the base model's GGUF (a few MB per run). The run's "
                 "prompt style becomes the chat template, and its end markers the stop tokens. A GGUF or Ollama "
                 "export then answers the run's test prompts in llama.cpp and compares with the app's answers. "
                 + QUANT_NOTE)
@@ -66,6 +117,7 @@ def layout(manager: Any) -> SimpleNamespace:
         ui.start = gr.Button("Export", variant="primary", scale=3, elem_id="export-start")
         ui.stop = gr.Button("Stop", variant="stop", scale=1, elem_id="export-stop")
     ui.message = gr.HTML(notice(EMPTY), elem_id="export-message")
+    ui.running = gr.HTML(visible=False, elem_id="export-running")
     ui.files = gr.HTML(elem_id="export-files")
     ui.parity = gr.HTML(elem_id="export-parity")
     return ui
@@ -78,7 +130,8 @@ def format_switched(name: str) -> tuple[Any, Any, Any]:
             gr.update(visible=chosen.create is not None))
 
 
-def export(manager: Any, form: SimpleNamespace, stop: Any, progress: Any) -> tuple[Any, Any, Any]:
+def export(manager: Any, exports: RunningExports, form: SimpleNamespace, session: str, stop: threading.Event,
+           progress: Any) -> tuple[Any, Any, Any]:
     """(message, files, parity check) of one export."""
     if not form.run:
         return notice("Pick a run first (train one in the Train tab).", "error"), gr.skip(), gr.skip()
@@ -86,11 +139,24 @@ def export(manager: Any, form: SimpleNamespace, stop: Any, progress: Any) -> tup
     request = ExportRequest(run_id=form.run, format=form.format, quant=form.quant, parity_count=int(form.count),
                             out=Path(typed) if typed else None, force=bool(form.force) or not typed,
                             ollama_host=(form.host or "").strip() or None)
+    what = form.format + (f" {form.quant.upper()}" if FORMATS[form.format].quantised else "")
+    running = Running(form.run, what, session, stop)
+
+    def report(fraction: float, text: str) -> None:
+        running.fraction, running.text = fraction, text
+        progress(fraction, desc=text)
+
     try:
-        progress(0, desc="Starting the export")
-        result = export_run(manager, request, on_progress=lambda f, text: progress(f, desc=text), stop=stop)
+        exports.start(running)
     except PlaygroundError as exc:
         return notice(str(exc), "error"), gr.skip(), gr.skip()
+    try:
+        progress(0, desc="Starting the export")
+        result = export_run(manager, request, on_progress=report, stop=stop)
+    except PlaygroundError as exc:
+        return notice(str(exc), "error"), gr.skip(), gr.skip()
+    finally:
+        exports.finish(form.run)
     text = f"Exported run {form.run} as {form.format} to {result.folder}."
     if result.ollama:
         text += "\n" + result.ollama
@@ -115,22 +181,37 @@ def last_export(manager: Any, run_id: str | None) -> tuple[str, str, str]:
     return notice(head), files_html(files), parity_html(last.get("parity"), gguf_file_of(files))
 
 
+def watch(manager: Any, exports: RunningExports, run_id: str | None, session: str, watching: bool) -> tuple[Any, ...]:
+    """A timer's look at the picked run: (running panel, message, files, parity, watching). An export
+    another page started (this browser before a reload, or another one) shows with its progress; when
+    it ends, its result replaces the panel."""
+    running = exports.of(run_id)
+    if running is not None and running.session != session:
+        return gr.update(value=notice(running.describe(), "info"), visible=True), gr.skip(), gr.skip(), gr.skip(), True
+    if watching:
+        return (gr.update(value="", visible=False), *last_export(manager, run_id), False)
+    return gr.skip(), gr.skip(), gr.skip(), gr.skip(), False
+
+
 def build(shared: Shared, tab: gr.Tab) -> None:
-    manager, stops = shared.manager, SessionStops()
+    manager, stops, exports = shared.manager, SessionStops(), RunningExports()
     ui = layout(manager)
     form, shown = ui.form, [ui.message, ui.files, ui.parity]
     form.format.change(format_switched, form.format, [form.quant, form.count, form.host])
 
     def on_export(request: gr.Request, progress=gr.Progress(), *values):
-        return export(manager, form.read(values), stops.fresh(request), progress)
+        return export(manager, exports, form.read(values), session_of(request), stops.fresh(request), progress)
 
     ui.start.click(on_export, form.inputs(), shown, show_progress_on=[ui.message])
 
-    def on_stop(request: gr.Request):
+    def on_stop(run_id: str | None, request: gr.Request):
         stops.stop(request)
+        running = exports.of(run_id)  # started by another page: this browser before a reload, or another one
+        if running is not None:
+            running.stop.set()
         return notice("Stopping: nothing half-written is kept.", "warn")
 
-    ui.stop.click(on_stop, None, ui.message)
+    ui.stop.click(on_stop, form.run, ui.message)
 
     def refresh(current):
         choices = saved_runs(manager)
@@ -139,6 +220,12 @@ def build(shared: Shared, tab: gr.Tab) -> None:
 
     form.run.change(lambda run_id: last_export(manager, run_id), form.run, shown)
     gr.on([shared.app.load, tab.select], refresh, form.run, [form.run, *shown])
+    watching = gr.State(False)
+
+    def on_tick(run_id: str | None, seen: bool, request: gr.Request):
+        return watch(manager, exports, run_id, session_of(request), seen)
+
+    gr.Timer(2.0).tick(on_tick, [form.run, watching], [ui.running, *shown, watching], show_progress="hidden")
 
 
 def files_html(files: list[tuple[str, int]]) -> str:

@@ -12,7 +12,7 @@ import plotly.graph_objects as go
 
 from .. import data, inspection
 from ..errors import PlaygroundError
-from .common import LEGEND_ABOVE_LEFT, Form, Shared, notice, relabel_runs, run_choices, run_update
+from .common import LEGEND_ABOVE_LEFT, Form, Shared, notice, pick, relabel_runs, remember, run_choices, run_update
 
 SPLITS = [("test", "test"), ("validation", "validation"), ("train (what it learned from)", "train")]
 INTRO = ("Both models read the same text, the prompt and the **reference** answer (teacher forcing), and give "
@@ -243,13 +243,67 @@ def refresh_examples(manager: Any, run_id: str | None, split: str, current: Any 
     return gr.update(choices=choices, value=keep), gr.skip()
 
 
+SAVED = "inspect"  # the run, split and example picked and what was inspected last, in the browser's settings
+
+
+def kept_pick(saved: dict[str, Any] | None, run_id: str | None, split: str, position: Any,
+              inspected: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The browser's stored settings with this tab's picks, and what was inspected when it is given."""
+    before = (saved or {}).get(SAVED) or {}
+    now = {"run": run_id, "split": split, "example": position, "inspected": inspected or before.get("inspected")}
+    return {**(saved or {}), SAVED: now}
+
+
+def restored_pick(manager: Any, saved: dict[str, Any] | None) -> tuple[Any, Any, Any, Any]:
+    """The page opening: (run, split, example, message) as this browser left them, where still there."""
+    kept = (saved or {}).get(SAVED) or {}
+    choices = run_choices(manager)
+    run_id = pick(choices, kept.get("run"))
+    split = kept.get("split") if kept.get("split") in [value for _, value in SPLITS] else "test"
+    examples, message = refresh_examples(manager, run_id, split, kept.get("example") if run_id == kept.get("run")
+                                         else None)
+    return gr.update(choices=choices, value=run_id), split, examples, message
+
+
+def inspect_again(manager: Any, saved: dict[str, Any] | None, shown: Any) -> Iterator[tuple[Any, ...]]:
+    """Opening the tab after a reload: what this browser inspected last, read again (nothing when this
+    page already shows a result or nothing was inspected)."""
+    inspected = ((saved or {}).get(SAVED) or {}).get("inspected")
+    if shown is not None or not isinstance(inspected, dict):
+        yield gr.skip(), *skip_views()
+    elif inspected.get("kind") == "typed":
+        typed = SimpleNamespace(**{key: str(inspected.get(key) or "") for key in ("instruction", "input", "reference")})
+        yield from inspect_typed(manager, inspected.get("run"), typed)
+    else:
+        yield from inspect_example(manager, inspected.get("run"), str(inspected.get("split") or "test"),
+                                   inspected.get("example"))
+
+
 def build(shared: Shared, tab: gr.Tab) -> None:
     manager = shared.manager
     ui = layout(manager)
-    ui.go.click(lambda *values: (yield from inspect_example(manager, *values)), [ui.run, ui.split, ui.example],
-                [ui.message, *ui.views], show_progress="hidden")
-    ui.go_typed.click(lambda run_id, *values: (yield from inspect_typed(manager, run_id, ui.typed.read(values))),
-                      [ui.run, *ui.typed.inputs()], [ui.message, *ui.views], show_progress="hidden")
+    picks = [shared.browser, ui.run, ui.split, ui.example]
+
+    def asked(saved: Any, run_id: Any, split: Any, position: Any, inspected: dict[str, Any],
+              updates: Iterator[tuple[Any, ...]]) -> Iterator[tuple[Any, ...]]:
+        """The inspection's updates, each with the browser's settings holding what was asked: the page
+        keeps it from the moment it asks (a reload then reads it again)."""
+        kept = kept_pick(saved, run_id, split, position, {**inspected, "run": run_id})
+        for update in updates:
+            yield *update, kept
+
+    ui.go.click(lambda saved, r, s, e: (yield from asked(saved, r, s, e, {"kind": "example", "split": s, "example": e},
+                                                         inspect_example(manager, r, s, e))),
+                picks, [ui.message, *ui.views, shared.browser], show_progress="hidden")
+
+    def on_typed(saved, r, s, e, *values):
+        typed = ui.typed.read(values)
+        yield from asked(saved, r, s, e, {"kind": "typed", **vars(typed)}, inspect_typed(manager, r, typed))
+
+    ui.go_typed.click(on_typed, [*picks, *ui.typed.inputs()], [ui.message, *ui.views, shared.browser],
+                      show_progress="hidden")
+    remember(shared, {"instruction": ui.typed.instruction, "input": ui.typed.input, "reference": ui.typed.reference},
+             "inspect-typed")
     for view in ui.heat:
         view.select(picked_token, ui.shown, ui.detail)
 
@@ -258,13 +312,20 @@ def build(shared: Shared, tab: gr.Tab) -> None:
 
     ui.family_go.click(on_families, [ui.run, ui.family_split, ui.family_limit], [ui.family_message, ui.family_plot],
                        show_progress_on=[ui.family_message])
-    gr.on([ui.run.change, ui.split.change], lambda *values: refresh_examples(manager, *values), [ui.run, ui.split],
-          [ui.example, ui.message])
+    # the user's pick of run or split lists its examples, the current one kept while it is there; the
+    # page opening and the tab's refresh list them themselves (a change event would race their pick)
+    gr.on([ui.run.input, ui.split.input], lambda *values: refresh_examples(manager, *values),
+          [ui.run, ui.split, ui.example], [ui.example, ui.message])
+    gr.on([ui.run.input, ui.split.input, ui.example.input], kept_pick, picks, shared.browser, show_progress="hidden")
 
     def refresh_runs(current, split, current_example):
-        """The runs, and the picked run's examples (a reload keeps the run, so no change event fires)."""
+        """The runs, and the picked run's examples."""
         update = run_update(manager, current)
         return update, *refresh_examples(manager, update.get("value"), split, current_example)
 
-    gr.on([shared.app.load, tab.select], refresh_runs, [ui.run, ui.split, ui.example], [ui.run, ui.example, ui.message])
+    shared.app.load(lambda saved: restored_pick(manager, saved), shared.browser,
+                    [ui.run, ui.split, ui.example, ui.message])
+    tab.select(refresh_runs, [ui.run, ui.split, ui.example], [ui.run, ui.example, ui.message]).then(
+        lambda saved, shown: (yield from inspect_again(manager, saved, shown)), [shared.browser, ui.shown],
+        [ui.message, *ui.views], show_progress="hidden")
     relabel_runs(manager, ui.run)
