@@ -463,9 +463,10 @@ def test_export_tab_writes_a_gguf_and_checks_parity_in_llama_cpp(trained_run, pa
     expect(cost).to_contain_text(re.compile(r"\d+\.\d% of \d+"))
     page.screenshot(path=str(SHOTS / "export-browser.png"), full_page=True)
     page.locator("#export-format").get_by_text("LoRA adapter GGUF").click()  # the adapter alone, a few MB
-    expect(page.locator("#export-quant")).to_be_hidden()
+    expect(page.locator("#export-quant").get_by_label("Q4_K_M")).to_be_checked()  # now the base model's type
     page.locator("#export-start").click()
     expect(page.locator("#export-message")).to_contain_text("--lora adapter.gguf", timeout=600_000)
+    expect(page.locator("#export-message")).to_contain_text(re.compile(r"gguf-bases/\S+\.q4_k_m\.gguf"))
     expect(page.locator("#export-files")).to_contain_text("adapter.gguf")
     expect(page.locator("#export-cost")).to_contain_text("adapter.gguf")
     page.screenshot(path=str(SHOTS / "export-lora.png"), full_page=True)

@@ -199,10 +199,13 @@ def test_comparing_gguf_types_answers_in_the_app_once(graded_run, tiny_model_dir
     asked, answer_in_app = [], parity.answer_in_app
     monkeypatch.setattr(parity, "answer_in_app", lambda *args, **kw: asked.append(1) or answer_in_app(*args, **kw))
     costs = runner.compare_quants(manager, "seed-7", parity_count=3, max_new_tokens=6, quants=["f16", "Q8_0", "q4_0"])
-    assert [cost.quant for cost in costs] == ["f16", "q8_0", "q4_0"] and len(asked) == 1
-    assert [cost.row()[0] for cost in costs] == ["F16", "Q8_0", "Q4_0"]
+    assert [cost.quant for cost in costs] == ["f16", "q8_0", "q4_0"] * 2 and len(asked) == 1
+    assert [cost.row()[0] for cost in costs] == ["F16", "Q8_0", "Q4_0", "LoRA on F16 base", "LoRA on Q8_0 base",
+                                                 "LoRA on Q4_0 base"]  # a LoRA run: its adapter on each base too
     assert all(cost.parity.total == 3 for cost in costs)
+    assert re.fullmatch(r"[\d.]+ KiB \+ [\d.]+ [KM]iB base", costs[-1].size), costs[-1].size
     assert not (graded_run / "runs" / "seed-7" / "exports" / "gguf-q4_0").exists()  # measured in a temporary folder
+    assert not list((graded_run / "gguf-bases").glob("*q4_0*"))  # its bases too
 
 
 def test_the_command_line_prints_what_each_gguf_type_costs(graded_run):
@@ -211,8 +214,9 @@ def test_the_command_line_prints_what_each_gguf_type_costs(graded_run):
     assert result.returncode == 0, result.stderr[-2000:]
     lines = result.stdout.splitlines()
     header = next(n for n, line in enumerate(lines) if "top-1 agreement" in line)
-    assert [line.split()[0] for line in lines[header + 1:header + 1 + len(gguf_file.QUANTS)]] == \
-        [name.upper() for name in gguf_file.QUANTS]
+    rows = lines[header + 1:header + 1 + 2 * len(gguf_file.QUANTS)]
+    assert [line.split()[0] for line in rows[:len(gguf_file.QUANTS)]] == [name.upper() for name in gguf_file.QUANTS]
+    assert all(line.startswith("LoRA on ") for line in rows[len(gguf_file.QUANTS):])
 
 
 def test_the_lora_adapter_as_gguf_answers_like_the_app_on_the_base_gguf(graded_run, tiny_model_dir, tmp_path):
@@ -392,11 +396,13 @@ def test_the_command_line_exports_and_lists_the_files(tiny_run, tmp_path):
 # ------------------------------------------------------------ the default model
 
 
-# What the default model's LoRA run (16 steps of the Quick CPU demo's settings) keeps in llama.cpp, on 10 test
-# prompts of 32 new tokens with the app in float32; measured here: see the figures in the assertions. F16 keeps
-# llama.cpp within float rounding of the app. Q4_K_M moves each weight by up to a 16th of its block's range,
-# which flips near-tied next tokens of a 270M model (bench/RESULTS.md, export_quants: 80.7% on a 240-step run).
-Q4_K_M_FLOOR = 0.70
+# What the default model's LoRA run (16 steps of the Quick CPU demo's settings) keeps in llama.cpp at Q4_K_M,
+# on 10 test prompts of 32 new tokens with the app in float32. Measured here: the merged Q4_K_M file agrees
+# with the app on 58% of the reference tokens (KL 1.18 nats, 0 of 10 answers identical): the fine-tune's
+# changes are smaller than a 4-bit step, so quantising the merged weights rounds them back to the base's
+# (the base itself came from a Q4_K_M file). The adapter kept in float on the Q4_K_M base keeps them.
+MERGED_Q4_K_M_FLOOR = 0.45
+ADAPTER_ON_Q4_K_M_FLOOR = 0.95
 
 
 def train_default_run(models: Path, run_id: str, steps: int = 16, style: str = "alpaca") -> None:
@@ -414,22 +420,25 @@ def train_default_run(models: Path, run_id: str, steps: int = 16, style: str = "
 
 
 @pytest.mark.slow
-def test_default_model_lora_run_as_gguf_f16_and_q4_k_m_against_the_app(tmp_path_factory):
+def test_default_model_lora_run_at_q4_k_m_merged_and_as_an_adapter_on_the_base(tmp_path_factory):
     from playground.export.runner import compare_quants
 
     models = tmp_path_factory.mktemp("default-store")
     (models / store.DEFAULT_NAME).symlink_to(store.ensure_default_model(), target_is_directory=True)
     train_default_run(models, "default-lora")
     manager = ModelManager(models, dtype="float32")
-    f16, q4 = compare_quants(manager, "default-lora", parity_count=10, max_new_tokens=32, quants=["f16", "q4_k_m"])
-    print("\n".join(" | ".join(cost.row()) for cost in (f16, q4)))  # the figures, in the test's output
-    for cost in (f16, q4):
+    merged, adapter = compare_quants(manager, "default-lora", parity_count=10, max_new_tokens=32, quants=["q4_k_m"])
+    print("\n".join(" | ".join(cost.row()) for cost in (merged, adapter)))  # the figures, in the test's output
+    assert not merged.adapter and adapter.adapter and adapter.row()[0] == "LoRA on Q4_K_M base"
+    for cost in (merged, adapter):
         assert cost.parity.total == 10 and cost.parity.same_prompt_tokens == 10
         for difference in cost.parity.differences:
             assert difference.app != difference.gguf
-    assert f16.parity.identical >= 9 and f16.parity.top1_agreement >= 0.98, f16.parity.as_dict()
-    assert q4.parity.top1_agreement >= Q4_K_M_FLOOR and q4.parity.mean_kl > f16.parity.mean_kl, q4.parity.as_dict()
-    assert q4.parity.exact_match["app"] == f16.parity.exact_match["app"]  # the app answered once for both
+    assert merged.parity.top1_agreement >= MERGED_Q4_K_M_FLOOR, merged.parity.as_dict()
+    assert adapter.parity.top1_agreement >= ADAPTER_ON_Q4_K_M_FLOOR, adapter.parity.as_dict()
+    assert adapter.parity.mean_kl < merged.parity.mean_kl
+    assert adapter.parity.exact_match["app"] == merged.parity.exact_match["app"]  # the app answered once for both
+    assert not (models / "gguf-bases").exists()  # a comparison leaves nothing in the store
 
 
 def test_tiny_gguf_parity_on_eight_test_prompts(graded_run, tiny_model_dir, tmp_path):

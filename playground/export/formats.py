@@ -44,6 +44,7 @@ class Build:
     llama_files: tuple[Path, Path | None] | None = None
     # The app's answers to the parity check's prompts, by what was asked (shared by the exports of one comparison)
     app_answers: dict[Any, list[str]] = field(default_factory=dict)
+    bases_dir: Path | None = None  # where a base GGUF missing from the store is written (default: the store)
 
     @property
     def gguf_path(self) -> Path:
@@ -65,7 +66,7 @@ class ExportFormat:
     write: Callable[[Build], None]  # the format's files, written into `build.work`
     files: tuple[str, ...]          # what `write` always makes; README.md and export.json come with every format
     gguf: bool = False              # writes `build.gguf_path`: the model's architecture is checked before anything
-    quantised: bool = False         # takes a GGUF type (--quant); its default folder is FORMAT-QUANT
+    quantised: bool = False         # takes a GGUF type (--quant; an adapter's: its base's); default folder FORMAT-QUANT
     parity: bool = False            # ends with llama.cpp's answers on `build.gguf_path` checked against the app's
     # Creates the model on a server from the built files, before they move into place (a failure
     # replaces nothing); returns what it did, or the command that would do it.
@@ -120,21 +121,26 @@ BASES_FOLDER = "gguf-bases"  # in the models folder: each base model's F16 GGUF,
 
 
 def base_gguf(build: Build, base: Any) -> Path:
-    """The base model's F16 GGUF in the store, written the first time an adapter of it is exported: the
-    file an adapter GGUF runs on (llama.cpp's --lora, Ollama's ADAPTER), shared by every run of that base."""
-    facts = build.facts
-    path = build.manager.models_dir / BASES_FOLDER / (re.sub(r"[^A-Za-z0-9._-]+", "-", facts.spec).strip("-.")
-                                                      + ".f16.gguf")
-    if path.is_file():
-        build.report(0.5, f"The base model's GGUF: {path} (written before)")
-        return path
+    """The base model's GGUF of the asked type in the store, written the first time an adapter of it is
+    exported at that type: the file an adapter GGUF runs on (llama.cpp's --lora, Ollama's ADAPTER),
+    shared by every run of that base. The adapter stays in float on it: a 4-bit base keeps what the
+    fine-tune changed, where a 4-bit merged model rounds small changes away."""
+    facts, quant = build.facts, build.request.quant
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", facts.spec).strip("-.")
+    name = f"{slug}.{quant}.gguf"
+    kept = build.manager.models_dir / BASES_FOLDER / name
+    if kept.is_file():
+        build.report(0.5, f"The base model's GGUF: {kept} (written before)")
+        return kept
+    path = (build.bases_dir or kept.parent) / name
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.partial")
     try:
         # the base model's own chat template and end marker: the file is not any one run's
         tokenizer = build.tokenizer
-        gguf_file.write_gguf(base, tokenizer, partial, "f16", getattr(tokenizer, "chat_template", None) or "",
-                             adds_bos(tokenizer), [tokenizer.eos_token_id], f"{facts.spec} (base)", stop=build.stop,
+        gguf_file.write_gguf(base, tokenizer, partial, quant, getattr(tokenizer, "chat_template", None) or "",
+                             adds_bos(tokenizer), [tokenizer.eos_token_id], f"{facts.spec} (base, {quant})",
+                             stop=build.stop,
                              on_progress=lambda f, text: build.report(0.15 + 0.35 * f, f"The base model's GGUF: {text}"))
         os.replace(partial, path)  # whole or not at all: another export may read it next
     finally:
@@ -143,8 +149,8 @@ def base_gguf(build: Build, base: Any) -> Path:
 
 
 def write_gguf_lora(build: Build) -> None:
-    """The LoRA adapter alone in llama.cpp's adapter format, for the base model's F16 GGUF in the store
-    (`base_gguf`), which the parity check runs it on."""
+    """The LoRA adapter alone in llama.cpp's adapter format (float), for the base model's GGUF of the
+    asked type in the store (`base_gguf`), which the parity check runs it on."""
     import torch
 
     facts = build.facts
@@ -197,7 +203,7 @@ register_format(ExportFormat("hf", "Hugging Face folder (merged)", write_hf,
 register_format(ExportFormat("gguf", "GGUF (llama.cpp)", write_gguf, (modelfile.GGUF_NAME,),
                              gguf=True, quantised=True, parity=True))
 register_format(ExportFormat("gguf-lora", "LoRA adapter GGUF (on the base model's GGUF)", write_gguf_lora,
-                             (ADAPTER_GGUF,), gguf=True, parity=True,
+                             (ADAPTER_GGUF,), gguf=True, quantised=True, parity=True,
                              note="Use adapter.gguf on the base model's GGUF (its path is below): `llama-server -m "
                                   "BASE.gguf --lora adapter.gguf`, or in an Ollama Modelfile `FROM BASE.gguf` and "
                                   "`ADAPTER ./adapter.gguf` (the ollama-lora format writes that). The parity check "
@@ -205,7 +211,7 @@ register_format(ExportFormat("gguf-lora", "LoRA adapter GGUF (on the base model'
 register_format(ExportFormat("ollama", "Ollama model", write_ollama, (modelfile.GGUF_NAME, "Modelfile"),
                              gguf=True, quantised=True, parity=True, create=create_ollama))
 register_format(ExportFormat("ollama-lora", "Ollama model: the LoRA adapter on the base model (ADAPTER)",
-                             write_ollama_lora, (ADAPTER_GGUF, "Modelfile"), gguf=True, parity=True,
+                             write_ollama_lora, (ADAPTER_GGUF, "Modelfile"), gguf=True, quantised=True, parity=True,
                              create=create_ollama,
                              note="The Modelfile reads the base model's GGUF from the store (FROM) and puts "
                                   "./adapter.gguf on it (ADAPTER): the adapters of one base share its file, on disk "

@@ -59,7 +59,7 @@ class ExportResult:
         if self.parity is not None:
             out.append(f"Parity with the app: {self.parity.summary}.")
             gguf = next((entry for entry in self.files if entry.name.endswith(".gguf")), None)
-            row = parity.cost_row(gguf.name if gguf else "", gguf.size_text if gguf else "", self.parity.as_dict())
+            row = parity.cost_row(gguf.name if gguf else "", size_text(self) if gguf else "", self.parity.as_dict())
             out += ["  " + " | ".join(parity.COST_COLUMNS), "  " + " | ".join(row)]
             for diff in self.parity.differences:
                 out.append(f"  record {diff.record}: first different token #{diff.token}: llama.cpp "
@@ -81,10 +81,11 @@ def default_out(models_dir: Path, run_id: str, fmt: str, quant: str) -> Path:
 
 def export_run(manager: Any, request: ExportRequest, on_progress: Progress | None = None,
                stop: threading.Event | None = None, keep_record: bool = True,
-               app_answers: dict[Any, list[str]] | None = None) -> ExportResult:
+               app_answers: dict[Any, list[str]] | None = None, bases_dir: Path | None = None) -> ExportResult:
     """The export `request` asks for; `keep_record` False leaves it out of the run's exports.jsonl (a
     measurement in a temporary folder). `app_answers`, shared by several exports of one run, keeps the
-    app's answers to the parity check's prompts so that it answers them once."""
+    app's answers to the parity check's prompts so that it answers them once. `bases_dir` is where a
+    base model's GGUF for an adapter goes when the store has none of that type (default: the store)."""
     fmt = request.check()
     models_dir = manager.models_dir
     request.run_id = runs.check_run_id(models_dir, request.run_id)
@@ -100,7 +101,7 @@ def export_run(manager: Any, request: ExportRequest, on_progress: Progress | Non
     result = ExportResult(out, [])
     with target.building(out, request.force) as work:
         build = Build(manager, facts, request, tokenizer, found, tuned.stop_tokens(facts, tokenizer), work, report,
-                      stop, app_answers=app_answers if app_answers is not None else {})
+                      stop, app_answers=app_answers if app_answers is not None else {}, bases_dir=bases_dir)
         result.parity = _write_files(fmt, build)
         if build.llama_files and build.llama_files[1] is not None:
             result.base_gguf = build.llama_files[0]
@@ -124,37 +125,51 @@ def export_run(manager: Any, request: ExportRequest, on_progress: Progress | Non
 
 @dataclass(frozen=True)
 class QuantCost:
-    """One GGUF type of a comparison: its file's size and what the parity check measured."""
+    """One file of a comparison: a GGUF type of the merged model, or the LoRA adapter on the base model
+    at that type; its size and what the parity check measured."""
     quant: str
     size: str
     parity: parity.ParityResult
+    adapter: bool = False
 
     def row(self) -> list[str]:
-        return list(parity.cost_row(self.quant.upper(), self.size, self.parity.as_dict()))
+        name = f"LoRA on {self.quant.upper()} base" if self.adapter else self.quant.upper()
+        return list(parity.cost_row(name, self.size, self.parity.as_dict()))
 
 
 def compare_quants(manager: Any, run_id: str, parity_count: int = 10, max_new_tokens: int = 64,
                    on_progress: Progress | None = None, stop: threading.Event | None = None,
-                   quants: list[str] | None = None) -> list[QuantCost]:
+                   quants: list[str] | None = None, adapters: bool | None = None) -> list[QuantCost]:
     """The run exported to each GGUF type (`quants`, default all, F16 first) in a temporary folder
-    (removed after), each measured against the app on the run's own test split. The app answers the
-    test prompts once for all of them."""
+    (removed after), each measured against the app on the run's own test split; for a LoRA run (or as
+    `adapters` says) also its adapter GGUF on the base model at each type. The app answers the test
+    prompts once for all of them."""
     if not parity.llama_cpp_installed():
         raise PlaygroundError(parity.MISSING_NOTE)
     names = [gguf_file.check_quant(name) for name in quants] if quants else list(gguf_file.QUANTS)
+    with_adapters = tuned.run_facts(manager.models_dir, run_id).is_lora if adapters is None else adapters
+    jobs = [(fmt, quant) for fmt in ("gguf", "gguf-lora")[:1 + with_adapters] for quant in names]
     measured, app_answers = [], {}
     with tempfile.TemporaryDirectory(prefix="compare-quants-") as folder:
-        for number, quant in enumerate(names):
-            def report(fraction: float, text: str, number: int = number, quant: str = quant) -> None:
+        for number, (fmt, quant) in enumerate(jobs):
+            def report(fraction: float, text: str, number: int = number, name: str = f"{fmt} {quant.upper()}") -> None:
                 if on_progress:
-                    on_progress((number + fraction) / len(names), f"{quant.upper()}: {text}")
+                    on_progress((number + fraction) / len(jobs), f"{name}: {text}")
 
-            request = ExportRequest(run_id=run_id, format="gguf", quant=quant, out=Path(folder) / quant,
+            request = ExportRequest(run_id=run_id, format=fmt, quant=quant, out=Path(folder) / f"{fmt}-{quant}",
                                     parity_count=parity_count, max_new_tokens=max_new_tokens)
-            result = export_run(manager, request, report, stop, keep_record=False, app_answers=app_answers)
-            size = next(entry.size_text for entry in result.files if entry.name.endswith(".gguf"))
-            measured.append(QuantCost(quant, size, result.parity))
+            result = export_run(manager, request, report, stop, keep_record=False, app_answers=app_answers,
+                                bases_dir=Path(folder) / "bases")
+            measured.append(QuantCost(quant, size_text(result), result.parity, adapter=fmt == "gguf-lora"))
     return measured
+
+
+def size_text(result: ExportResult) -> str:
+    """The GGUF file's size; for an adapter, its size and its base's."""
+    gguf = next(entry for entry in result.files if entry.name.endswith(".gguf"))
+    if result.base_gguf is None:
+        return gguf.size_text
+    return f"{gguf.size_text} + {target.human_size(result.base_gguf.stat().st_size)} base"
 
 
 def _write_files(fmt: ExportFormat, build: Build) -> parity.ParityResult | None:

@@ -104,7 +104,8 @@ def layout(manager: Any) -> SimpleNamespace:
     with gr.Row(equal_height=True):
         form.run = gr.Dropdown(saved_runs(manager), value=None, label="Run", scale=3, elem_id="export-run")
         form.format = gr.Radio(format_choices(), value="gguf", label="Format", scale=3, elem_id="export-format")
-        form.quant = gr.Radio(quant_choices(), value="f16", label="GGUF type", scale=2, elem_id="export-quant")
+        form.quant = gr.Radio(quant_choices(), value="f16", label="GGUF type (an adapter's: its base model's)", scale=2,
+                              elem_id="export-quant")
     with gr.Row(equal_height=True):
         form.folder = gr.Textbox(label="Folder (empty: the run's exports/FORMAT folder, replaced each time)", scale=3,
                                  elem_id="export-folder")
@@ -162,8 +163,8 @@ def export(manager: Any, exports: RunningExports, form: SimpleNamespace, session
         text += "\n" + result.ollama
     text += "".join("\n" + note for note in result.notes)
     return (notice(text, "ok"), files_html([(f.name, f.size) for f in result.files]),
-            parity_html(result.parity.as_dict() if result.parity else None, gguf_file_of([(f.name, f.size)
-                                                                                          for f in result.files])))
+            parity_html(result.parity.as_dict() if result.parity else None,
+                        gguf_file_of([(f.name, f.size) for f in result.files]), result.base_gguf))
 
 
 def last_export(manager: Any, run_id: str | None) -> tuple[str, str, str]:
@@ -178,7 +179,7 @@ def last_export(manager: Any, run_id: str | None) -> tuple[str, str, str]:
     head = (f"The last export of this run ({last['time']}): {last['format']}"
             + (f" {last['quant']}" if last.get("quant") else "") + f" in {last['folder']}.")
     files = [(f["name"], f["bytes"]) for f in last["files"]]
-    return notice(head), files_html(files), parity_html(last.get("parity"), gguf_file_of(files))
+    return notice(head), files_html(files), parity_html(last.get("parity"), gguf_file_of(files), last.get("base_gguf"))
 
 
 def watch(manager: Any, exports: RunningExports, run_id: str | None, session: str, watching: bool) -> tuple[Any, ...]:
@@ -238,8 +239,10 @@ def gguf_file_of(files: list[tuple[str, int]]) -> tuple[str, int] | None:
     return next(((name, size) for name, size in files if name.endswith(".gguf")), None)
 
 
-def parity_html(parity: dict[str, Any] | None, gguf: tuple[str, int] | None = None) -> str:
-    """The parity check: its summary, what the file costs (a row of the cost table) and the answers that differ."""
+def parity_html(parity: dict[str, Any] | None, gguf: tuple[str, int] | None = None,
+                base: str | Path | None = None) -> str:
+    """The parity check: its summary, what the file costs (a row of the cost table; an adapter's size with its
+    base model's GGUF `base`) and the answers that differ."""
     if not parity:
         return ""
     kind = "ok" if parity["identical"] == parity["total"] else "warn"
@@ -251,7 +254,10 @@ def parity_html(parity: dict[str, Any] | None, gguf: tuple[str, int] | None = No
              "<th>First different token</th><th>App</th><th>llama.cpp</th><th>App's answer</th>"
              f"<th>llama.cpp's answer</th></tr>{rows}</table>")
     name, size = gguf or ("model.gguf", None)
-    cells = cost_row(name, human_size(size) if size is not None else "–", parity)
+    size_text = human_size(size) if size is not None else "–"
+    if base and Path(base).is_file():
+        size_text += f" + {human_size(Path(base).stat().st_size)} base"
+    cells = cost_row(name, size_text, parity)
     cost = ('<table class="pg-findings" id="export-cost"><tr>' + "".join(f"<th>{c}</th>" for c in COST_COLUMNS)
             + "</tr><tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr></table>")
     return notice(f"Parity with the app: {parity['summary']}.", kind) + cost + table
