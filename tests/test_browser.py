@@ -316,8 +316,10 @@ def test_inspect_tab_shows_what_changed_per_token_and_per_family(trained_run, pa
 
     page.locator("#families-split input").click()
     page.locator("#families-split [role=option]", has_text="test").click()
+    page.locator("#families-limit input[type=number]").fill("40")  # enough for several families
+    page.locator("#families-limit input[type=number]").press("Enter")
     page.locator("#families-go").click()
-    expect(page.locator("#families-message")).to_contain_text("task families", timeout=300_000)
+    expect(page.locator("#families-message")).to_contain_text("40 examples of the test split", timeout=300_000)
     expect(page.locator("#families-plot .js-plotly-plot")).to_be_visible()
     page.screenshot(path=str(SHOTS / "inspect-families.png"), full_page=True)
 

@@ -159,7 +159,8 @@ def families_layout(ui: SimpleNamespace) -> None:
                 "own split, base against tuned: which skills the fine-tune moved, and which it did not.")
     with gr.Row(equal_height=True):
         ui.family_split = gr.Dropdown(SPLITS, value="validation", label="Split", scale=1, elem_id="families-split")
-        ui.family_limit = gr.Slider(1, 500, value=200, step=1, label="At most this many examples", scale=2)
+        ui.family_limit = gr.Slider(1, 500, value=200, step=1, label="At most this many examples", scale=2,
+                                    elem_id="families-limit")
         ui.family_go = gr.Button("Loss by task family", scale=1, elem_id="families-go")
     ui.family_message = gr.HTML(elem_id="families-message")
     ui.family_plot = gr.Plot(show_label=False, visible=False, elem_id="families-plot")
