@@ -488,7 +488,8 @@ def test_train_tab_runs_two_variants_one_after_another(tiny_model_dir, page):
     page.locator("#train-variants").get_by_label("the settings above").uncheck()
     page.locator("#train-run-variants").click()
     status = page.locator("#train-variants-status")
-    expect(status).to_contain_text("have run", timeout=600_000)
+    # the line once both have run (the message right after the click says what to do "when they have run")
+    expect(status).to_contain_text("The variants have run", timeout=600_000)
     expect(status).to_contain_text("1. exercise 7.1: the Phi-3 prompt style: run")
     expect(status).to_contain_text("2. exercise 7.2: mask the instruction and input: run")
     assert status.inner_text().count("finished") == 2
