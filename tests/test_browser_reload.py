@@ -3,6 +3,7 @@ still there afterwards (the browser keeps their settings; the app keeps what it 
 
 import re
 import threading
+import time
 
 import pytest
 from playwright.sync_api import expect
@@ -19,12 +20,19 @@ def reload(page):
     expect(page.locator("#model-status")).to_contain_text("ready", timeout=600_000)
 
 
-def stored_settings_change(page, action):
-    """Does `action`, then waits until the browser's stored settings changed: the app has seen it."""
+def stored_settings_change(page, action, quiet_ms=1500):
+    """Does `action`, then waits until the browser's stored settings changed and stayed the same for
+    `quiet_ms`: every write the action caused (one per field event) has reached the browser."""
     stored = "() => localStorage.getItem('instruction-tuning-playground')"
     before = page.evaluate(stored)
     action()
     page.wait_for_function(f"before => ({stored})() !== before", arg=before)
+    last, since = page.evaluate(stored), time.monotonic()
+    while time.monotonic() - since < quiet_ms / 1000:
+        page.wait_for_timeout(100)
+        now = page.evaluate(stored)
+        if now != last:
+            last, since = now, time.monotonic()
 
 
 def test_a_reload_keeps_the_judge_server_and_the_prompt_style(page):
@@ -34,8 +42,8 @@ def test_a_reload_keeps_the_judge_server_and_the_prompt_style(page):
     page.locator("#custom-template textarea").blur()
     expect(page.locator("#training-view")).to_contain_text("A: ")
     page.get_by_role("tab", name="Judge").click()
-    page.locator("#judge-host input, #judge-host textarea").first.fill("http://127.0.0.1:9")
-    page.locator("#judge-host input, #judge-host textarea").first.press("Enter")
+    host = page.locator("#judge-host input, #judge-host textarea").first
+    stored_settings_change(page, lambda: (host.fill("http://127.0.0.1:9"), host.press("Enter")))
     model = page.locator("#judge-model input, #judge-model textarea").first
     stored_settings_change(page, lambda: (model.fill("llama3:70b"), model.press("Enter")))
     reload(page)
