@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from playground import store  # light: the heavy libraries load after the splash page is up
+from playground.commands.numbers import positive_int, positive_number
 from playground.splash import Splash
 
 log = logging.getLogger("playground.app")
@@ -140,8 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--tokenizer", default="default",
                         help="'default' (the embedded Gemma 3 270M), a Hugging Face id or a folder")
     parser.add_argument("--models-dir", type=Path, default=store.MODELS_DIR, help="the local model store")
-    parser.add_argument("--max-file-mb", type=float, help="largest dataset file accepted (default 200)")
-    parser.add_argument("--max-records", type=int, help="most records a dataset may hold (default 200,000)")
+    parser.add_argument("--max-file-mb", type=positive_number, help="largest dataset file accepted (default 200)")
+    parser.add_argument("--max-records", type=positive_int, help="most records a dataset may hold (default 200,000)")
     parser.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cuda, mps or cpu")
     parser.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"],
                         help="auto: bf16 on GPUs that support it and, on the CPU, for architectures "

@@ -16,8 +16,8 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-BENCHMARKS = ["train_throughput", "padding", "side_by_side", "batch_invariance", "judge_throughput", "startup",
-              "data_memory", "dataset_tab", "dead_judge", "estimate_accuracy", "export_quants"]
+BENCHMARKS = ["train_throughput", "dpo_throughput", "padding", "side_by_side", "batch_invariance", "judge_throughput",
+              "startup", "data_memory", "dataset_tab", "dead_judge", "estimate_accuracy", "export_quants"]
 ON_REQUEST = ["quality_per_minute"]  # about 40 minutes: only with --only
 
 

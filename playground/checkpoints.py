@@ -14,8 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from .errors import PlaygroundError
 from .run_files import SavedWeights, saved_weights
 
@@ -39,6 +37,8 @@ class Checkpoint:
         return saved
 
     def state(self) -> dict[str, Any]:
+        import torch  # here, so that the store's housekeeping (runs.remove_leftovers) needs no torch
+
         try:
             return torch.load(self.folder / STATE, map_location="cpu", weights_only=True)
         except Exception as exc:  # a damaged or foreign file: say which
@@ -85,6 +85,8 @@ def latest(run_folder: Path) -> Checkpoint | None:
 def finish(temporary: Path, state: dict[str, Any], step: int, keep: int) -> Checkpoint:
     """Write the trainer state beside the saved weights, move the checkpoint into place and drop
     the oldest ones beyond `keep` (0 keeps them all)."""
+    import torch
+
     torch.save(state, temporary / STATE)
     target = folder_for(temporary.parent.parent, step)
     if target.exists():  # the same step saved again (a resumed run stopped where it started)
@@ -98,9 +100,12 @@ def finish(temporary: Path, state: dict[str, Any], step: int, keep: int) -> Chec
     return Checkpoint(step, target)
 
 
-def remove_leftovers(run_folder: Path) -> None:
+def remove_leftovers(run_folder: Path) -> list[Path]:
     """Half-written or half-deleted checkpoints of a process killed while saving or pruning."""
     root = run_folder / FOLDER
-    for child in root.iterdir() if root.is_dir() else []:
+    removed = []
+    for child in root.iterdir() if root.is_dir() and not root.is_symlink() else []:
         if child.name.startswith((".saving-", REMOVING)):
             shutil.rmtree(child, ignore_errors=True)
+            removed.append(child)
+    return removed

@@ -1,7 +1,9 @@
 """Instruction datasets: loading (JSON, JSONL, CSV, Parquet, URL, hub id), validation and splits.
 
 Every record is normalised to the Alpaca shape (instruction / input / output). Columns of other
-common shapes are mapped automatically; a user-given mapping overrides that. Problems are reported
+common shapes are mapped automatically; a user-given mapping overrides that. A preference dataset
+(a `chosen` and a `rejected` column: the book's instruction/input/output/chosen/rejected, or
+prompt/chosen/rejected, whose output is then the chosen response) keeps both responses per record. Problems are reported
 with the file, the row or line, and the field, and never leave a half-loaded dataset behind.
 
 Memory: a file is read with a byte limit (special files such as devices and pipes are refused
@@ -25,7 +27,7 @@ import re
 import stat
 import urllib.error
 import urllib.request
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from importlib import resources
 from pathlib import Path
@@ -36,6 +38,7 @@ import pandas as pd
 from .errors import DataError
 
 BUILTIN = "builtin"
+BUILTIN_PAIRS = "builtin-pairs"  # the bundled records as preference pairs (`preference.wrong_answer_pairs`)
 DEFAULT_MAX_MB = 200
 # Enough for the usual instruction sets (Alpaca 52k, Dolly 15k); a million tiny records would cost
 # a few hundred MB in records and much more in the tabs that tokenise them.
@@ -45,6 +48,7 @@ TRAIN_FRACTION, TEST_FRACTION = 0.85, 0.10  # the book's split; validation is th
 # default), or the file's own order (the book slices its data as it comes).
 SPLIT_ORDERS = {"shuffled": "shuffled with the split seed", "book": "in file order, as the book slices it"}
 FIELDS = ("instruction", "input", "output")
+PAIR_FIELDS = ("chosen", "rejected")  # a preference dataset's two responses to each prompt
 SUFFIXES = (".json", ".jsonl", ".csv", ".parquet")
 
 # Known column names for each Alpaca field, in order of preference.
@@ -52,6 +56,8 @@ COLUMN_ALIASES: dict[str, tuple[str, ...]] = {
     "instruction": ("instruction", "prompt", "question", "query"),
     "input": ("input", "context"),
     "output": ("output", "response", "completion", "answer"),
+    "chosen": ("chosen",),
+    "rejected": ("rejected",),
 }
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
@@ -64,10 +70,19 @@ class Record:
     output: str
     task: str = ""
     exact: bool = False  # the task has one correct answer, so exact match is a fair score
+    chosen: str = ""     # a preference pair's preferred and dispreferred responses (DPO); empty otherwise
+    rejected: str = ""
+
+    @property
+    def is_pair(self) -> bool:
+        return bool(self.chosen or self.rejected)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"instruction": self.instruction, "input": self.input, "output": self.output,
-                "task": self.task, "exact": self.exact}
+        values = {"instruction": self.instruction, "input": self.input, "output": self.output,
+                  "task": self.task, "exact": self.exact}
+        if self.is_pair:  # only then, so that an instruction dataset's fingerprint stays what it was
+            values.update(chosen=self.chosen, rejected=self.rejected)
+        return values
 
 
 @dataclass(frozen=True)
@@ -102,6 +117,11 @@ class Dataset:
                order: str = "shuffled") -> Splits:
         """The book's 85/10/5 split (validation is the remainder), on a seeded shuffle or in file order."""
         return split_indices(len(self.records), seed=seed, train=train, test=test, order=order)
+
+    @cached_property
+    def is_preference(self) -> bool:
+        """A preference dataset: its records are pairs of a chosen and a rejected response (DPO)."""
+        return any(r.is_pair for r in self.records)
 
     @cached_property
     def fingerprint(self) -> str:
@@ -204,6 +224,10 @@ def _load(text: str, mapping: dict[str, str] | None, limits: tuple[float, int, b
     if text == BUILTIN:
         path = resources.files("playground").joinpath("datasets/instructions.json")
         return _parse(Path(str(path)).read_bytes(), "builtin (instructions.json)", ".json", mapping, *limits[1:])
+    if text == BUILTIN_PAIRS:
+        from .preference import wrong_answer_pairs  # it reads runs, which need this module first
+
+        return wrong_answer_pairs(_load(BUILTIN, None, limits))
     if text.startswith(("http://", "https://")):
         return _parse(_download(text, limits[0]), text, _suffix(text), mapping, *limits[1:])
     path = Path(text).expanduser()
@@ -474,9 +498,10 @@ def _build(rows: Iterable[tuple[int, Any]], source: str, where: str,
     columns = list(first) if first else []
     mapping = detect_mapping(columns)
     mapping.update({k: v for k, v in (override or {}).items() if v})
-    unknown = [k for k in mapping if k not in FIELDS]
+    unknown = [k for k in mapping if k not in FIELDS + PAIR_FIELDS]
     if unknown:
-        raise DataError(source, [f"column mapping names unknown field(s) {unknown}; use {list(FIELDS)}"])
+        raise DataError(source, [f"column mapping names unknown field(s) {unknown}; use {list(FIELDS + PAIR_FIELDS)}"])
+    pairs = _pair_mapping(mapping, source, columns)
     for name in ("instruction", "output"):
         if name not in mapping:
             raise DataError(source, [f"no column for '{name}' among {columns}; "
@@ -490,6 +515,8 @@ def _build(rows: Iterable[tuple[int, Any]], source: str, where: str,
         at = f"{where} {number}"
         record, row_problems = ((None, [str(value)]) if isinstance(value, _Invalid)
                                 else _record(value, mapping, at, empty_outputs))
+        if pairs and record is not None:
+            record, row_problems = _with_pair(record, value, mapping, at, empty_outputs)
         if row_problems and skip_bad_rows:
             skipped.append((number, f"{at}: " + "; ".join(p.removeprefix(f"{at}, ") for p in row_problems)))
             continue
@@ -540,3 +567,38 @@ def _record(value: Any, mapping: dict[str, str], at: str, empty_outputs: bool = 
         return None, problems
     task = value.get("task") if isinstance(value.get("task"), str) else ""
     return Record(fields["instruction"], fields["input"], fields["output"], task, value.get("exact") is True), []
+
+
+def _pair_mapping(mapping: dict[str, str], source: str, columns: list[str]) -> bool:
+    """Whether the source is a preference dataset (a chosen and a rejected column); its output is the
+    chosen response when it has no output column of its own (prompt/chosen/rejected files)."""
+    given = [name for name in PAIR_FIELDS if name in mapping]
+    if not given:
+        return False
+    if len(given) == 1:
+        missing = next(name for name in PAIR_FIELDS if name not in mapping)
+        raise DataError(source, [f"a preference dataset needs both 'chosen' and 'rejected'; no column for "
+                                 f"'{missing}' among {columns}"])
+    mapping.setdefault("output", mapping["chosen"])
+    return True
+
+
+def _with_pair(record: Record, value: dict[str, Any], mapping: dict[str, str], at: str,
+               empty_sides: bool = False) -> tuple[Record | None, list[str]]:
+    """The record with its chosen and rejected responses, or the problems that prevent it;
+    `empty_sides` keeps empty ones, for the data check to report them."""
+    sides, problems = {}, []
+    for name in PAIR_FIELDS:
+        column = mapping[name]
+        raw = value.get(column)
+        if column not in value:
+            problems.append(f"{at}, field '{column}': missing")
+        elif not isinstance(raw, str):
+            problems.append(f"{at}, field '{column}': must be text, got {type(raw).__name__}")
+        elif not raw.strip() and not empty_sides:
+            problems.append(f"{at}, field '{column}': is empty")
+        else:
+            sides[name] = raw
+    if problems:
+        return None, problems
+    return replace(record, **sides), []

@@ -163,6 +163,47 @@ def templated(records: Sequence[data.Record]) -> Finding:
                    f"({', '.join(MARKERS)}): the style's template is added around them again", found, notes)
 
 
+# ---------------------------------------------------------------- preference pairs (DPO)
+
+
+def pair_findings(records: Sequence[data.Record], splits: data.Splits) -> list[Finding]:
+    """A preference dataset's own problems: identical or empty sides, and prompts in several splits."""
+    return [same_sides(records), empty_side(records, "chosen"), empty_side(records, "rejected"),
+            shared_prompts(records, splits)]
+
+
+def same_sides(records: Sequence[data.Record]) -> Finding:
+    found = [n for n, r in enumerate(records) if r.is_pair and normalise(r.chosen) == normalise(r.rejected)]
+    return Finding("same_sides", "chosen equals rejected", "the two responses are the same (up to case, spaces and "
+                   "punctuation): the pair teaches nothing, its DPO loss stays at log 2", found)
+
+
+def empty_side(records: Sequence[data.Record], side: str) -> Finding:
+    found = [n for n, r in enumerate(records) if r.is_pair and not getattr(r, side).strip()]
+    return Finding(f"empty_{side}", f"empty {side} response", f"the {side} response is empty or only whitespace",
+                   found)
+
+
+def shared_prompts(records: Sequence[data.Record], splits: data.Splits) -> Finding:
+    """Records whose normalised prompt (instruction and input) lies in more than one split."""
+    named = {"train": splits.train, "validation": splits.validation, "test": splits.test}
+    key = {n: digest(normalise(records[n].instruction), normalise(records[n].input))
+           for indices in named.values() for n in indices}
+    first: dict[bytes, dict[str, int]] = {}
+    for split, indices in named.items():
+        for n in indices:
+            first.setdefault(key[n], {}).setdefault(split, n)
+    notes = {}
+    for split, indices in named.items():
+        for n in indices:
+            others = [f"{other} has #{number}" for other, number in first[key[n]].items() if other != split]
+            if others:
+                notes[n] = f"{split}; " + ", ".join(others)
+    return Finding("shared_prompts", "prompt in several splits", "the same instruction and input (normalised) in "
+                   "more than one split: the validation and test reward margins measure memory, not "
+                   "generalisation", sorted(notes), notes)
+
+
 # ---------------------------------------------------------------- token checks
 
 
@@ -234,9 +275,11 @@ def check(dataset: data.Dataset, tokenizer: Any, settings: CheckSettings = Check
     records = dataset.records
     counts = token_counts(dataset, tokenizer, settings, on_progress)
     from_tokens, lengths = token_findings(counts, settings)
-    findings = [*duplicates(records), split_leaks(records, dataset.splits(seed=settings.split_seed,
-                                                                          order=settings.split_order)),
+    splits = dataset.splits(seed=settings.split_seed, order=settings.split_order)
+    findings = [*duplicates(records), split_leaks(records, splits),
                 *from_tokens, empty_outputs(records), outputs_equal_inputs(records), templated(records)]
+    if dataset.is_preference:
+        findings += pair_findings(records, splits)
     return Report(settings, len(dataset), findings, lengths)
 
 

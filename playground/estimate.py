@@ -288,12 +288,35 @@ def for_settings(manager: Any, dataset: Any, config: Any, steps: int, train_indi
                     dtype_name=str(dtype).replace("torch.", ""), already_loaded=loaded is not None)
 
 
+PART_NAMES = {"weights": "weights", "gradients": "gradients", "optimizer": "AdamW states",
+              "optimizer_step": "its update's temporaries", "activations": "activations",
+              "logits": "logits at trained positions", "runtime": "runtime"}
+
+
+def refuse_beyond_memory(model: nn.Module, tokenizer: Any, dataset: Any, config: Any, device: torch.device) -> None:
+    """Before anything is allocated: refuse settings whose estimate is more than the device has free
+    (LoRA rank 10^6 asks for terabytes), naming the estimate. `config.ignore_memory_estimate` (the
+    command line's `--ignore-memory-estimate`, the Train tab's box) starts anyway."""
+    available = available_bytes(device)
+    if getattr(config, "ignore_memory_estimate", False) or available is None:
+        return
+    shapes = shapes_of(model)
+    train = dataset.splits(seed=config.split_seed, order=config.split_order).train
+    parts, _ = memory(shapes, config, batch_tokens(dataset.records, train, tokenizer, config), device.type)
+    parts["weights"] -= shapes.weight_bytes  # the base weights are loaded already
+    needed = sum(parts.values())
+    if needed > available:
+        biggest = ", ".join(f"{PART_NAMES[name]} {size / GIB:,.1f}"
+                            for name, size in sorted(parts.items(), key=lambda p: -p[1])[:3])
+        raise PlaygroundError(
+            f"Not started: these settings need about {needed / GIB:,.1f} GiB more memory ({biggest} GiB) and "
+            f"{available / GIB:,.1f} GiB is free. Lower the LoRA rank, the batch size or the max length; or, if "
+            "you know better than the estimate, start anyway (--ignore-memory-estimate, or the Train tab's box).")
+
+
 def describe(result: Estimate) -> str:
     """A short text for the Train tab and the command line."""
-    names = {"weights": "weights", "gradients": "gradients", "optimizer": "AdamW states",
-             "optimizer_step": "its update's temporaries", "activations": "activations",
-             "logits": "logits at trained positions", "runtime": "runtime"}
-    parts = ", ".join(f"{names[k]} {v / GIB:.2f}" for k, v in result.parts.items() if v)
+    parts = ", ".join(f"{PART_NAMES[k]} {v / GIB:.2f}" for k, v in result.parts.items() if v)
     lines = [f"Memory: about {result.total / GIB:.1f} GiB ({parts} GiB); {result.trainable:,} trainable parameters."]
     if result.fits is False:
         lines.append(f"This will probably not fit: {result.available / GIB:.1f} GiB is free. Lower the batch size "

@@ -10,17 +10,23 @@ that decides the answers, so gradings of other splits, sizes or settings never r
     scores-<judge>.json                  scores and reference metrics, one file per judge and settings
   models/runs/<run>/judge/cache.jsonl    judge replies, shared by the run's gradings
 A responses file the user gives is only read: its scores go beside it as `<name>.scores-<judge>.json`.
+
+In one process (the app with several pages open), the same answers are generated once at a time, and
+gradings that share a judge cache run one at a time: the same grading started again (another page,
+the same settings) joins the one running and gets its result, so the server is asked once per prompt
+and every page shows the same figures; another grading on the same cache waits for it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import re
 import threading
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from . import generation, judge, metrics, prompts, run_data, runs
 from .judge import report as report_card
@@ -65,6 +71,136 @@ def judge_dir(models_dir: Path, run_id: str) -> Path:
     return runs.runs_dir(models_dir) / run_id / "judge"
 
 
+def check_limit(limit: int) -> int:
+    """How many examples to grade: a whole number of at least 1."""
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise PlaygroundError(f"The number of examples to grade must be at least 1, not {limit!r}.")
+    return limit
+
+
+class _AnyOf:
+    """A stop for work several callers share: set as soon as any of theirs is (each page's Stop stops
+    the grading every page shows). `is_set` is what the generation and the judge read."""
+
+    def __init__(self) -> None:
+        self._events: list[threading.Event] = []
+        self._lock = threading.Lock()
+
+    def add(self, event: threading.Event | None) -> None:
+        if event is not None:
+            with self._lock:
+                self._events.append(event)
+
+    def is_set(self) -> bool:
+        with self._lock:
+            return any(event.is_set() for event in self._events)
+
+
+class _Flight:
+    """One grading in progress, which the same grading started again joins: every caller gets its
+    progress and its result (or its error); any caller's stop stops it."""
+
+    def __init__(self, identity: tuple[Any, ...]):
+        self.identity = identity
+        self.done = threading.Event()
+        self.stop = _AnyOf()
+        self.result: GradingResult | None = None
+        self.error: BaseException | None = None
+        self._owner: Progress | None = None
+        self._joined: list[Progress] = []
+        self._last: tuple[float, str] | None = None
+        self._lock = threading.Lock()
+
+    def join(self, on_progress: Progress | None, stop: threading.Event | None, owner: bool) -> None:
+        self.stop.add(stop)
+        with self._lock:
+            if owner:
+                self._owner = on_progress
+            elif on_progress is not None:
+                self._joined.append(on_progress)
+            last = self._last
+        if not owner and on_progress is not None and last is not None:
+            self._tell(on_progress, *last)
+
+    def progress(self, fraction: float, text: str) -> None:
+        with self._lock:
+            self._last = (fraction, text)
+            joined = list(self._joined)
+        if self._owner is not None:
+            self._owner(fraction, text)  # the starter's own callback may end the grading by raising
+        for listener in joined:
+            self._tell(listener, fraction, text)
+
+    def _tell(self, listener: Progress, fraction: float, text: str) -> None:
+        try:
+            listener(fraction, text)
+        except Exception:  # a page that joined and went away ends nothing but its own progress
+            with self._lock:
+                if listener in self._joined:
+                    self._joined.remove(listener)
+
+    def outcome(self) -> GradingResult:
+        self.done.wait()
+        if self.error is not None:
+            raise self.error
+        assert self.result is not None
+        return self.result
+
+
+class _InFlight:
+    """The gradings running in this process, one per lane (a judge cache, or a scores file when no judge
+    is asked), and the answers being generated, one per grading folder."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._lanes: dict[str, _Flight] = {}
+        self._folders: dict[str, threading.Lock] = {}
+
+    def enter(self, lane: str, identity: tuple[Any, ...], on_progress: Progress | None,
+              stop: threading.Event | None) -> tuple[_Flight, bool]:
+        """(the grading to follow, True when this caller runs it). Waits while another grading holds the lane."""
+        told = False
+        while True:
+            with self._lock:
+                current = self._lanes.get(lane)
+                if current is None:
+                    current = self._lanes[lane] = _Flight(identity)
+                    current.join(on_progress, stop, owner=True)
+                    return current, True
+                if current.identity == identity:
+                    current.join(on_progress, stop, owner=False)
+                    return current, False
+            if stop is not None and stop.is_set():
+                raise PlaygroundError("Stopped while another grading of these answers was running; nothing was asked.")
+            if on_progress and not told:
+                on_progress(0.0, "waiting for another grading of these answers (same judge replies) to finish")
+                told = True
+            current.done.wait(0.1)
+
+    def leave(self, lane: str, flight: _Flight, result: GradingResult | None, error: BaseException | None) -> None:
+        with self._lock:
+            flight.result, flight.error = result, error
+            if self._lanes.get(lane) is flight:
+                del self._lanes[lane]
+            flight.done.set()
+
+    @contextlib.contextmanager
+    def generating(self, folder: Path, stop: threading.Event | None) -> Iterator[None]:
+        """Hold the grading folder while its answers are generated; another caller waits (or stops)."""
+        with self._lock:
+            lock = self._folders.setdefault(str(folder.resolve()), threading.Lock())
+        while not lock.acquire(timeout=0.1):
+            if stop is not None and stop.is_set():
+                raise PlaygroundError("Stopped while another page was generating the same answers.")
+        try:
+            yield
+        finally:
+            lock.release()
+
+
+IN_FLIGHT = _InFlight()
+
+
 def _digest(value: Any) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 
@@ -93,7 +229,7 @@ def generate_responses(manager: Any, run_id: str, split: str, limit: int, settin
     found = (manager.run_data(run_id) if dataset is None
              else run_data.load(manager.models_dir, record, dataset))
     pool = found.indices(split)
-    indices = pool[:max(0, limit)]
+    indices = pool[:check_limit(limit)]
     if not indices:
         raise PlaygroundError(f"The {split} split of run {run_id}'s data is empty.")
     tuned, _ = manager.tuned_side(run_id)
@@ -108,31 +244,34 @@ def generate_responses(manager: Any, run_id: str, split: str, limit: int, settin
     path = folder / "responses.json"
     if path.exists() and (folder / "grading.json").exists():
         return path
-    tokenizer = manager.tokenizer(spec)
-    style, template = record.config.style, record.config.template
-    written: dict[int, tuple[str, str]] = {}
-    for start in range(0, len(indices), batch_size):
-        block = pool[start:start + batch_size]
-        rows, rendered = [], []
-        for index in block:
-            rendered.append(prompts.render(found.dataset.records[index], style, tokenizer, template))
-            prompt = answer_prompt(rendered[-1], answers)
-            rows += [(base, prompt), (tuned, prompt)]
-        texts = generation.generate(rows, tokenizer, style, settings, batch_size=None, stop=stop)
-        if answers == "book":
-            texts = [book_answer(text, rendered[n // 2]) for n, text in enumerate(texts)]
-        written.update({index: (texts[2 * n], texts[2 * n + 1]) for n, index in enumerate(block)})
-        if on_progress:
-            done = min(start + batch_size, len(indices))
-            on_progress(done / len(indices), f"generated answers for {done} of {len(indices)} examples")
-    records = [{**found.dataset.records[i].as_dict(), "index": i, "base_response": written[i][0],
-                "tuned_response": written[i][1]} for i in indices]
-    judge.write_responses(folder / BOOK_FILE, [{"instruction": r["instruction"], "input": r["input"],
-                                                "output": r["output"], "model_response": r["tuned_response"]}
-                                               for r in records])
-    judge.write_responses(path, records)
-    runs.write_json(folder / "grading.json", {**meta, "note": found.note})
-    return path
+    with IN_FLIGHT.generating(folder, stop):  # the same answers asked for by two pages: generated once
+        if path.exists() and (folder / "grading.json").exists():  # by the other, while this one waited
+            return path
+        tokenizer = manager.tokenizer(spec)
+        style, template = record.config.style, record.config.template
+        written: dict[int, tuple[str, str]] = {}
+        for start in range(0, len(indices), batch_size):
+            block = pool[start:start + batch_size]
+            rows, rendered = [], []
+            for index in block:
+                rendered.append(prompts.render(found.dataset.records[index], style, tokenizer, template))
+                prompt = answer_prompt(rendered[-1], answers)
+                rows += [(base, prompt), (tuned, prompt)]
+            texts = generation.generate(rows, tokenizer, style, settings, batch_size=None, stop=stop)
+            if answers == "book":
+                texts = [book_answer(text, rendered[n // 2]) for n, text in enumerate(texts)]
+            written.update({index: (texts[2 * n], texts[2 * n + 1]) for n, index in enumerate(block)})
+            if on_progress:
+                done = min(start + batch_size, len(indices))
+                on_progress(done / len(indices), f"generated answers for {done} of {len(indices)} examples")
+        records = [{**found.dataset.records[i].as_dict(), "index": i, "base_response": written[i][0],
+                    "tuned_response": written[i][1]} for i in indices]
+        judge.write_responses(folder / BOOK_FILE, [{"instruction": r["instruction"], "input": r["input"],
+                                                    "output": r["output"], "model_response": r["tuned_response"]}
+                                                   for r in records])
+        judge.write_responses(path, records)
+        runs.write_json(folder / "grading.json", {**meta, "note": found.note})
+        return path
 
 
 def scores_name(settings: judge.JudgeSettings, use_judge: bool = True) -> str:
@@ -222,10 +361,33 @@ def grade_responses(path: Path, settings: judge.JudgeSettings, cache_path: Path 
     `server` is the preflight's answer (the judge's digest and size, for the report); `group_by`
     names the record field whose values get their own averages (the task family by default).
     """
-    records = judge.read_responses(path)
     scores_path = scores_path_for(path, settings, use_judge)
     if scores_path.resolve() == path.resolve():
         raise PlaygroundError(f"{path}: its scores would be written over it; rename the file.")
+    # The same grading (its answers, judge, settings and report) joins the one running; another on the
+    # same judge cache waits for it, so that nothing is asked twice and no reply is kept twice.
+    identity = (str(scores_path.resolve()), pairwise, use_judge, group_by,
+                json.dumps(asdict(settings), sort_keys=True), asdict(server) if server else None)
+    lane = str(Path(cache_path).resolve()) if use_judge and cache_path else str(scores_path.resolve())
+    flight, runs_it = IN_FLIGHT.enter(lane, identity, on_progress, stop)
+    if not runs_it:
+        return flight.outcome()
+    result = error = None
+    try:
+        result = _grade(path, scores_path, settings, cache_path, pairwise, flight.progress, flight.stop, use_judge,
+                        server, group_by)
+        return result
+    except BaseException as exc:
+        error = exc
+        raise
+    finally:
+        IN_FLIGHT.leave(lane, flight, result, error)
+
+
+def _grade(path: Path, scores_path: Path, settings: judge.JudgeSettings, cache_path: Path | None, pairwise: bool,
+           on_progress: Progress | None, stop: Any, use_judge: bool, server: judge.Preflight | None,
+           group_by: str) -> GradingResult:
+    records = judge.read_responses(path)
     cache = judge.JudgeCache(cache_path)
     items = judge.items_from_responses(records)
     judgments: list[judge.Judgment] = []
@@ -257,11 +419,12 @@ def grade_responses(path: Path, settings: judge.JudgeSettings, cache_path: Path 
 
 
 def judge_facts(settings: judge.JudgeSettings, server: judge.Preflight | None, use_judge: bool) -> dict[str, Any]:
-    """What the grading used, for the report and its file (an API key's variable name, never the key)."""
+    """What the grading used, for the report and its file (an API key's variable name, never the key; the
+    server's address without a user:password in it)."""
     if not use_judge:
         return {"used": False}
     template = settings.effective_template()
-    return {"used": True, "backend": settings.api, "host": settings.host, "model": settings.model_name(),
+    return {"used": True, "backend": settings.api, "host": settings.shown_host, "model": settings.model_name(),
             "digest": server.digest if server else "", "parameters": server.parameters if server else "",
             "prompt": settings.prompt, "template_sha256": hashlib.sha256(template.encode()).hexdigest()[:16],
             "structured": settings.structured, "options": settings.request_options(),

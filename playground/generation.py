@@ -24,6 +24,12 @@ from .prompts import Prompt, style_of
 from .weights import Weights
 
 
+# The most prompt tokens a row reads (fewer when the model's context is smaller). A prompt's start
+# beyond them is cut, with a note: a megabyte pasted into the chat costs seconds, not gigabytes.
+MAX_PROMPT_TOKENS = 2048
+CHARS_PER_TOKEN_AT_MOST = 64  # text kept before tokenizing: far more than any tokenizer's longest token
+
+
 @dataclass
 class GenerationSettings:
     max_new_tokens: int = 64
@@ -80,11 +86,39 @@ def stop_ids(tokenizer: Any, style: str) -> list[int]:
     return [i for i in ids if i is not None]
 
 
-def encode(tokenizer: Any, prompt: Prompt) -> list[int]:
-    ids = tokenizer(prompt.text, add_special_tokens=not prompt.has_special_tokens).input_ids
+def prompt_room(weights: Weights, settings: GenerationSettings) -> int:
+    """How many prompt tokens a row may hold: the model's context (at most MAX_PROMPT_TOKENS) less
+    the answer's room, so a huge message costs bounded memory and time."""
+    context = getattr(weights.model.config, "max_position_embeddings", None) or MAX_PROMPT_TOKENS
+    return max(8, min(context, MAX_PROMPT_TOKENS) - settings.max_new_tokens)
+
+
+def encode(tokenizer: Any, prompt: Prompt, room: int | None = None) -> list[int]:
+    """The prompt's tokens; beyond `room` its start is cut (a leading begin-of-text token kept), so
+    the model still sees the end of the message and the response header."""
+    text = prompt.text
+    if room is not None and len(text) > room * CHARS_PER_TOKEN_AT_MOST:  # no tokenizing a megabyte to keep 2k tokens
+        text = text[-room * CHARS_PER_TOKEN_AT_MOST:]
+    ids = list(tokenizer(text, add_special_tokens=not prompt.has_special_tokens).input_ids)
     if not ids:
         raise PlaygroundError("The prompt is empty: type a message first.")
-    return list(ids)
+    if room is not None and len(ids) > room:
+        first = [ids[0]] if ids[0] == tokenizer.bos_token_id and tokenizer.bos_token_id is not None else []
+        ids = first + ids[len(ids) - room + len(first):]
+    return ids
+
+
+def cut_note(tokenizer: Any, prompt: Prompt, weights: Weights, settings: GenerationSettings) -> str:
+    """What the engine cuts from this prompt, said for the user; empty when it fits."""
+    room = prompt_room(weights, settings)
+    if len(prompt.text) <= room:  # a token is at least one character
+        return ""
+    count = len(encode(tokenizer, Prompt(prompt.text[-(room + 1) * CHARS_PER_TOKEN_AT_MOST:],
+                                         prompt.has_special_tokens)))
+    if count <= room:
+        return ""
+    return (f"The prompt is longer than the model reads here: only its last {room:,} tokens were read "
+            f"({room + settings.max_new_tokens:,} tokens less {settings.max_new_tokens} for the answer).")
 
 
 def answer_text(tokenizer: Any, ids: Sequence[int]) -> str:
@@ -176,7 +210,7 @@ def _batches(rows: Sequence[Row], tokenizer: Any, style: str, settings: Generati
     """(row numbers, batch) for the rows: one set of weights per batch, similar lengths together."""
     settings.check()
     stops = stop_ids(tokenizer, style)
-    encoded = [encode(tokenizer, prompt) for _, prompt in rows]
+    encoded = [encode(tokenizer, prompt, prompt_room(side.weights, settings)) for side, prompt in rows]
     groups: dict[int, list[int]] = {}
     for number, (side, _) in enumerate(rows):
         groups.setdefault(id(side.weights), []).append(number)

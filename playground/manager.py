@@ -28,7 +28,7 @@ from .errors import PlaygroundError
 from .generation import Side
 from .modeling import pick_device, pick_dtype
 from .settings import TrainConfig
-from .training import Event, StopRequest, prepare_model, run_training
+from .training import Event, StopRequest, prepare_model, refuse_before_start, run_training
 from .weights import Weights
 
 log = logging.getLogger(__name__)
@@ -419,6 +419,8 @@ class ModelManager:
         """The job's thread: whatever happens, the job ends with a state and a message."""
         try:
             loaded = model_future.result()
+            job.set_phase("checking the settings against the memory and the data")
+            refuse_before_start(loaded.weights.model, loaded.tokenizer, dataset, job.config, self.device)
             job.set_phase("preparing the model")
             side = prepare_model(loaded.weights, job.config, job.run_id, self.models_dir, loaded.dtype, self.device,
                                  job.resume)

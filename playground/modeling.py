@@ -1,4 +1,4 @@
-"""Model-level helpers: device and dtype choice, and a loss that skips ignored positions.
+"""Model-level helpers: device and dtype choice, and losses that skip ignored positions.
 
 The default model's vocabulary has 262,144 tokens, so its logits are larger than its weights,
 gradients and optimizer state together. `CausalLMLoss` runs the decoder on every position but the
@@ -13,8 +13,14 @@ from __future__ import annotations
 import torch
 from torch import nn
 from torch.nn import functional as F
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from .batching import IGNORE_INDEX
+
+# Attention kernels for training's forward passes. cuDNN's (which PyTorch prefers on recent GPUs) builds a
+# plan for every new batch shape, tens of milliseconds each: with batches of varying widths, a short run
+# on a GPU spent most of its first pass over the data planning (bench/dpo_throughput.py). These need none.
+TRAINING_ATTENTION = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
 
 
 def pick_device(requested: str = "auto") -> torch.device:
@@ -52,6 +58,22 @@ def unwrap_causal_lm(model: nn.Module) -> nn.Module:
     return get_base() if callable(get_base) else model
 
 
+def trained_losses(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(cross-entropy of each trained target, in row-major order; the mask of trained targets):
+    the decoder runs on every position, the LM head only where the target is not -100."""
+    causal_lm = unwrap_causal_lm(model)
+    # Right padding with a causal mask: real tokens never attend to the padding after them, so
+    # no attention mask is needed for the positions that are trained.
+    with sdpa_kernel(TRAINING_ATTENTION):
+        hidden = causal_lm.get_decoder()(input_ids=inputs, use_cache=False).last_hidden_state
+    keep = targets != IGNORE_INDEX
+    logits = causal_lm.get_output_embeddings()(hidden[keep])
+    cap = getattr(causal_lm.config, "final_logit_softcapping", None)
+    if cap:
+        logits = torch.tanh(logits / cap) * cap
+    return F.cross_entropy(logits.float(), targets[keep], reduction="none"), keep
+
+
 class CausalLMLoss(nn.Module):
     """forward(inputs, targets) -> (summed cross-entropy over trained targets, their count)."""
 
@@ -60,14 +82,20 @@ class CausalLMLoss(nn.Module):
         self.model = model  # registered, so DDP and optimizers see its parameters
 
     def forward(self, inputs: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        causal_lm = unwrap_causal_lm(self.model)
-        # Right padding with a causal mask: real tokens never attend to the padding after them, so
-        # no attention mask is needed for the positions that are trained.
-        hidden = causal_lm.get_decoder()(input_ids=inputs, use_cache=False).last_hidden_state
-        keep = targets != IGNORE_INDEX
-        logits = causal_lm.get_output_embeddings()(hidden[keep])
-        cap = getattr(causal_lm.config, "final_logit_softcapping", None)
-        if cap:
-            logits = torch.tanh(logits / cap) * cap
-        loss = F.cross_entropy(logits.float(), targets[keep], reduction="sum")
-        return loss, keep.sum()
+        losses, keep = trained_losses(self.model, inputs, targets)
+        return losses.sum(), keep.sum()
+
+
+class RowLogProbs(nn.Module):
+    """forward(inputs, targets) -> (per row: the summed log-probability of its trained targets, their
+    count): what DPO compares between a chosen and a rejected response."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, inputs: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        losses, keep = trained_losses(self.model, inputs, targets)
+        rows = keep.nonzero()[:, 0]  # the row of each trained target, in the order of `losses`
+        sums = torch.zeros(len(keep), dtype=losses.dtype, device=losses.device).index_add(0, rows, -losses)
+        return sums, keep.sum(dim=1)

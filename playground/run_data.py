@@ -43,7 +43,7 @@ def snapshot(dataset: data.Dataset, models_dir: Path) -> Path:
     path = snapshots_dir(models_dir) / f"{dataset.fingerprint[:16]}.jsonl"
     if not path.exists():
         lines = "".join(json.dumps(r.as_dict(), ensure_ascii=False) + "\n" for r in dataset.records)
-        runs.write_text(path, lines)
+        runs.write_text(path, lines, inside=models_dir)
     return path
 
 

@@ -137,7 +137,8 @@ METRIC = fields({"kind": "string"}, {"step": "integer", "epoch": "number", "elap
 DATA = fields({"indices": "object", "sha256": "string", "records": "integer", "source": "string",
                "origin": "string", "mapping": "object|null", "snapshot": "string"},
               {"skip_bad_rows": "boolean", "skipped": "objects", "split": "object"}, _indices)
-VOTE = fields({"winner": "string"}, {"checkpoint": "integer|null", "prompt": "string", "input": "string"}, _winner)
+VOTE = fields({"winner": "string"}, {"checkpoint": "integer|null", "prompt": "string", "input": "string",
+                                     "base_answer": "string", "tuned_answer": "string", "turn": "integer"}, _winner)
 EXPORT = fields({"time": "string", "format": "string", "folder": "string", "files": "list"},
                 {"quant": "string|null", "parity": "object|null", "ollama": "string|null"}, _export_files)
 CACHE_ENTRY = fields({"key": "string"})

@@ -22,7 +22,6 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,8 +29,9 @@ from typing import Any
 
 import psutil
 
-from . import run_files
+from . import checkpoints, run_files
 from .errors import PlaygroundError
+from .file_writes import append_text, write_json, write_text  # noqa: F401 (also used as runs.write_json)
 from .settings import TrainConfig
 
 ACTIVE: set[str] = set()  # run ids this process is training right now
@@ -42,34 +42,6 @@ SAVING = ".saving"  # where a run's adapter or weights are written before they a
 START_TOLERANCE_S = 2.0
 
 log = logging.getLogger(__name__)
-
-
-def _file_mode() -> int:
-    """The mode `open()` gives a new file under this process's umask (mkstemp's 0600 is private)."""
-    umask = os.umask(0o022)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
-FILE_MODE = _file_mode()
-
-
-def write_text(path: Path, text: str) -> None:
-    """Write a file atomically: a temporary file beside it, renamed into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
-    try:
-        os.fchmod(handle, FILE_MODE)
-        with os.fdopen(handle, "w", encoding="utf-8") as file:
-            file.write(text)
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-
-
-def write_json(path: Path, value: Any) -> None:
-    write_text(path, json.dumps(value, indent=1, ensure_ascii=False))
 
 
 def runs_dir(models_dir: Path) -> Path:
@@ -200,11 +172,12 @@ class RunWriter:
     def __init__(self, models_dir: Path, run_id: str, config: dict[str, Any]):
         self.run_id = run_id
         self.folder = runs_dir(models_dir) / run_id
+        self.inside = runs_dir(models_dir)  # every file written stays in the store's runs folder
         self.started = time.time()
         self.pid_started = psutil.Process().create_time()
         try:
             self.folder.mkdir(parents=True, exist_ok=False)
-            write_json(self.folder / "config.json", config)
+            write_json(self.folder / "config.json", config, inside=self.inside)
             self.status("running", "started", step=0)
         except OSError as exc:
             raise PlaygroundError(f"Cannot write the run folder {self.folder}: {exc.strerror or exc}. "
@@ -217,14 +190,14 @@ class RunWriter:
         written up to the checkpoint, so the curve goes on from there."""
         record = read(models_dir, run_id)
         writer = cls.__new__(cls)
-        writer.run_id, writer.folder = record.run_id, record.folder
+        writer.run_id, writer.folder, writer.inside = record.run_id, record.folder, runs_dir(models_dir)
         writer.pid_started = psutil.Process().create_time()
         writer.started = record.status.get("started", time.time())
         kept = record.metrics()[:rows]
         metrics = writer.folder / "metrics.jsonl"
         try:
             if kept:
-                write_text(metrics, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in kept))
+                write_text(metrics, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in kept), writer.inside)
             else:
                 metrics.unlink(missing_ok=True)
             writer.status("running", f"resumed at step {step}", step=step)
@@ -235,12 +208,10 @@ class RunWriter:
     def status(self, state: str, message: str, **extra: Any) -> None:
         write_json(self.folder / "status.json", {"state": state, "message": message, "pid": os.getpid(),
                                                  "pid_started": self.pid_started, "started": self.started,
-                                                 "updated": time.time(), **extra})
+                                                 "updated": time.time(), **extra}, inside=self.inside)
 
     def log(self, row: dict[str, Any]) -> None:
-        with open(self.folder / "metrics.jsonl", "a", encoding="utf-8") as file:
-            file.write(json.dumps(row, ensure_ascii=False) + "\n")
-            file.flush()
+        append_text(self.folder / "metrics.jsonl", json.dumps(row, ensure_ascii=False) + "\n", inside=self.inside)
 
 
 def examine(models_dir: Path, run_id: str) -> RunRecord:
@@ -274,16 +245,21 @@ def list_runs(models_dir: Path) -> list[RunRecord]:
 
 
 def remove_leftovers(models_dir: Path) -> list[Path]:
-    """Remove the `.saving/` folders that a process killed while saving left in its run folders.
+    """Remove what a process killed while saving left in its run folders: `.saving/` (the final
+    weights) and the checkpoints' `.saving-NNNNNN/` and `.removing-*` folders.
 
     A run still saving in another live process is left alone: its status says running and the
     process that wrote it is still alive (same process id and start time).
     """
     removed = []
     for record in list_runs(models_dir):
+        if record.state == "running" or record.damage:
+            continue
         leftover = record.folder / SAVING
-        if leftover.is_dir() and record.state != "running" and not record.damage:
+        if leftover.is_dir() and not leftover.is_symlink():
             shutil.rmtree(leftover, ignore_errors=True)
-            log.info("removed %s, left by an interrupted save", leftover)
             removed.append(leftover)
+        removed += checkpoints.remove_leftovers(record.folder)
+    for path in removed:
+        log.info("removed %s, left by an interrupted save", path)
     return removed

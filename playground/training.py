@@ -1,8 +1,10 @@
-"""Short supervised fine-tunes (LoRA or full) with live events, validation, probes and Stop.
+"""Short fine-tunes (LoRA or full) with live events, validation, probes and Stop.
 
 `train()` is the one training loop. The app runs it on a background thread owned by the model
 manager; the command line runs it in the foreground, optionally under `accelerate launch` for
-several GPUs. Batches come from `batching.collate`, the function the Batch tab shows.
+several GPUs. What it minimises is the run's objective (`objectives.py`): the supervised loss, whose
+batches come from `batching.collate`, the function the Batch tab shows, or DPO on preference pairs
+(`dpo.py`), which starts from a finished run's weights (`from_run`).
 """
 
 from __future__ import annotations
@@ -18,10 +20,10 @@ from typing import Any, Callable
 
 import torch
 
-from . import batching, checkpoints, data, generation, prompts, run_data, run_files, runs, store
+from . import batching, checkpoints, data, dpo, estimate, generation, prompts, run_data, run_files, runs, store
 from .errors import PlaygroundError
 from .generation import GenerationSettings, Side
-from .modeling import CausalLMLoss
+from .objectives import Objective, Supervised
 from .settings import PRESETS, TrainConfig  # noqa: F401 (PRESETS re-exported: tests and benches read it here)
 from .weights import Weights
 
@@ -120,11 +122,11 @@ class TrainingLoop:
     emit: Callable[[Event], None]
     checkpoint: Callable[[int, dict[str, Any]], None] | None
     accelerator: Any
-    train_samples: list[batching.Sample]
-    val_samples: list[batching.Sample]
-    pad_id: int
+    objective: Objective
+    train_samples: list[Any]  # the objective's samples (supervised samples, or DPO's pairs)
+    val_samples: list[Any]
     probes: list[data.Record]
-    loss_module: Any
+    loss_module: Any          # the objective's module around the model (wrapped by accelerate)
     trainable: list[torch.nn.Parameter]
     optimizer: Any
     schedule: Any
@@ -147,6 +149,8 @@ class TrainingLoop:
     validated_at: int = -1   # the step of the last validation and probe, so a Stop right after them
     probed_at: int = -1      # does not repeat them
     last_val: float | None = None
+    last_figures: dict[str, Any] = field(default_factory=dict)  # the last validation's figures
+    step_values: dict[str, float] = field(default_factory=dict)  # the objective's figures of the last batch
     resumed_at: int | None = None  # a resumed run: the step it went on from, and when (monotonic)
     resumed_clock: float = 0.0
 
@@ -165,7 +169,7 @@ class TrainingLoop:
     def log_step(self, loss: float) -> None:
         """The step's point of the curve, with the throughput since the previous one."""
         seconds, world = max(self.window.seconds, 1e-9), self.world
-        self.event("step", train_loss=round(loss, 4), lr=self.schedule.get_last_lr()[0],
+        self.event("step", train_loss=round(loss, 4), **self.step_values, lr=self.schedule.get_last_lr()[0],
                    trained_tokens=self.trained_tokens,
                    tokens_per_s=round(self.window.tokens * world / seconds, 1),
                    input_tokens_per_s=round(self.window.inputs * world / seconds, 1))
@@ -173,22 +177,40 @@ class TrainingLoop:
 
     # ------------------------------------------------------------ training
 
-    def epoch_order(self) -> list[list[int]]:
-        """This process's share of the current epoch's batches."""
+    def epoch_order(self, epoch: int | None = None) -> list[list[int]]:
+        """This process's share of the batches of an epoch (default: the current one)."""
         config = self.config
-        order = batching.batch_order([len(s.ids) for s in self.train_samples], config.batch_size, config.seed,
-                                     config.group_by_length, config.drop_last, config.batch_order, self.epoch)
+        order = batching.batch_order([self.objective.length(s) for s in self.train_samples], config.batch_size,
+                                     config.seed, config.group_by_length, config.drop_last, config.batch_order,
+                                     self.epoch if epoch is None else epoch)
         return order[self.rank::self.world]
+
+    def planned_batches(self) -> list[list[int]]:
+        """Every batch this process's steps will take, from the first step to the last."""
+        batches, epoch, needed = [], 0, self.total * self.config.grad_accum
+        while len(batches) < needed:
+            order = self.epoch_order(epoch)
+            if not order:
+                break
+            batches += order[:needed - len(batches)]
+            epoch += 1
+        return batches
+
+    def validation_batches(self) -> list[list[int]]:
+        """The validation batches every evaluation takes: the first `eval_batches` of a fixed order."""
+        order = batching.batch_order([self.objective.length(s) for s in self.val_samples], self.config.batch_size,
+                                     seed=0)
+        return order[:self.config.eval_batches]
 
     def micro_step(self, indices: list[int]) -> float:
         """Forward and backward on one batch, and the optimizer's step once `grad_accum` batches are in;
         returns the batch's loss."""
         config, accelerator = self.config, self.accelerator
-        batch = batching.collate([self.train_samples[i] for i in indices], self.pad_id, config.max_length, config.mask)
+        samples = [self.train_samples[i] for i in indices]
         started = time.monotonic()
         with self.side.weights.use(train=True, adapter=self.side.adapter):
-            loss_sum, count = self.loss_module(batch.inputs.to(self.device), batch.targets.to(self.device))
-            loss = loss_sum / count.clamp(min=1)
+            result = self.objective.batch_loss(self.loss_module, samples, self.device)
+            loss = result.loss
             value = loss.detach().item()
             if not math.isfinite(value):
                 raise PlaygroundError(
@@ -196,9 +218,10 @@ class TrainingLoop:
                     "learning rate (for example by 10x), or check the data for empty answers.")
             (accelerator.backward if accelerator else torch.Tensor.backward)(loss / config.grad_accum)
             self.micro += 1
-            self.window.tokens += int(count)
-            self.window.inputs += batch.real_tokens
-            self.trained_tokens += int(count) * self.world
+            self.window.tokens += result.tokens
+            self.window.inputs += result.inputs
+            self.trained_tokens += result.tokens * self.world
+            self.step_values = result.values
             if self.micro % config.grad_accum == 0:
                 torch.nn.utils.clip_grad_norm_(self.trainable, 1.0)
                 self.optimizer.step()
@@ -229,27 +252,21 @@ class TrainingLoop:
     # ------------------------------------------------------------ evaluation, probes, checkpoints
 
     def validate(self) -> float | None:
-        """The validation loss now, logged as the curve's point at this step."""
-        val_loss = self.evaluate()
-        self.event("eval", val_loss=val_loss)
-        self.validated_at, self.last_val = self.step, val_loss
-        return val_loss
+        """The validation loss (and the objective's other figures) now, logged as the curve's point at this step."""
+        figures = self.evaluate()
+        self.event("eval", **figures)
+        self.validated_at, self.last_val, self.last_figures = self.step, figures["val_loss"], figures
+        return figures["val_loss"]
 
-    def evaluate(self) -> float | None:
-        """The validation loss per trained target over the first `eval_batches` batches."""
+    def evaluate(self) -> dict[str, Any]:
+        """The objective's validation figures over the first `eval_batches` batches ("val_loss": per
+        trained target, for the supervised loss)."""
         if not self.val_samples:
-            return None
+            return {"val_loss": None}
         self.phase("validating")
-        config = self.config
-        order = batching.batch_order([len(s.ids) for s in self.val_samples], config.batch_size, seed=0)
-        loss_sum, count = 0.0, 0
+        batches = [[self.val_samples[i] for i in indices] for indices in self.validation_batches()]
         with self.side.weights.use(adapter=self.side.adapter), torch.no_grad():
-            for indices in order[:config.eval_batches]:
-                batch = batching.collate([self.val_samples[i] for i in indices], self.pad_id, config.max_length,
-                                         config.mask)
-                loss, n = self.loss_module(batch.inputs.to(self.device), batch.targets.to(self.device))
-                loss_sum, count = loss_sum + float(loss), count + int(n)
-        return loss_sum / count if count else None
+            return self.objective.evaluate(self.loss_module, batches, self.device)
 
     def probe(self) -> None:
         """The probe instructions' answers now (on the main process)."""
@@ -271,7 +288,7 @@ class TrainingLoop:
                 "rows": self.rows, "elapsed": time.monotonic() - self.started, "first_val_loss": self.first_val,
                 "train_loss": self.train_loss, "trained_tokens": self.trained_tokens,
                 "optimizer": self.optimizer.state_dict(), "scheduler": self.schedule.state_dict(),
-                "rng": torch.get_rng_state()}
+                "rng": torch.get_rng_state(), "objective": self.objective.state()}
 
     def keep(self) -> None:
         """A checkpoint now (none before the first step: there is nothing to go on from)."""
@@ -281,11 +298,15 @@ class TrainingLoop:
 
     # ------------------------------------------------------------ beginning and end
 
-    def begin(self) -> None:
-        """A new run: its figures, the probes' answers and the validation loss before training."""
+    def begin(self, stop: threading.Event) -> None:
+        """A new run: its figures, what the objective prepares (`stop` ends it between its parts), the
+        probes' answers and the validation loss before training."""
         self.event("start", total_steps=self.total, train_examples=len(self.train_samples),
                    validation_examples=len(self.val_samples),
-                   trainable_parameters=sum(p.numel() for p in self.trainable))
+                   trainable_parameters=sum(p.numel() for p in self.trainable), objective=self.objective.name)
+        for _ in self.objective.prepare(self):
+            if stop.is_set():
+                raise StopTraining
         self.probe()
         self.first_val = self.validate()
 
@@ -299,6 +320,7 @@ class TrainingLoop:
         self.optimizer.load_state_dict(state["optimizer"])
         self.schedule.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["rng"])
+        self.objective.restore(state.get("objective", {}))
         self.started -= state["elapsed"]  # the curve against wall time goes on from where it stopped
         self.resumed_at, self.resumed_clock = self.step, time.monotonic()
         self.event("resume", from_step=self.step)
@@ -317,10 +339,28 @@ class TrainingLoop:
             self.keep()
         result = {"steps": self.step, "total_steps": self.total, "stopped": self.stopped, "train_loss": self.train_loss,
                   "val_loss": final_val, "validated_at": self.validated_at, "first_val_loss": self.first_val,
-                  "elapsed": time.monotonic() - self.started}
+                  "elapsed": time.monotonic() - self.started,
+                  **{k: v for k, v in self.last_figures.items() if k != "val_loss"}}
         if self.resumed_at is not None:
             result.update(resumed_at=self.resumed_at, since_resume=time.monotonic() - self.resumed_clock)
         return result
+
+
+def objective_for(config: TrainConfig, tokenizer: Any) -> Objective:
+    """What the run minimises: `config.objective`'s objective."""
+    return dpo.Preference(config, tokenizer) if config.objective == "dpo" else Supervised(config, tokenizer)
+
+
+def refuse_before_start(model: Any, tokenizer: Any, dataset: data.Dataset, config: TrainConfig, device: Any) -> None:
+    """What is checked before a run's folder, adapter or optimizer is made: that the memory estimate
+    fits what is free, and that the run trains something (max length 16 with the prompt masked
+    trains no target and would show a loss of 0.0)."""
+    estimate.refuse_beyond_memory(model, tokenizer, dataset, config, device)
+    objective = objective_for(config, tokenizer)
+    train = dataset.splits(seed=config.split_seed, order=config.split_order).train
+    reason = objective.nothing_trained(objective.encode(dataset.records, train))
+    if reason:
+        raise PlaygroundError(f"Not started: {reason}.")
 
 
 def prepare_loop(side: Side, tokenizer: Any, dataset: data.Dataset, splits: data.Splits, config: TrainConfig,
@@ -333,9 +373,10 @@ def prepare_loop(side: Side, tokenizer: Any, dataset: data.Dataset, splits: data
     if batches_per_epoch(config, len(splits.train)) == 0:
         raise PlaygroundError(f"The training split has {len(splits.train)} records, fewer than one batch of "
                               f"{config.batch_size}, and drop_last leaves that batch out: lower the batch size.")
-    train_samples = batching.encode_all(dataset.records, config.style, tokenizer, config.template, splits.train)
-    val_samples = batching.encode_all(dataset.records, config.style, tokenizer, config.template, splits.validation)
-    loss_module = CausalLMLoss(side.weights.model)
+    objective = objective_for(config, tokenizer)
+    train_samples = objective.encode(dataset.records, splits.train)
+    val_samples = objective.encode(dataset.records, splits.validation)
+    loss_module = objective.module(side.weights.model)
     trainable = [p for p in side.weights.model.parameters() if p.requires_grad]
     if not trainable:
         raise PlaygroundError("The model has no trainable parameters.")
@@ -350,7 +391,7 @@ def prepare_loop(side: Side, tokenizer: Any, dataset: data.Dataset, splits: data
     rank, world = (accelerator.process_index, accelerator.num_processes) if accelerator else (0, 1)
     return TrainingLoop(
         side=side, tokenizer=tokenizer, config=config, emit=emit, checkpoint=checkpoint, accelerator=accelerator,
-        train_samples=train_samples, val_samples=val_samples, pad_id=batching.special_ids(tokenizer)[1],
+        objective=objective, train_samples=train_samples, val_samples=val_samples,
         probes=probe_records(dataset, splits, config.probes), loss_module=loss_module, trainable=trainable,
         optimizer=optimizer, schedule=schedule, device=device, total=total,
         per_epoch=math.ceil(batches_per_epoch(config, len(train_samples)) / config.grad_accum), rank=rank, world=world)
@@ -372,12 +413,12 @@ def train(side: Side, tokenizer: Any, dataset: data.Dataset, splits: data.Splits
     config.check()
     stop = stop or StopRequest()
     loop = prepare_loop(side, tokenizer, dataset, splits, config, emit, accelerator, checkpoint)
-    if resume is None:
-        loop.begin()
-    else:
-        loop.restore(resume)
-    loop.phase("training")
     try:
+        if resume is None:
+            loop.begin(stop)
+        else:
+            loop.restore(resume)
+        loop.phase("training")
         while loop.step < loop.total:
             order = loop.epoch_order()
             while loop.position < len(order) and loop.step < loop.total:
@@ -396,12 +437,15 @@ def train(side: Side, tokenizer: Any, dataset: data.Dataset, splits: data.Splits
 def prepare_model(weights: Weights, config: TrainConfig, run_id: str, models_dir: Path, dtype: Any,
                   device: Any, resume: checkpoints.Checkpoint | None = None) -> Side:
     """What a run trains: a new LoRA adapter on the shared weights, or a fresh copy for a full
-    fine-tune; with `resume`, the weights of that checkpoint.
+    fine-tune; with `resume`, the weights of that checkpoint; else, for a run from another
+    (`config.from_run`, DPO), that run's adapter or weights.
 
     LoRA weights train in float32 whatever the frozen base's dtype. A full fine-tune keeps float32
     weights off the GPU, where bf16 updates of small learning rates would round away.
     """
     torch.manual_seed(config.seed)  # the adapter's initial weights, so that a run can be reproduced
+    start = resume.weights if resume is not None else (
+        dpo.starting_weights(models_dir, config) if config.from_run else None)
     if config.method == "lora":
         weights.remove_adapter(run_id)  # a resumed run's adapter, loaded earlier to chat with
         try:
@@ -411,10 +455,10 @@ def prepare_model(weights: Weights, config: TrainConfig, run_id: str, models_dir
         for parameter in model.parameters():
             if parameter.requires_grad and parameter.dtype != torch.float32:
                 parameter.data = parameter.data.float()
-        if resume is not None:
-            load_adapter_weights(weights, run_id, resume.weights.folder)
+        if start is not None:
+            load_adapter_weights(weights, run_id, start.folder)
         return Side("tuned", weights, run_id)
-    source = str(resume.weights.folder) if resume is not None else config.model
+    source = str(start.folder) if start is not None else config.model
     copy = store.load_model(source, models_dir, dtype=full_fine_tune_dtype(dtype, device)).to(device)
     return Side("tuned", Weights(copy, weights.lock))
 
@@ -478,10 +522,11 @@ def start_run(side: Side, tokenizer: Any, dataset: data.Dataset, splits: data.Sp
         "dtype": str(next(side.weights.model.parameters()).dtype).replace("torch.", ""),
         "tokenizer": {"name": getattr(tokenizer, "name_or_path", ""), "eos_token": tokenizer.eos_token,
                       "pad_token": tokenizer.pad_token, "vocab_size": len(tokenizer)},
+        **({"from_run": dpo.describe_start(models_dir, config)} if config.from_run else {}),
     })
     try:
         runs.write_json(writer.folder / run_data.FILE, run_data.describe(dataset, splits, config.split_seed, models_dir,
-                                                                         config.split_order))
+                                                                         config.split_order), inside=writer.inside)
     except OSError as exc:
         raise PlaygroundError(f"Cannot keep the run's data record ({exc.strerror or exc}): check that "
                               f"{models_dir} is a folder you can write to.") from None

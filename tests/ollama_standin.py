@@ -19,7 +19,7 @@ What a chat request gets is scripted from tests: `reply(request) -> str | Fault`
 or `script`, a queue of behaviours (a reply text or a `Fault`) consumed one per request before
 `reply` is asked. `latency` is added to every chat request; `capacity` requests are served at once
 and the rest wait (like OLLAMA_NUM_PARALLEL); `max_concurrent` is the most seen at once. Every chat
-request body is kept in `requests`. Uploaded blobs are kept in `blobs` (digest -> bytes), each upload's
+request body is kept in `requests`, and its Authorization header (or None) in `authorizations`. Uploaded blobs are kept in `blobs` (digest -> bytes), each upload's
 digest in `uploads`, and every
 create request body in `created` (model name -> body); `create_gate`, an Event, holds each create
 after its first status line until it is set (a slow server).
@@ -96,6 +96,7 @@ class OllamaStandin:
         self.port = port
         self.pull_steps = pull_steps
         self.requests: list[dict[str, Any]] = []
+        self.authorizations: list[str | None] = []
         self.blobs: dict[str, bytes] = {}
         self.uploads: list[str] = []  # the digest of each blob sent, in order
         self.created: dict[str, dict[str, Any]] = {}
@@ -400,6 +401,7 @@ class _Handler(BaseHTTPRequestHandler):
         owner = self.owner
         with owner._lock:
             owner.requests.append(body)
+            owner.authorizations.append(self.headers.get("Authorization"))
         model = str(body.get("model") or "")
         if not model:
             self._error(400, "model is required")

@@ -127,7 +127,7 @@ def test_nan_loss_ends_the_run_with_a_message(tiny_model_dir, tmp_path):
 
 
 @pytest.mark.parametrize("change, problem", [
-    ({"method": "qlora"}, "method"), ({"lr": 5.0}, "learning rate"), ({"batch_size": 0}, "batch_size"),
+    ({"method": "qlora"}, "method"), ({"lr": 5.0}, "learning rate"), ({"batch_size": 0}, "Batch size"),
     ({"max_steps": None, "epochs": 0}, "epochs"),
 ])
 def test_bad_settings_are_refused(change, problem):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from playground import runs
+from playground import file_writes, runs
 from playground.export import ExportRequest, export_run, parity
 from playground.manager import ModelManager
 
@@ -44,7 +44,7 @@ def test_the_app_requirements_need_no_compiler():
 def test_files_written_follow_the_umask(tmp_path, umask):
     old = os.umask(umask)
     try:
-        mode = runs._file_mode()
+        mode = file_writes._file_mode()
     finally:
         os.umask(old)
     assert mode == 0o666 & ~umask

@@ -8,6 +8,7 @@ from typing import Any
 
 from .. import batching
 from .options import DEFAULTS, add_batch_order, add_mask, add_source, add_style, load_dataset, load_tokenizer
+from .numbers import non_negative_int, positive_int
 
 KIND_CODES = {"prompt": "prompt", "prompt_masked": "masked", "response": "resp", "eos": "eos", "pad": "pad"}
 
@@ -74,13 +75,13 @@ def add_parser(commands: Any) -> None:
     batch = commands.add_parser("batch", help="collate one training batch and show its targets")
     add_source(batch)
     add_style(batch)
-    batch.add_argument("--batch-size", type=int, default=8, help="samples per batch (default 8, the book's)")
-    batch.add_argument("--max-length", type=int)
+    batch.add_argument("--batch-size", type=positive_int, default=8, help="samples per batch (default 8, the book's)")
+    batch.add_argument("--max-length", type=positive_int)
     add_mask(batch, DEFAULTS.mask)
     add_batch_order(batch, DEFAULTS.batch_order)
     batch.add_argument("--drop-last", action="store_true", help="leave out the last, smaller batch of the epoch")
     batch.add_argument("--group-by-length", action=argparse.BooleanOptionalAction, default=False)
     batch.add_argument("--split", choices=["train", "validation", "test"], default="train")
-    batch.add_argument("--number", type=int, default=0, help="which batch of the epoch")
+    batch.add_argument("--number", type=non_negative_int, default=0, help="which batch of the epoch")
     batch.add_argument("--json", action="store_true", help="print the batch as JSON")
     batch.set_defaults(func=show_batch)

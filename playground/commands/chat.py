@@ -9,6 +9,7 @@ from typing import Any
 
 from .. import prompts, runs, store
 from ..generation import GenerationSettings  # chat needs torch: so may its options
+from .numbers import positive_int
 
 
 def chat(args: argparse.Namespace) -> int:
@@ -50,7 +51,7 @@ def add_parser(commands: Any) -> None:
     parser.add_argument("--prompt", required=True)
     parser.add_argument("--input", help="the record's Input section (the book's records have one)")
     parser.add_argument("--checkpoint", type=int, metavar="STEP", help="answer with the run's checkpoint at STEP")
-    parser.add_argument("--max-new-tokens", type=int, default=GenerationSettings.max_new_tokens)
+    parser.add_argument("--max-new-tokens", type=positive_int, default=GenerationSettings.max_new_tokens)
     parser.add_argument("--seed", type=int, default=GenerationSettings.seed)
     parser.add_argument("--raw", action="store_true", help="send the prompt as typed, with no template")
     parser.add_argument("--models-dir", type=Path, default=store.MODELS_DIR)

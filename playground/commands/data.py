@@ -1,4 +1,5 @@
-"""`data validate` and `data check`: a dataset's records and splits, and its problems for given settings.
+"""`data validate` and `data check`: a dataset's records and splits, and its problems for given settings;
+`data pairs`: a new preference dataset from runs' votes and pairwise verdicts.
 
 Neither imports torch: checking data counts trained targets with `batching.collate_arrays`.
 """
@@ -7,20 +8,33 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
+from pathlib import Path
 from typing import Any
 
-from .. import data_checks
+from .. import data_checks, store
+from ..errors import PlaygroundError
 from .options import DEFAULTS, add_mask, add_source, add_style, load_dataset, load_tokenizer
+from .numbers import positive_int
 
 
 def validate(args: argparse.Namespace) -> int:
     dataset = load_dataset(args.path, args)
-    sizes = dataset.splits(seed=args.seed, order=args.split_order).sizes()
-    print(f"{dataset.source}: {len(dataset)} records, {dataset.with_input} with an input")
+    splits = dataset.splits(seed=args.seed, order=args.split_order)
+    sizes = splits.sizes()
+    kind = "preference pairs (chosen and rejected)" if dataset.is_preference else "records"
+    print(f"{dataset.source}: {len(dataset)} {kind}, {dataset.with_input} with an input")
     print(f"splits ({args.split_order}): train {sizes['train']}, validation {sizes['validation']}, "
           f"test {sizes['test']}")
-    for row, first in dataset.duplicates[:20]:
-        print(f"warning: record {row} repeats the instruction and input of record {first}")
+    if dataset.is_preference:
+        for finding in data_checks.pair_findings(dataset.records, splits):
+            if finding.count:
+                print(f"warning: {finding.count:,} {finding.title} (records "
+                      f"{', '.join(map(str, finding.shown()))}{' …' if finding.count > data_checks.SHOWN else ''}): "
+                      f"{finding.advice}")
+    elif dataset.duplicates:  # several pairs per prompt are usual in a preference dataset
+        for row, first in dataset.duplicates[:20]:
+            print(f"warning: record {row} repeats the instruction and input of record {first}")
     return 0
 
 
@@ -40,6 +54,25 @@ def check(args: argparse.Namespace) -> int:
     return 0
 
 
+def pairs(args: argparse.Namespace) -> int:
+    """`data pairs`: a new preference file from runs' votes and pairwise verdicts, each pair with its provenance."""
+    from .. import preference
+
+    if not (args.from_votes or args.from_grading):
+        raise PlaygroundError("Name a source: --from-votes RUN and/or --from-grading RUN.")
+    found = preference.Collected()
+    for run in args.from_votes or []:
+        found.extend(preference.pairs_from_votes(args.models_dir, run))
+    for run in args.from_grading or []:
+        found.extend(preference.pairs_from_grading(args.models_dir, run, args.scores))
+    found = preference.combined(found)
+    for reason, count in found.left_out.items():
+        print(f"left out: {count} {reason}", file=sys.stderr)
+    path = preference.write_pairs(args.out, found.pairs)
+    print(f"{len(found.pairs)} preference pairs written to {path}")
+    return 0
+
+
 def add_parser(commands: Any) -> None:
     actions = commands.add_parser("data", help="dataset commands").add_subparsers(dest="action", required=True)
     validating = actions.add_parser("validate", help="check a dataset; print record count and split sizes")
@@ -50,8 +83,19 @@ def add_parser(commands: Any) -> None:
     add_style(checking)
     checking.add_argument("--split-seed", dest="seed", type=int,
                           help=f"the split seed training will use (default {DEFAULTS.split_seed})")
-    checking.add_argument("--max-length", type=int, default=DEFAULTS.max_length,
+    checking.add_argument("--max-length", type=positive_int, default=DEFAULTS.max_length,
                           help="training's max length (default %(default)s; 0: no truncation)")
     add_mask(checking, data_checks.CheckSettings.mask)
     checking.add_argument("--json", action="store_true", help="print the findings as JSON")
     checking.set_defaults(func=check)
+    pairing = actions.add_parser("pairs", help="write a new preference dataset (for DPO) from runs' blind votes "
+                                               "and pairwise verdicts, each pair with its provenance")
+    pairing.add_argument("--from-votes", action="append", metavar="RUN",
+                         help="the run's blind votes: the winner's answer is chosen (ties and 'both bad' left out)")
+    pairing.add_argument("--from-grading", action="append", metavar="RUN",
+                         help="the run's pairwise verdicts where the judge chose the same answer in both orders")
+    pairing.add_argument("--scores", metavar="PATH", help="one grading's scores file, as a path inside the run's "
+                                                          "folder (judge/GRADING/scores-....json); default: all")
+    pairing.add_argument("--out", type=Path, required=True, help="the new file (an existing one is never replaced)")
+    pairing.add_argument("--models-dir", type=Path, default=store.MODELS_DIR)
+    pairing.set_defaults(func=pairs)

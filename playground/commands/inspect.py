@@ -10,6 +10,7 @@ from typing import Any
 
 from .. import data, runs, store
 from ..errors import PlaygroundError
+from .numbers import non_negative_int, positive_int
 
 
 def inspect_run(args: argparse.Namespace) -> int:
@@ -66,12 +67,12 @@ def add_parser(commands: Any) -> None:
                                                "probability, loss and KL; or loss by task family")
     look.add_argument("--run", required=True, help="a run id: the name of a folder under MODELS_DIR/runs/")
     look.add_argument("--split", choices=["train", "validation", "test"], default="test", help="the run's own split")
-    look.add_argument("--index", type=int, default=0, help="which example of the split (0: the first)")
+    look.add_argument("--index", type=non_negative_int, default=0, help="which example of the split (0: the first)")
     look.add_argument("--instruction", help="inspect this typed text instead (with --reference)")
     look.add_argument("--input", help="the typed text's input section")
     look.add_argument("--reference", help="the reference answer the models read (needed for typed text)")
     look.add_argument("--families", action="store_true", help="mean response loss per task family on --split")
-    look.add_argument("--limit", type=int, help="with --families: only the first N examples of the split")
+    look.add_argument("--limit", type=positive_int, help="with --families: only the first N examples of the split")
     look.add_argument("--json", action="store_true", help="JSON lines, one per response token (token, base_prob, "
                                                           "tuned_prob, base_loss, tuned_loss, kl)")
     look.add_argument("--models-dir", type=Path, default=store.MODELS_DIR)

@@ -12,6 +12,7 @@ from typing import Any
 from .. import data, judge, runs, store
 from ..judge.settings import PROMPTS
 from ..errors import PlaygroundError
+from .numbers import positive_int, positive_number
 from .options import add_file_options, parse_mapping
 from .progress import ProgressReport
 
@@ -98,11 +99,11 @@ def add_answer_options(parser: argparse.ArgumentParser) -> None:
                                       "answers on a split")
     parser.add_argument("--responses", help="grade this book-format responses file instead of generating")
     parser.add_argument("--split", choices=["train", "validation", "test"], default="test")
-    parser.add_argument("--limit", type=int, default=20, help="how many examples of the split")
+    parser.add_argument("--limit", type=positive_int, default=20, help="how many examples of the split (at least 1)")
     parser.add_argument("--data", help="the run's dataset, when it cannot be found where it was loaded from "
                                        "(refused unless its content is the same)")
     add_file_options(parser)
-    parser.add_argument("--max-new-tokens", type=int, default=64)
+    parser.add_argument("--max-new-tokens", type=positive_int, default=64)
     parser.add_argument("--answers", choices=["playground", "book"], default="playground",
                         help="book: prompt without the response header, up to 256 new tokens, '### Response:' "
                              "removed, as the book's chapter 7 script asks for test answers")
@@ -119,20 +120,23 @@ def add_server_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--api", choices=list(judge.BACKENDS), default=DEFAULTS.api,
                         help="the server's protocol: " + "; ".join(f"{name}: {backend.label}"
                                                                    for name, backend in judge.BACKENDS.items()))
-    parser.add_argument("--host", help=f"the judge server (default: {host_help(DEFAULTS.api)})")
+    parser.add_argument("--host", help=f"the judge server (default: {host_help(DEFAULTS.api)}); a user:password "
+                                       "in it is sent to the server, never printed or saved")
     parser.add_argument("--api-key-env", help="environment variable holding an API key (the key is never stored)")
     parser.add_argument("--judge-model", default=DEFAULTS.model, help="the model's name on the server, e.g. llama3:70b")
     parser.add_argument("--prompt", choices=list(PROMPTS), default=DEFAULTS.prompt,
                         help="book: ollama_evaluate.py's prompt and options exactly (temperature 0, seed 123, "
                              "num_ctx 2048)")
     parser.add_argument("--group-by", default="task", help="record field whose values get their own averages")
-    parser.add_argument("--concurrency", type=int, default=DEFAULTS.concurrency, help="requests in flight")
-    parser.add_argument("--timeout", type=float, default=DEFAULTS.timeout, help="seconds to wait for the server")
-    parser.add_argument("--deadline", type=float, default=DEFAULTS.deadline,
+    parser.add_argument("--concurrency", type=positive_int, default=DEFAULTS.concurrency, help="requests in flight")
+    parser.add_argument("--timeout", type=positive_number, default=DEFAULTS.timeout,
+                        help="seconds for one request to the server, its whole reply included (the server check: "
+                             "at most 10)")
+    parser.add_argument("--deadline", type=positive_number, default=DEFAULTS.deadline,
                         help="seconds for the whole grading; what is not graded by then is skipped (asked next time)")
-    parser.add_argument("--give-up-after", type=int, default=DEFAULTS.give_up_after,
+    parser.add_argument("--give-up-after", type=positive_int, default=DEFAULTS.give_up_after,
                         help="failed requests in a row before nothing more is asked")
-    parser.add_argument("--max-reply-tokens", type=int, default=DEFAULTS.max_reply_tokens,
+    parser.add_argument("--max-reply-tokens", type=positive_int, default=DEFAULTS.max_reply_tokens,
                         help="the judge's reply is cut after this many tokens (a small judge may ramble)")
     parser.add_argument("--structured", action="store_true", help="ask for JSON {reasoning, score}")
     parser.add_argument("--pairwise", action="store_true", help="also compare base and tuned in both orders")

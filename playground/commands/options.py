@@ -8,6 +8,7 @@ from pathlib import Path
 
 from .. import data, prompts, store
 from ..errors import PlaygroundError
+from .numbers import positive_int, positive_number
 from ..settings import BATCH_ORDERS, MASKS, TrainConfig
 
 DEFAULTS = TrainConfig()
@@ -34,8 +35,8 @@ def parse_mapping(text: str | None) -> dict[str, str] | None:
 def add_file_options(parser: argparse.ArgumentParser) -> None:
     """How a dataset file is read: its column mapping and the limits on its size."""
     parser.add_argument("--mapping", help="column mapping, e.g. instruction=question,output=answer")
-    parser.add_argument("--max-file-mb", type=float, default=data.DEFAULT_MAX_MB)
-    parser.add_argument("--max-records", type=int, default=data.DEFAULT_MAX_RECORDS, help="most records accepted")
+    parser.add_argument("--max-file-mb", type=positive_number, default=data.DEFAULT_MAX_MB)
+    parser.add_argument("--max-records", type=positive_int, default=data.DEFAULT_MAX_RECORDS, help="most records accepted")
 
 
 def add_skip_bad_rows(parser: argparse.ArgumentParser) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 from .. import prompts
 from ..errors import PlaygroundError
 from .options import add_source, add_style, load_dataset, load_tokenizer
+from .numbers import non_negative_int
 
 
 def show_prompt(args: argparse.Namespace) -> int:
@@ -25,5 +26,5 @@ def add_parser(commands: Any) -> None:
     prompt = commands.add_parser("prompt", help="print one record's training text in a style")
     add_source(prompt)
     add_style(prompt)
-    prompt.add_argument("--index", type=int, default=0)
+    prompt.add_argument("--index", type=non_negative_int, default=0)
     prompt.set_defaults(func=show_prompt)

@@ -16,9 +16,12 @@ from .options import (add_batch_order, add_file_options, add_mask, add_skip_bad_
                       SPLIT_ORDER_HELP)
 
 # Options that set a TrainConfig field of the same name when given (None: the preset's or the default).
-OVERRIDES = ("model", "method", "style", "template", "batch_size", "lr", "max_length", "grad_accum", "seed",
+OVERRIDES = ("model", "style", "template", "batch_size", "lr", "max_length", "grad_accum", "seed",
              "split_seed", "split_order", "batch_order", "mask", "drop_last", "group_by_length", "eval_every",
-             "checkpoint_every", "keep_checkpoints", "probe_every", "probes")
+             "checkpoint_every", "keep_checkpoints", "probe_every", "probes", "beta", "from_run", "lora_r", "lora_alpha",
+             "ignore_memory_estimate")
+METHODS = {"lora": "a LoRA adapter", "full": "a full fine-tune",
+           "dpo": "DPO on preference pairs, by the method of --from-run (or the preset's, on the base model)"}
 
 
 def train(args: argparse.Namespace) -> int:
@@ -34,18 +37,33 @@ def train(args: argparse.Namespace) -> int:
     from accelerate import Accelerator
 
     accelerator = Accelerator(cpu=args.device == "cpu")
-    run_id = runs.new_run_id(args.models_dir, config.method) if accelerator.is_main_process else "worker"
+    kind = "dpo" if config.objective == "dpo" else config.method
+    run_id = runs.new_run_id(args.models_dir, kind) if accelerator.is_main_process else "worker"
     return train_in_foreground(args, accelerator, dataset, config, broadcast_text(accelerator, run_id))
 
 
 def settings_from(args: argparse.Namespace) -> TrainConfig:
-    """The preset's settings (or the defaults) with every option given on the command line, checked."""
+    """The preset's settings (or the defaults) with every option given on the command line, checked.
+
+    `--method dpo` sets the DPO objective; a DPO run from another run takes that run's model, method,
+    prompt style and LoRA shape (`dpo.settings_from_run`), and masks the prompt unless told otherwise."""
     config = TrainConfig(**PRESETS[args.preset]) if args.preset else TrainConfig()
     for name in OVERRIDES:
         if getattr(args, name) is not None:
             setattr(config, name, getattr(args, name))
+    if args.method == "dpo":
+        config.objective = "dpo"
+    elif args.method is not None:
+        config.method = args.method
+    if config.objective == "dpo" and args.mask is None and not (args.preset and "mask" in PRESETS[args.preset]):
+        config.mask = "prompt"  # the book scores the responses only
     if args.max_steps is not None or args.epochs is not None:
         config.max_steps, config.epochs = args.max_steps, args.epochs or 1.0
+    if config.from_run:
+        from ..dpo import settings_from_run
+
+        config.check()
+        config = settings_from_run(config, args.models_dir)
     config.check()
     return config
 
@@ -76,6 +94,7 @@ def train_in_foreground(args: argparse.Namespace, accelerator: Any, dataset: dat
     dtype = pick_dtype(accelerator.device, args.dtype, store.model_type(config.model, args.models_dir))
     tokenizer = store.load_tokenizer(config.model, args.models_dir)
     base = Weights(store.load_model(config.model, args.models_dir, dtype=dtype).to(accelerator.device))
+    training.refuse_before_start(base.model, tokenizer, dataset, config, accelerator.device)
     side = training.prepare_model(base, config, run_id, args.models_dir, dtype, accelerator.device, resume_from)
     on_event = (lambda event: print_event(event, args.show_probes)) if accelerator.is_main_process else None
     state, message, _ = training.run_training(side, tokenizer, dataset, config, args.models_dir, run_id,
@@ -88,12 +107,15 @@ def train_in_foreground(args: argparse.Namespace, accelerator: Any, dataset: dat
 
 
 def print_event(event: Any, show_probes: bool) -> None:
-    """A training event as JSON lines on stdout: steps, validation losses and, when asked, probe answers."""
+    """A training event as JSON lines on stdout: steps (with DPO's rewards), validations and, when asked,
+    probe answers."""
     if event.kind == "step":
-        print(json.dumps({"step": event.step, "train_loss": event.values["train_loss"],
+        rewards = {k: v for k, v in event.values.items() if "reward" in k}
+        print(json.dumps({"step": event.step, "train_loss": event.values["train_loss"], **rewards,
                           "tokens_per_s": event.values["tokens_per_s"]}), flush=True)
     elif event.kind == "eval" and event.values.get("val_loss") is not None:
-        print(json.dumps({"step": event.step, "val_loss": round(event.values["val_loss"], 4)}), flush=True)
+        figures = {k: v for k, v in event.values.items() if k != "val_loss" and v is not None}
+        print(json.dumps({"step": event.step, "val_loss": round(event.values["val_loss"], 4), **figures}), flush=True)
     elif event.kind == "probe" and show_probes:
         for probe in event.values["probes"]:
             print(json.dumps({"step": event.step, "probe": probe["instruction"], "answer": probe["answer"]}),
@@ -142,7 +164,12 @@ def add_parser(commands: Any) -> None:
 def add_setting_options(parser: argparse.ArgumentParser) -> None:
     """The training settings; each one not given is the preset's (or TrainConfig's default)."""
     parser.add_argument("--model", help="'default', a Hugging Face id or a folder")
-    parser.add_argument("--method", choices=["lora", "full"])
+    parser.add_argument("--method", choices=list(METHODS),
+                        help="; ".join(f"{name}: {what}" for name, what in METHODS.items()))
+    parser.add_argument("--from-run", metavar="RUN",
+                        help="DPO: the finished run to start from, also the frozen reference (default: the base model)")
+    parser.add_argument("--beta", type=float,
+                        help=f"DPO: how far the policy may move from the reference (default {TrainConfig.beta})")
     parser.add_argument("--preset", choices=list(PRESETS), help="start from a preset's settings")
     steps = parser.add_mutually_exclusive_group()
     steps.add_argument("--max-steps", type=int)
@@ -170,6 +197,10 @@ def add_setting_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--keep-checkpoints", type=int, help="keep the newest N checkpoints (0: all)")
     parser.add_argument("--probe-every", type=int)
     parser.add_argument("--probes", type=int)
+    parser.add_argument("--lora-r", type=int, help="LoRA rank (default: the preset's)")
+    parser.add_argument("--lora-alpha", type=int, help="LoRA alpha (default: the preset's)")
+    parser.add_argument("--ignore-memory-estimate", action="store_true", default=None,
+                        help="start even when the memory estimate is more than the free memory")
 
 
 def add_run_options(parser: argparse.ArgumentParser) -> None:

@@ -11,6 +11,7 @@ from ..commands.progress import ProgressReport
 from .formats import FORMATS
 from .gguf_file import QUANT_NOTE, QUANTS
 from ..errors import PlaygroundError
+from ..commands.numbers import non_negative_int, positive_int
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -80,9 +81,9 @@ def add_parser(commands: Any) -> None:
                         help=f"GGUF type {formats_with('quantised')}: " + ", ".join(QUANTS))
     export.add_argument("--out", type=Path, help="the folder to create (default: the run's exports/FORMAT[-QUANT])")
     export.add_argument("--force", action="store_true", help="replace an earlier export in --out")
-    export.add_argument("--parity", type=int, default=10,
+    export.add_argument("--parity", type=non_negative_int, default=10,
                         help=f"test prompts for the parity check {formats_with('parity')}")
-    export.add_argument("--max-new-tokens", type=int, default=64, help="answer length in the parity check")
+    export.add_argument("--max-new-tokens", type=positive_int, default=64, help="answer length in the parity check")
     export.add_argument("--dtype", choices=["auto", "float32", "bfloat16"], default="auto",
                         help="the app's dtype for its side of the parity check (auto: bfloat16 on a CPU for Gemma)")
     export.add_argument("--host", help="Ollama server (default: $OLLAMA_HOST or http://127.0.0.1:11434)")

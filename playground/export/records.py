@@ -14,7 +14,8 @@ FILE = "exports.jsonl"
 def append(run_folder: Path, entry: dict[str, Any]) -> None:
     """Add one export's record; the file is rewritten atomically, so a crash never cuts a line."""
     rows = [*read(run_folder), entry]
-    runs.write_text(run_folder / FILE, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+    runs.write_text(run_folder / FILE, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows),
+                    inside=run_folder.parent)
 
 
 def read(run_folder: Path) -> list[dict[str, Any]]:

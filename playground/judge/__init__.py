@@ -10,6 +10,7 @@ with intervals and bias checks), `files` (responses files).
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Callable
 
 from . import backends
@@ -24,12 +25,22 @@ from .runner import STATUSES, Judgment, PairJudgment, grade, grade_pairwise
 from .settings import BOOK_OPTIONS, BOOK_TEMPLATE, DEFAULT_TEMPLATE, JudgeSettings, check_template
 
 
+QUICK_CHECK = 10.0  # seconds at most for the server check, however slowly the server answers
+
+
 def preflight(settings: JudgeSettings) -> Preflight:
-    """Is the server up and does it have the judge model? Never raises for server problems."""
+    """Is the server up and does it have the judge model? Never raises for server problems. Ends within
+    `QUICK_CHECK` seconds (or the settings' timeout when shorter), even on a server that hangs or sends its
+    answer a byte at a time."""
     settings.check()
-    backend = backends.make(settings)
+    limit = min(settings.timeout, QUICK_CHECK)
+    backend = backends.make(dataclasses.replace(settings, timeout=limit))
     try:
-        return backend.preflight()
+        return backends.within(limit, backend.preflight, backend.close)
+    except backends.RequestTimeout:
+        return Preflight("error", f"The server at {settings.shown_host} sent no complete answer to the check within "
+                         f"{limit:g} s: it is overloaded, or it is not the kind of server chosen "
+                         f"({backends.backend_of(settings.api).label}).")
     finally:
         backend.close()
 

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Callable
 
 from . import backends
-from .backends import Backend, PromptTooLong
+from .backends import Backend, PromptTooLong, RequestTimeout
 from .cache import JudgeCache, cache_key
 from .parsing import parse_book_score, parse_choice, parse_score
 from .prompts import (PAIRWISE_TEMPLATE, REASK_CHOICE, REASK_SCORE, SCORE_SCHEMA, JudgeItem, PairItem,
@@ -72,6 +72,45 @@ class _Either:
 
 class _Stopped(Exception):
     pass
+
+
+class _Bounded:
+    """A backend whose every chat request ends within the settings' timeout, its whole reply included
+    (a client's own timeout only bounds the wait between two reads, which a server sending a byte a
+    second never exceeds): when time is up, its client is closed, which ends the request, and a fresh
+    one asks the next. A request cut so counts as a timeout: retried, and a failure for the breaker."""
+
+    def __init__(self, settings: JudgeSettings):
+        self.settings = settings
+        self.backend = backends.make(settings)
+
+    def chat(self, messages: list[dict[str, str]], schema: dict[str, Any] | None) -> backends.Reply:
+        backend = self.backend
+
+        def cut() -> None:
+            backend.close()
+            self.backend = backends.make(self.settings)
+
+        return backends.within(self.settings.timeout, lambda: backend.chat(messages, schema), cut)
+
+    def transient(self, exc: BaseException) -> bool:
+        return isinstance(exc, RequestTimeout) or self.backend.transient(exc)
+
+    def fatal(self, exc: BaseException) -> bool:
+        return not isinstance(exc, RequestTimeout) and self.backend.fatal(exc)
+
+    def describe(self, exc: BaseException) -> str:
+        if isinstance(exc, RequestTimeout):
+            return (f"No complete answer from the server at {self.settings.shown_host} within {exc.seconds:g} s (the "
+                    "limit for one request, its whole reply included): it is overloaded or sends too slowly; raise "
+                    "the timeout or lower the concurrency.")
+        return self.backend.describe(exc)
+
+    def kind(self, exc: BaseException) -> str:
+        return "timeout" if isinstance(exc, RequestTimeout) else self.backend.kind(exc)
+
+    def close(self) -> None:
+        self.backend.close()
 
 
 class _Halt:
@@ -182,10 +221,11 @@ def _start_workers(settings: JudgeSettings, todo: queue.Queue, done: queue.Queue
     """`concurrency` daemon threads, each with its own backend (client), asking until `todo` is empty.
 
     Daemon threads, so that a request hanging in a dead server never holds the caller: when the
-    grading stops, gives up or passes its deadline, it returns and the thread ends with its timeout."""
+    grading stops, gives up or passes its deadline, it returns and the thread ends with its timeout
+    (each request's whole reply is bounded by it: `_Bounded`)."""
 
     def work() -> None:
-        backend = backends.make(settings)
+        backend = _Bounded(settings)
         try:
             while True:
                 try:

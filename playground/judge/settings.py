@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 from ..errors import PlaygroundError
 from .backends import BACKENDS, backend_of, default_host
@@ -33,6 +35,55 @@ BOOK_OPTIONS = {"temperature": 0.0, "seed": 123, "num_ctx": 2048}
 PLACEHOLDERS = ("instruction", "input", "reference", "response")
 REQUIRED = ("instruction", "reference", "response")
 PLACEHOLDER = re.compile(r"\{(\w+)\}")
+# A scheme written without "//" ("javascript:alert(1)", "mailto:x"), told apart from "localhost:11434"
+OTHER_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:(?![0-9]|$)")
+
+
+def without_credentials(host: str) -> tuple[str, tuple[str, str] | None]:
+    """(the address with any `user:password@` cut out, (user, password) or None). Works on any text,
+    valid address or not, so that an error about a bad address never shows its password."""
+    text = host.strip()
+    scheme, sep, rest = text.partition("://")
+    if not sep:
+        scheme, rest = "", text
+    end = min([i for i in (rest.find("/"), rest.find("?"), rest.find("#")) if i >= 0], default=len(rest))
+    userinfo, at, hostport = rest[:end].rpartition("@")
+    if not at:
+        return text, None
+    user, _, password = userinfo.partition(":")
+    return scheme + sep + hostport + rest[end:], (unquote(user), unquote(password))
+
+
+def check_host(host: str) -> str | None:
+    """What is wrong with a judge server's address, in a few words naming it; None when it can be used.
+    `http://` or `https://`, a host name, an optional port and path; no scheme means http://."""
+    shown, _ = without_credentials(host)
+    if not shown:
+        return "the server address is empty"
+    where = f"the server address {shown!r}"
+    if any(ch.isspace() or ord(ch) < 32 for ch in shown):
+        return f"{where} contains spaces or control characters"
+    scheme = shown.partition("://")[0].lower() if "://" in shown else ""
+    if not scheme and (other := OTHER_SCHEME.match(shown)):
+        scheme = other.group(0)[:-1].lower()
+    if scheme and scheme not in ("http", "https"):
+        return f"{where} must start with http:// or https:// (not {scheme}:)"
+    try:
+        parts = urlsplit(shown if scheme else f"http://{shown}")
+        port = parts.port
+    except ValueError as exc:
+        if "IPv6" in str(exc):
+            return f"{where} is not a valid address: an IPv6 address must be written whole in brackets, e.g. http://[::1]:11434"
+        netloc = urlsplit(shown if scheme else f"http://{shown}", allow_fragments=False).netloc
+        given = netloc.rpartition("]")[2].rpartition(":")[2] if "]" in netloc else netloc.rpartition(":")[2]
+        return f"{where} has a port that is not a number from 1 to 65535 ({given!r})"
+    if not parts.hostname:
+        return f"{where} names no host (e.g. http://127.0.0.1:11434)"
+    if port == 0:
+        return f"{where} has a port that is not a number from 1 to 65535 ('0')"
+    if parts.query or parts.fragment or "?" in shown or "#" in shown:
+        return f"{where} may not contain ? or #"
+    return None
 
 
 @dataclass
@@ -48,7 +99,7 @@ class JudgeSettings:
     seed: int = 123
     num_ctx: int = 4096       # Ollama's context; other servers have their own
     max_reply_tokens: int = 512  # a judge's reply is short; a model that rambles is cut here
-    timeout: float = 120.0    # seconds without a byte from the server; the client's default is None
+    timeout: float = 120.0    # seconds for one request, its whole reply included (a server that trickles too)
     concurrency: int = 4
     retries: int = 3          # for transient errors (busy, broken stream, timeout)
     backoff: float = 1.0      # seconds before the first retry, doubled for each next one
@@ -58,6 +109,19 @@ class JudgeSettings:
     @property
     def book(self) -> bool:
         return self.prompt == "book"
+
+    @property
+    def shown_host(self) -> str:
+        """The server's address as shown and saved: a `user:password@` in it is cut out (sent, never stored)."""
+        return without_credentials(self.host)[0]
+
+    def auth_headers(self) -> dict[str, str]:
+        """The HTTP Basic authorisation for a `user:password@` in the address, for the requests alone."""
+        credentials = without_credentials(self.host)[1]
+        if credentials is None:
+            return {}
+        token = base64.b64encode(":".join(credentials).encode()).decode()
+        return {"Authorization": f"Basic {token}"}
 
     def effective_template(self) -> str:
         return BOOK_TEMPLATE if self.book else self.template
@@ -88,8 +152,8 @@ class JudgeSettings:
 
     def check(self) -> None:
         problems = []
-        if not self.host.strip():
-            problems.append("the server address is empty")
+        if (host_problem := check_host(self.host)) is not None:
+            problems.append(host_problem)
         if not self.model.strip():
             problems.append("the judge model name is empty")
         if self.api not in BACKENDS:

@@ -18,7 +18,7 @@ import gradio as gr
 
 from .. import checkpoints, runs
 from ..errors import PlaygroundError
-from ..generation import GenerationSettings, stream
+from ..generation import GenerationSettings, cut_note, stream
 from ..prompts import Turn, conversation
 from ..votes import save_vote, tally
 from .common import SessionStops, Shared, notice, relabel_runs, run_choices, run_update
@@ -199,6 +199,9 @@ def respond(manager: Any, ui: SimpleNamespace, new_stop: Callable[[], threading.
     try:
         settings = settings_from(generation)
         rows, tokenizer, style = prepare(manager, asked, kept, run_id, checkpoint, raw_on, settings)
+        cut = next(filter(None, (cut_note(tokenizer, prompt, side.weights, settings) for side, prompt in rows)), "")
+        if cut:
+            yield {ui.error: notice(cut, "info")}
         for base_answer, tuned_answer in stream(rows, tokenizer, style, settings, stop):
             yield shown(kept + [{**asked, "base": base_answer, "tuned": tuned_answer}])
     except Exception as exc:  # the page must not stay blocked: a user's error or a bug, said in the notice
@@ -242,7 +245,8 @@ def vote(manager: Any, choice: str, turns: list[dict[str, str]], run_id: str | N
     last = turns[-1]
     step = checkpoint_step(checkpoint)
     try:
-        save_vote(manager.models_dir, run_id, last["message"], last["input"], winner, tuned_side_name, step)
+        save_vote(manager.models_dir, run_id, last["message"], last["input"], winner, tuned_side_name, step,
+                  answers={"base": last["base"], "tuned": last["tuned"]}, turn=len(turns))
     except PlaygroundError as exc:
         raise gr.Error(str(exc)) from None
     left_label, right_label = labels(True, tuned_is_left, True)

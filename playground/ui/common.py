@@ -10,7 +10,7 @@ import html
 import threading
 from dataclasses import dataclass
 from types import SimpleNamespace
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import gradio as gr
 
@@ -75,10 +75,13 @@ class Form(SimpleNamespace):
         return SimpleNamespace(**dict(zip(vars(self), values, strict=True)))
 
 
-def remember(shared: Shared, components: dict[str, Any], key: str) -> None:
+def remember(shared: Shared, components: dict[str, Any], key: str,
+             cleaned: dict[str, Callable[[Any], Any]] | None = None) -> None:
     """Keep the components' values in the browser (`shared.browser`, under `key`) and put them back when
-    the page opens again: a reload keeps what the user typed or picked there."""
+    the page opens again: a reload keeps what the user typed or picked there. `cleaned[name]` gives
+    what of a value may be kept (a judge host without its password)."""
     names, fields = list(components), list(components.values())
+    cleaned = cleaned or {}
 
     def restore(saved: dict[str, Any] | None) -> Any:
         values = (saved or {}).get(key, {})
@@ -86,7 +89,7 @@ def remember(shared: Shared, components: dict[str, Any], key: str) -> None:
         return updates if len(updates) > 1 else updates[0]  # one output takes its value alone
 
     def keep(saved: dict[str, Any] | None, *values: Any) -> dict[str, Any]:
-        return {**(saved or {}), key: dict(zip(names, values))}
+        return {**(saved or {}), key: {name: cleaned.get(name, lambda v: v)(value) for name, value in zip(names, values)}}
 
     shared.app.load(restore, shared.browser, fields, show_progress="hidden")
     gr.on([field.change for field in fields], keep, [shared.browser, *fields], shared.browser, show_progress="hidden")

@@ -11,6 +11,7 @@ import gradio as gr
 from .. import evaluation, judge
 from ..errors import PlaygroundError
 from ..generation import GenerationSettings
+from ..judge.settings import without_credentials
 from .common import Form, SessionStops, Shared, notice, relabel_runs, remember, run_choices, run_update
 from .judge_report import drill_down, views
 
@@ -69,7 +70,7 @@ def settings_layout(ui: SimpleNamespace) -> None:
     with gr.Accordion("Judge settings", open=False):
         with gr.Row():
             ui.server.concurrency = gr.Slider(1, 16, value=4, step=1, label="Requests in flight")
-            ui.server.timeout = gr.Number(value=120, label="Timeout (s)")
+            ui.server.timeout = gr.Number(value=120, label="Timeout per request, its whole reply (s)")
             ui.server.max_reply = gr.Number(value=defaults.max_reply_tokens, precision=0, minimum=1,
                                             label="Max reply tokens (a small judge that rambles is cut here)",
                                             elem_id="judge-max-reply")
@@ -154,7 +155,7 @@ def grade(manager: Any, grading: SimpleNamespace, server: SimpleNamespace, stop:
         settings = judge_settings(server)
         status = None
         if not grading.metrics_only:
-            progress(0, desc=f"Checking the judge server at {settings.host}")
+            progress(0, desc=f"Checking the judge server at {settings.shown_host}")
             status = judge.preflight(settings)
             if not status.ok:
                 return notice(status.message + " To grade without a server, tick “Reference metrics only” "
@@ -235,7 +236,7 @@ def build(shared: Shared, tab: gr.Tab) -> None:
     gr.on([shared.app.load, tab.select], refresh_runs, grading.run, [grading.run, ui.message, *ui.result_outputs])
     relabel_runs(manager, grading.run)
     remember(shared, {"api": server.api, "host": server.host, "model": server.model, "key_env": server.key_env},
-             "judge-server")
+             "judge-server", cleaned={"host": lambda host: without_credentials(host or "")[0]})
 
 
 EMPTY = ("No grading of this run yet. Press “Grade base and tuned”: the report card appears here with each "

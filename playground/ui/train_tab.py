@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import math
 import time
 from types import SimpleNamespace
 from typing import Any, Callable
@@ -15,7 +16,7 @@ from .. import data_checks, estimate, experiments, runs, store
 from ..errors import PlaygroundError
 from ..manager import JobSnapshot, resume_checkpoint
 from ..prompts import style_label, style_of
-from ..settings import PRESETS, TrainConfig
+from ..settings import PRESETS, TrainConfig, presets_for
 from ..training import Event
 from .common import (BATCH_ORDER_CHOICES, LEGEND_ABOVE_LEFT, MASK_CHOICES, MASK_LABEL, SPLIT_ORDER_CHOICES, Form,
                      Shared, changed, notice)
@@ -177,12 +178,18 @@ def _rounded(value: Any) -> Any:
 def config_from(values: dict[str, Any]) -> TrainConfig:
     """Settings from the form; empty numbers mean 'not set'."""
     values = dict(values)
-    values["max_steps"] = int(values["max_steps"]) if values.get("max_steps") else None
+    values["max_steps"] = whole(values["max_steps"]) if values.get("max_steps") else None
     for name in ("batch_size", "grad_accum", "warmup_steps", "seed", "split_seed", "eval_every", "probe_every", "probes",
                  "lora_r", "lora_alpha", "checkpoint_every"):
-        values[name] = int(values[name] or 0)
-    values["max_length"] = int(values["max_length"]) if values.get("max_length") else None
+        values[name] = whole(values[name] or 0)
+    values["max_length"] = whole(values["max_length"]) if values.get("max_length") else None
     return TrainConfig.from_dict(values)
+
+
+def whole(value: Any) -> Any:
+    """A form's number as a whole number; NaN or infinity stay as they are, for the settings' check
+    to name them as the command line does."""
+    return int(value) if math.isfinite(value) else value
 
 
 CSS = """  # the probe answers' table
@@ -255,7 +262,7 @@ def settings_form() -> tuple[gr.Dropdown, gr.HTML, Form]:
 
     form = Form()
     with gr.Row():
-        preset = gr.Dropdown(list(PRESETS), value="Quick CPU demo", label="Preset", elem_id="train-preset")
+        preset = gr.Dropdown(presets_for("sft"), value="Quick CPU demo", label="Preset", elem_id="train-preset")
         form.method = gr.Radio([("LoRA (adapter on the shared base)", "lora"),
                                 ("Full fine-tune (its own copy: doubles memory)", "full")],
                                value=defaults.method, label="Method", elem_id="train-method")
@@ -288,6 +295,8 @@ def settings_form() -> tuple[gr.Dropdown, gr.HTML, Form]:
         form.group_by_length = gr.Checkbox(value=defaults.group_by_length, label="Group by length")
         form.drop_last = gr.Checkbox(value=defaults.drop_last, elem_id="train-drop-last",
                                      label="Drop the last, smaller batch of each epoch (the book's loader)")
+        form.ignore_memory_estimate = gr.Checkbox(value=False, elem_id="train-ignore-memory",
+                                                  label="Start even when the memory estimate is more than is free")
     with gr.Accordion("LoRA settings", open=False):
         with gr.Row():
             form.lora_r = number("lora_r", "Rank r", precision=0)

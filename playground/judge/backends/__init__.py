@@ -10,7 +10,7 @@ import os
 from typing import TYPE_CHECKING
 
 from ...errors import PlaygroundError
-from .base import Backend, BrokenStream, Preflight, PromptTooLong, Reply
+from .base import Backend, BrokenStream, Preflight, PromptTooLong, Reply, RequestTimeout, within
 from .ollama import OllamaBackend
 from .openai import OpenAIBackend
 
@@ -45,5 +45,5 @@ def make(settings: JudgeSettings) -> Backend:
 register_backend(OllamaBackend)
 register_backend(OpenAIBackend)
 
-__all__ = ["BACKENDS", "Backend", "BrokenStream", "Preflight", "PromptTooLong", "Reply", "backend_of", "default_host",
-           "make", "register_backend"]
+__all__ = ["BACKENDS", "Backend", "BrokenStream", "Preflight", "PromptTooLong", "Reply", "RequestTimeout", "backend_of",
+           "default_host", "make", "register_backend", "within"]

@@ -36,9 +36,12 @@ class OllamaBackend:
         model = model.strip()
         return model if ":" in model else f"{model}:latest"
 
-    def __init__(self, settings: JudgeSettings, timeout: float | None = None):
+    def __init__(self, settings: JudgeSettings):
         self.settings = settings
-        self.client = ollama.Client(host=settings.host, timeout=timeout or settings.timeout)
+        # The address without its user:password, which goes in the Authorization header instead (the
+        # client would drop it): never in a URL an error message or a log could show.
+        self.client = ollama.Client(host=settings.shown_host, timeout=settings.timeout,
+                                    headers=settings.auth_headers())
 
     def chat(self, messages: list[dict[str, str]], schema: dict[str, Any] | None) -> Reply:
         # Streamed, so that the timeout bounds the wait for each piece rather than the whole reply.
@@ -55,28 +58,25 @@ class OllamaBackend:
 
     def preflight(self) -> Preflight:
         settings = self.settings
-        quick = OllamaBackend(settings, timeout=min(settings.timeout, 10.0))  # a quick check, even on a dead host
         try:
             # The client has no call for /api/version; _request_raw maps errors like its public calls.
-            version = str(quick.client._request_raw("GET", "/api/version").json().get("version", ""))
-            listed = {m.model or "": m for m in quick.client.list().models}
+            version = str(self.client._request_raw("GET", "/api/version").json().get("version", ""))
+            listed = {m.model or "": m for m in self.client.list().models}
         except (ConnectionError, httpx.ConnectError, httpx.TimeoutException) as exc:
             return Preflight("server_down", self.describe(exc))
         except Exception as exc:  # an HTTP error or a reply that is not Ollama's
             return Preflight("error", self.describe(exc))
-        finally:
-            quick.close()
         names = tuple(listed)
         wanted = self.model_name(settings.model)
         if wanted in listed:
             found = listed[wanted]
             size = getattr(getattr(found, "details", None), "parameter_size", "") or ""
-            return Preflight("ok", f"Ollama {version} at {settings.host}: the judge model {wanted} is ready.",
+            return Preflight("ok", f"Ollama {version} at {settings.shown_host}: the judge model {wanted} is ready.",
                              version, wanted, names, digest=found.digest or "", parameters=size)
         family = wanted.split(":")[0]
         others = [n for n in names if n.split(":")[0] == family]
         hint = f" It has {', '.join(others)}: set the judge model to one of those names, or pull." if others else ""
-        return Preflight("model_missing", f"The Ollama server at {settings.host} is running but has no model "
+        return Preflight("model_missing", f"The Ollama server at {settings.shown_host} is running but has no model "
                          f"'{settings.model}'. Pull it with `ollama pull {settings.model}` (about 4.7 GB for "
                          f"llama3) or with the Pull button.{hint}", version, "", names)
 
@@ -108,7 +108,7 @@ class OllamaBackend:
         return isinstance(exc, (ConnectionError, httpx.ConnectError))
 
     def describe(self, exc: BaseException) -> str:
-        host, settings = self.settings.host, self.settings
+        host, settings = self.settings.shown_host, self.settings
         if isinstance(exc, (ConnectionError, httpx.ConnectError)):  # nothing listens at the host
             return (f"Cannot reach the Ollama server at {host}. Start it with `ollama serve` "
                     "(or set the host, or OLLAMA_HOST, to where it runs).")

@@ -25,8 +25,10 @@ _TOO_LONG = re.compile(r"context|too long|exceed|maximum.*length|n_ctx", re.IGNO
 
 
 def base_url(host: str) -> str:
-    """`http://host:port` or `http://host:port/v1` -> the API's base URL, which ends in /v1."""
+    """`http://host:port` or `http://host:port/v1` -> the API's base URL, which ends in /v1; an address
+    without a scheme is http://."""
     host = host.strip().rstrip("/")
+    host = host if "://" in host else f"http://{host}"
     return host if host.endswith("/v1") else f"{host}/v1"
 
 
@@ -46,10 +48,13 @@ class OpenAIBackend:
     def model_name(model: str) -> str:
         return model.strip()
 
-    def __init__(self, settings: JudgeSettings, timeout: float | None = None):
+    def __init__(self, settings: JudgeSettings):
         self.settings = settings
-        self.client = openai.OpenAI(base_url=base_url(settings.host), api_key=settings.api_key() or "none",
-                                    timeout=timeout or settings.timeout, max_retries=0)
+        # The address without its user:password, sent as the Authorization header instead (as the client
+        # did from the URL): never in a URL an error message could show.
+        self.client = openai.OpenAI(base_url=base_url(settings.shown_host), api_key=settings.api_key() or "none",
+                                    timeout=settings.timeout, max_retries=0,
+                                    default_headers=settings.auth_headers() or None)
 
     def chat(self, messages: list[dict[str, str]], schema: dict[str, Any] | None) -> Reply:
         options = self.sent_options(self.settings)
@@ -70,26 +75,23 @@ class OpenAIBackend:
 
     def preflight(self) -> Preflight:
         settings = self.settings
-        quick = OpenAIBackend(settings, timeout=min(settings.timeout, 10.0))
         try:
-            names = tuple(model.id for model in quick.client.models.list().data)
+            names = tuple(model.id for model in self.client.models.list().data)
         except openai.APIConnectionError as exc:
             return Preflight("server_down", self.describe(exc))
         except Exception as exc:
             return Preflight("error", self.describe(exc))
-        finally:
-            quick.close()
         wanted = settings.model.strip()
         found = [n for n in names if n == wanted or n.rsplit("/", 1)[-1] == wanted]
         if found:
-            return Preflight("ok", f"The server at {settings.host} serves the judge model {found[0]}.",
+            return Preflight("ok", f"The server at {settings.shown_host} serves the judge model {found[0]}.",
                              model=found[0], models=names)
-        return Preflight("model_missing", f"The server at {settings.host} is running but serves no model "
+        return Preflight("model_missing", f"The server at {settings.shown_host} is running but serves no model "
                          f"'{wanted}'; it serves {', '.join(names) or 'none'}. Set the judge model to one of "
                          "those names.", models=names)
 
     def pull(self, on_progress: Callable[[float, str], None] | None) -> None:
-        raise PlaygroundError(f"The server at {self.settings.host} speaks the OpenAI protocol, which has no way "
+        raise PlaygroundError(f"The server at {self.settings.shown_host} speaks the OpenAI protocol, which has no way "
                               "to download a model: load the judge model in the server itself.")
 
     def transient(self, exc: BaseException) -> bool:
@@ -108,7 +110,7 @@ class OpenAIBackend:
                 and type(exc.__cause__).__name__ == "ConnectError")
 
     def describe(self, exc: BaseException) -> str:
-        host, settings = self.settings.host, self.settings
+        host, settings = self.settings.shown_host, self.settings
         if isinstance(exc, PromptTooLong):
             return f"The server at {host} refused the prompt: it does not fit the judge model's context ({exc})."
         if isinstance(exc, openai.APITimeoutError):
