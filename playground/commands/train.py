@@ -18,8 +18,8 @@ from .options import (add_batch_order, add_file_options, add_mask, add_skip_bad_
 # Options that set a TrainConfig field of the same name when given (None: the preset's or the default).
 OVERRIDES = ("model", "style", "template", "batch_size", "lr", "max_length", "grad_accum", "seed",
              "split_seed", "split_order", "batch_order", "mask", "drop_last", "group_by_length", "eval_every",
-             "checkpoint_every", "keep_checkpoints", "probe_every", "probes", "beta", "from_run", "lora_r", "lora_alpha",
-             "ignore_memory_estimate")
+             "checkpoint_every", "keep_checkpoints", "probe_every", "probes", "beta", "from_run", "lora_r",
+             "lora_alpha", "ignore_memory_estimate")
 METHODS = {"lora": "a LoRA adapter", "full": "a full fine-tune",
            "dpo": "DPO on preference pairs, by the method of --from-run (or the preset's, on the base model)"}
 
