@@ -26,6 +26,7 @@ from . import checkpoints, experiments, run_data, runs, store
 from .data import Dataset
 from .errors import PlaygroundError
 from .generation import Side
+from .model_refs import ModelRef
 from .modeling import pick_device, pick_dtype
 from .settings import TrainConfig
 from .training import Event, StopRequest, prepare_model, refuse_before_start, run_training
@@ -33,6 +34,7 @@ from .weights import Weights
 
 log = logging.getLogger(__name__)
 RUN_DATA_KEPT = 3  # runs whose datasets stay in memory (chat examples, gradings)
+FULL_COPIES_KEPT = 2  # full fine-tunes' own weights kept loaded to answer
 
 
 @dataclass(frozen=True)
@@ -386,7 +388,7 @@ class ModelManager:
         with self._state_lock:
             if self.job is not None and self.job.running:
                 raise PlaygroundError(f"Run {self.job.run_id} is still training; stop it first.")
-            run_id = run_id or runs.new_run_id(self.models_dir, config.method)
+            run_id = run_id or runs.new_run_id(self.models_dir, config.run_kind)
             job = TrainingJob(run_id, config, runs.runs_dir(self.models_dir) / run_id, events=list(earlier or []),
                               resume=resume)
             if not model.done() and store.needs_conversion(config.model, self.models_dir):
@@ -467,10 +469,27 @@ class ModelManager:
             raise PlaygroundError(failure_message(f"Loading the adapter of {what} from {saved.folder}", exc)) from None
         return Side("tuned", loaded.weights, name), record
 
+    def side(self, ref: ModelRef | str, spec: str) -> Side:
+        """Any model that can answer beside another on the base model `spec`: the base model, a run,
+        or a run's checkpoint (`model_refs`). A run on another base model is refused: both sides of a
+        comparison read the same prompt with the same tokenizer."""
+        ref = ModelRef.parse(ref) if isinstance(ref, str) else ref
+        if ref.is_base:
+            return self.base_side(spec)
+        record = runs.read(self.models_dir, ref.run_id)
+        if record.config.model != spec:
+            raise PlaygroundError(f"Run {ref.run_id} tuned {record.config.model}, not {spec}: only models on the "
+                                  f"same base model can answer side by side.")
+        side, _ = self.tuned_side(ref.run_id, ref.step)
+        return side
+
     def _full_copy(self, name: str, folder: Path, dtype: torch.dtype, what: str) -> Weights:
-        """A full fine-tune's own weights, loaded once (one such copy kept at a time)."""
+        """A full fine-tune's own weights, loaded once; the FULL_COPIES_KEPT most recently asked for
+        are kept (two: both sides of a comparison may be full fine-tunes)."""
         with self._state_lock:
-            cached = self._full_models.get(name)
+            cached = self._full_models.pop(name, None)
+            if cached is not None:
+                self._full_models[name] = cached  # the newest last
         if cached is None:
             try:
                 model = store.load_model(str(folder), self.models_dir, dtype=dtype)
@@ -478,7 +497,9 @@ class ModelManager:
                 raise PlaygroundError(failure_message(f"Loading the weights of {what} from {folder}", exc)) from None
             cached = Weights(model.to(self.device), self.lock)
             with self._state_lock:
-                self._full_models = {name: cached}
+                self._full_models[name] = cached
+                while len(self._full_models) > FULL_COPIES_KEPT:
+                    self._full_models.pop(next(iter(self._full_models)))
         return cached
 
     def run_data(self, run_id: str) -> run_data.RunData:

@@ -102,6 +102,11 @@ class TrainConfig:
     beta: float = 0.1                # DPO: how far the policy may move from the reference (the book's 0.1)
     from_run: str | None = None      # DPO: the supervised run it starts from, also its reference (None: the base)
 
+    @property
+    def run_kind(self) -> str:
+        """What a new run's id ends with: "dpo" for preference tuning, else the method (lora, full)."""
+        return "dpo" if self.objective == "dpo" else self.method
+
     def check(self) -> None:
         """Every problem of these settings in one error, or nothing."""
         problems = self._choice_problems() + self._number_problems() + self._objective_problems()

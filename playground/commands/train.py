@@ -37,8 +37,7 @@ def train(args: argparse.Namespace) -> int:
     from accelerate import Accelerator
 
     accelerator = Accelerator(cpu=args.device == "cpu")
-    kind = "dpo" if config.objective == "dpo" else config.method
-    run_id = runs.new_run_id(args.models_dir, kind) if accelerator.is_main_process else "worker"
+    run_id = runs.new_run_id(args.models_dir, config.run_kind) if accelerator.is_main_process else "worker"
     return train_in_foreground(args, accelerator, dataset, config, broadcast_text(accelerator, run_id))
 
 

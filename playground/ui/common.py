@@ -14,9 +14,10 @@ from typing import Any, Callable, Sequence
 
 import gradio as gr
 
-from .. import runs
+from .. import checkpoints, runs
 from ..errors import PlaygroundError
 from ..manager import ModelManager
+from ..model_refs import BASE as BASE_REF
 
 # One colour per part of a training example, used by every tab.
 COLORS = {
@@ -141,6 +142,30 @@ def run_choices(manager: ModelManager) -> list[tuple[str, str]]:
         elif record.has_weights and not (job is not None and job.running and job.run_id == record.run_id):
             choices.append((run_label(record), record.run_id))
     return choices + damaged
+
+
+def against_choices(manager: ModelManager, run_id: str | None) -> list[tuple[str, str]]:
+    """What a run can be compared with (`model_refs` texts): the base model first, then the run it
+    started from (a DPO run's supervised run), then every other run on the same base model with its
+    final weights and each of its checkpoints, and the run's own checkpoints."""
+    choices = [("base model", BASE_REF)]
+    if not run_id:
+        return choices
+    try:
+        record = runs.read(manager.models_dir, run_id)
+    except PlaygroundError:
+        return choices
+    spec, started_from = record.config.model, record.config.from_run
+    others = [r for r in runs.list_runs(manager.models_dir)
+              if not r.damage and r.has_weights and r.config.model == spec]
+    others.sort(key=lambda r: (r.run_id != started_from, r.run_id != run_id))
+    for other in others:
+        note = " (it started from this run)" if other.run_id == started_from else ""
+        if other.run_id != run_id:
+            choices.append((run_label(other) + note, other.run_id))
+        for checkpoint in checkpoints.list_checkpoints(other.folder):
+            choices.append((f"{other.run_id} at step {checkpoint.step}{note}", f"{other.run_id}@{checkpoint.step}"))
+    return choices
 
 
 def run_update(manager: ModelManager, current: str | None) -> Any:
