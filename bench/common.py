@@ -71,3 +71,24 @@ class Sampler:
     def __exit__(self, *exc: object) -> None:
         self.done.set()
         self.thread.join()
+
+
+def train_with_trl(trainer_class, config_class, model, rows: list[dict], tokenizer, args, *, output: str,
+                   device_type: str, bf16: bool, **options):
+    """One epoch of a TRL trainer (`SFTTrainer` or `DPOTrainer`) with a LoRA adapter of the shape the
+    playground's benchmarks train (r 16, alpha 32, every linear layer), on `rows`, with the settings
+    every TRL baseline here shares and the trainer's own `options`; (seconds of `train()`, trainer)."""
+    from datasets import Dataset
+    from peft import LoraConfig
+
+    config = config_class(
+        output_dir=str(ROOT / "artifacts" / output), per_device_train_batch_size=args.batch_size,
+        num_train_epochs=1, learning_rate=args.lr, warmup_steps=2, lr_scheduler_type="linear", logging_steps=1,
+        save_strategy="no", report_to=[], seed=args.seed, max_grad_norm=1.0, max_length=args.max_length + 1,
+        use_cpu=device_type == "cpu", bf16=bf16, dataloader_num_workers=0, **options)
+    peft_config = LoraConfig(r=16, lora_alpha=32, lora_dropout=0.0, target_modules="all-linear", task_type="CAUSAL_LM")
+    trainer = trainer_class(model=model, args=config, train_dataset=Dataset.from_list(rows), processing_class=tokenizer,
+                            peft_config=peft_config)
+    started = time.perf_counter()
+    trainer.train()
+    return time.perf_counter() - started, trainer

@@ -37,7 +37,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from bench.common import run_child  # noqa: E402
+from bench.common import run_child, train_with_trl  # noqa: E402
 
 METHODS = {"a": "playground DPO", "t": "TRL DPOTrainer (its defaults)", "t-": "TRL DPOTrainer, no grad. checkpointing"}
 VALIDATION_PAIRS = 32
@@ -117,8 +117,6 @@ def run_playground(args):
 def run_trl(args):
     """TRL's DPOTrainer on the same pairs, as text (prompt in the Alpaca style, chosen, rejected)."""
     import torch
-    from datasets import Dataset
-    from peft import LoraConfig
     from trl import DPOConfig, DPOTrainer
 
     from playground import prompts, store
@@ -133,18 +131,9 @@ def run_trl(args):
         rendered = prompts.render(record, "alpaca", tokenizer)
         rows.append({"prompt": rendered.prompt, "chosen": record.chosen, "rejected": record.rejected})
     model = store.load_model(store.DEFAULT, dtype=dtype).to(device)
-    config = DPOConfig(
-        output_dir=str(ROOT / "artifacts" / "trl-dpo-bench"), per_device_train_batch_size=args.batch_size,
-        num_train_epochs=1, learning_rate=args.lr, warmup_steps=2, lr_scheduler_type="linear", logging_steps=1,
-        save_strategy="no", report_to=[], seed=args.seed, max_grad_norm=1.0, max_length=args.max_length + 1,
-        beta=args.beta, loss_type=["sigmoid_norm"], use_cpu=device.type == "cpu", bf16=dtype == torch.bfloat16,
-        gradient_checkpointing=args.child == "t", dataloader_num_workers=0)
-    peft_config = LoraConfig(r=16, lora_alpha=32, lora_dropout=0.0, target_modules="all-linear", task_type="CAUSAL_LM")
-    trainer = DPOTrainer(model=model, args=config, train_dataset=Dataset.from_list(rows), processing_class=tokenizer,
-                         peft_config=peft_config)
-    started = time.perf_counter()
-    trainer.train()
-    seconds = time.perf_counter() - started
+    seconds, trainer = train_with_trl(DPOTrainer, DPOConfig, model, rows, tokenizer, args, output="trl-dpo-bench",
+                                      device_type=device.type, bf16=dtype == torch.bfloat16, beta=args.beta,
+                                      loss_type=["sigmoid_norm"], gradient_checkpointing=args.child == "t")
     return seconds, len(rows), validation(args, trainer.model, tokenizer, val, device), str(dtype) + " + autocast"
 
 

@@ -37,7 +37,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from bench.common import run_child  # noqa: E402
+from bench.common import run_child, train_with_trl  # noqa: E402
 
 METHODS = {"a": "playground trainer", "a32": "playground trainer, float32", "b": "HF Trainer + DataCollatorForSeq2Seq",
            "c": "book's loop (full logits)", "d": "TRL SFTTrainer (its defaults)",
@@ -181,8 +181,6 @@ def run_book_loop(args):
 
 def run_trl(args):
     """TRL's SFTTrainer on the same samples: pre-tokenised rows with their completion mask."""
-    from datasets import Dataset
-    from peft import LoraConfig
     from trl import SFTConfig, SFTTrainer
 
     import torch
@@ -202,18 +200,9 @@ def run_trl(args):
     rows = [{"input_ids": s.ids[:args.max_length + 1],
              "completion_mask": ([0] * s.prompt_len + [1] * len(s.ids))[:min(len(s.ids), args.max_length + 1)]}
             for s in train]
-    config = SFTConfig(
-        output_dir=str(ROOT / "artifacts" / "trl-bench"), per_device_train_batch_size=args.batch_size,
-        num_train_epochs=1, learning_rate=args.lr, warmup_steps=2, lr_scheduler_type="linear", logging_steps=1,
-        save_strategy="no", report_to=[], seed=args.seed, max_grad_norm=1.0, max_length=args.max_length + 1,
-        completion_only_loss=True, packing=False, use_cpu=device.type == "cpu", bf16=dtype == torch.bfloat16,
-        gradient_checkpointing=args.child == "d", dataloader_num_workers=0)
-    peft_config = LoraConfig(r=16, lora_alpha=32, lora_dropout=0.0, target_modules="all-linear", task_type="CAUSAL_LM")
-    trainer = SFTTrainer(model=model, args=config, train_dataset=Dataset.from_list(rows), processing_class=tokenizer,
-                         peft_config=peft_config)
-    started = time.perf_counter()
-    trainer.train()
-    seconds = time.perf_counter() - started
+    seconds, trainer = train_with_trl(SFTTrainer, SFTConfig, model, rows, tokenizer, args, output="trl-bench",
+                                      device_type=device.type, bf16=dtype == torch.bfloat16, completion_only_loss=True,
+                                      packing=False, gradient_checkpointing=args.child == "d")
     return seconds, trained_tokens(train, tokenizer, args), len(train), validation_loss(
         torch, trainer.model, tokenizer, val, device)
 

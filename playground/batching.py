@@ -323,10 +323,18 @@ def training_batch(records: Sequence[Any], indices: Sequence[int], tokenizer: An
         order_lengths = sample_lengths(records, style, tokenizer, template, indices)
     else:
         order_lengths = [lengths[i] for i in indices]
-    batches = batch_order(order_lengths, batch_size, seed, group_by_length, drop_last, order)
-    if not 0 <= number < len(batches):
-        raise PlaygroundError(f"Batch number {number} is out of range: this split has {len(batches)} batches.")
-    picked = [indices[i] for i in batches[number]]
+    picked = batch_records(indices, order_lengths, batch_size, number, seed, group_by_length, drop_last, order)
     samples = encode_all(records, style, tokenizer, template, picked)
     _, pad = special_ids(tokenizer)
     return collate(samples, pad, max_length, mask)
+
+
+def batch_records(indices: Sequence[int], order_lengths: Sequence[int], batch_size: int, number: int = 0,
+                  seed: int = 123, group_by_length: bool = False, drop_last: bool = False,
+                  order: str = "shuffled") -> list[int]:
+    """The record numbers of batch `number` of the first epoch over `indices`, in `batch_order` on
+    `order_lengths` (one per index: a sample's length, or a pair's); refused when out of range."""
+    batches = batch_order(order_lengths, batch_size, seed, group_by_length, drop_last, order)
+    if not 0 <= number < len(batches):
+        raise PlaygroundError(f"Batch number {number} is out of range: this split has {len(batches)} batches.")
+    return [indices[i] for i in batches[number]]

@@ -25,6 +25,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -71,6 +72,66 @@ def collate_pairs(pairs: Sequence[PairSample], pad_id: int, max_length: int | No
     ones in the same order, all padded to one width, with `batching.collate`'s targets (-100 where
     nothing is scored)."""
     return batching.collate([p.chosen for p in pairs] + [p.rejected for p in pairs], pad_id, max_length, mask)
+
+
+# ---------------------------------------------------------------- one batch of pairs, shown
+
+
+def pair_lengths(records: Sequence[Any], style: str, tokenizer: Any, template: str | None = None,
+                 indices: Sequence[int] | None = None) -> np.ndarray:
+    """`PairSample.length` of each pair of `indices` (default: all), the numbers only: the longer side."""
+    indices = list(range(len(records)) if indices is None else indices)
+    if any(not records[i].is_pair for i in indices):
+        raise PlaygroundError(NOT_PAIRS)
+    sides = [batching.sample_lengths([replace(records[i], output=getattr(records[i], side)) for i in indices],
+                                     style, tokenizer, template) for side in ("chosen", "rejected")]
+    return np.maximum(*sides)
+
+
+def dataset_pair_lengths(dataset: Any, style: str, tokenizer: Any, template: str | None = None) -> np.ndarray:
+    """Every pair's length, computed once per dataset, tokenizer, style and template."""
+    key = ("pair_lengths", id(tokenizer), getattr(tokenizer, "name_or_path", ""), style, template)
+    return dataset.remember(key, lambda: pair_lengths(dataset.records, style, tokenizer, template))
+
+
+def training_pairs(records: Sequence[Any], indices: Sequence[int], tokenizer: Any, style: str, batch_size: int,
+                   number: int = 0, max_length: int | None = None, mask: str = "prompt",
+                   group_by_length: bool = False, seed: int = 123, template: str | None = None,
+                   lengths: Sequence[int] | None = None, drop_last: bool = False,
+                   order: str = "shuffled") -> batching.Batch:
+    """Batch `number` of a DPO run's first epoch over `indices`, collated as the run collates it
+    (`collate_pairs`), in the batch order of `batching.training_batch` on each pair's length;
+    `lengths` (by record number, as `dataset_pair_lengths` gives them) saves computing them."""
+    if not group_by_length:
+        order_lengths: Sequence[int] = np.zeros(len(indices), dtype=np.int32)
+    elif lengths is None:
+        order_lengths = pair_lengths(records, style, tokenizer, template, indices)
+    else:
+        order_lengths = [lengths[i] for i in indices]
+    picked = batching.batch_records(indices, order_lengths, batch_size, number, seed, group_by_length, drop_last,
+                                    order)
+    _, pad = batching.special_ids(tokenizer)
+    return collate_pairs(encode_pairs(records, style, tokenizer, template, picked), pad, max_length, mask)
+
+
+def pair_rows(view: batching.BatchView) -> list[tuple[batching.RowView, batching.RowView]]:
+    """A described `collate_pairs` batch as (chosen row, rejected row) per pair, in the pairs' order."""
+    n = len(view.rows) // 2
+    return list(zip(view.rows[:n], view.rows[n:]))
+
+
+SCORED = {"prompt": "its response and end-of-text targets (the whole prompt is masked, -100)",
+          "instruction": "its response header, response and end-of-text targets (the instruction and input are "
+                         "masked, -100)",
+          "none": "all its targets: nothing is masked, so the prompt's tokens count too (DPO usually masks the "
+                  "prompt, as the book does)"}
+
+
+def computes(mask: str) -> str:
+    """What DPO computes on a batch of pairs collated with `mask`, in two sentences."""
+    return (f"DPO scores each row by the mean log-probability of {SCORED[mask]}; padding never counts. "
+            "Per pair, the loss is -log sigmoid(beta × (chosen log-ratio - rejected log-ratio)), each side's "
+            "log-ratio being the policy's log-probability minus the frozen reference's.")
 
 
 def mean_logprobs(module: torch.nn.Module, batch: batching.Batch, device: Any) -> torch.Tensor:

@@ -83,6 +83,7 @@ class Estimate:
     steps: int
     basis: str  # where the time comes from
     already_loaded: int = 0  # bytes of `parts` already in memory (the loaded base weights)
+    notes: list[str] = field(default_factory=list)  # what else the figures count
 
     @property
     def total(self) -> int:
@@ -129,16 +130,19 @@ def lora_parameters(shapes: Shapes, rank: int, targets: str) -> int:
 
 
 def batch_tokens(records: Sequence[Any], indices: Sequence[int], tokenizer: Any, config: Any) -> Batches:
-    """Mean tokens per micro-batch for the settings, from up to SAMPLE_RECORDS training records."""
-    picked = list(indices[:SAMPLE_RECORDS])
-    samples = batching.encode_all(records, config.style, tokenizer, config.template, picked)
-    if not samples:
+    """Mean tokens per micro-batch for the settings, from up to SAMPLE_RECORDS training records, encoded
+    and collated by the run's own objective: a preference pair is two rows (chosen and rejected)."""
+    from .training import objective_for  # the loop's module imports this one
+
+    objective = objective_for(config, tokenizer)
+    encoded = objective.encode(records, list(indices[:SAMPLE_RECORDS]))
+    if not encoded:
         return Batches(0, 0, 0, config.grad_accum)
-    _, pad = batching.special_ids(tokenizer)
-    collated = batching.collate(samples, pad, config.max_length, config.mask)  # training's own masking
-    lengths = [min(len(s.ids) - 1, collated.inputs.shape[1]) for s in samples]
+    collated = objective.collate(encoded)  # training's own masking
+    rows = collated.samples
+    lengths = [min(len(s.ids) - 1, collated.inputs.shape[1]) for s in rows]
     trained = (collated.targets != batching.IGNORE_INDEX).sum(dim=1).tolist()
-    size = min(config.batch_size, len(samples))
+    size = min(config.batch_size * len(rows) // len(encoded), len(rows))
     # Batches are padded to their longest sample: about the mean when grouped by length, else
     # about the length below which a batch's samples all fall half of the time.
     mean = statistics.mean(lengths)
@@ -234,7 +238,9 @@ def step_seconds(shapes: Shapes, config: Any, batches: Batches, tokens_per_s: fl
         return batches.real * batches.micro_batches / tokens_per_s
     if not flops:
         return None
-    per_token = (6 if config.method == "full" else 4) * shapes.parameters  # no weight gradients with LoRA
+    # 2 FLOPs per weight of the decoder's linear layers forward, 2 more back through the activations
+    # and, for a full fine-tune, 2 for the weights' gradients; the embedding is a lookup, no matmul
+    per_token = (6 if config.method == "full" else 4) * sum(n_in * n_out for n_in, n_out in shapes.linears.values())
     work = batches.computed * per_token + batches.trained * 6 * shapes.hidden * shapes.vocab
     return work * batches.micro_batches / (flops * MATMUL_EFFICIENCY)
 
@@ -254,9 +260,14 @@ def estimate(shapes: Shapes, config: Any, batches: Batches, steps: int, device: 
                  "and the model's size; the first run makes it measured")
     per_step = step_seconds(shapes, config, batches, speed, flops)
     evaluations = math.ceil(steps / config.eval_every) + 1 if config.eval_every else 2
-    run = None if per_step is None else per_step * steps + evaluations * config.eval_batches * per_step / 3
+    forward_only = evaluations * config.eval_batches  # in steps' worth of batches, each about a third of a step
+    notes = []
+    if getattr(config, "objective", "sft") == "dpo":
+        forward_only += steps  # the reference's log-probabilities: one forward pass over the pairs, before step 1
+        notes.append(DPO_NOTE)
+    run = None if per_step is None else per_step * steps + forward_only * per_step / 3
     return Estimate(parts, trainable, available_bytes(device), per_step, run, steps, basis,
-                    shapes.weight_bytes if already_loaded else 0)
+                    shapes.weight_bytes if already_loaded else 0, notes)
 
 
 def for_settings(manager: Any, dataset: Any, config: Any, steps: int, train_indices: Sequence[int],
@@ -287,6 +298,10 @@ def for_settings(manager: Any, dataset: Any, config: Any, steps: int, train_indi
     return estimate(shapes, config, batches, steps, manager.device, models_dir=manager.models_dir,
                     dtype_name=str(dtype).replace("torch.", ""), already_loaded=loaded is not None)
 
+
+DPO_NOTE = ("DPO: each pair is two rows, its chosen and its rejected response, so a step computes twice the batch "
+            "size in rows; the reference model's log-probabilities are computed once before step 1 (counted in the "
+            "time) and kept, so no second copy of the weights is held.")
 
 PART_NAMES = {"weights": "weights", "gradients": "gradients", "optimizer": "AdamW states",
               "optimizer_step": "its update's temporaries", "activations": "activations",
@@ -326,6 +341,7 @@ def describe(result: Estimate) -> str:
     if result.step_seconds is not None and result.run_seconds is not None:
         lines.append(f"Time: about {result.step_seconds:.1f} s per step, {_duration(result.run_seconds)} for "
                      f"{result.steps} steps with validation, probes not counted ({result.basis}).")
+    lines += result.notes
     return "\n".join(lines)
 
 

@@ -101,7 +101,9 @@ def test_time_comes_from_earlier_runs_like_this_one(tiny_run, tiny_model_dir):
     other = estimate.estimate(shapes, TrainConfig(**{**record["settings"], "method": "full"}), batches, 10,
                               torch.device("cpu"), models_dir=tiny_run, dtype_name=record["dtype"], flops=1e9)
     assert other.basis.startswith("rough")
-    work = 400 * 6 * shapes.parameters + 100 * 6 * shapes.hidden * shapes.vocab
+    linear_weights = sum(n_in * n_out for n_in, n_out in shapes.linears.values())  # the embedding is a lookup
+    assert 0 < linear_weights < shapes.parameters
+    work = 400 * 6 * linear_weights + 100 * 6 * shapes.hidden * shapes.vocab
     assert other.step_seconds == pytest.approx(2 * work / (1e9 * estimate.MATMUL_EFFICIENCY))
     longer = estimate.estimate(shapes, TrainConfig(**{**record["settings"], "max_length": config.max_length * 2}),
                                batches, 10, torch.device("cpu"), models_dir=tiny_run, dtype_name=record["dtype"],
@@ -165,3 +167,27 @@ def test_an_estimate_before_the_default_model_is_converted(tmp_path, default_tok
     after = estimate.for_settings(ModelManager(store.MODELS_DIR), dataset, config, 5, train)
     assert before.total == after.total > 0 and before.trainable == after.trainable > 0
     assert "Memory: about" in estimate.describe(before)
+
+
+def test_a_preference_pair_is_two_rows_in_the_estimate(default_tokenizer, tmp_path):
+    """DPO collates a chosen and a rejected row per pair: with both sides equal to the output, a step
+    holds exactly twice the real and trained tokens of the supervised step on the same records, and
+    the estimate says what it counts."""
+    from dataclasses import replace
+
+    records = [replace(r, chosen=r.output, rejected=r.output) for r in small_dataset(24).records]
+    supervised = TrainConfig(batch_size=4, max_length=128, mask="prompt")
+    preference = replace(supervised, objective="dpo")
+    indices = list(range(len(records)))
+    one = estimate.batch_tokens(records, indices, default_tokenizer, supervised)
+    two = estimate.batch_tokens(records, indices, default_tokenizer, preference)
+    assert two.real == pytest.approx(2 * one.real)
+    assert two.trained == pytest.approx(2 * one.trained)
+    shapes = estimate.Shapes(parameters=10**6, weight_bytes=4 * 10**6, hidden=64, vocab=1000,
+                             dtype_bytes=4, largest=64000, linears={"q": (64, 64)})
+    result = estimate.estimate(shapes, preference, two, 10, torch.device("cpu"), models_dir=tmp_path,
+                               dtype_name="float32", flops=1e9)
+    assert estimate.DPO_NOTE in estimate.describe(result)
+    plain = estimate.estimate(shapes, supervised, two, 10, torch.device("cpu"), models_dir=tmp_path,
+                              dtype_name="float32", flops=1e9)
+    assert result.run_seconds > plain.run_seconds  # the reference's forward pass before step 1

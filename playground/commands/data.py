@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .. import data_checks, store
+from .. import data_checks, pair_diff, store
 from ..errors import PlaygroundError
 from .options import DEFAULTS, add_mask, add_source, add_style, load_dataset, load_tokenizer
 from .numbers import positive_int
@@ -27,6 +27,7 @@ def validate(args: argparse.Namespace) -> int:
     print(f"splits ({args.split_order}): train {sizes['train']}, validation {sizes['validation']}, "
           f"test {sizes['test']}")
     if dataset.is_preference:
+        print(pair_words(dataset.records))
         for finding in data_checks.pair_findings(dataset.records, splits):
             if finding.count:
                 print(f"warning: {finding.count:,} {finding.title} (records "
@@ -36,6 +37,16 @@ def validate(args: argparse.Namespace) -> int:
         for row, first in dataset.duplicates[:20]:
             print(f"warning: record {row} repeats the instruction and input of record {first}")
     return 0
+
+
+DIFFED = 1000  # pairs compared word by word for `data validate`'s summary
+
+
+def pair_words(records: list[Any]) -> str:
+    """How the chosen and rejected responses differ, word by word, over the first DIFFED pairs."""
+    diffs = [pair_diff.word_diff(r.chosen, r.rejected) for r in records[:DIFFED]]
+    over = f" (the first {DIFFED:,} pairs)" if len(records) > DIFFED else ""
+    return f"chosen against rejected, word by word{over}: {pair_diff.typical(diffs)}"
 
 
 def check(args: argparse.Namespace) -> int:

@@ -1,4 +1,6 @@
-"""Batch masking tab: one collated training batch as a token grid, from the training collate path."""
+"""Batch masking tab: one collated training batch as a token grid, from the training collate path; for a
+preference dataset, a batch of pairs as DPO collates it (`dpo.collate_pairs`), each pair's chosen row over its
+rejected row."""
 
 from __future__ import annotations
 
@@ -7,7 +9,7 @@ from typing import Any
 
 import gradio as gr
 
-from .. import batching, data, tiktoken_tokenizer
+from .. import batching, data, dpo, tiktoken_tokenizer
 from ..batching import IGNORE_INDEX, KINDS
 from ..errors import PlaygroundError
 from ..prompts import style_label
@@ -29,6 +31,10 @@ CSS = """
 .pg-tok span.pg-in {background: #f9fafb; border: 1px solid #e5e7eb; margin-bottom: 2px;}
 .pg-tok span.pg-tg {border: 1px solid rgba(0,0,0,0.08);}
 .pg-tok small {display: block; color: #6b7280; font-size: 9px;}
+.pg-pair-rows {border-left: 3px solid #a5b4fc; padding-left: 8px; margin-bottom: 14px;}
+.pg-pair-rows .pg-sample {margin: 4px 0 8px 0;}
+.pg-side-chosen {color: #166534;}
+.pg-side-rejected {color: #991b1b;}
 .pg-labels span, .pg-labels i {color: #6b7280; font-family: system-ui, sans-serif; text-align: right; font-size: 11px;
   background: none !important; border: none !important; padding: 1px 4px; line-height: 2.5;}
 """
@@ -57,32 +63,46 @@ def trained_count(row: batching.RowView) -> int:
 
 def grid_html(view: batching.BatchView, tokenizer: Any) -> str:
     """Per sample: each position's input token over its target, coloured by what happens to the target."""
-    blocks = []
-    for number, row in enumerate(view.rows):
-        inputs = batching.token_text(tokenizer, row.input_ids)
-        following = batching.token_text(tokenizer, row.next_ids)
-        columns = []
-        for position, (token, input_id, target, kind) in enumerate(zip(inputs, row.input_ids, row.target_ids, row.kinds)):
-            label = "-100" if target == IGNORE_INDEX else str(target)
-            shown = following[position] if position < len(following) else "·"
-            columns.append(column(str(position), token, str(input_id), shown, label, COLORS[kind],
-                                  f"position {position}: {KINDS[kind]}; target id {label}"))
-        for offset, (token, token_id) in enumerate(zip(batching.token_text(tokenizer, row.truncated_ids), row.truncated_ids)):
-            columns.append(column(f"✂{view.width + 1 + offset}", token, str(token_id), "", "never seen",
-                                  COLORS["truncated"], "truncated away by the max length"))
-        real = sum(1 for k in row.kinds if k != "pad")
-        trained = trained_count(row)
-        cut = len(row.truncated_ids)
-        title = (f'<div class="pg-sample-title">Sample {number + 1} · record #{row.index} · '
-                 f'{real} real tokens · {trained} trained targets'
-                 f'{f" · {view.width - real} padding" if view.width > real else ""}'
-                 f'{f" · {cut} tokens truncated" if cut else ""}</div>')
-        blocks.append(f'<div class="pg-sample">{title}{lines(columns)}</div>')
+    blocks = [row_html(f"Sample {number + 1} · record #{row.index}", row, view.width, tokenizer)
+              for number, row in enumerate(view.rows)]
     return f'<div class="pg-grid" id="batch-grid">{"".join(blocks)}</div>'
 
 
-def summary_html(view: batching.BatchView) -> str:
-    cards = [(f"{len(view.rows)} × {view.width}", "batch × length"), (f"{view.real_tokens:,}", "real tokens"),
+def row_html(title: str, row: batching.RowView, width: int, tokenizer: Any, attributes: str = "") -> str:
+    """One row of a batch (`title`: HTML), its counts, then its positions in lines; `attributes` go on its block."""
+    inputs = batching.token_text(tokenizer, row.input_ids)
+    following = batching.token_text(tokenizer, row.next_ids)
+    columns = []
+    for position, (token, input_id, target, kind) in enumerate(zip(inputs, row.input_ids, row.target_ids, row.kinds)):
+        label = "-100" if target == IGNORE_INDEX else str(target)
+        shown = following[position] if position < len(following) else "·"
+        columns.append(column(str(position), token, str(input_id), shown, label, COLORS[kind],
+                              f"position {position}: {KINDS[kind]}; target id {label}"))
+    for offset, (token, token_id) in enumerate(zip(batching.token_text(tokenizer, row.truncated_ids), row.truncated_ids)):
+        columns.append(column(f"✂{width + 1 + offset}", token, str(token_id), "", "never seen",
+                              COLORS["truncated"], "truncated away by the max length"))
+    real = sum(1 for k in row.kinds if k != "pad")
+    cut = len(row.truncated_ids)
+    heading = (f'<div class="pg-sample-title">{title} · {real} real tokens · {trained_count(row)} trained targets'
+               f'{f" · {width - real} padding" if width > real else ""}'
+               f'{f" · {cut} tokens truncated" if cut else ""}</div>')
+    return f'<div class="pg-sample"{attributes}>{heading}{lines(columns)}</div>'
+
+
+def pairs_grid_html(view: batching.BatchView, tokenizer: Any) -> str:
+    """A batch of pairs (`dpo.collate_pairs`): per pair, its chosen row over its rejected row."""
+    blocks = []
+    for number, (chosen, rejected) in enumerate(dpo.pair_rows(view), start=1):
+        rows = "".join(row_html(f'<b class="pg-side-{side}">{side}</b> · pair {number} · record #{row.index}', row,
+                                view.width, tokenizer, f' data-pair="{number}" data-side="{side}"')
+                       for side, row in (("chosen", chosen), ("rejected", rejected)))
+        blocks.append(f'<div class="pg-pair-rows">{rows}</div>')
+    return f'<div class="pg-grid" id="batch-grid">{"".join(blocks)}</div>'
+
+
+def summary_html(view: batching.BatchView, rows: str = "batch × length") -> str:
+    """Cards: the batch's shape (`rows` names it), real, trained and computed tokens, padding."""
+    cards = [(f"{len(view.rows)} × {view.width}", rows), (f"{view.real_tokens:,}", "real tokens"),
              (f"{view.trained_tokens:,}", "trained targets"), (f"{view.computed_tokens:,}", "computed positions"),
              (f"{view.padding_fraction:.1%}", "padding")]
     body = "".join(f'<div class="pg-card"><b>{v}</b><span>{k}</span></div>' for v, k in cards)
@@ -114,13 +134,41 @@ def batch_view(dataset: data.Dataset, tokenizer: Any, style: str, template: str,
     """(warning, summary, grid) of one batch of a split, as training collates it; the samples are
     titled by their record number in the dataset (the Dataset tab's #)."""
     indices = getattr(dataset.splits(seed=int(seed or 0), order=order or "shuffled"), split_name)
-    lengths = batching.dataset_lengths(dataset, style, tokenizer, template) if grouped else None
     mask = mask or "none"
+    if dataset.is_preference:
+        return pairs_view(dataset, indices, tokenizer, style, template, int(size), int(length) or None, mask, grouped,
+                          int(seed or 0), int(number or 0), bool(drop_last), batch_order or "shuffled")
+    lengths = batching.dataset_lengths(dataset, style, tokenizer, template) if grouped else None
     batch = batching.training_batch(dataset.records, indices, tokenizer, style, int(size), int(number or 0),
                                     int(length) or None, mask, grouped, int(seed or 0), template, lengths,
                                     bool(drop_last), batch_order or "shuffled")
     view = batching.describe(batch)
     return empty_samples_warning(view, mask, int(length) or None), summary_html(view), grid_html(view, tokenizer)
+
+
+def pairs_view(dataset: data.Dataset, indices: list[int], tokenizer: Any, style: str, template: str, size: int,
+               max_length: int | None, mask: str, grouped: bool, seed: int, number: int, drop_last: bool,
+               batch_order: str) -> tuple[str, str, str]:
+    """(warning, summary, grid) of one batch of a preference dataset, as a DPO run collates it."""
+    lengths = dpo.dataset_pair_lengths(dataset, style, tokenizer, template) if grouped else None
+    batch = dpo.training_pairs(dataset.records, indices, tokenizer, style, size, number, max_length, mask, grouped,
+                               seed, template, lengths, drop_last, batch_order)
+    view = batching.describe(batch)
+    cards = summary_html(view, f"{len(view.rows) // 2} pairs: rows × length")
+    computes = f'<div class="pg-facts" id="batch-dpo">{html.escape(dpo.computes(mask))}</div>'
+    return empty_pair_rows_warning(view, mask, max_length), cards + computes, pairs_grid_html(view, tokenizer)
+
+
+def empty_pair_rows_warning(view: batching.BatchView, mask: str, max_length: int | None) -> str:
+    """A warning when some rows of a batch of pairs score nothing: DPO counts their log-probability as 0."""
+    empty = [f"pair {number} {side}" for number, (chosen, rejected) in enumerate(dpo.pair_rows(view), start=1)
+             for side, row in (("chosen", chosen), ("rejected", rejected)) if trained_count(row) == 0]
+    if not empty:
+        return ""
+    why = (f"with the {mask} masked and a max length of {max_length} tokens, the response was cut away"
+           if mask != "none" and max_length else "nothing in them is trained")
+    return notice(f"0 trained targets in {', '.join(empty)}: {why}, so DPO takes that log-probability as 0 and "
+                  "the pair teaches little. Raise the max length.", "warn")
 
 
 def build(shared: Shared) -> None:

@@ -1,4 +1,5 @@
-"""Dataset tab: load a dataset, page and search it, see one record and the dataset's stats."""
+"""Dataset tab: load a dataset, page and search it, see one record and the dataset's stats; a preference
+pair's chosen and rejected responses side by side, their difference highlighted word by word."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from .. import batching, data, data_checks, prompts, tiktoken_tokenizer
+from .. import batching, data, data_checks, pair_diff, prompts, tiktoken_tokenizer
 from ..settings import TrainConfig
 from ..errors import PlaygroundError
 from .common import MASK_CHOICES, MASK_LABEL, SPLIT_ORDER_CHOICES, Shared, changed, notice, tokenizer_or_message
@@ -23,16 +24,31 @@ TABLE_COLUMNS = ["#", "task", "instruction", "input", "output"]
 MASK_TEXT = {"none": "nothing masked", "prompt": "whole prompt masked",
              "instruction": "instruction and input masked, response header trained"}
 
+# A preference pair side by side (two columns while the record view is wide enough, else one over the
+# other); words only in one side: underlined on green, struck through on red (both above 4.5:1 contrast,
+# and told apart without colour too).
+CSS = """
+.pg-pair {display: grid; grid-template-columns: repeat(auto-fit, minmax(120px, 1fr)); gap: 8px; margin-bottom: 4px;}
+.pg-pair .pg-text {overflow-wrap: anywhere;}
+.pg-pair-head {font-size: 12px; margin-bottom: 2px;}
+.pg-side-chosen {color: #166534;}
+.pg-side-rejected {color: #991b1b;}
+#record-detail ins {background: #dcfce7; color: #14532d; text-decoration: underline; text-underline-offset: 2px;
+  border-radius: 3px;}
+#record-detail del {background: #fee2e2; color: #7f1d1d; text-decoration: line-through; border-radius: 3px;}
+"""
+
 
 def matches(dataset: data.Dataset, query: str) -> Sequence[int]:
-    """Record numbers whose instruction, input, output or task holds the query (any case); all without one."""
+    """Record numbers whose instruction, input, output, task or a pair's response holds the query (any
+    case); all without one."""
     query = (query or "").strip().lower()
     if not query:
         return range(len(dataset))
 
     def search() -> np.ndarray:
         found = [i for i, r in enumerate(dataset.records)
-                 if query in f"{r.instruction}\n{r.input}\n{r.output}\n{r.task}".lower()]
+                 if query in f"{r.instruction}\n{r.input}\n{r.output}\n{r.task}\n{r.chosen}\n{r.rejected}".lower()]
         return np.array(found, dtype=np.int32)
 
     return dataset.remember(("search", query), search)
@@ -71,6 +87,8 @@ def stats_html(dataset: data.Dataset) -> str:
         rows = ", ".join(f"{a} repeats {b}" for a, b in dataset.duplicates[:5])
         more = " …" if len(dataset.duplicates) > 5 else ""
         extra += notice(f"{len(dataset.duplicates)} duplicate instruction/input pairs (kept): {rows}{more}", "warn")
+    if dataset.is_preference:
+        extra += pairs_html(dataset)
     return f'<div class="pg-cards">{body}</div>{extra}'
 
 
@@ -103,12 +121,61 @@ def record_html(dataset: data.Dataset, index: int) -> str:
     if not 0 <= index < len(dataset):
         return notice(f"Record {index} does not exist: the dataset has {len(dataset)} records.", "warn")
     record = dataset.records[index]
-    rows = [("instruction", record.instruction), ("input", record.input or "(empty)"), ("output", record.output)]
+    rows = [("instruction", record.instruction), ("input", record.input or "(empty)")]
+    if not record.is_pair or record.output != record.chosen:  # a pair's output is often its chosen response
+        rows.append(("output", record.output))
     if record.task:
         rows.append(("task", f"{record.task} · {'single correct answer' if record.exact else 'open answer'}"))
     body = "".join(f'<div style="margin-bottom:8px"><div style="font-size:12px;color:#6b7280">{k}</div>'
                    f'<div class="pg-text">{html.escape(v)}</div></div>' for k, v in rows)
+    if record.is_pair:
+        body += pair_html(record) + record_findings_html(dataset, index)
     return f"<div><b>Record #{index}</b></div>{body}"
+
+
+def pair_html(record: data.Record) -> str:
+    """The chosen and the rejected response side by side, the words that differ highlighted, and their counts."""
+    diff = pair_diff.word_diff(record.chosen, record.rejected)
+    columns = "".join(
+        f'<div class="pg-pair-side" data-side="{side}"><div class="pg-pair-head pg-side-{side}">{side}</div>'
+        f'<div class="pg-text">{diff_text(parts, tag) if "".join(t for t, _ in parts).strip() else "<i>(empty)</i>"}'
+        '</div></div>'
+        for side, parts, tag in (("chosen", diff.chosen, "ins"), ("rejected", diff.rejected, "del")))
+    words = "word" if diff.only_chosen == 1 else "words"
+    key = (f'<div class="pg-facts" id="record-pair-key">Word by word: <ins>{diff.only_chosen} {words} only in '
+           f'chosen</ins> · <del>{diff.only_rejected} only in rejected</del> · {diff.shared} in both.</div>')
+    return f'<div class="pg-pair" id="record-pair">{columns}</div>{key}'
+
+
+def diff_text(parts: Sequence[tuple[str, bool]], tag: str) -> str:
+    """One side's segments as HTML: the changed ones inside `tag` (ins or del), everything escaped."""
+    return "".join(f"<{tag}>{html.escape(text)}</{tag}>" if changed else html.escape(text) for text, changed in parts)
+
+
+def pair_findings(dataset: data.Dataset) -> list[data_checks.Finding]:
+    """The preference pairs' own findings on the default split, computed once per dataset."""
+    return dataset.remember(("pair_findings",), lambda: data_checks.pair_findings(dataset.records, dataset.splits()))
+
+
+def record_findings_html(dataset: data.Dataset, index: int) -> str:
+    """The pair findings that concern one record, as a warning; nothing when there are none."""
+    found = [f.title + (f" ({f.notes[index]})" if index in f.notes else "")
+             for f in pair_findings(dataset) if index in f.records]
+    return notice("This pair: " + "; ".join(found) + ".", "warn") if found else ""
+
+
+def pairs_html(dataset: data.Dataset) -> str:
+    """A preference dataset's pair findings (the default split), in the data check's table."""
+    findings = pair_findings(dataset)
+    found = sum(1 for f in findings if f.count)
+    if not found:
+        return ('<div id="dataset-pairs">' + notice("Preference pairs (chosen and rejected): no identical or empty "
+                                                    "sides, no prompt in several splits.", "ok") + "</div>")
+    rows = "".join(finding_row(f) for f in findings)
+    summary = notice(f"Preference pairs (chosen and rejected): {found} kind{'s' if found != 1 else ''} of pair "
+                     "problem found (on the 85/5/10 split with seed 123).", "warn")
+    return (f'<div id="dataset-pairs">{summary}<table class="pg-findings"><tr><th>finding</th><th>records</th>'
+            f'<th>first record numbers</th><th>what it means</th></tr>{rows}</table></div>')
 
 
 def layout() -> SimpleNamespace:
