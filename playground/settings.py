@@ -41,6 +41,7 @@ LABELS = {"max_steps": "Max steps", "epochs": "Epochs", "batch_size": "Batch siz
           "max_length": "Max length", "seed": "Seed", "split_seed": "Split seed", "eval_every": "Validate every N steps",
           "eval_batches": "Validation batches", "probe_every": "Probe answers every N steps",
           "probes": "Probe instructions", "probe_tokens": "Probe tokens", "log_every": "Log every N steps",
+          "score_answers_every": "Score answers every N steps", "score_answers_sample": "Answers scored",
           "checkpoint_every": "Checkpoint every N steps", "keep_checkpoints": "Checkpoints kept", "lora_r": "LoRA rank r",
           "lora_alpha": "LoRA alpha", "lora_dropout": "LoRA dropout", "beta": "DPO beta"}
 
@@ -94,8 +95,10 @@ class TrainConfig:
     probes: int = 3                  # how many validation instructions to probe
     probe_tokens: int = 40
     log_every: int = 1
+    score_answers_every: int = 0     # validation answers scored every N steps and at the end (0: off)
+    score_answers_sample: int = 16   # how many validation records answer (in blocks of 8)
     checkpoint_every: int = 0        # a checkpoint every N optimizer steps (0: only when stopped)
-    keep_checkpoints: int = 0        # the newest N checkpoints are kept (0: all of them)
+    keep_checkpoints: int = 0        # the newest N checkpoints are kept, and the best scored one (0: all of them)
     fused_adamw: bool | None = None  # AdamW's fused kernel; None: on CUDA only (it runs on the CPU too)
     ignore_memory_estimate: bool = False  # start even when the memory estimate exceeds the free memory
     objective: str = "sft"           # OBJECTIVES: "sft", or "dpo" on preference pairs
@@ -134,11 +137,12 @@ class TrainConfig:
                     if not _finite(value)]
         if problems:  # the range checks below compare numbers
             return problems
-        for name in ("batch_size", "grad_accum", "lora_r", "lora_alpha", "log_every", "eval_batches"):
+        for name in ("batch_size", "grad_accum", "lora_r", "lora_alpha", "log_every", "eval_batches",
+                     "score_answers_sample"):
             if getattr(self, name) < 1:
                 problems.append(f"{setting_name(name)} must be at least 1, not {getattr(self, name)}")
         for name in ("checkpoint_every", "keep_checkpoints", "eval_every", "probe_every", "probes", "warmup_steps",
-                     "weight_decay"):
+                     "weight_decay", "score_answers_every"):
             if getattr(self, name) < 0:
                 problems.append(f"{setting_name(name)} must be 0 or more, not {getattr(self, name)}")
         if self.probe_tokens < 1:
@@ -187,7 +191,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     # records; 0% before training). Probes and validation add about half a minute.
     "Quick CPU demo": dict(method="lora", max_steps=240, batch_size=4, lr=3e-4, max_length=128, warmup_steps=3,
                            mask="prompt", eval_every=20, eval_batches=2, probe_every=80, probes=3,
-                           probe_tokens=32, lora_r=16, lora_alpha=32, lora_dropout=0.0, checkpoint_every=60),
+                           probe_tokens=32, lora_r=16, lora_alpha=32, lora_dropout=0.0, checkpoint_every=60,
+                           score_answers_every=60),
     # The book's workload: 2 epochs over the training split.
     "GPU": dict(method="lora", max_steps=None, epochs=2, batch_size=8, lr=2e-4, max_length=512, warmup_steps=10,
                 mask="none", eval_every=25, eval_batches=8, probe_every=50, probes=3, probe_tokens=64,
@@ -196,18 +201,21 @@ PRESETS: dict[str, dict[str, Any]] = {
     # with weight decay 0.1, 2 epochs of batches of 8 in the order of the book's DataLoader (torch's
     # RandomSampler after torch.manual_seed(123)) with the last partial batch dropped, the data
     # sliced in file order, nothing masked, at most 1024 tokens; validation loss on 5 batches every
-    # 5 steps. The learning rate still warms up and decays (the book's is constant).
+    # 5 steps. The learning rate still warms up and decays (the book's is constant). Answers scored every
+    # 50 steps, each scoring keeping a checkpoint: a full fine-tune's takes several GB, so only the newest
+    # and the best are kept.
     "The book (full fine-tune)": dict(
         method="full", max_steps=None, epochs=2, batch_size=8, lr=5e-5, weight_decay=0.1, max_length=1024,
         warmup_steps=1, mask="none", split_order="book", batch_order="book", drop_last=True, group_by_length=False,
-        eval_every=5, eval_batches=5, probe_every=50, probes=1, probe_tokens=35),
+        eval_every=5, eval_batches=5, probe_every=50, probes=1, probe_tokens=35, score_answers_every=50,
+        keep_checkpoints=1),
     # Exercise 7.4: the same with LoRA of rank 16 and alpha 16 on the linear layers (peft scales the
     # update by alpha / rank; the book's LoRALayer multiplies by alpha alone).
     "The book, exercise 7.4 (LoRA)": dict(
         method="lora", max_steps=None, epochs=2, batch_size=8, lr=5e-5, weight_decay=0.1, max_length=1024,
         warmup_steps=1, mask="none", split_order="book", batch_order="book", drop_last=True, group_by_length=False,
         eval_every=5, eval_batches=5, probe_every=50, probes=1, probe_tokens=35,
-        lora_r=16, lora_alpha=16, lora_dropout=0.0, checkpoint_every=50),
+        lora_r=16, lora_alpha=16, lora_dropout=0.0, checkpoint_every=50, score_answers_every=50),
     # DPO on preference pairs, from a finished run (--from-run, whose method, model and LoRA shape it
     # takes) or the base model. The book's settings (ch07/04_preference-tuning-with-dpo): beta 0.1,
     # AdamW at 5e-6 with weight decay 0.01, one epoch of batches of 8 in the book's loader order with
@@ -229,6 +237,10 @@ PRESETS: dict[str, dict[str, Any]] = {
         mask="prompt", eval_every=10, eval_batches=2, probe_every=0, probes=2, probe_tokens=24, lora_dropout=0.0,
         checkpoint_every=30),
 }
+
+
+# The preset the Train tab picks for an objective: the one that shows learning within minutes on a CPU.
+FIRST_PRESET = {"sft": "Quick CPU demo", "dpo": "Quick CPU preference demo"}
 
 
 def presets_for(objective: str) -> list[str]:

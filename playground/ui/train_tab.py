@@ -12,14 +12,18 @@ import gradio as gr
 import pandas as pd
 import plotly.graph_objects as go
 
-from .. import data_checks, estimate, experiments, runs, store
+from .. import data_checks, dpo, estimate, experiments, runs, store
 from ..errors import PlaygroundError
 from ..manager import JobSnapshot, resume_checkpoint
 from ..prompts import style_label, style_of
-from ..settings import PRESETS, TrainConfig, presets_for
+from ..settings import FIRST_PRESET, PRESETS, TrainConfig, presets_for
 from ..training import Event
 from .common import (BATCH_ORDER_CHOICES, LEGEND_ABOVE_LEFT, MASK_CHOICES, MASK_LABEL, SPLIT_ORDER_CHOICES, Form,
-                     Shared, changed, notice)
+                     Shared, changed, notice, run_label)
+
+OBJECTIVE_CHOICES = [("Supervised: learn the responses", "sft"),
+                     ("Preference (DPO): prefer chosen over rejected", "dpo")]
+BASE_START = ("the base model (no supervised run)", "")
 
 
 def clock(seconds: float) -> str:
@@ -120,8 +124,36 @@ def loss_figure(events: list[Event]) -> go.Figure | None:
     for resumed in (e for e in events if e.kind == "resume"):
         figure.add_vline(x=resumed.step, line=dict(color="#9ca3af", dash="dot"),
                          annotation_text=f"resumed at {resumed.step}", annotation_position="top left")
+    preference = any("reward_margin" in e.values for e in events)
     figure.update_layout(height=320, margin=dict(l=50, r=20, t=40, b=40), template="plotly_white",
-                         xaxis_title="optimizer step", yaxis_title="cross-entropy loss",
+                         xaxis_title="optimizer step", yaxis_title="DPO loss" if preference else "cross-entropy loss",
+                         legend=LEGEND_ABOVE_LEFT)
+    return figure
+
+
+def margin_figure(events: list[Event]) -> go.Figure | None:
+    """A DPO run's reward margin (chosen minus rejected reward) by step, train and validation, with the
+    validation reward accuracy (the share of pairs whose chosen reward is the larger), as the book plots
+    them; None for a supervised run."""
+    train = [(e.step, e.values["reward_margin"]) for e in events if e.kind == "step" and "reward_margin" in e.values]
+    val = [(e.step, e.values["val_reward_margin"], e.values.get("val_reward_accuracy")) for e in events
+           if e.kind == "eval" and e.values.get("val_reward_margin") is not None]
+    if not train and not val:
+        return None
+    figure = go.Figure()
+    if train:
+        figure.add_trace(go.Scatter(x=[p[0] for p in train], y=[p[1] for p in train], mode="lines",
+                                    name="train reward margin", line=dict(color="#86efac")))
+    if val:
+        figure.add_trace(go.Scatter(x=[p[0] for p in val], y=[p[1] for p in val], mode="lines+markers",
+                                    name="validation reward margin", line=dict(color="#15803d", width=3)))
+        figure.add_trace(go.Scatter(x=[p[0] for p in val], y=[p[2] for p in val], mode="lines+markers", yaxis="y2",
+                                    name="validation reward accuracy", line=dict(color="#7c3aed", dash="dot")))
+    figure.add_hline(y=0, line=dict(color="#9ca3af", width=1))
+    figure.update_layout(height=300, margin=dict(l=50, r=50, t=40, b=40), template="plotly_white",
+                         xaxis_title="optimizer step", yaxis_title="reward margin (log-ratio)",
+                         yaxis2=dict(title="reward accuracy", overlaying="y", side="right", range=[0, 1.05],
+                                     showgrid=False),
                          legend=LEGEND_ABOVE_LEFT)
     return figure
 
@@ -183,6 +215,7 @@ def config_from(values: dict[str, Any]) -> TrainConfig:
                  "lora_r", "lora_alpha", "checkpoint_every"):
         values[name] = whole(values[name] or 0)
     values["max_length"] = whole(values["max_length"]) if values.get("max_length") else None
+    values["from_run"] = (values.get("from_run") or None) if values.get("objective") == "dpo" else None
     return TrainConfig.from_dict(values)
 
 
@@ -200,15 +233,22 @@ CSS = """  # the probe answers' table
 """
 
 
-def describe_source(dataset: Any, style: str, split_seed: Any, split_order: str = "shuffled") -> str:
-    """What a run started now trains on: the session's dataset, split and prompt style."""
+def describe_source(dataset: Any, style: str, split_seed: Any, split_order: str = "shuffled",
+                    objective: str = "sft") -> str:
+    """What a run started now trains on: the session's dataset, split and prompt style (for DPO, its
+    preference pairs, or why this dataset has none)."""
     sizes = dataset.splits(seed=int(split_seed or 0), order=split_order or "shuffled").sizes()
     how = (f"with split seed {int(split_seed or 0)}" if split_order != "book" else "in file order, as the book slices it")
-    return (f"<div style='font-size:13px;color:#4b5563' id='train-source'>Trains on <b>{html.escape(dataset.source)}</b> "
-            f"({len(dataset):,} records: train {sizes['train']:,}, validation {sizes['validation']:,}, "
+    what = "preference pairs" if objective == "dpo" else "records"
+    line = (f"<div style='font-size:13px;color:#4b5563' id='train-source'>Trains on <b>{html.escape(dataset.source)}</b> "
+            f"({len(dataset):,} {what}: train {sizes['train']:,}, validation {sizes['validation']:,}, "
             f"test {sizes['test']:,} {how}) in the "
             f"<b>{html.escape(style_label(style))}</b> prompt style, both as chosen in the earlier tabs. "
             "The run keeps its split: chat examples and grading use its own test records.</div>")
+    if objective == "dpo" and not all(record.is_pair for record in dataset.records):
+        line += notice(dpo.NOT_PAIRS + " The Dataset tab loads one (builtin-pairs: the bundled records paired with "
+                       "wrong answers).", "warn")
+    return line
 
 
 def estimate_html(manager: Any, dataset: Any, config: TrainConfig) -> str:
@@ -254,7 +294,8 @@ def variants_html(manager: Any) -> Any:
 
 
 def settings_form() -> tuple[gr.Dropdown, gr.HTML, Form]:
-    """The preset, the data line, and the training settings by TrainConfig field name (Quick CPU demo's values)."""
+    """The preset, the data line, the training settings by TrainConfig field name (Quick CPU demo's values),
+    and the DPO settings' row and note."""
     defaults = TrainConfig(**PRESETS["Quick CPU demo"])
 
     def number(name: str, label: str, **options: Any) -> gr.Number:
@@ -262,11 +303,20 @@ def settings_form() -> tuple[gr.Dropdown, gr.HTML, Form]:
 
     form = Form()
     with gr.Row():
-        preset = gr.Dropdown(presets_for("sft"), value="Quick CPU demo", label="Preset", elem_id="train-preset")
+        preset = gr.Dropdown(presets_for("sft"), value=FIRST_PRESET["sft"], label="Preset", elem_id="train-preset")
         form.method = gr.Radio([("LoRA (adapter on the shared base)", "lora"),
                                 ("Full fine-tune (its own copy: doubles memory)", "full")],
                                value=defaults.method, label="Method", elem_id="train-method")
+        form.objective = gr.Radio(OBJECTIVE_CHOICES, value=defaults.objective, label="Objective",
+                                  elem_id="train-objective")
+    dpo_view = SimpleNamespace()  # shown for the DPO objective only
+    with gr.Row(visible=False, elem_id="train-dpo-settings") as dpo_view.row:
+        form.from_run = gr.Dropdown([BASE_START], value="", scale=3, elem_id="train-from-run",
+                                    label="Start from (and hold to, as the reference model) this supervised run")
+        form.beta = number("beta", "Beta (how strongly the reference holds)", minimum=0, scale=1,
+                           elem_id="train-beta")
     source = gr.HTML()
+    dpo_view.note = gr.HTML(visible=False, elem_id="train-dpo-note")
     with gr.Row():
         form.max_steps = number("max_steps", "Max steps (empty: use epochs)", precision=0, elem_id="train-max-steps")
         form.epochs = number("epochs", "Epochs")
@@ -304,7 +354,24 @@ def settings_form() -> tuple[gr.Dropdown, gr.HTML, Form]:
             form.lora_dropout = number("lora_dropout", "Dropout")
             form.target_modules = gr.Textbox(value=defaults.target_modules,
                                              label="Target modules ('all-linear' or names, comma-separated)")
-    return preset, source, form
+    return preset, source, form, dpo_view
+
+
+def preset_values(fields: list[str], name: str) -> list[Any]:
+    """The values of a preset for the form's `fields`; the run a DPO run starts from stays as picked."""
+    preset = TrainConfig(**PRESETS[name])
+    return [gr.skip() if field == "from_run" else getattr(preset, field) for field in fields]
+
+
+def from_run_choices(manager: Any) -> list[tuple[str, str]]:
+    """What a DPO run can start from: the base model, or a supervised run with saved weights."""
+    return [BASE_START] + [(run_label(record), record.run_id) for record in runs.list_runs(manager.models_dir)
+                           if not record.damage and record.has_weights and record.config.objective == "sft"]
+
+
+def from_run_update(manager: Any, current: str | None) -> Any:
+    choices = from_run_choices(manager)
+    return gr.update(choices=choices, value=current if current in {value for _, value in choices} else "")
 
 
 def run_view(manager: Any) -> SimpleNamespace:
@@ -316,6 +383,7 @@ def run_view(manager: Any) -> SimpleNamespace:
     view.message = gr.HTML(elem_id="train-message")  # Start and Stop answers: the poller never writes here
     view.progress = gr.HTML(elem_id="train-status")
     view.curve = gr.Plot(show_label=False, visible=False, elem_id="train-curve")
+    view.margins = gr.Plot(show_label=False, visible=False, elem_id="train-margins")
     gr.Markdown("**Probe answers**: a few validation instructions, answered greedily by the model before "
                 "training and again every few steps.")
     view.probes = gr.HTML(elem_id="train-probe-view")
@@ -352,21 +420,23 @@ def resumable_update(manager: Any, current: str | None) -> Any:
 
 
 def poll_update(manager: Any, seen: Any) -> tuple[Any, ...]:
-    """(model status, progress, curve, probes, runs, message, seen): the clock every tick, the rest on news."""
+    """(model status, progress, curve, margins, probes, runs, message, seen): the clock every tick, the rest
+    on news."""
     job = snapshot(manager)
     status = manager.model_status()
     model_line = notice(status.message, {"loading": "info", "ready": "ok", "error": "error"}[status.state]) \
         if status.message != "No model loaded yet." else ""
     if job is None:
-        return model_line, *(gr.skip(),) * 5, seen
+        return model_line, *(gr.skip(),) * 6, seen
     now = (job.run_id, len(job.events), job.state, job.phase)
     if now == seen:  # nothing new: only the clock moves
-        return model_line, progress_html(job) if job.running else gr.skip(), *(gr.skip(),) * 4, now
+        return model_line, progress_html(job) if job.running else gr.skip(), *(gr.skip(),) * 5, now
     # a refusal given while the run trained is stale once it ends; otherwise the message stays
     ended = seen is not None and seen[0] == job.run_id and seen[2] != job.state and not job.running
     events = list(job.events)
-    figure = loss_figure(events)
-    return (model_line, progress_html(job), gr.update(value=figure, visible=figure is not None), probes_html(events),
+    figure, margins = loss_figure(events), margin_figure(events)
+    return (model_line, progress_html(job), gr.update(value=figure, visible=figure is not None),
+            gr.update(value=margins, visible=margins is not None), probes_html(events),
             runs_frame(manager.models_dir, job), "" if ended else gr.skip(), now)
 
 
@@ -378,7 +448,7 @@ def layout(manager: Any) -> SimpleNamespace:
                                    label="Base model: 'default' (Gemma 3 270M), a Hugging Face id or a folder")
         ui.load_model = gr.Button("Load model", scale=0, elem_id="train-load-model")
     ui.model_status = gr.HTML(elem_id="train-model-status")
-    ui.preset, ui.source, ui.form = settings_form()
+    ui.preset, ui.source, ui.form, ui.dpo = settings_form()
     with gr.Row(equal_height=True):
         ui.check = gr.Button("Before Start: memory, time and data check", size="sm", scale=0, min_width=340,
                              elem_id="train-check")
@@ -397,10 +467,29 @@ def layout(manager: Any) -> SimpleNamespace:
     return ui
 
 
-def form_config(spec: str, style: str, template: str, form: SimpleNamespace) -> TrainConfig:
-    """The settings of the form (`ui.form` read) with the session's base model and prompt style, checked."""
-    return config_from({**vars(form), "model": (spec or store.DEFAULT).strip(), "style": style,
-                        "template": template if style_of(style).uses_template else None})
+def form_config(spec: str, style: str, template: str, form: SimpleNamespace, models_dir: Any) -> TrainConfig:
+    """The settings of the form (`ui.form` read) with the session's base model and prompt style; a DPO
+    run from a supervised run takes that run's model, method, style and LoRA shape instead."""
+    config = config_from({**vars(form), "model": (spec or store.DEFAULT).strip(), "style": style,
+                          "template": template if style_of(style).uses_template else None})
+    if config.from_run:
+        config.check()
+        config = dpo.settings_from_run(config, models_dir)
+    return config
+
+
+def start_note(manager: Any, run_id: str | None) -> str:
+    """What a DPO run takes from the run it starts from."""
+    if not run_id:
+        return notice("DPO from the base model: the base model is the reference, and the session's prompt style "
+                      "and the form's method are used.", "info")
+    try:
+        start = runs.read(manager.models_dir, run_id).config
+    except PlaygroundError as exc:
+        return notice(str(exc), "error")
+    return notice(f"DPO from run {run_id}: it starts from that run's weights, which stay the reference model, with its "
+                  f"base model ({start.model}), method ({start.method}) and prompt style ({style_label(start.style)}).",
+                  "info")
 
 
 def load_model(manager: Any, spec: str) -> str:
@@ -480,13 +569,20 @@ def build(shared: Shared) -> None:
         config, *extra)` where `config()` builds the checked settings."""
         def handler(dataset, spec, style, template, *values):
             extra, settings = values[:len(values) - len(form.inputs())], values[len(values) - len(form.inputs()):]
-            return action(manager, dataset, lambda: form_config(spec, style, template, form.read(settings)), *extra)
+            return action(manager, dataset,
+                          lambda: form_config(spec, style, template, form.read(settings), manager.models_dir), *extra)
         return handler
 
-    ui.preset.change(lambda name: [getattr(TrainConfig(**PRESETS[name]), n) for n in vars(form)], ui.preset,
-                     form.inputs())
-    gr.on([*changed(shared, "dataset", "style"), form.split_seed.change, form.split_order.change],
-          describe_source, [shared.dataset, shared.style, form.split_seed, form.split_order], ui.source)
+    ui.preset.change(lambda name: preset_values(list(vars(form)), name), ui.preset, form.inputs())
+    form.objective.input(lambda objective: gr.update(choices=presets_for(objective), value=FIRST_PRESET[objective]),
+                         form.objective, ui.preset)
+    form.objective.change(lambda objective: [gr.update(visible=objective == "dpo")] * 2, form.objective,
+                          [ui.dpo.row, ui.dpo.note])
+    form.from_run.change(lambda run_id: start_note(manager, run_id), form.from_run, ui.dpo.note)
+    gr.on([*changed(shared, "dataset", "style"), form.split_seed.change, form.split_order.change, form.objective.change],
+          describe_source, [shared.dataset, shared.style, form.split_seed, form.split_order, form.objective], ui.source)
+    gr.on([shared.app.load, view.runs.change], lambda current: from_run_update(manager, current), form.from_run,
+          form.from_run)
     ui.load_model.click(lambda spec: load_model(manager, spec), ui.model_spec, ui.model_status)
     view.start.click(with_config(start), [*session, *form.inputs()], [view.message, view.progress, view.seen, ui.preflight])
     view.stop.click(lambda: stop(manager), outputs=view.message)
@@ -495,7 +591,8 @@ def build(shared: Shared) -> None:
     ui.check.click(with_config(preflight), [*session, *form.inputs()], ui.preflight, show_progress_on=[ui.preflight])
     view.poll.tick(lambda: variants_html(manager), None, ui.variants_status, show_progress="hidden")
     view.poll.tick(lambda seen: poll_update(manager, seen), view.seen,
-                   [ui.model_status, view.progress, view.curve, view.probes, view.runs, view.message, view.seen],
+                   [ui.model_status, view.progress, view.curve, view.margins, view.probes, view.runs, view.message,
+                    view.seen],
                    show_progress="hidden")
     gr.on([shared.app.load, view.refresh.click], lambda: runs_frame(manager.models_dir, snapshot(manager)), None, view.runs)
     gr.on([shared.app.load, view.refresh.click, view.runs.change],
