@@ -82,9 +82,9 @@ def latest(run_folder: Path) -> Checkpoint | None:
     return found[-1] if found else None
 
 
-def finish(temporary: Path, state: dict[str, Any], step: int, keep: int) -> Checkpoint:
+def finish(temporary: Path, state: dict[str, Any], step: int, keep: int, spare: int | None = None) -> Checkpoint:
     """Write the trainer state beside the saved weights, move the checkpoint into place and drop
-    the oldest ones beyond `keep` (0 keeps them all)."""
+    the oldest ones beyond `keep` (0 keeps them all), never the one at step `spare` (the run's best)."""
     import torch
 
     torch.save(state, temporary / STATE)
@@ -93,7 +93,7 @@ def finish(temporary: Path, state: dict[str, Any], step: int, keep: int) -> Chec
         shutil.rmtree(target)
     temporary.rename(target)
     kept = list_checkpoints(target.parent.parent)
-    for old in kept[:-keep] if keep else []:
+    for old in [c for c in kept[:-keep] if c.step != spare] if keep else []:
         removing = old.folder.with_name(f"{REMOVING}{old.folder.name}")  # a kill meanwhile leaves no half checkpoint
         old.folder.rename(removing)
         shutil.rmtree(removing, ignore_errors=True)

@@ -1,13 +1,19 @@
-"""Grade a run: base and tuned answers on the run's own split, judge scores, reference metrics.
+"""Grade a run: its answers and those of the model it is compared with (the base model unless another
+is asked) on the run's own split, judge scores, reference metrics.
 
 Each grading keeps its own folder under the run, named by split, size and a hash of everything
 that decides the answers, so gradings of other splits, sizes or settings never replace it:
   models/runs/<run>/judge/<split>-<n>-<hash>/
     grading.json                         what was graded: the data's hash, the record indices, the
-                                         generation settings, the run's state
-    responses.json                       both answers per example (`base_response`, `tuned_response`)
+                                         generation settings, the run's state; `against` (a
+                                         `model_refs` text) when the run is compared with another
+                                         model than the base
+    responses.json                       both answers per example (`base_response`, `tuned_response`):
+                                         `base_response` is the compared model's answer, the base
+                                         model's unless grading.json names another in `against`
     instruction-data-with-response.json  the book's file for the tuned model: exactly the book's keys
     scores-<judge>.json                  scores and reference metrics, one file per judge and settings
+                                         (with grading.json's `against` when it has one)
   models/runs/<run>/judge/cache.jsonl    judge replies, shared by the run's gradings
 A responses file the user gives is only read: its scores go beside it as `<name>.scores-<judge>.json`.
 
@@ -33,6 +39,7 @@ from .judge import report as report_card
 from .data import Dataset
 from .errors import PlaygroundError
 from .generation import GenerationSettings
+from .model_refs import BASE, ModelRef, side_name
 
 Progress = Callable[[float, str], None]
 BOOK_FILE = "instruction-data-with-response.json"
@@ -65,6 +72,12 @@ class GradingResult:
     responses_path: Path
     scores_path: Path
     pairwise: dict[str, Any] | None = None
+    against: str = BASE              # the model the "base" side's answers are from (`model_refs` text)
+
+
+def _title(text: str) -> str:
+    """`text` with its first letter upper case (the rest kept: run ids keep their case)."""
+    return text[:1].upper() + text[1:]
 
 
 def judge_dir(models_dir: Path, run_id: str) -> Path:
@@ -205,12 +218,38 @@ def _digest(value: Any) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 
 
+def _refuse_training(manager: Any, run_id: str, what: str) -> None:
+    """A run training now moves under its answers: refused until it has finished or been stopped."""
+    job = manager.job
+    if job is not None and job.running and job.run_id == run_id:
+        raise PlaygroundError(f"Run {run_id} is still training: {what} when it has finished or been stopped.")
+
+
+def compared_side(manager: Any, against: ModelRef, spec: str) -> tuple[generation.Side, dict[str, Any]]:
+    """The model a run is compared with, and what a grading's meta says of it: nothing for the base
+    model (so a grading against the base keeps the folder it always had), else its `model_refs` text
+    and, for a run's final weights, when they were saved. A run's best checkpoint is named by its step."""
+    if against.is_base:
+        return manager.base_side(spec), {}
+    record = runs.read(manager.models_dir, against.run_id)
+    against = against.resolved(record.status)
+    if against.step is None:
+        _refuse_training(manager, against.run_id, "compare with it")
+    side = manager.side(against, spec)
+    facts: dict[str, Any] = {"against": str(against)}
+    if against.step is None:
+        facts["against_updated"] = record.status.get("updated")
+    return side, facts
+
+
 def generate_responses(manager: Any, run_id: str, split: str, limit: int, settings: GenerationSettings,
                        batch_size: int = 8, on_progress: Progress | None = None,
                        stop: threading.Event | None = None, dataset: Dataset | None = None,
-                       answers: str = "playground") -> Path:
-    """Base and tuned answers for the first `limit` examples of the run's own split; returns the
-    grading's responses file. The same grading again reuses its file.
+                       answers: str = "playground", against: str = BASE) -> Path:
+    """The run's answers and those of the model it is compared with (`against`: a `model_refs` text,
+    the base model by default) for the first `limit` examples of the run's own split; returns the
+    grading's responses file, the compared model's answers as `base_response`. The same grading
+    again reuses its file.
 
     Examples are generated in fixed blocks of `batch_size` consecutive examples of the split (the
     last block of a grading is completed, then cut), so a record's answer comes from the same batch
@@ -222,10 +261,9 @@ def generate_responses(manager: Any, run_id: str, split: str, limit: int, settin
         raise PlaygroundError(f"Unknown answers {answers!r}: use {' or '.join(ANSWERS)}.")
     if answers == "book":
         settings = replace(settings, max_new_tokens=BOOK_MAX_NEW_TOKENS)
+    other_ref = ModelRef.parse(against)
     record = runs.read(manager.models_dir, run_id)
-    job = manager.job
-    if job is not None and job.running and job.run_id == run_id:
-        raise PlaygroundError(f"Run {run_id} is still training: grade it when it has finished or been stopped.")
+    _refuse_training(manager, run_id, "grade it")
     found = (manager.run_data(run_id) if dataset is None
              else run_data.load(manager.models_dir, record, dataset))
     pool = found.indices(split)
@@ -234,12 +272,12 @@ def generate_responses(manager: Any, run_id: str, split: str, limit: int, settin
         raise PlaygroundError(f"The {split} split of run {run_id}'s data is empty.")
     tuned, _ = manager.tuned_side(run_id)
     spec = record.config.model
-    base = manager.base_side(spec)
+    compared, compared_facts = compared_side(manager, other_ref, spec)
     meta = {"run": run_id, "run_updated": record.status.get("updated"), "data_sha256": found.dataset.fingerprint,
             "data_source": found.dataset.source, "split": split, "indices": indices,
             "generation": asdict(settings), "examples_per_batch": batch_size,
             "dtype": str(next(tuned.weights.model.parameters()).dtype).replace("torch.", ""),
-            **({"answers": answers} if answers != "playground" else {})}
+            **({"answers": answers} if answers != "playground" else {}), **compared_facts}
     folder = judge_dir(manager.models_dir, run_id) / f"{split}-{len(indices)}-{_digest(meta)[:8]}"
     path = folder / "responses.json"
     if path.exists() and (folder / "grading.json").exists():
@@ -256,7 +294,7 @@ def generate_responses(manager: Any, run_id: str, split: str, limit: int, settin
             for index in block:
                 rendered.append(prompts.render(found.dataset.records[index], style, tokenizer, template))
                 prompt = answer_prompt(rendered[-1], answers)
-                rows += [(base, prompt), (tuned, prompt)]
+                rows += [(compared, prompt), (tuned, prompt)]
             texts = generation.generate(rows, tokenizer, style, settings, batch_size=None, stop=stop)
             if answers == "book":
                 texts = [book_answer(text, rendered[n // 2]) for n, text in enumerate(texts)]
@@ -293,16 +331,50 @@ def scores_path_for(responses: Path, settings: judge.JudgeSettings, use_judge: b
 METRICS_ONLY = "scores-metrics"  # the scores file of a grading without a judge (scores_name)
 
 
-def latest_grading(models_dir: Path, run_id: str, judged: bool | None = None) -> dict[str, Any] | None:
-    """The run's most recent grading as saved: its report ("judge", "summary", "rows") and its files
-    (both answers, the book's file, the scores); None when the run has not been graded. `judged`:
-    True for the latest with a judge's scores only, False for reference metrics only, None for either.
-    A damaged run is refused."""
+def against_of(responses: Path) -> str:
+    """The model whose answers a responses file holds as `base_response` (a `model_refs` text): its
+    grading's `against`; the base model for a grading without one (every grading made before other
+    models could be compared) and for a file the user gave."""
+    meta = responses.parent / "grading.json"
+    if responses.name != "responses.json" or not meta.is_file():
+        return BASE
+    try:
+        value = json.loads(meta.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return BASE
+    return str(value.get("against") or BASE) if isinstance(value, dict) else BASE
+
+
+def _grading_against(record: runs.RunRecord, grading: str) -> str:
+    """The `against` of one of the run's gradings (its folder's name), read through the run's checked reader."""
+    meta = record.read_file(f"judge/{grading}/grading.json") or {}
+    return str(meta.get("against") or BASE)
+
+
+def _as_recorded(models_dir: Path, against: str) -> str:
+    """`against` as a grading records it: `RUN@best` as the step of the run's best checkpoint now."""
+    ref = ModelRef.parse(against)
+    try:
+        return str(ref.resolved(runs.read(models_dir, ref.run_id).status)) if ref.best else str(ref)
+    except PlaygroundError:  # no such run, or no best checkpoint: no grading was made against it
+        return str(ref)
+
+
+def latest_grading(models_dir: Path, run_id: str, judged: bool | None = None,
+                   against: str | None = None) -> dict[str, Any] | None:
+    """The run's most recent grading as saved: its report ("judge", "summary", "rows"), the model it
+    was compared with ("against", a `model_refs` text) and its files (both answers, the book's file,
+    the scores); None when the run has not been graded. `judged`: True for the latest with a judge's
+    scores only, False for reference metrics only, None for either; `against`: only gradings against
+    that model (None: against any). A damaged run is refused."""
     record = runs.read(models_dir, run_id)
     folder = record.folder / "judge"
     found = sorted(folder.glob("*/scores-*.json"), key=lambda path: path.stat().st_mtime) if folder.is_dir() else []
     found = [path for path in found if not path.name.startswith(".") and path.is_file()
              and (judged is None or (path.stem != METRICS_ONLY) == judged)]
+    if against is not None:
+        wanted = _as_recorded(models_dir, against)
+        found = [path for path in found if _grading_against(record, path.parent.name) == wanted]
     if not found:
         return None
     scores = found[-1]
@@ -310,13 +382,16 @@ def latest_grading(models_dir: Path, run_id: str, judged: bool | None = None) ->
     rows = [row if "tuned_rouge_l" in row or "base_rouge_l" in row else {**row, **row_metrics(row)}
             for row in saved.get("rows", [])]  # a grading saved before the per-example metrics
     files = [scores.parent / "responses.json", scores.parent / BOOK_FILE, scores]
-    return {**saved, "rows": rows, "grading": scores.parent.name, "files": [str(f) for f in files if f.exists()]}
+    return {**saved, "rows": rows, "grading": scores.parent.name, "files": [str(f) for f in files if f.exists()],
+            "against": _grading_against(record, scores.parent.name)}
 
 
-def quoted_grading(models_dir: Path, run_id: str) -> dict[str, Any] | None:
-    """The grading a comparison or a model card quotes: the last one with a judge, or reference metrics
-    alone when the run was never judged (a later metrics-only grading does not hide the judge's)."""
-    return latest_grading(models_dir, run_id, judged=True) or latest_grading(models_dir, run_id)
+def quoted_grading(models_dir: Path, run_id: str, against: str = BASE) -> dict[str, Any] | None:
+    """The grading a comparison or a model card quotes: the last one against `against` (the base model:
+    their figures say base and tuned) with a judge, or reference metrics alone when the run was never
+    judged against it (a later metrics-only grading does not hide the judge's)."""
+    return (latest_grading(models_dir, run_id, judged=True, against=against)
+            or latest_grading(models_dir, run_id, against=against))
 
 
 def row_metrics(row: dict[str, Any]) -> dict[str, Any]:
@@ -413,9 +488,10 @@ def _grade(path: Path, scores_path: Path, settings: judge.JudgeSettings, cache_p
         summary["groups"] = {"by": group_by, "values": report_card.by_group(rows, "group")}
         summary["exact_agreement"] = report_card.exact_agreement(rows, metrics.exact_match)
         summary["warnings"] = report_card.warnings(summary, server.parameters if server else "")
+    against = against_of(path)
     runs.write_json(scores_path, {"judge": judge_facts(settings, server, use_judge), "summary": summary,
-                                  "rows": rows})
-    return GradingResult(summary, rows, path, scores_path, summary.get("pairwise"))
+                                  "rows": rows, **({"against": against} if against != BASE else {})})
+    return GradingResult(summary, rows, path, scores_path, summary.get("pairwise"), against)
 
 
 def judge_facts(settings: judge.JudgeSettings, server: judge.Preflight | None, use_judge: bool) -> dict[str, Any]:
@@ -472,9 +548,12 @@ def _by_kind(part: dict[str, Any], status: str) -> str:
     return f"{part[key]} ({', '.join(kinds)})" if kinds else str(part[key])
 
 
-def summary_lines(summary: dict[str, Any], facts: dict[str, Any] | None = None) -> list[str]:
+def summary_lines(summary: dict[str, Any], facts: dict[str, Any] | None = None, against: str = BASE) -> list[str]:
     """The report card as text: averages with intervals and counts, reference metrics, pairwise,
-    length, agreement with exact match, per group, what was used, and warnings."""
+    length, agreement with exact match, per group, what was used, and warnings. The side the run is
+    compared with is named by `against` (`model_refs.side_name`)."""
+    other = side_name(against)
+    names = {"base": other, "tuned": "tuned"}
     lines = []
     for side in ("base", "tuned"):
         part = summary.get(side)
@@ -482,25 +561,26 @@ def summary_lines(summary: dict[str, Any], facts: dict[str, Any] | None = None) 
             average = "n/a" if part["average"] is None else f"{part['average']:.1f}"
             interval = (f" [95% interval {part['interval'][0]:.1f}–{part['interval'][1]:.1f}]"
                         if part.get("interval") else "")
-            lines.append(f"{side.capitalize()}: average {average}{interval} (scored {part['scored']} of "
+            lines.append(f"{_title(names[side])}: average {average}{interval} (scored {part['scored']} of "
                          f"{part['total']}; unparsed {part['unparsed']}, errors {_by_kind(part, 'error')}, skipped "
                          f"{_by_kind(part, 'skipped')}, truncated {part['truncated']})")
     for side, values in summary.get("metrics", {}).items():
         exact = ("n/a" if values["exact_match"] is None
                  else f"{values['exact_match']:.0%} on {values['exact_examples']} single-answer examples")
-        lines.append(f"{side.capitalize()} reference metrics: ROUGE-L {values['rouge_l']:.3f}, exact match {exact}")
+        lines.append(f"{_title(names.get(side, side))} reference metrics: ROUGE-L {values['rouge_l']:.3f}, "
+                     f"exact match {exact}")
     pairwise = summary.get("pairwise")
     if pairwise and pairwise["tuned_win_rate"] is not None:
         interval = pairwise.get("interval")
         lines.append(f"Pairwise ({pairwise['judged']} of {pairwise['examples']} examples judged in both orders): "
-                     f"tuned wins {pairwise['tuned_wins']}, ties {pairwise['ties']}, base wins "
+                     f"tuned wins {pairwise['tuned_wins']}, ties {pairwise['ties']}, {other} wins "
                      f"{pairwise['base_wins']}; tuned win rate {pairwise['tuned_win_rate']:.0%}"
                      + (f" [{interval[0]:.0%}–{interval[1]:.0%}]" if interval else "")
                      + f"; the two orders agree on {pairwise['swap_consistency']:.0%}")
     length = summary.get("length")
     if length and length["tuned_win_rate"] is not None:
         controlled = length["length_controlled_win_rate"]
-        lines.append(f"Length: base {length['base_mean_words']:.0f} words, tuned {length['tuned_mean_words']:.0f} "
+        lines.append(f"Length: {other} {length['base_mean_words']:.0f} words, tuned {length['tuned_mean_words']:.0f} "
                      f"words on average; tuned win rate ({length['verdicts_from']}) {length['tuned_win_rate']:.0%}, "
                      f"length-controlled {'n/a' if controlled is None else f'{controlled:.0%}'}")
     agreement = summary.get("exact_agreement")
@@ -510,7 +590,7 @@ def summary_lines(summary: dict[str, Any], facts: dict[str, Any] | None = None) 
     groups = (summary.get("groups") or {}).get("values") or {}
     for name, entry in list(groups.items())[:30]:
         base, tuned = entry["base_average"], entry["tuned_average"]
-        lines.append(f"  {summary['groups']['by']} {name}: {entry['examples']} examples, base "
+        lines.append(f"  {summary['groups']['by']} {name}: {entry['examples']} examples, {other} "
                      f"{'n/a' if base is None else f'{base:.1f}'}, tuned {'n/a' if tuned is None else f'{tuned:.1f}'}")
     if facts and facts.get("used"):
         lines.append(f"Judge: {facts['model']} ({facts['parameters'] or 'size unknown'}"

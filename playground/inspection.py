@@ -6,6 +6,11 @@ the tuned model is a LoRA adapter on the shared weights. Per token of the refere
 gives each side's probability of that token and its loss (-log p), the KL divergence between the
 two next-token distributions, KL(tuned || base), and each side's top 5 next tokens. Over a split,
 `family_losses` gives the mean response loss of each side per task family.
+
+The "base" side is the model the run is compared with: the base model by default, or any other
+`model_refs` text (`against`): the run it started from, another run on the same base model, or a
+checkpoint. Its figures keep the `base_` names; `Inspection.against` says which model gave them,
+and the KL is then KL(tuned || that model).
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import torch
 from . import batching, data
 from .errors import PlaygroundError
 from .generation import Side
+from .model_refs import BASE, ModelRef, side_name
 from .settings import TrainConfig
 
 TOP_K = 5
@@ -55,6 +61,12 @@ class Inspection:
     tokens: list[TokenRow]  # one per token of the reference response, its end-of-text token last
     totals: dict[str, dict[str, float | None]]  # side -> mean loss of prompt and of response tokens
     truncated: bool = False  # the text was cut at the run's max length
+    against: str = BASE      # the model whose figures are the "base" side's (`model_refs` text)
+
+    @property
+    def against_label(self) -> str:
+        """How a page names the "base" side (`model_refs.side_name`)."""
+        return side_name(self.against)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -117,8 +129,9 @@ def _top(tokenizer: Any, logprobs: torch.Tensor) -> list[tuple[str, float]]:
 
 def compare(base: Side, tuned: Side, tokenizer: Any, record: data.Record, style: str,
             template: str | None = None, max_length: int | None = None, run_id: str = "",
-            source: str = "typed text") -> Inspection:
-    """Base and tuned side reading `record`'s training text: per-token figures and totals."""
+            source: str = "typed text", against: str = BASE) -> Inspection:
+    """Base (or the compared model `against` names) and tuned side reading `record`'s training text:
+    per-token figures and totals."""
     ids, prompt_len, truncated = _text_ids(record, style, tokenizer, template, max_length)
     base_lp, tuned_lp = next_token_logprobs([base, tuned], ids, slice(0, len(ids) - 1))
     targets = torch.tensor(ids[1:])
@@ -137,19 +150,25 @@ def compare(base: Side, tuned: Side, tokenizer: Any, record: data.Record, style:
     totals = {name: {"prompt_loss": _mean(loss[:first]), "response_loss": _mean(loss[first:])}
               for name, loss in (("base", base_loss), ("tuned", tuned_loss))}
     prompt = tokenizer.decode(ids[:prompt_len], skip_special_tokens=True)
-    return Inspection(run_id, source, prompt, texts[:prompt_len], rows, totals, truncated)
+    return Inspection(run_id, source, prompt, texts[:prompt_len], rows, totals, truncated, against)
 
 
-def _run_sides(manager: Any, run_id: str) -> tuple[Side, Side, Any, TrainConfig]:
+def _run_sides(manager: Any, run_id: str, against: str = BASE) -> tuple[Side, Side, Any, TrainConfig]:
+    """(the compared model's side, the run's side, the tokenizer, the run's settings); a model on
+    another base model than the run's is refused (`ModelManager.side`)."""
+    ref = ModelRef.parse(against)
     tuned, record = manager.tuned_side(run_id)
     config = record.config
-    return manager.base_side(config.model), tuned, manager.tokenizer(config.model), config
+    return manager.side(ref, config.model), tuned, manager.tokenizer(config.model), config
 
 
-def inspect_record(manager: Any, run_id: str, record: data.Record, source: str = "typed text") -> Inspection:
-    """A record (typed, or one of the run's data) read by the run's base and tuned model."""
-    base, tuned, tokenizer, config = _run_sides(manager, run_id)
-    return compare(base, tuned, tokenizer, record, config.style, config.template, config.max_length, run_id, source)
+def inspect_record(manager: Any, run_id: str, record: data.Record, source: str = "typed text",
+                   against: str = BASE) -> Inspection:
+    """A record (typed, or one of the run's data) read by the run's tuned model and by the model it is
+    compared with (`against`, a `model_refs` text: the base model by default)."""
+    base, tuned, tokenizer, config = _run_sides(manager, run_id, against)
+    return compare(base, tuned, tokenizer, record, config.style, config.template, config.max_length, run_id, source,
+                   str(ModelRef.parse(against)))
 
 
 def split_record(manager: Any, run_id: str, split: str, position: int) -> tuple[int, data.Record]:
@@ -162,18 +181,19 @@ def split_record(manager: Any, run_id: str, split: str, position: int) -> tuple[
     return indices[position], found.dataset.records[indices[position]]
 
 
-def inspect_example(manager: Any, run_id: str, split: str, position: int) -> Inspection:
-    """The `position`-th example of the run's own split (0: the first)."""
+def inspect_example(manager: Any, run_id: str, split: str, position: int, against: str = BASE) -> Inspection:
+    """The `position`-th example of the run's own split (0: the first), against `against`."""
     number, record = split_record(manager, run_id, split, position)
-    return inspect_record(manager, run_id, record, f"{split} example {position} (record {number})")
+    return inspect_record(manager, run_id, record, f"{split} example {position} (record {number})", against)
 
 
 def family_losses(manager: Any, run_id: str, split: str = "validation", limit: int | None = None,
                   on_progress: Callable[[int, int], None] | None = None,
-                  stop: threading.Event | None = None) -> list[FamilyLoss]:
-    """Mean response loss of base and tuned per task family on the run's own split (the first
-    `limit` examples), each family's loss averaged over its response tokens."""
-    base, tuned, tokenizer, config = _run_sides(manager, run_id)
+                  stop: threading.Event | None = None, against: str = BASE) -> list[FamilyLoss]:
+    """Mean response loss of the compared model (`against`: the base model by default; `base_loss`)
+    and of the tuned one per task family on the run's own split (the first `limit` examples), each
+    family's loss averaged over its response tokens."""
+    base, tuned, tokenizer, config = _run_sides(manager, run_id, against)
     found = manager.run_data(run_id)
     indices = found.indices(split)[:limit]
     if not indices:

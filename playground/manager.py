@@ -439,9 +439,9 @@ class ModelManager:
         """The base model: the shared weights with every adapter off, whatever runs injected."""
         return Side("base", self.model(spec).weights)
 
-    def tuned_side(self, run_id: str, checkpoint: int | None = None) -> tuple[Side, runs.RunRecord]:
-        """The tuned model of a run (or of its checkpoint at step `checkpoint`), sharing the base
-        weights when it is a LoRA adapter.
+    def tuned_side(self, run_id: str, checkpoint: int | str | None = None) -> tuple[Side, runs.RunRecord]:
+        """The tuned model of a run (or of its checkpoint at step `checkpoint`; "best": the one whose
+        answers scored best, named in the run's status), sharing the base weights when it is a LoRA adapter.
 
         The run that is training now is served live, with the weights of its latest step.
         """
@@ -453,6 +453,8 @@ class ModelManager:
         spec = record.config.model
         if live:
             return job.side, record
+        if isinstance(checkpoint, str):  # "best" (or a step as text)
+            checkpoint = ModelRef.parse(f"{run_id}@{checkpoint}").resolved(record.status).step
         if checkpoint is not None:
             saved, name, what = checkpoints.find(record.folder, checkpoint).weights, f"{run_id}-step{checkpoint}", \
                 f"checkpoint {checkpoint} of run {run_id}"
@@ -471,8 +473,8 @@ class ModelManager:
 
     def side(self, ref: ModelRef | str, spec: str) -> Side:
         """Any model that can answer beside another on the base model `spec`: the base model, a run,
-        or a run's checkpoint (`model_refs`). A run on another base model is refused: both sides of a
-        comparison read the same prompt with the same tokenizer."""
+        or a run's checkpoint (`model_refs`; `RUN@best` through the run's status). A run on another base
+        model is refused: both sides of a comparison read the same prompt with the same tokenizer."""
         ref = ModelRef.parse(ref) if isinstance(ref, str) else ref
         if ref.is_base:
             return self.base_side(spec)
@@ -480,7 +482,7 @@ class ModelManager:
         if record.config.model != spec:
             raise PlaygroundError(f"Run {ref.run_id} tuned {record.config.model}, not {spec}: only models on the "
                                   f"same base model can answer side by side.")
-        side, _ = self.tuned_side(ref.run_id, ref.step)
+        side, _ = self.tuned_side(ref.run_id, ref.resolved(record.status).step)
         return side
 
     def _full_copy(self, name: str, folder: Path, dtype: torch.dtype, what: str) -> Weights:

@@ -7,6 +7,7 @@ Two sources make new ones, each pair with its provenance:
 - a run's blind votes (`votes.jsonl`, the Chat tab's "left/right is better" on the first message of a
   conversation, with both answers): the winner's answer is chosen; ties, "both bad", votes without
   the answers and votes on later messages (whose prompt holds the conversation before) are left out;
+  the provenance names the model the run was compared with (`against`: "base", a run or RUN@STEP);
 - a grading's pairwise verdicts (`judge/<grading>/scores-*.json`), where the judge picked the same
   answer in both orders (orders that disagree are a tie there, and ties are left out).
 The same prompt and answers twice is kept once; a pair and its reverse (two votes or judges that
@@ -78,7 +79,7 @@ def pairs_from_votes(models_dir: Path, run_id: str) -> Collected:
                                     vote[f"{loser}_answer"], {
                                         "source": "vote", "run": record.run_id, "vote": number,
                                         "time": vote.get("time"), "winner": winner,
-                                        "checkpoint": vote.get("checkpoint")}))
+                                        "checkpoint": vote.get("checkpoint"), "against": votes.vote_against(vote)}))
     return found
 
 

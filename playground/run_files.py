@@ -20,6 +20,7 @@ from __future__ import annotations
 import fnmatch
 import json
 import os
+import re
 import stat
 import threading
 import zipfile
@@ -28,6 +29,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 VOTE_WINNERS = ("tuned", "base", "tie", "both_bad")
+VOTE_AGAINST = re.compile(r"^(base|[A-Za-z0-9][A-Za-z0-9._-]*(@(\d+|best))?)$")  # a `model_refs` text
 SAFETENSORS_HEADER_MAX = 100 * 2**20  # the safetensors library refuses larger headers
 
 
@@ -118,7 +120,12 @@ def _indices(saved: dict[str, Any]) -> str:
 
 
 def _winner(vote: dict[str, Any]) -> str:
-    return "" if vote["winner"] in VOTE_WINNERS else f"'winner' is {vote['winner']!r}, not one of {VOTE_WINNERS}"
+    """A known winner, and the model compared with (`against`, absent: the base) named as a model."""
+    if vote["winner"] not in VOTE_WINNERS:
+        return f"'winner' is {vote['winner']!r}, not one of {VOTE_WINNERS}"
+    if "against" in vote and not VOTE_AGAINST.match(vote["against"]):
+        return f"'against' is {vote['against']!r}, not 'base', a run id, RUN@STEP or RUN@best"
+    return ""
 
 
 def _export_files(entry: dict[str, Any]) -> str:
@@ -126,11 +133,19 @@ def _export_files(entry: dict[str, Any]) -> str:
     return f"'files': {wrong}" if wrong else ""
 
 
+def _best_checkpoint(status: dict[str, Any]) -> str:
+    """What is wrong with the best scored checkpoint a status names (`RUN@best` reads it), or ""."""
+    best = status.get("best_checkpoint")
+    wrong = fields({"step": "integer", "exact_match": "number|null", "rouge_l": "number"})(best) if best else ""
+    return f"'best_checkpoint': {wrong}" if wrong else ""
+
+
 CONFIG = fields({"settings": "object"}, {"device": "string", "dtype": "string", "tokenizer": "object"}, _settings)
 STATUS = fields({"state": "string"}, {
     "message": "string", "pid": "integer|null", "pid_started": "number|null", "started": "number",
     "updated": "number", "step": "integer", "steps": "integer", "total_steps": "integer",
-    "train_loss": "number|null", "val_loss": "number|null"})
+    "train_loss": "number|null", "val_loss": "number|null", "best_checkpoint": "object|null",
+    "answer_seconds": "number"}, _best_checkpoint)
 METRIC = fields({"kind": "string"}, {"step": "integer", "epoch": "number", "elapsed": "number",
                                      "train_loss": "number|null", "val_loss": "number|null",
                                      "input_tokens_per_s": "number|null"})
@@ -138,7 +153,8 @@ DATA = fields({"indices": "object", "sha256": "string", "records": "integer", "s
                "origin": "string", "mapping": "object|null", "snapshot": "string"},
               {"skip_bad_rows": "boolean", "skipped": "objects", "split": "object"}, _indices)
 VOTE = fields({"winner": "string"}, {"checkpoint": "integer|null", "prompt": "string", "input": "string",
-                                     "base_answer": "string", "tuned_answer": "string", "turn": "integer"}, _winner)
+                                     "base_answer": "string", "tuned_answer": "string", "turn": "integer",
+                                     "against": "string"}, _winner)
 EXPORT = fields({"time": "string", "format": "string", "folder": "string", "files": "list"},
                 {"quant": "string|null", "parity": "object|null", "ollama": "string|null"}, _export_files)
 CACHE_ENTRY = fields({"key": "string"})

@@ -188,7 +188,8 @@ class TrainConfig:
 PRESETS: dict[str, dict[str, Any]] = {
     # About 2 minutes of training on 2 idle CPU cores with the default model: the best 2-minute
     # schedule measured by bench/quality_per_minute.py (59% exact match on the single-answer test
-    # records; 0% before training). Probes and validation add about half a minute.
+    # records; 0% before training). Probes and validation add about half a minute; scoring 16 validation
+    # answers every 60 steps cost 9% of the training steps' time (docs/command-line.md).
     "Quick CPU demo": dict(method="lora", max_steps=240, batch_size=4, lr=3e-4, max_length=128, warmup_steps=3,
                            mask="prompt", eval_every=20, eval_batches=2, probe_every=80, probes=3,
                            probe_tokens=32, lora_r=16, lora_alpha=32, lora_dropout=0.0, checkpoint_every=60,

@@ -20,7 +20,8 @@ from typing import Any, Callable
 
 import torch
 
-from . import batching, checkpoints, data, dpo, estimate, generation, prompts, run_data, run_files, runs, store
+from . import (answer_scores, batching, checkpoints, data, dpo, estimate, generation, prompts, run_data, run_files,
+               runs, store)
 from .errors import PlaygroundError
 from .generation import GenerationSettings, Side
 from .objectives import Objective, Supervised
@@ -33,7 +34,7 @@ log = logging.getLogger(__name__)
 @dataclass
 class Event:
     """One thing that happened in a run; the UI and the command line read these."""
-    kind: str                # "start", "resume", "phase", "step", "eval", "probe", "end"
+    kind: str                # "start", "resume", "phase", "step", "eval", "probe", "answers", "end"
     step: int = 0
     total_steps: int = 0
     epoch: float = 0.0
@@ -82,6 +83,14 @@ def probe_records(dataset: data.Dataset, splits: data.Splits, count: int) -> lis
     return [dataset.records[i] for i in pool[:count]]
 
 
+def answer_records(dataset: data.Dataset, splits: data.Splits, config: TrainConfig) -> list[data.Record]:
+    """The validation records whose answers are scored while training (whole blocks: see
+    `answer_scores`); none when scoring is off."""
+    if not config.score_answers_every:
+        return []
+    return answer_scores.pool([dataset.records[i] for i in splits.validation], config.score_answers_sample)
+
+
 def batches_per_epoch(config: TrainConfig, train_size: int) -> int:
     """Training batches in one epoch: the last, smaller one is left out with drop_last."""
     return train_size // config.batch_size if config.drop_last else math.ceil(train_size / config.batch_size)
@@ -126,6 +135,7 @@ class TrainingLoop:
     train_samples: list[Any]  # the objective's samples (supervised samples, or DPO's pairs)
     val_samples: list[Any]
     probes: list[data.Record]
+    answer_records: list[data.Record]  # the validation records whose answers are scored (whole blocks)
     loss_module: Any          # the objective's module around the model (wrapped by accelerate)
     trainable: list[torch.nn.Parameter]
     optimizer: Any
@@ -153,6 +163,10 @@ class TrainingLoop:
     step_values: dict[str, float] = field(default_factory=dict)  # the objective's figures of the last batch
     resumed_at: int | None = None  # a resumed run: the step it went on from, and when (monotonic)
     resumed_clock: float = 0.0
+    scored_at: int = -1      # the step of the last answer scoring
+    answer_seconds: float = 0.0  # what answer scoring has cost, in all
+    best: dict[str, Any] | None = None  # the best scored checkpoint: {"step", "exact_match", "rouge_l"}
+    kept: tuple[int, int] = (-1, -1)  # (step, rows) of the last checkpoint, so that one is not written twice
 
     # ------------------------------------------------------------ what the run reports
 
@@ -231,7 +245,8 @@ class TrainingLoop:
         return value
 
     def end_of_step(self, loss: float) -> None:
-        """Count an optimizer step; log it, and validate, probe and keep a checkpoint when they are due."""
+        """Count an optimizer step; log it, and validate, probe, score answers and keep a checkpoint
+        when they are due."""
         config = self.config
         self.step += 1
         self.train_loss = loss
@@ -239,14 +254,17 @@ class TrainingLoop:
             self.log_step(loss)
         validate_now = due(config.eval_every, self.step, self.total)
         probe_now = due(config.probe_every, self.step, self.total)
+        score_now = due(config.score_answers_every, self.step, self.total)
         keep_now = due(config.checkpoint_every, self.step, self.total)
         if validate_now:
             self.validate()
         if probe_now:
             self.probe()
+        if score_now:
+            self.score_answers()
         if keep_now:
             self.keep()
-        if validate_now or probe_now or keep_now:
+        if validate_now or probe_now or score_now or keep_now:
             self.phase("training")
 
     # ------------------------------------------------------------ evaluation, probes, checkpoints
@@ -282,18 +300,40 @@ class TrainingLoop:
                                      "reference": record.output, "answer": answer}
                                     for record, answer in zip(self.probes, answers)])
 
+    def score_answers(self) -> None:
+        """The validation sample's answers scored now (on the main process), logged as an "answers"
+        event, then a checkpoint kept; the best scoring so far names its checkpoint (`best`)."""
+        self.scored_at = self.step
+        if self.answer_records and self.rank == 0 and self.step > 0:
+            self.phase("scoring answers")
+            started = time.monotonic()
+            config = self.config
+            figures = answer_scores.score(self.side, self.tokenizer, self.answer_records, config.score_answers_sample,
+                                          config.style, config.template, config.probe_tokens)
+            seconds = time.monotonic() - started
+            self.answer_seconds += seconds
+            scores = {"exact_match": figures["val_exact_match"], "rouge_l": figures["val_rouge_l"]}
+            if self.checkpoint is not None and answer_scores.better(scores, self.best):
+                self.best = {"step": self.step, **scores}
+            self.event("answers", **figures, seconds=round(seconds, 2), answer_seconds=round(self.answer_seconds, 2),
+                       best_checkpoint=self.best)
+        self.keep()
+
     def trainer_state(self) -> dict[str, Any]:
         """What a checkpoint keeps besides the weights."""
         return {"step": self.step, "epoch": self.epoch, "position": self.position, "total_steps": self.total,
                 "rows": self.rows, "elapsed": time.monotonic() - self.started, "first_val_loss": self.first_val,
                 "train_loss": self.train_loss, "trained_tokens": self.trained_tokens,
                 "optimizer": self.optimizer.state_dict(), "scheduler": self.schedule.state_dict(),
-                "rng": torch.get_rng_state(), "objective": self.objective.state()}
+                "rng": torch.get_rng_state(), "objective": self.objective.state(),
+                "best_checkpoint": self.best, "answer_seconds": self.answer_seconds}
 
     def keep(self) -> None:
-        """A checkpoint now (none before the first step: there is nothing to go on from)."""
-        if self.checkpoint is not None and self.step > 0:
+        """A checkpoint now (none before the first step: there is nothing to go on from), unless one was
+        kept at this step with nothing logged since."""
+        if self.checkpoint is not None and self.step > 0 and self.kept != (self.step, self.rows):
             self.phase("saving a checkpoint")
+            self.kept = (self.step, self.rows)
             self.checkpoint(self.step, self.trainer_state())
 
     # ------------------------------------------------------------ beginning and end
@@ -321,29 +361,46 @@ class TrainingLoop:
         self.schedule.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["rng"])
         self.objective.restore(state.get("objective", {}))
+        self.best, self.answer_seconds = state.get("best_checkpoint"), state.get("answer_seconds", 0.0)
         self.started -= state["elapsed"]  # the curve against wall time goes on from where it stopped
         self.resumed_at, self.resumed_clock = self.step, time.monotonic()
         self.event("resume", from_step=self.step)
 
     def finish(self, hurry: threading.Event | None = None) -> dict[str, Any]:
-        """The validation loss and the probes' answers at the end, and the run's figures. A stopped run
-        keeps its checkpoint after them, so a resumed run's curve keeps this last point and probe column;
-        once `hurry` is set, what has not begun of them is skipped (the curve ends at its last point)."""
+        """The validation loss, the probes' answers and the answers' scores at the end, and the run's
+        figures. A stopped run keeps its checkpoint after them, so a resumed run's curve keeps this last
+        point and probe column; once `hurry` is set, what has not begun of them is skipped (the curve
+        ends at its last point)."""
         def hurried() -> bool:
             return hurry is not None and hurry.is_set()
 
         final_val = self.last_val if self.validated_at == self.step or hurried() else self.validate()
         if self.probed_at != self.step and not hurried():
             self.probe()
+        if self.config.score_answers_every and self.scored_at != self.step and not hurried():
+            self.score_answers()
         if self.stopped:
             self.keep()
         result = {"steps": self.step, "total_steps": self.total, "stopped": self.stopped, "train_loss": self.train_loss,
                   "val_loss": final_val, "validated_at": self.validated_at, "first_val_loss": self.first_val,
                   "elapsed": time.monotonic() - self.started,
-                  **{k: v for k, v in self.last_figures.items() if k != "val_loss"}}
+                  **{k: v for k, v in self.last_figures.items() if k != "val_loss"}, **self.answer_facts()}
         if self.resumed_at is not None:
             result.update(resumed_at=self.resumed_at, since_resume=time.monotonic() - self.resumed_clock)
         return result
+
+    def answer_facts(self) -> dict[str, Any]:
+        """What a run with answer scoring records in its status: its best checkpoint and what scoring cost."""
+        return answer_facts(self.config, {"best_checkpoint": self.best, "answer_seconds": self.answer_seconds})
+
+
+def answer_facts(config: TrainConfig, state: dict[str, Any] | None) -> dict[str, Any]:
+    """`best_checkpoint` and `answer_seconds` (what answer scoring cost in all) from a trainer state,
+    for the run's status; nothing when the run scores no answers."""
+    if not config.score_answers_every or state is None:
+        return {}
+    return {"best_checkpoint": state.get("best_checkpoint"),
+            "answer_seconds": round(state.get("answer_seconds", 0.0), 2)}
 
 
 def objective_for(config: TrainConfig, tokenizer: Any) -> Objective:
@@ -358,9 +415,25 @@ def refuse_before_start(model: Any, tokenizer: Any, dataset: data.Dataset, confi
     estimate.refuse_beyond_memory(model, tokenizer, dataset, config, device)
     objective = objective_for(config, tokenizer)
     train = dataset.splits(seed=config.split_seed, order=config.split_order).train
-    reason = objective.nothing_trained(objective.encode(dataset.records, train))
+    key = encoded_key(objective, train)
+    reason = objective.nothing_trained(dataset.remember(key, lambda: objective.encode(dataset.records, train)))
     if reason:
+        dataset.derived.pop(key, None)
         raise PlaygroundError(f"Not started: {reason}.")
+
+
+def encoded_key(objective: Objective, indices: list[int]) -> tuple[Any, ...]:
+    """What a split's encoded samples depend on besides the records: the objective, the tokenizer, the
+    prompt style and the split."""
+    config = objective.config
+    return ("encoded split", objective.name, id(objective.tokenizer), config.style, config.template, tuple(indices))
+
+
+def encoded_once(objective: Objective, dataset: data.Dataset, indices: list[int]) -> list[Any]:
+    """A split's samples: those `refuse_before_start` encoded for this run (taken from the dataset, so
+    that they do not outlive the run), else encoded now."""
+    found = dataset.derived.pop(encoded_key(objective, indices), None)
+    return found if found is not None else objective.encode(dataset.records, indices)
 
 
 def prepare_loop(side: Side, tokenizer: Any, dataset: data.Dataset, splits: data.Splits, config: TrainConfig,
@@ -374,7 +447,7 @@ def prepare_loop(side: Side, tokenizer: Any, dataset: data.Dataset, splits: data
         raise PlaygroundError(f"The training split has {len(splits.train)} records, fewer than one batch of "
                               f"{config.batch_size}, and drop_last leaves that batch out: lower the batch size.")
     objective = objective_for(config, tokenizer)
-    train_samples = objective.encode(dataset.records, splits.train)
+    train_samples = encoded_once(objective, dataset, splits.train)
     val_samples = objective.encode(dataset.records, splits.validation)
     loss_module = objective.module(side.weights.model)
     trainable = [p for p in side.weights.model.parameters() if p.requires_grad]
@@ -392,7 +465,8 @@ def prepare_loop(side: Side, tokenizer: Any, dataset: data.Dataset, splits: data
     return TrainingLoop(
         side=side, tokenizer=tokenizer, config=config, emit=emit, checkpoint=checkpoint, accelerator=accelerator,
         objective=objective, train_samples=train_samples, val_samples=val_samples,
-        probes=probe_records(dataset, splits, config.probes), loss_module=loss_module, trainable=trainable,
+        probes=probe_records(dataset, splits, config.probes), answer_records=answer_records(dataset, splits, config),
+        loss_module=loss_module, trainable=trainable,
         optimizer=optimizer, schedule=schedule, device=device, total=total,
         per_epoch=math.ceil(batches_per_epoch(config, len(train_samples)) / config.grad_accum), rank=rank, world=world)
 
@@ -505,12 +579,14 @@ def save_trained(side: Side, folder: Path, config: TrainConfig, run_id: str) -> 
 
 def save_checkpoint(side: Side, folder: Path, config: TrainConfig, run_id: str, step: int,
                     state: dict[str, Any]) -> checkpoints.Checkpoint:
-    """The weights as `save_trained` keeps them, and the trainer's state, under checkpoints/."""
+    """The weights as `save_trained` keeps them, and the trainer's state, under checkpoints/; pruning
+    spares the best scored checkpoint the state names."""
     temporary = checkpoints.temporary_folder(folder, step)
     shutil.rmtree(temporary, ignore_errors=True)
     temporary.mkdir(parents=True)
     save_trained(side, temporary, config, run_id)
-    return checkpoints.finish(temporary, state, step, config.keep_checkpoints)
+    best = state.get("best_checkpoint")
+    return checkpoints.finish(temporary, state, step, config.keep_checkpoints, spare=best["step"] if best else None)
 
 
 def start_run(side: Side, tokenizer: Any, dataset: data.Dataset, splits: data.Splits, config: TrainConfig,
@@ -542,21 +618,25 @@ class RunOutput:
     run_id: str
     on_event: Callable[[Event], None] | None = None
     writer: runs.RunWriter | None = None
+    facts: dict[str, Any] = field(default_factory=dict)  # in every status: the last checkpoint's `answer_facts`
 
     def emit(self, event: Event) -> None:
         writer = self.writer
         if writer is not None and event.kind == "phase":
-            writer.status("running", event.values["phase"], step=event.step, total_steps=event.total_steps)
+            writer.status("running", event.values["phase"], step=event.step, total_steps=event.total_steps,
+                          **self.facts)
         elif writer is not None:
             writer.log(event.row())
             if event.kind == "step":
-                writer.status("running", "training", step=event.step, total_steps=event.total_steps)
+                writer.status("running", "training", step=event.step, total_steps=event.total_steps, **self.facts)
         if self.on_event is not None:
             self.on_event(event)
 
     def keep(self, step: int, state: dict[str, Any]) -> None:
+        """A checkpoint in the run's folder; the status names the best one once it is on disk."""
         if self.writer is not None:
             save_checkpoint(self.side, self.writer.folder, self.config, self.run_id, step, state)
+            self.facts = answer_facts(self.config, state)
 
 
 def failure_message(run_id: str, exc: Exception) -> str:
@@ -577,6 +657,11 @@ def end_message(state: str, result: dict[str, Any], folder: Path) -> str:
         text += f" ({result['since_resume']:.0f} s of them since it resumed at step {result['resumed_at']})"
     if result.get("validated_at") not in (None, result["steps"]):
         text += f"; its last validation is that of step {result['validated_at']} (the one at the end was skipped)"
+    best = result.get("best_checkpoint")
+    if best:
+        exact = "n/a" if best["exact_match"] is None else f"{best['exact_match']:.0%}"
+        text += (f"; best answers at step {best['step']} (exact match {exact}, ROUGE-L {best['rouge_l']:.3f}; "
+                 f"scoring took {result['answer_seconds']:.0f} s in all)")
     return f"{text}; saved in {folder}."
 
 
@@ -601,6 +686,7 @@ def run_training(side: Side, tokenizer: Any, dataset: data.Dataset, config: Trai
         state_at = resume.state() if resume is not None else None
         if main and state_at is not None:
             output.writer = runs.RunWriter.reopen(models_dir, run_id, rows=state_at["rows"], step=state_at["step"])
+            output.facts = answer_facts(config, state_at)
         elif main:  # an unwritable runs folder fails here, like any other failure of the run
             output.writer = start_run(side, tokenizer, dataset, splits, config, models_dir, run_id)
         result = train(side, tokenizer, dataset, splits, config, output.emit, stop, accelerator, output.keep, state_at)
@@ -615,7 +701,7 @@ def run_training(side: Side, tokenizer: Any, dataset: data.Dataset, config: Trai
         runs.ACTIVE.discard(run_id)
     if output.writer is not None:
         try:
-            output.writer.status(state, message, **result)
+            output.writer.status(state, message, **{**output.facts, **result})
         except OSError as exc:
             message += f" (its status could not be written in {output.writer.folder}: {exc.strerror or exc})"
     return state, message, result

@@ -80,9 +80,11 @@ def page(browser, app_url):
 
 def train_run(models, model, max_steps=4, lr=0.01) -> str:
     """A LoRA run of `model` through the command line, with the Train tab's preset cut to `max_steps`
-    (validation every 2, no probes) and a learning rate at which the tiny model's answers change; its id."""
+    (validation every 2, no probes, no answers scored) and a learning rate at which the tiny model's answers
+    change; its id."""
     result = run_cli("train", "--model", model, "--preset", "Quick CPU demo", "--max-steps", str(max_steps),
-                     "--lr", str(lr), "--eval-every", "2", "--probes", "0", models_dir=models)
+                     "--lr", str(lr), "--eval-every", "2", "--probes", "0", "--score-answers-every", "0",
+                     models_dir=models)
     assert result.returncode == 0, result.stderr[-2000:]
     return Path(result.stdout.strip().splitlines()[-1]).name
 

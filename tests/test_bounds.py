@@ -121,7 +121,8 @@ def test_the_train_tab_gives_the_same_message_as_the_command_line():
     form = {name: getattr(TrainConfig(), name) for name in ("max_steps", "batch_size", "grad_accum", "warmup_steps",
                                                              "seed", "split_seed", "eval_every", "probe_every",
                                                              "probes", "lora_r", "lora_alpha", "checkpoint_every",
-                                                             "max_length", "epochs")}
+                                                             "max_length", "epochs", "score_answers_every",
+                                                             "score_answers_sample")}
     for bad, message in ((dict(eval_every=float("nan")), "Validate every N steps (--eval-every) must be a finite"),
                          (dict(eval_every=-1), "Validate every N steps (--eval-every) must be 0 or more")):
         with pytest.raises(PlaygroundError) as refused:

@@ -159,6 +159,7 @@ def test_train_tab_runs_a_short_fine_tune_and_shows_it_learning(page):
     page.locator("#train-max-steps input").fill("2")
     page.locator("#train-eval-every input").fill("1")
     page.locator("#train-probe-every input").fill("0")
+    page.locator("#train-score-sample input").fill("8")  # the preset scores answers at the end: 8 of them
     page.locator("#train-check").click()  # before Start: the estimate and the data check, not blocking
     expect(page.locator("#train-preflight")).to_contain_text("Memory: about", timeout=120_000)
     expect(page.locator("#train-preflight")).to_contain_text("for 2 steps")
@@ -186,6 +187,7 @@ def test_train_tab_runs_a_short_fine_tune_and_shows_it_learning(page):
     expect(page.locator("#train-probes")).to_contain_text("answer at step 2")  # the probes again at the end
     expect(page.locator("#train-message")).not_to_contain_text("still training")  # stale once the run ended
     assert page.locator("#train-curve .scatterlayer .trace").count() >= 2  # train and validation curves
+    expect(page.locator("#train-answers")).to_contain_text("best checkpoint: step 2")  # answers scored at the end
     expect(page.locator("#runs-table")).to_contain_text("finished")
     page.screenshot(path=str(SHOTS / "train.png"), full_page=True)
 

@@ -91,8 +91,11 @@ def test_a_reload_brings_back_the_conversation_of_a_run_still_listed(tiny_run, t
     turn = {"message": "Hi", "input": "", "base": "a", "tuned": "b"}
     saved = kept_chat({"other": 1}, [turn], "tiny-run", "", True, True, False)
     assert saved["other"] == 1 and saved[SAVED]["turns"] == [turn]
-    run, _, blind, tuned_left, revealed, turns, left, right, left_name, right_name, vote_row = \
+    run, _, blind, tuned_left, revealed, turns, left, right, left_name, right_name, vote_row, against = \
         restored_chat(manager, saved)
+    assert against["value"] == "base"  # compared with the base model
+    older = {SAVED: {key: value for key, value in saved[SAVED].items() if key != "against"}}
+    assert restored_chat(manager, older)[5] == [turn]  # kept before "Compare with" existed: against the base
     assert run["value"] == "tiny-run" and turns == [turn] and blind and tuned_left and not revealed
     assert left[1]["content"] == "b" and right[1]["content"] == "a"  # the tuned model stays on its side
     assert "Model A" in left_name and vote_row["visible"]  # still blind: the vote is still open

@@ -34,7 +34,8 @@ def pairs_dataset() -> data.Dataset:
 @pytest.fixture
 def store_with_sft_run(tiny_run, tmp_path):
     """A models folder of this test's own holding a copy of the finished LoRA run 'tiny-run'."""
-    shutil.copytree(tiny_run / "runs" / "tiny-run", tmp_path / "runs" / "tiny-run")
+    shutil.copytree(tiny_run / "runs" / "tiny-run", tmp_path / "runs" / "tiny-run",
+                    ignore=shutil.ignore_patterns("votes.jsonl"))  # votes other modules left there
     return tmp_path
 
 
@@ -253,7 +254,8 @@ def test_preference_pairs_from_votes_keep_their_provenance(store_with_sft_run, t
     assert [(p.instruction, p.chosen, p.rejected) for p in found.pairs] == [
         ("Repeat the word apple.", "apple apple", "apple"), ("Repeat the word river.", "river river", "river")]
     assert found.pairs[1].provenance == {"source": "vote", "run": "tiny-run", "vote": 2,
-                                         "time": found.pairs[1].provenance["time"], "winner": "base", "checkpoint": 20}
+                                         "time": found.pairs[1].provenance["time"], "winner": "base", "checkpoint": 20,
+                                         "against": "base"}
     assert found.left_out == {"tie votes": 1, "both bad votes": 1, "votes saved without the answers": 1,
                               "votes on a later message of a conversation": 1, "repeats of a pair": 1}
 

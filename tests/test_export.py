@@ -412,7 +412,7 @@ def train_default_run(models: Path, run_id: str, steps: int = 16, style: str = "
     from playground.weights import Weights
 
     config = TrainConfig(**{**PRESETS["Quick CPU demo"], "max_steps": steps, "style": style, "probes": 0,
-                            "eval_every": 0, "probe_every": 0})
+                            "eval_every": 0, "probe_every": 0, "score_answers_every": 0})
     side = prepare_model(Weights(store.load_model(store.DEFAULT, models)), config, run_id, models, None, "cpu")
     state, message, _ = run_training(side, store.load_tokenizer(store.DEFAULT, models), data.load("builtin"), config,
                                      models, run_id)

@@ -14,7 +14,7 @@ pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parent.parent
 COMMON = ["--data", "builtin", "--preset", "Quick CPU demo", "--max-steps", "12", "--batch-size", "2", "--lr", "3e-3",
-          "--eval-every", "6", "--probes", "0", "--probe-every", "0", "--max-length", "96", "--mask", "none",
+          "--eval-every", "6", "--probes", "0", "--probe-every", "0", "--score-answers-every", "0", "--max-length", "96", "--mask", "none",
           "--no-group-by-length", "--dtype", "float32"]
 
 

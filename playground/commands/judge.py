@@ -1,5 +1,5 @@
-"""`judge`: base and tuned answers on a run's split (or a book-format responses file) graded by a
-judge model on Ollama or an OpenAI-compatible server, and the averages printed."""
+"""`judge`: base (or `--against` another model's) and tuned answers on a run's split (or a book-format
+responses file) graded by a judge model on Ollama or an OpenAI-compatible server, and the averages printed."""
 
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ from typing import Any
 from .. import data, judge, runs, store
 from ..judge.settings import PROMPTS
 from ..errors import PlaygroundError
+from . import agreement
 from .numbers import positive_int, positive_number
-from .options import add_file_options, parse_mapping
+from .options import add_against, add_file_options, checked_against, parse_mapping
 from .progress import ProgressReport
 
 DEFAULTS = judge.JudgeSettings()
@@ -23,8 +24,11 @@ def grade(args: argparse.Namespace) -> int:
     """Generate (or read) base and tuned answers, grade them with the judge, print the averages."""
     from .. import evaluation
 
+    if args.agreement:
+        return agreement.print_agreement(args)
     if args.run:  # before asking the judge server anything
         args.run = runs.check_run_id(args.models_dir, args.run)
+    args.against = against_for_run(args)
     settings = judge_settings(args)
     status = None if args.no_judge else ready_server(settings, args.pull)
     progress = ProgressReport()
@@ -37,11 +41,20 @@ def grade(args: argparse.Namespace) -> int:
     result = evaluation.grade_responses(path, settings, cache, pairwise=args.pairwise, on_progress=progress,
                                         use_judge=not args.no_judge, server=status, group_by=args.group_by)
     progress.close()
-    for line in evaluation.summary_lines(result.summary, evaluation.judge_facts(settings, status, not args.no_judge)):
+    for line in evaluation.summary_lines(result.summary, evaluation.judge_facts(settings, status, not args.no_judge),
+                                         result.against):
         print(line)
     print(f"responses: {path}")
     print(f"scores: {result.scores_path}")
     return 0
+
+
+def against_for_run(args: argparse.Namespace) -> str:
+    """The model `--against` names (`model_refs` text), checked; another than the base only with --run."""
+    against = checked_against(args.models_dir, args.against)
+    if against != "base" and (args.responses or not args.run):
+        raise PlaygroundError("--against needs --run: it names the model whose answers are generated beside the run's.")
+    return against
 
 
 def judge_settings(args: argparse.Namespace) -> judge.JudgeSettings:
@@ -67,7 +80,7 @@ def ready_server(settings: judge.JudgeSettings, pull: bool) -> Any:
 
 
 def generate_answers(args: argparse.Namespace, progress: ProgressReport) -> Path:
-    """The run's base and tuned answers on its split, in a book-format responses file."""
+    """The run's answers and the compared model's (`--against`) on its split, in a responses file."""
     from .. import evaluation
     from ..generation import GenerationSettings
     from ..manager import ModelManager
@@ -78,7 +91,8 @@ def generate_answers(args: argparse.Namespace, progress: ProgressReport) -> Path
              if args.data else None)
     path = evaluation.generate_responses(ModelManager(args.models_dir), args.run, args.split, args.limit,
                                          GenerationSettings(max_new_tokens=args.max_new_tokens),
-                                         on_progress=progress, dataset=given, answers=args.answers)
+                                         on_progress=progress, dataset=given, answers=args.answers,
+                                         against=args.against)
     note = json.loads((path.parent / "grading.json").read_text(encoding="utf-8")).get("note")
     if note:
         print(f"note: {note}", file=sys.stderr)
@@ -90,6 +104,7 @@ def add_parser(commands: Any) -> None:
     add_answer_options(parser)
     add_server_options(parser)
     parser.add_argument("--models-dir", type=Path, default=store.MODELS_DIR)
+    agreement.add_arguments(parser)
     parser.set_defaults(func=grade)
 
 
@@ -97,6 +112,7 @@ def add_answer_options(parser: argparse.ArgumentParser) -> None:
     """Which answers are graded: a run's, generated on its split, or a responses file's."""
     parser.add_argument("--run", help="a run id (a folder under MODELS_DIR/runs/): generate its base and tuned "
                                       "answers on a split")
+    add_against(parser, "whose answers stand beside the run's (with --run)")
     parser.add_argument("--responses", help="grade this book-format responses file instead of generating")
     parser.add_argument("--split", choices=["train", "validation", "test"], default="test")
     parser.add_argument("--limit", type=positive_int, default=20, help="how many examples of the split (at least 1)")
@@ -139,6 +155,7 @@ def add_server_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-reply-tokens", type=positive_int, default=DEFAULTS.max_reply_tokens,
                         help="the judge's reply is cut after this many tokens (a small judge may ramble)")
     parser.add_argument("--structured", action="store_true", help="ask for JSON {reasoning, score}")
-    parser.add_argument("--pairwise", action="store_true", help="also compare base and tuned in both orders")
+    parser.add_argument("--pairwise", action="store_true",
+                        help="also compare the two answers (base, or --against's, and tuned) in both orders")
     parser.add_argument("--pull", action="store_true", help="pull the judge model when it is missing")
     parser.add_argument("--no-judge", action="store_true", help="reference metrics only; no server needed")

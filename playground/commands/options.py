@@ -70,6 +70,24 @@ def add_batch_order(parser: argparse.ArgumentParser, default: str | None, note: 
     parser.add_argument("--batch-order", choices=list(BATCH_ORDERS), default=default, help=BATCH_ORDER_HELP + note)
 
 
+def add_against(parser: argparse.ArgumentParser, what: str) -> None:
+    """`--against REF`: the model a run is compared with, in the base model's place."""
+    parser.add_argument("--against", default="base", metavar="REF",
+                        help=f"the model {what}, in the base model's place: 'base' (default), another run on the "
+                             "same base model (RUN) or one of a run's checkpoints (RUN@STEP)")
+
+
+def checked_against(models_dir: Path, text: str | None) -> str:
+    """The `model_refs` text `--against` names, its run checked to be a folder of the store."""
+    from .. import runs
+    from ..model_refs import ModelRef
+
+    ref = ModelRef.parse(text)
+    if not ref.is_base:
+        runs.check_run_id(models_dir, ref.run_id)  # a reference holds a bare run id: the same name comes back
+    return str(ref)
+
+
 def load_dataset(source: str, args: argparse.Namespace, empty_outputs: bool = False) -> data.Dataset:
     """The dataset at `source`, read with the file options; the rows it skipped are listed on stderr."""
     dataset = data.load(source, parse_mapping(args.mapping), args.max_file_mb, args.max_records,

@@ -18,8 +18,8 @@ from .options import (add_batch_order, add_file_options, add_mask, add_skip_bad_
 # Options that set a TrainConfig field of the same name when given (None: the preset's or the default).
 OVERRIDES = ("model", "style", "template", "batch_size", "lr", "max_length", "grad_accum", "seed",
              "split_seed", "split_order", "batch_order", "mask", "drop_last", "group_by_length", "eval_every",
-             "checkpoint_every", "keep_checkpoints", "probe_every", "probes", "beta", "from_run", "lora_r",
-             "lora_alpha", "ignore_memory_estimate")
+             "checkpoint_every", "keep_checkpoints", "probe_every", "probes", "score_answers_every",
+             "score_answers_sample", "beta", "from_run", "lora_r", "lora_alpha", "ignore_memory_estimate")
 METHODS = {"lora": "a LoRA adapter", "full": "a full fine-tune",
            "dpo": "DPO on preference pairs, by the method of --from-run (or the preset's, on the base model)"}
 
@@ -106,8 +106,8 @@ def train_in_foreground(args: argparse.Namespace, accelerator: Any, dataset: dat
 
 
 def print_event(event: Any, show_probes: bool) -> None:
-    """A training event as JSON lines on stdout: steps (with DPO's rewards), validations and, when asked,
-    probe answers."""
+    """A training event as JSON lines on stdout: steps (with DPO's rewards), validations, answer scores
+    and, when asked, probe answers."""
     if event.kind == "step":
         rewards = {k: v for k, v in event.values.items() if "reward" in k}
         print(json.dumps({"step": event.step, "train_loss": event.values["train_loss"], **rewards,
@@ -115,10 +115,21 @@ def print_event(event: Any, show_probes: bool) -> None:
     elif event.kind == "eval" and event.values.get("val_loss") is not None:
         figures = {k: v for k, v in event.values.items() if k != "val_loss" and v is not None}
         print(json.dumps({"step": event.step, "val_loss": round(event.values["val_loss"], 4), **figures}), flush=True)
+    elif event.kind == "answers":
+        print(json.dumps(answers_line(event)), flush=True)
     elif event.kind == "probe" and show_probes:
         for probe in event.values["probes"]:
             print(json.dumps({"step": event.step, "probe": probe["instruction"], "answer": probe["answer"]}),
                   flush=True)
+
+
+def answers_line(event: Any) -> dict[str, Any]:
+    """An "answers" event's JSON line: the scores, how many answers, the seconds and the best step so far."""
+    values = event.values
+    exact, best = values["val_exact_match"], values["best_checkpoint"]
+    return {"step": event.step, "val_exact_match": None if exact is None else round(exact, 4),
+            "val_rouge_l": round(values["val_rouge_l"], 4), "answers": values["examples"],
+            "answers_s": values["seconds"], "best_step": best["step"] if best else None}
 
 
 def print_estimate(args: argparse.Namespace, dataset: data.Dataset, config: TrainConfig) -> int:
@@ -196,6 +207,12 @@ def add_setting_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--keep-checkpoints", type=int, help="keep the newest N checkpoints (0: all)")
     parser.add_argument("--probe-every", type=int)
     parser.add_argument("--probes", type=int)
+    parser.add_argument("--score-answers-every", type=int, metavar="N",
+                        help="every N steps and at the end, score the answers to a sample of the validation split "
+                             "(exact match, ROUGE-L) and keep a checkpoint; the best is kept and named RUN@best "
+                             "(0: off; default: the preset's)")
+    parser.add_argument("--score-answers-sample", type=int, metavar="N",
+                        help=f"how many validation records answer (default {TrainConfig.score_answers_sample})")
     parser.add_argument("--lora-r", type=int, help="LoRA rank (default: the preset's)")
     parser.add_argument("--lora-alpha", type=int, help="LoRA alpha (default: the preset's)")
     parser.add_argument("--ignore-memory-estimate", action="store_true", default=None,

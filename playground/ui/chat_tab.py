@@ -1,8 +1,10 @@
-"""Chat tab: one message, two answers streamed side by side (base and tuned), and a blind A/B vote.
+"""Chat tab: one message, two answers streamed side by side (the run and the model it is compared
+with: the base model, or another run or checkpoint on the same base), and a blind A/B vote.
 
-The conversation of a browser session is kept as text in a State (message, input, base answer,
-tuned answer per turn); the two chat panes are drawn from it and never read back. The browser keeps a
-copy (`SAVED`), written when an answer ends, so a reload brings the conversation back.
+The conversation of a browser session is kept as text in a State (message, input, and per turn the
+answer of the model compared with under "base", the run's under "tuned"); the two chat panes are drawn
+from it and never read back. The browser keeps a copy (`SAVED`), written when an answer ends, so a
+reload brings the conversation back.
 """
 
 from __future__ import annotations
@@ -19,9 +21,10 @@ import gradio as gr
 from .. import checkpoints, runs
 from ..errors import PlaygroundError
 from ..generation import GenerationSettings, cut_note, stream
+from ..model_refs import BASE, ModelRef
 from ..prompts import Turn, conversation
 from ..votes import save_vote, tally
-from .common import SessionStops, Shared, notice, relabel_runs, run_choices, run_update
+from .common import SessionStops, Shared, against_choices, notice, relabel_runs, run_choices, run_update
 
 log = logging.getLogger(__name__)
 
@@ -57,12 +60,40 @@ def history(turns: list[dict[str, str]], side: str) -> list[Turn]:
     return [Turn(t["message"], t[side], t["input"]) for t in turns]
 
 
-def tally_html(counts: dict[str, int]) -> str:
+DEFAULT_NAMES = ("Base", "Tuned")  # the pane names: the model compared with, and the run
+
+
+def against_ref(against: Any) -> ModelRef:
+    """The "Compare with" pick as a model reference ("" or None: the base model)."""
+    return against if isinstance(against, ModelRef) else ModelRef.parse(against or BASE)
+
+
+def short_name(ref: ModelRef) -> str:
+    """A run's name on its pane: its id for its final weights, else its label ("run X at step N")."""
+    return ref.run_id if str(ref) == ref.run_id else ref.label
+
+
+def side_names(run_id: str | None, checkpoint: Any, against: Any) -> tuple[str, str]:
+    """The pane names (the model compared with, the run): Base and Tuned when the run is compared with
+    the base model, else both models' short names."""
+    other = against_ref(against)
+    if other.is_base:
+        return DEFAULT_NAMES
+    return short_name(other), short_name(ModelRef.of_run(run_id or "?", checkpoint_step(checkpoint)))
+
+
+def tally_html(counts: dict[str, int], names: tuple[str, str] = DEFAULT_NAMES) -> str:
+    """The votes on the pair on screen, each side by its name."""
     total = sum(counts.values())
     if not total:
         return ""
-    return (f'<div id="vote-tally" style="font-size:13px">Blind votes for this run: tuned better <b>{counts["tuned"]}</b> · '
-            f'base better <b>{counts["base"]}</b> · tie <b>{counts["tie"]}</b> · both bad <b>{counts["both_bad"]}</b> '
+    if names == DEFAULT_NAMES:
+        head, run, other = "Blind votes for this run", "tuned", "base"
+    else:
+        other, run = (html.escape(name) for name in names)
+        head = f"Blind votes for {run} against {other}"
+    return (f'<div id="vote-tally" style="font-size:13px">{head}: {run} better <b>{counts["tuned"]}</b> · '
+            f'{other} better <b>{counts["base"]}</b> · tie <b>{counts["tie"]}</b> · both bad <b>{counts["both_bad"]}</b> '
             f'({total} in all)</div>')
 
 
@@ -71,13 +102,32 @@ def example_choices(found: Any, limit: int = 40) -> list[tuple[str, int]]:
     return [(f"#{i} · {found.dataset.records[i].instruction[:70]}", i) for i in found.splits.test[:limit]]
 
 
-def labels(blind_on: bool, tuned_is_left: bool, shown_names: bool) -> tuple[str, str]:
-    """The two pane names: Base and Tuned (in their places), or Model A and Model B while blind."""
+def labels(blind_on: bool, tuned_is_left: bool, shown_names: bool,
+           names: tuple[str, str] = DEFAULT_NAMES) -> tuple[str, str]:
+    """The two pane names: the model compared with and the run (`names`, Base and Tuned by default) in
+    their places, or Model A and Model B while blind."""
+    other, run = names
     if not blind_on or shown_names:
-        names = ("Tuned", "Base") if tuned_is_left else ("Base", "Tuned")
+        shown_pair = (run, other) if tuned_is_left else (other, run)
     else:
-        names = ("Model A", "Model B")
-    return pane_name(names[0]), pane_name(names[1])
+        shown_pair = ("Model A", "Model B")
+    return pane_name(shown_pair[0]), pane_name(shown_pair[1])
+
+
+def names_update(blind_on: bool, tuned_is_left: bool, revealed: bool, run_id: str | None, checkpoint: Any,
+                 against: Any) -> tuple[Any, ...]:
+    """The pane names for the pair now picked, and the vote row hidden: the answers on screen may come
+    from another pair (a vote is for the pair that answered last)."""
+    return (*labels(blind_on, tuned_is_left, revealed, shown_names(run_id, checkpoint, against)),
+            gr.update(visible=False))
+
+
+def shown_names(run_id: str | None, checkpoint: Any, against: Any) -> tuple[str, str]:
+    """`side_names`, or Base and Tuned when `against` names no model (the answer then says why)."""
+    try:
+        return side_names(run_id, checkpoint, against)
+    except PlaygroundError:
+        return DEFAULT_NAMES
 
 
 def no_examples() -> Any:
@@ -103,8 +153,27 @@ def checkpoint_update(manager: Any, run_id: str | None, current: Any = "") -> An
     return gr.update(choices=choices, value=current if current in values else "")
 
 
-def describe_run(manager: Any, run_id: str | None, checkpoint: Any = "") -> tuple[str, Any]:
-    """A line about the run (model, style, data, memory, votes) and its test split's examples."""
+def against_update(manager: Any, run_id: str | None, current: Any = BASE) -> Any:
+    """What the run can be compared with (`common.against_choices`), keeping the current pick while it
+    is there, else the base model."""
+    choices = against_choices(manager, run_id)
+    return gr.update(choices=choices, value=current if current in [value for _, value in choices] else BASE)
+
+
+def compared_line(run_id: str, checkpoint: Any, against: Any) -> str:
+    """What answers on each side, for the run's description line."""
+    other = against_ref(against)
+    run = ModelRef.of_run(run_id, checkpoint_step(checkpoint))
+    if other.is_base:
+        return " Compared with the <b>base model</b>."
+    line = (f" Comparing <b>{html.escape(short_name(run))}</b> with <b>{html.escape(other.label)}</b>; "
+            f"votes count for this pair.")
+    return line + (" Both sides are the same weights here." if other == run else "")
+
+
+def describe_run(manager: Any, run_id: str | None, checkpoint: Any = "", against: Any = BASE) -> tuple[str, Any]:
+    """A line about the run (model, style, data, memory, what it is compared with, the votes on that pair)
+    and its test split's examples."""
     if not run_id:
         return notice("Train a run first (Train tab), or pick one here.", "info"), no_examples()
     job = manager.job
@@ -113,6 +182,8 @@ def describe_run(manager: Any, run_id: str | None, checkpoint: Any = "") -> tupl
     try:
         record = runs.read(manager.models_dir, run_id)
         found = manager.run_data(run_id)
+        names = side_names(run_id, checkpoint, against)
+        mismatch = other_base_model(manager, record.config.model, against)
     except PlaygroundError as exc:
         return notice(str(exc), "error"), no_examples()
     config = record.config
@@ -129,23 +200,37 @@ def describe_run(manager: Any, run_id: str | None, checkpoint: Any = "") -> tupl
     step = checkpoint_step(checkpoint)
     if step is not None:
         line += f" Answering with its checkpoint at step <b>{step}</b>; votes count for that checkpoint."
-    info = f'<div style="font-size:13px;color:#374151">{line}</div>' + tally_html(tally(manager.models_dir, run_id, step))
-    if found.note:
-        info += notice(found.note, "warn")
+    line += compared_line(run_id, checkpoint, against)
+    info = (f'<div style="font-size:13px;color:#374151">{line}</div>'
+            + tally_html(tally(manager.models_dir, run_id, step, against_ref(against)), names))
+    for problem, kind in ((mismatch, "error"), (found.note, "warn")):
+        info += notice(problem, kind) if problem else ""
     return info, gr.update(choices=example_choices(found), value=None)
 
 
+def other_base_model(manager: Any, spec: str, against: Any) -> str:
+    """Why the model compared with cannot answer beside a run on `spec` (a run on another base model),
+    or "" when it can."""
+    other = against_ref(against)
+    if other.is_base:
+        return ""
+    model = runs.read(manager.models_dir, other.run_id).config.model
+    return "" if model == spec else (f"Run {other.run_id} tuned {model}, not {spec}: pick a model on the same "
+                                     f"base model in \"Compare with\".")
+
+
 def prepare(manager: Any, asked: dict[str, str], turns: list[dict[str, str]], run_id: str, checkpoint: Any,
-            raw_on: bool, settings: GenerationSettings) -> tuple[Any, ...]:
-    """(rows, tokenizer, style) for both sides to answer `asked`: loads the run's model the first time."""
+            against: Any, raw_on: bool, settings: GenerationSettings) -> tuple[Any, ...]:
+    """(rows, tokenizer, style) for both sides to answer `asked`, the model compared with first: loads
+    the run's model the first time. A model on another base model than the run's is refused."""
     tuned, record = manager.tuned_side(run_id, checkpoint_step(checkpoint))
     spec = record.config.model
-    base = manager.base_side(spec)
+    other = manager.side(against_ref(against), spec)
     tokenizer = manager.tokenizer(spec)
     style, template = record.config.style, record.config.template
     rows = [(side, conversation(history(turns, name), asked["message"], style, tokenizer, template, raw_on,
                                 asked["input"]))
-            for side, name in ((base, "base"), (tuned, "tuned"))]
+            for side, name in ((other, "base"), (tuned, "tuned"))]
     return rows, tokenizer, style
 
 
@@ -168,9 +253,9 @@ def buttons(ui: SimpleNamespace, answering: bool) -> dict[Any, Any]:
 
 def respond(manager: Any, ui: SimpleNamespace, new_stop: Callable[[], threading.Event], regenerating: bool,
             answering: bool, text: str, input_text: str, turns: list[dict[str, str]], run_id: str | None,
-            checkpoint: Any, raw_on: bool, blind_on: bool, tuned_is_left: bool, *generation: Any):
-    """Send (the typed message) or Regenerate (the last turn again), both answers streamed; yields
-    updates by component.
+            checkpoint: Any, against: Any, raw_on: bool, blind_on: bool, tuned_is_left: bool, *generation: Any):
+    """Send (the typed message) or Regenerate (the last turn again), both answers streamed (the run's
+    and that of the model it is compared with, `against`); yields updates by component.
 
     The message shows in both panes at once, before the model loads, and is in the conversation from
     then on (a Stop keeps what was written). While the answers stream, Send and Regenerate are off and
@@ -198,7 +283,7 @@ def respond(manager: Any, ui: SimpleNamespace, new_stop: Callable[[], threading.
            ui.vote_row: gr.update(visible=False), **buttons(ui, True)}
     try:
         settings = settings_from(generation)
-        rows, tokenizer, style = prepare(manager, asked, kept, run_id, checkpoint, raw_on, settings)
+        rows, tokenizer, style = prepare(manager, asked, kept, run_id, checkpoint, against, raw_on, settings)
         cut = next(filter(None, (cut_note(tokenizer, prompt, side.weights, settings) for side, prompt in rows)), "")
         if cut:
             yield {ui.error: notice(cut, "info")}
@@ -217,27 +302,29 @@ def respond(manager: Any, ui: SimpleNamespace, new_stop: Callable[[], threading.
         yield {ui.vote_row: gr.update(visible=bool(blind_on)), **buttons(ui, False)}
 
 
-def start_over(blind_on: bool) -> tuple[Any, ...]:
+def start_over(blind_on: bool, run_id: str | None = None, checkpoint: Any = "", against: Any = BASE) -> tuple[Any, ...]:
     """An empty conversation; in blind mode the tuned model's side is drawn again."""
     tuned_is_left = bool(blind_on and random.random() < 0.5)
-    left_label, right_label = labels(blind_on, tuned_is_left, not blind_on)
+    left_label, right_label = labels(blind_on, tuned_is_left, not blind_on, shown_names(run_id, checkpoint, against))
     return [], [], [], tuned_is_left, False, left_label, right_label, gr.update(visible=False), "", ""
 
 
-def blind_switched(blind_on: bool, turns: list[dict[str, str]]) -> tuple[Any, ...]:
+def blind_switched(blind_on: bool, turns: list[dict[str, str]], run_id: str | None = None, checkpoint: Any = "",
+                   against: Any = BASE) -> tuple[Any, ...]:
     """A new conversation for the new mode, saying why the old one went."""
-    *cleared, _, reference = start_over(blind_on)
+    *cleared, _, reference = start_over(blind_on, run_id, checkpoint, against)
+    other, run = shown_names(run_id, checkpoint, against)
     mode = ("Blind A/B on: the sides are shuffled and unnamed until you vote" if blind_on
-            else "Blind A/B off: Base is on the left, Tuned on the right")
+            else f"Blind A/B off: {other} is on the left, {run} on the right")
     said = notice(f"{mode}; a new conversation starts (the {len(turns)} earlier "
                   f"message{'s' * (len(turns) != 1)} cleared).", "info") if turns else ""
     return (*cleared, said, reference)
 
 
 def vote(manager: Any, choice: str, turns: list[dict[str, str]], run_id: str | None, checkpoint: Any,
-         tuned_is_left: bool) -> tuple[Any, ...]:
-    """Save a blind vote on the last answers and reveal the names: (left name, right name, vote row, result,
-    names revealed)."""
+         against: Any, tuned_is_left: bool) -> tuple[Any, ...]:
+    """Save a blind vote on the last answers of the pair picked (the run, and the model `against` it) and
+    reveal the names: (left name, right name, vote row, result, names revealed)."""
     if not run_id or not turns:
         raise gr.Error("Send a message and read both answers before voting.")
     tuned_side_name = "left" if tuned_is_left else "right"
@@ -245,15 +332,20 @@ def vote(manager: Any, choice: str, turns: list[dict[str, str]], run_id: str | N
     last = turns[-1]
     step = checkpoint_step(checkpoint)
     try:
+        other = against_ref(against)
+        names = side_names(run_id, checkpoint, other)
         save_vote(manager.models_dir, run_id, last["message"], last["input"], winner, tuned_side_name, step,
-                  answers={"base": last["base"], "tuned": last["tuned"]}, turn=len(turns))
+                  answers={"base": last["base"], "tuned": last["tuned"]}, turn=len(turns), against=other)
     except PlaygroundError as exc:
         raise gr.Error(str(exc)) from None
-    left_label, right_label = labels(True, tuned_is_left, True)
-    names = f"Left was <b>{'Tuned' if tuned_is_left else 'Base'}</b>, right was <b>{'Base' if tuned_is_left else 'Tuned'}</b>."
-    result = notice(f"Vote saved: {winner.replace('_', ' ')}.", "ok") + f"<div>{names}</div>"
-    return (left_label, right_label, gr.update(visible=False), result + tally_html(tally(manager.models_dir, run_id, step)),
-            True)
+    left_label, right_label = labels(True, tuned_is_left, True, names)
+    left, right = names[::-1] if tuned_is_left else names
+    said = winner.replace("_", " ") if names == DEFAULT_NAMES else \
+        {"tuned": f"{names[1]} better", "base": f"{names[0]} better"}.get(winner, winner.replace("_", " "))
+    result = (notice(f"Vote saved: {said}.", "ok")
+              + f"<div>Left was <b>{html.escape(left)}</b>, right was <b>{html.escape(right)}</b>.</div>")
+    return (left_label, right_label, gr.update(visible=False),
+            result + tally_html(tally(manager.models_dir, run_id, step, other), names), True)
 
 
 SAVED = "chat"   # the conversation, under this key of the browser's stored settings
@@ -262,11 +354,11 @@ TURN_KEYS = ("message", "input", "base", "tuned")
 
 
 def kept_chat(saved: dict[str, Any] | None, turns: list[dict[str, str]], run_id: str | None, checkpoint: Any,
-              blind_on: bool, tuned_is_left: bool, revealed: bool) -> dict[str, Any]:
+              blind_on: bool, tuned_is_left: bool, revealed: bool, against: Any = BASE) -> dict[str, Any]:
     """The browser's stored settings with this conversation in them."""
     return {**(saved or {}), SAVED: {"turns": (turns or [])[-KEPT_TURNS:], "run": run_id, "checkpoint": checkpoint,
                                      "blind": bool(blind_on), "tuned_left": bool(tuned_is_left),
-                                     "revealed": bool(revealed)}}
+                                     "revealed": bool(revealed), "against": against or BASE}}
 
 
 def stored_turns(value: Any) -> list[dict[str, str]]:
@@ -276,22 +368,25 @@ def stored_turns(value: Any) -> list[dict[str, str]]:
 
 
 def restored_chat(manager: Any, saved: dict[str, Any] | None) -> tuple[Any, ...]:
-    """The page opening: the run and conversation this browser had, when that run is still listed.
-    (run, weights, blind, tuned side, names revealed, turns, left pane, right pane, left name, right name,
-    vote row)."""
+    """The page opening: the run, the model compared with and the conversation this browser had, when
+    both are still listed. (run, weights, blind, tuned side, names revealed, turns, left pane, right pane,
+    left name, right name, vote row, compare with)."""
     chat = (saved or {}).get(SAVED) or {}
     runs_update = run_update(manager, chat.get("run"))
     run_id = runs_update.get("value")
     same_run = bool(run_id) and run_id == chat.get("run")
-    turns = stored_turns(chat.get("turns")) if same_run else []
+    kept_against = chat.get("against") or BASE
+    against = against_update(manager, run_id, kept_against if same_run else BASE)
+    weights = checkpoint_update(manager, run_id, chat.get("checkpoint", "") if same_run else "")
+    turns = stored_turns(chat.get("turns")) if same_run and against["value"] == kept_against else []
     blind_on = bool(chat.get("blind"))
     tuned_is_left = bool(blind_on and chat.get("tuned_left"))
     revealed = bool(turns and chat.get("revealed"))
     left, right = panes(turns, tuned_is_left)
-    left_name, right_name = labels(blind_on, tuned_is_left, revealed)
-    return (runs_update, checkpoint_update(manager, run_id, chat.get("checkpoint", "") if same_run else ""),
-            blind_on, tuned_is_left, revealed, turns, left, right, left_name, right_name,
-            gr.update(visible=bool(blind_on and turns and not revealed)))
+    left_name, right_name = labels(blind_on, tuned_is_left, revealed,
+                                   shown_names(run_id, weights["value"], against["value"]))
+    return (runs_update, weights, blind_on, tuned_is_left, revealed, turns, left, right, left_name, right_name,
+            gr.update(visible=bool(blind_on and turns and not revealed)), against)
 
 
 def pick_example(manager: Any, index: Any, run_id: str | None) -> tuple[str, str, str]:
@@ -311,11 +406,15 @@ def layout(manager: Any) -> SimpleNamespace:
     """The tab's components: the run and modes, generation settings, the two panes, votes, the message box."""
     ui = SimpleNamespace()
     gr.Markdown("Both sides answer the same message with the same settings, in the run's own prompt style. "
-                "Base is the shared weights with every adapter off; Tuned switches the run's adapter on.")
+                "Base is the shared weights with every adapter off; Tuned switches the run's adapter on. "
+                "\"Compare with\" puts another run or checkpoint on the same base model in Base's place.")
     with gr.Row(equal_height=True):
-        ui.run = gr.Dropdown(run_choices(manager), value=None, label="Tuned run", scale=3, elem_id="chat-run")
+        ui.run = gr.Dropdown(run_choices(manager), value=None, label="Tuned run", scale=3, min_width=300,
+                             elem_id="chat-run")
         ui.checkpoint = gr.Dropdown([("final weights", "")], value="", label="Weights", scale=1, min_width=190,
                                     elem_id="chat-checkpoint")
+        ui.against = gr.Dropdown([("base model", BASE)], value=BASE, label="Compare with", scale=3, min_width=300,
+                                 elem_id="chat-against")
         ui.refresh = gr.Button("↻ Runs", scale=0, elem_id="chat-refresh")
         ui.raw = gr.Checkbox(label="Raw (no prompt template)", scale=1, elem_id="chat-raw")
         ui.blind = gr.Checkbox(label="Blind A/B (shuffled, unnamed)", scale=1, elem_id="chat-blind")
@@ -373,7 +472,8 @@ def build(shared: Shared, tab: gr.Tab) -> None:
     ui = layout(manager)
 
     stops = SessionStops()
-    kept = [shared.browser, ui.turns, ui.run, ui.checkpoint, ui.blind, ui.tuned_left, ui.revealed]
+    kept = [shared.browser, ui.turns, ui.run, ui.checkpoint, ui.blind, ui.tuned_left, ui.revealed, ui.against]
+    pair = [ui.run, ui.checkpoint, ui.against]  # the two models that answer
 
     def keep(event: Any) -> None:
         """After `event`, the browser keeps the conversation as it stands."""
@@ -390,35 +490,41 @@ def build(shared: Shared, tab: gr.Tab) -> None:
     # Send, Shift+Enter and Regenerate are one event; "multiple": a message sent while one streams is
     # refused by respond() with a notice (the browser would otherwise drop it without a word)
     keep(gr.on([ui.send.click, ui.message.submit, ui.regenerate.click], answer,
-               [ui.answering, ui.message, ui.input, ui.turns, ui.run, ui.checkpoint, ui.raw, ui.blind, ui.tuned_left,
+               [ui.answering, ui.message, ui.input, ui.turns, *pair, ui.raw, ui.blind, ui.tuned_left,
                 *ui.generation],
                [ui.message, ui.input, ui.left, ui.right, ui.turns, ui.error, ui.send, ui.regenerate, ui.answering,
                 ui.vote_row], trigger_mode="multiple"))
     ui.stop.click(stop, None, [ui.send, ui.regenerate, ui.answering])
     fresh = [ui.left, ui.right, ui.turns, ui.tuned_left, ui.revealed, ui.left_name, ui.right_name, ui.vote_row,
              ui.votes, ui.reference]
-    keep(gr.on([ui.clear.click, ui.left.clear, ui.right.clear], start_over, ui.blind, fresh))  # the panes' bins too
-    keep(ui.blind.input(blind_switched, [ui.blind, ui.turns], fresh))  # the user's switch, not a reload's
+    keep(gr.on([ui.clear.click, ui.left.clear, ui.right.clear], start_over, [ui.blind, *pair], fresh))  # bins too
+    keep(ui.blind.input(blind_switched, [ui.blind, ui.turns, *pair], fresh))  # the user's switch, not a reload's
     for key, button in ui.vote_buttons.items():
-        keep(button.click(lambda c, r, w, t, key=key: vote(manager, key, c, r, w, t),
-                          [ui.turns, ui.run, ui.checkpoint, ui.tuned_left],
+        keep(button.click(lambda c, r, w, a, t, key=key: vote(manager, key, c, r, w, a, t),
+                          [ui.turns, *pair, ui.tuned_left],
                           [ui.left_name, ui.right_name, ui.vote_row, ui.votes, ui.revealed]))
     ui.use_example.click(lambda i, r: pick_example(manager, i, r), [ui.example, ui.run],
                          [ui.message, ui.input, ui.reference])
 
-    def show_run(event: Any) -> None:
-        event.then(lambda r, w: describe_run(manager, r, w), [ui.run, ui.checkpoint], [ui.run_info, ui.example])
+    def show_run(event: Any) -> Any:
+        return event.then(lambda r, w, a: describe_run(manager, r, w, a), pair, [ui.run_info, ui.example])
+
+    def choices(run_id: str | None, checkpoint: Any, against: Any) -> tuple[Any, Any]:
+        """The run's weights and what it can be compared with, read again, the picks kept while listed."""
+        return checkpoint_update(manager, run_id, checkpoint), against_update(manager, run_id, against)
 
     # a reload brings back the run and conversation this browser had
     show_run(shared.app.load(lambda saved: restored_chat(manager, saved), shared.browser,
                              [ui.run, ui.checkpoint, ui.blind, ui.tuned_left, ui.revealed, ui.turns, ui.left, ui.right,
-                              ui.left_name, ui.right_name, ui.vote_row]))
-    # runs appear as they are trained: the list is read again when the tab is shown
+                              ui.left_name, ui.right_name, ui.vote_row, ui.against]))
+    # runs appear as they are trained: the lists are read again when the tab is shown
     show_run(gr.on([tab.select, ui.refresh.click], lambda current: run_update(manager, current), ui.run, ui.run).then(
-        lambda r, w: checkpoint_update(manager, r, w), [ui.run, ui.checkpoint], ui.checkpoint))
+        choices, pair, [ui.checkpoint, ui.against]))
     relabel_runs(manager, ui.run)
-    picked = ui.run.input(lambda r: checkpoint_update(manager, r), ui.run, ui.checkpoint)
-    show_run(picked)
-    keep(picked)
-    keep(ui.checkpoint.input(lambda r, w: describe_run(manager, r, w), [ui.run, ui.checkpoint],
-                             [ui.run_info, ui.example]))
+    picked = ui.run.input(lambda r, a: choices(r, "", a), [ui.run, ui.against], [ui.checkpoint, ui.against])
+    described = [show_run(picked)] + [dropdown.input(lambda r, w, a: describe_run(manager, r, w, a), pair,
+                                                     [ui.run_info, ui.example]) for dropdown in (ui.checkpoint, ui.against)]
+    # the user picked another pair: the panes' names follow, and a vote waits for the pair's answers
+    for event in described:
+        keep(event.then(names_update, [ui.blind, ui.tuned_left, ui.revealed, *pair],
+                        [ui.left_name, ui.right_name, ui.vote_row], show_progress="hidden"))

@@ -158,7 +158,7 @@ def against_choices(manager: ModelManager, run_id: str | None) -> list[tuple[str
     spec, started_from = record.config.model, record.config.from_run
     others = [r for r in runs.list_runs(manager.models_dir)
               if not r.damage and r.has_weights and r.config.model == spec]
-    others.sort(key=lambda r: (r.run_id != started_from, r.run_id != run_id))
+    others.sort(key=lambda r: (r.run_id == run_id, r.run_id != started_from))  # stable: newest first otherwise
     for other in others:
         note = " (it started from this run)" if other.run_id == started_from else ""
         if other.run_id != run_id:
@@ -166,6 +166,12 @@ def against_choices(manager: ModelManager, run_id: str | None) -> list[tuple[str
         for checkpoint in checkpoints.list_checkpoints(other.folder):
             choices.append((f"{other.run_id} at step {checkpoint.step}{note}", f"{other.run_id}@{checkpoint.step}"))
     return choices
+
+
+def against_update(manager: ModelManager, run_id: str | None, current: str | None) -> Any:
+    """The models the run can be compared with, keeping the current pick while it is listed (else the base)."""
+    choices = against_choices(manager, run_id)
+    return gr.update(choices=choices, value=pick(choices, current))
 
 
 def run_update(manager: ModelManager, current: str | None) -> Any:

@@ -12,8 +12,10 @@ from .. import evaluation, judge
 from ..errors import PlaygroundError
 from ..generation import GenerationSettings
 from ..judge.settings import without_credentials
-from .common import Form, SessionStops, Shared, notice, relabel_runs, remember, run_choices, run_update
-from .judge_report import drill_down, views
+from ..model_refs import BASE, side_name
+from .common import (Form, SessionStops, Shared, against_choices, against_update, notice, relabel_runs, remember,
+                     run_choices, run_update)
+from .judge_report import compared_name, drill_down, views
 
 
 def api_choices() -> list[tuple[str, str]]:
@@ -29,9 +31,12 @@ def layout(manager: Any) -> SimpleNamespace:
                 "Ollama, or any OpenAI-compatible server) to score each 0–100 against the reference (temperature 0, "
                 "fixed seed). Replies that are not a score are asked again once, then counted as **unparsed**, never "
                 "as 0. The report gives each average with its 95% interval and checks the judge's biases. Exact "
-                "match and ROUGE-L need no server.")
+                "match and ROUGE-L need no server. **Compare with** puts another model in the base model's place: "
+                "the run it started from, another run on the same base model, or a checkpoint.")
     with gr.Row(equal_height=True):
         ui.grading.run = gr.Dropdown(run_choices(manager), value=None, label="Tuned run", scale=3, elem_id="judge-run")
+        ui.grading.against = gr.Dropdown(against_choices(manager, None), value=BASE, label="Compare with", scale=2,
+                                         elem_id="judge-against")
         ui.grading.split = gr.Dropdown([("test", "test"), ("validation", "validation"),
                                         ("train (what it learned from)", "train")],
                                        value="test", label="The run's own split", scale=1)
@@ -96,13 +101,13 @@ def results_layout(ui: SimpleNamespace) -> None:
         with gr.Row():
             ui.plot = gr.Plot(label="Score distributions", show_label=False)
             ui.groups = gr.Plot(label="Averages per group", show_label=False, elem_id="judge-groups")
-        gr.Markdown("**Per example**, worst regressions first (Δ = tuned − base). Click a row for the whole example and "
-                    "the judge's own replies.")
+        gr.Markdown("**Per example**, worst regressions first (Δ = tuned − the model it is compared with, the base "
+                    "unless another is named). Click a row for the whole example and the judge's own replies.")
         ui.rows = gr.Dataframe(interactive=False, max_height=420, max_chars=90, elem_id="judge-table")
         ui.detail = gr.HTML(elem_id="judge-detail-panel")
         ui.downloads = gr.File(label="Downloads: both answers, the book's file for the tuned model, the scores",
                                file_count="multiple", elem_id="judge-downloads")
-    ui.shown_rows = gr.State([])  # the table's rows in display order, for the drill-down
+    ui.shown_rows = gr.State({})  # the table's rows in display order and the compared model's name, for the drill-down
     # in the order of `show`'s updates
     ui.result_outputs = [ui.results, ui.summary, ui.plot, ui.groups, ui.rows, ui.detail, ui.downloads, ui.shown_rows]
 
@@ -165,7 +170,7 @@ def grade(manager: Any, grading: SimpleNamespace, server: SimpleNamespace, stop:
             manager, grading.run, grading.split, int(grading.count),
             GenerationSettings(max_new_tokens=int(grading.max_new)),
             on_progress=lambda f, text: progress(f * 0.5, desc=text), stop=stop,
-            answers=grading.answers or "playground")
+            answers=grading.answers or "playground", against=grading.against or BASE)
         progress(0.5, desc="Asking the judge" if not grading.metrics_only else "Computing the reference metrics")
         result = evaluation.grade_responses(
             path, settings, evaluation.judge_dir(manager.models_dir, grading.run) / "cache.jsonl",
@@ -173,32 +178,48 @@ def grade(manager: Any, grading: SimpleNamespace, server: SimpleNamespace, stop:
             use_judge=not grading.metrics_only, server=status, group_by=(grading.group_by or "task").strip())
     except PlaygroundError as exc:
         return notice(str(exc), "error"), *skip
-    return (finished_message(result.summary, manager.run_data(grading.run).note) + kept_note(manager, grading),
-            *show(evaluation.latest_grading(manager.models_dir, grading.run)))
+    return (finished_message(result.summary, manager.run_data(grading.run).note, result.against)
+            + kept_note(manager, grading),
+            *show(evaluation.latest_grading(manager.models_dir, grading.run, against=result.against)))
 
 
 def kept_note(manager: Any, grading: SimpleNamespace) -> str:
-    """After a grading by reference metrics only: which judge grading Compare and model cards still quote."""
-    judged = evaluation.latest_grading(manager.models_dir, grading.run, judged=True) if grading.metrics_only else None
+    """Which grading Compare and model cards quote: after one by reference metrics only, the last judge
+    grading; after one against another model than the base, still one against the base."""
+    if (grading.against or BASE) != BASE:
+        return notice("Compare and model cards quote gradings against the base model only; this one is shown "
+                      "again when you pick the same run and the same “Compare with”.", "info")
+    judged = evaluation.latest_grading(manager.models_dir, grading.run, judged=True, against=BASE) \
+        if grading.metrics_only else None
     return notice(f"The last judge grading of this run ({judged['grading']}) stays the one Compare and model "
                   "cards quote; it is shown again when you come back to this run.", "info") if judged else ""
 
 
-def last_grading(manager: Any, run_id: str | None) -> tuple[Any, ...]:
-    """The message and the results area for the run's last grading (so it is there again after a reload)."""
+def last_grading(manager: Any, run_id: str | None, against: str | None = BASE) -> tuple[Any, ...]:
+    """The message and the results area for the run's last grading against the model picked in "Compare
+    with" (so it is there again after a reload)."""
     try:
-        saved = evaluation.quoted_grading(manager.models_dir, run_id) if run_id else None
+        saved = evaluation.quoted_grading(manager.models_dir, run_id, against or BASE) if run_id else None
     except PlaygroundError as exc:
         return notice(str(exc), "error"), *show(None)
     kind = "judge grading" if saved and saved["judge"].get("used") else "grading (reference metrics only, no judge)"
+    other = "" if saved is None or saved["against"] == BASE else f" against {compared_name(saved)}"
     text = notice(EMPTY, "info") if saved is None else notice(
-        f"The last {kind} of this run ({saved['grading']}); grade again for another split or size.", "info")
+        f"The last {kind} of this run{other} ({saved['grading']}); grade again for another split or size.", "info")
     return text, *show(saved)
 
 
-def picked_example(shown: list[dict[str, Any]], event: gr.SelectData) -> str:
-    row = event.index[0] if event and event.index else None
-    return drill_down(shown[row]) if row is not None and row < len(shown) else ""
+def compared_labels(against: str | None) -> tuple[Any, Any]:
+    """The Grade button's and the pairwise box's labels, naming the model the run is compared with."""
+    other = side_name(against)
+    return (gr.update(value=f"Grade {other} and tuned"),
+            gr.update(label=f"Also compare {other} and tuned pairwise, both orders"))
+
+
+def picked_example(shown: dict[str, Any], event: gr.SelectData) -> str:
+    """The drill-down of the row clicked (`shown`: the table's rows in order and the compared model's name)."""
+    rows, row = (shown or {}).get("rows", []), event.index[0] if event and event.index else None
+    return drill_down(rows[row], shown["other"]) if row is not None and row < len(rows) else ""
 
 
 def build(shared: Shared, tab: gr.Tab) -> None:
@@ -228,33 +249,45 @@ def build(shared: Shared, tab: gr.Tab) -> None:
 
     ui.stop.click(on_stop, None, ui.message)
 
-    def refresh_runs(current):
-        update = run_update(manager, current)
-        return update, *last_grading(manager, update.get("value"))
+    def picked_against(run_id, against):
+        """The labels naming the model picked, and the run's last grading against it."""
+        return *compared_labels(against), *last_grading(manager, run_id, against)
 
-    grading.run.change(lambda run_id: last_grading(manager, run_id), grading.run, [ui.message, *ui.result_outputs])
-    gr.on([shared.app.load, tab.select], refresh_runs, grading.run, [grading.run, ui.message, *ui.result_outputs])
+    def picked_run(run_id, against):
+        """The models this run can be compared with (the current pick kept while listed), and the rest."""
+        update = against_update(manager, run_id, against)
+        return update, *picked_against(run_id, update.get("value"))
+
+    def refresh_runs(current, against):
+        update = run_update(manager, current)
+        return update, *picked_run(update.get("value"), against)
+
+    shown = [ui.grade, grading.pairwise, ui.message, *ui.result_outputs]
+    grading.run.change(picked_run, [grading.run, grading.against], [grading.against, *shown])
+    grading.against.input(picked_against, [grading.run, grading.against], shown)
+    gr.on([shared.app.load, tab.select], refresh_runs, [grading.run, grading.against],
+          [grading.run, grading.against, *shown])
     relabel_runs(manager, grading.run)
     remember(shared, {"api": server.api, "host": server.host, "model": server.model, "key_env": server.key_env},
              "judge-server", cleaned={"host": lambda host: without_credentials(host or "")[0]})
 
 
-EMPTY = ("No grading of this run yet. Press “Grade base and tuned”: the report card appears here with each "
+EMPTY = ("No grading of this run yet against this model. Press Grade: the report card appears here with each "
          "average and its 95% interval, the score distributions, averages per task and every example.")
 
 
 def show(saved: dict[str, Any] | None) -> tuple[Any, ...]:
     """The results area's updates for a saved grading (see evaluation.latest_grading), or hidden."""
     if saved is None:
-        return gr.update(visible=False), "", None, None, None, "", None, []
+        return gr.update(visible=False), "", None, None, None, "", None, {}
     cards, scores, groups, frame, widths, ordered = views(saved)
     return (gr.update(visible=True), cards, scores, groups, gr.update(value=frame, column_widths=widths), "",
-            saved["files"], ordered)
+            saved["files"], {"rows": ordered, "other": compared_name(saved)})
 
 
-def finished_message(summary: dict[str, Any], note: str) -> str:
+def finished_message(summary: dict[str, Any], note: str, against: str = BASE) -> str:
     """The first lines of the report; a warning when answers were left ungraded, with why."""
-    lines = evaluation.summary_lines(summary)[:2]
+    lines = evaluation.summary_lines(summary, against=against)[:2]
     missing = sum((summary.get(side) or {}).get(key, 0) for side in ("base", "tuned") for key in ("errors", "skipped"))
     text = notice(" · ".join(lines) or "Reference metrics computed.", "warn" if missing else "ok")
     return text + (notice(note, "warn") if note else "")

@@ -131,6 +131,32 @@ def loss_figure(events: list[Event]) -> go.Figure | None:
     return figure
 
 
+def answers_figure(events: list[Event]) -> go.Figure | None:
+    """Exact match (single-answer records) and ROUGE-L of the validation answers scored while training, by
+    step, with the best checkpoint marked; None until answers were scored."""
+    scored = [e for e in events if e.kind == "answers"]
+    if not scored:
+        return None
+    steps = [e.step for e in scored]
+    figure = go.Figure()
+    exact = [e.values.get("val_exact_match") for e in scored]
+    if any(value is not None for value in exact):
+        figure.add_trace(go.Scatter(x=steps, y=[None if v is None else 100 * v for v in exact], mode="lines+markers",
+                                    name="exact match, single-answer records (%)", line=dict(color="#0f766e", width=3)))
+    figure.add_trace(go.Scatter(x=steps, y=[100 * e.values["val_rouge_l"] for e in scored], mode="lines+markers",
+                                name="ROUGE-L, all records (x100)", line=dict(color="#db2777")))
+    best = scored[-1].values.get("best_checkpoint")
+    if best:
+        figure.add_vline(x=best["step"], line=dict(color="#0f766e", dash="dot"),
+                         annotation_text=f"best checkpoint: step {best['step']}", annotation_position="top left")
+    examples = scored[-1].values.get("examples")
+    figure.update_layout(height=300, margin=dict(l=50, r=20, t=40, b=40), template="plotly_white",
+                         xaxis_title="optimizer step", yaxis=dict(title=f"score on {examples} validation records",
+                                                                  range=[0, 101]),
+                         legend=LEGEND_ABOVE_LEFT)
+    return figure
+
+
 def margin_figure(events: list[Event]) -> go.Figure | None:
     """A DPO run's reward margin (chosen minus rejected reward) by step, train and validation, with the
     validation reward accuracy (the share of pairs whose chosen reward is the larger), as the book plots
@@ -212,7 +238,7 @@ def config_from(values: dict[str, Any]) -> TrainConfig:
     values = dict(values)
     values["max_steps"] = whole(values["max_steps"]) if values.get("max_steps") else None
     for name in ("batch_size", "grad_accum", "warmup_steps", "seed", "split_seed", "eval_every", "probe_every", "probes",
-                 "lora_r", "lora_alpha", "checkpoint_every"):
+                 "lora_r", "lora_alpha", "checkpoint_every", "score_answers_every", "score_answers_sample"):
         values[name] = whole(values[name] or 0)
     values["max_length"] = whole(values["max_length"]) if values.get("max_length") else None
     values["from_run"] = (values.get("from_run") or None) if values.get("objective") == "dpo" else None
@@ -336,6 +362,10 @@ def settings_form() -> tuple[gr.Dropdown, gr.HTML, Form]:
         form.probes = number("probes", "Probe instructions", precision=0, minimum=0)
         form.checkpoint_every = number("checkpoint_every", "Checkpoint every N steps (0: only on Stop)",
                                        precision=0, minimum=0, elem_id="train-checkpoint-every")
+        form.score_answers_every = number("score_answers_every", "Score answers every N steps (0: off)",
+                                          precision=0, minimum=0, elem_id="train-score-every")
+        form.score_answers_sample = number("score_answers_sample", "Validation records scored", precision=0,
+                                           minimum=1, elem_id="train-score-sample")
     with gr.Row():
         form.mask = gr.Radio(MASK_CHOICES, value=defaults.mask, label=MASK_LABEL, elem_id="train-mask")
         form.split_order = gr.Radio(SPLIT_ORDER_CHOICES,
@@ -384,6 +414,7 @@ def run_view(manager: Any) -> SimpleNamespace:
     view.progress = gr.HTML(elem_id="train-status")
     view.curve = gr.Plot(show_label=False, visible=False, elem_id="train-curve")
     view.margins = gr.Plot(show_label=False, visible=False, elem_id="train-margins")
+    view.answers = gr.Plot(show_label=False, visible=False, elem_id="train-answers")
     gr.Markdown("**Probe answers**: a few validation instructions, answered greedily by the model before "
                 "training and again every few steps.")
     view.probes = gr.HTML(elem_id="train-probe-view")
@@ -420,23 +451,23 @@ def resumable_update(manager: Any, current: str | None) -> Any:
 
 
 def poll_update(manager: Any, seen: Any) -> tuple[Any, ...]:
-    """(model status, progress, curve, margins, probes, runs, message, seen): the clock every tick, the rest
-    on news."""
+    """(model status, progress, curve, margins, answers, probes, runs, message, seen): the clock every tick,
+    the rest on news."""
     job = snapshot(manager)
     status = manager.model_status()
     model_line = notice(status.message, {"loading": "info", "ready": "ok", "error": "error"}[status.state]) \
         if status.message != "No model loaded yet." else ""
     if job is None:
-        return model_line, *(gr.skip(),) * 6, seen
+        return model_line, *(gr.skip(),) * 7, seen
     now = (job.run_id, len(job.events), job.state, job.phase)
     if now == seen:  # nothing new: only the clock moves
-        return model_line, progress_html(job) if job.running else gr.skip(), *(gr.skip(),) * 5, now
+        return model_line, progress_html(job) if job.running else gr.skip(), *(gr.skip(),) * 6, now
     # a refusal given while the run trained is stale once it ends; otherwise the message stays
     ended = seen is not None and seen[0] == job.run_id and seen[2] != job.state and not job.running
     events = list(job.events)
-    figure, margins = loss_figure(events), margin_figure(events)
-    return (model_line, progress_html(job), gr.update(value=figure, visible=figure is not None),
-            gr.update(value=margins, visible=margins is not None), probes_html(events),
+    figures = [loss_figure(events), margin_figure(events), answers_figure(events)]
+    return (model_line, progress_html(job), *(gr.update(value=f, visible=f is not None) for f in figures),
+            probes_html(events),
             runs_frame(manager.models_dir, job), "" if ended else gr.skip(), now)
 
 
@@ -591,8 +622,8 @@ def build(shared: Shared) -> None:
     ui.check.click(with_config(preflight), [*session, *form.inputs()], ui.preflight, show_progress_on=[ui.preflight])
     view.poll.tick(lambda: variants_html(manager), None, ui.variants_status, show_progress="hidden")
     view.poll.tick(lambda seen: poll_update(manager, seen), view.seen,
-                   [ui.model_status, view.progress, view.curve, view.margins, view.probes, view.runs, view.message,
-                    view.seen],
+                   [ui.model_status, view.progress, view.curve, view.margins, view.answers, view.probes, view.runs,
+                    view.message, view.seen],
                    show_progress="hidden")
     gr.on([shared.app.load, view.refresh.click], lambda: runs_frame(manager.models_dir, snapshot(manager)), None, view.runs)
     gr.on([shared.app.load, view.refresh.click, view.runs.change],
