@@ -24,7 +24,8 @@ from ..generation import GenerationSettings, cut_note, stream
 from ..model_refs import BASE, ModelRef
 from ..prompts import Turn, conversation
 from ..votes import save_vote, tally
-from .common import SessionStops, Shared, against_choices, notice, relabel_runs, run_choices, run_update
+from .common import (SessionStops, Shared, against_choices, best_note, notice, relabel_runs, run_choices,
+                     run_update)
 
 log = logging.getLogger(__name__)
 
@@ -144,11 +145,11 @@ def checkpoint_update(manager: Any, run_id: str | None, current: Any = "") -> An
     choices = [("final weights", "")]
     if run_id:
         try:
-            folder = runs.read(manager.models_dir, run_id).folder
+            record = runs.read(manager.models_dir, run_id)
         except PlaygroundError:
-            folder = None
-        choices += [(f"step {c.step} checkpoint", str(c.step)) for c in checkpoints.list_checkpoints(folder)] \
-            if folder else []
+            record = None
+        choices += [(f"step {c.step} checkpoint{best_note(record, c.step)}", str(c.step))
+                    for c in checkpoints.list_checkpoints(record.folder)] if record else []
     values = [value for _, value in choices]
     return gr.update(choices=choices, value=current if current in values else "")
 

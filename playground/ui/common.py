@@ -164,8 +164,15 @@ def against_choices(manager: ModelManager, run_id: str | None) -> list[tuple[str
         if other.run_id != run_id:
             choices.append((run_label(other) + note, other.run_id))
         for checkpoint in checkpoints.list_checkpoints(other.folder):
-            choices.append((f"{other.run_id} at step {checkpoint.step}{note}", f"{other.run_id}@{checkpoint.step}"))
+            choices.append((f"{other.run_id} at step {checkpoint.step}{best_note(other, checkpoint.step)}{note}",
+                            f"{other.run_id}@{checkpoint.step}"))
     return choices
+
+
+def best_note(record: runs.RunRecord, step: int) -> str:
+    """A label's mark for the checkpoint whose answers scored best while the run trained."""
+    best = record.status.get("best_checkpoint") or {}
+    return " (best answers)" if best.get("step") == step else ""
 
 
 def against_update(manager: ModelManager, run_id: str | None, current: str | None) -> Any:
