@@ -109,6 +109,9 @@ def test_time_comes_from_earlier_runs_like_this_one(tiny_run, tiny_model_dir):
                                batches, 10, torch.device("cpu"), models_dir=tiny_run, dtype_name=record["dtype"],
                                flops=1e9)
     assert longer.basis.startswith("rough")  # another batch shape runs at another speed: not "like this"
+    preference = estimate.estimate(shapes, TrainConfig(**{**record["settings"], "objective": "dpo"}), batches, 10,
+                                   torch.device("cpu"), models_dir=tiny_run, dtype_name=record["dtype"], flops=1e9)
+    assert preference.basis.startswith("rough")  # a supervised run's speed is not a DPO run's
 
 
 def test_earlier_runs_that_disagree_say_so():
