@@ -24,7 +24,7 @@ from ..generation import GenerationSettings, cut_note, stream
 from ..model_refs import BASE, ModelRef
 from ..prompts import Turn, conversation
 from ..votes import save_vote, tally
-from .common import (SessionStops, Shared, against_choices, best_note, notice, relabel_runs, run_choices,
+from .common import (SessionStops, Shared, against_update, best_note, notice, relabel_runs, run_choices,
                      run_update)
 
 log = logging.getLogger(__name__)
@@ -152,13 +152,6 @@ def checkpoint_update(manager: Any, run_id: str | None, current: Any = "") -> An
                     for c in checkpoints.list_checkpoints(record.folder)] if record else []
     values = [value for _, value in choices]
     return gr.update(choices=choices, value=current if current in values else "")
-
-
-def against_update(manager: Any, run_id: str | None, current: Any = BASE) -> Any:
-    """What the run can be compared with (`common.against_choices`), keeping the current pick while it
-    is there, else the base model."""
-    choices = against_choices(manager, run_id)
-    return gr.update(choices=choices, value=current if current in [value for _, value in choices] else BASE)
 
 
 def compared_line(run_id: str, checkpoint: Any, against: Any) -> str:

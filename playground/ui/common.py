@@ -175,7 +175,7 @@ def best_note(record: runs.RunRecord, step: int) -> str:
     return " (best answers)" if best.get("step") == step else ""
 
 
-def against_update(manager: ModelManager, run_id: str | None, current: str | None) -> Any:
+def against_update(manager: ModelManager, run_id: str | None, current: str | None = None) -> Any:
     """The models the run can be compared with, keeping the current pick while it is listed (else the base)."""
     choices = against_choices(manager, run_id)
     return gr.update(choices=choices, value=pick(choices, current))
