@@ -48,6 +48,10 @@ SETTINGS = {
     "attention-only": {"target_modules": "q_proj,k_proj,v_proj,o_proj"},
     "max-length-64": {"max_length": 64},
     "nothing-masked": {"mask": "none"},
+    "full-5e-5": {"method": "full", "lr": 5e-5},  # every weight trained, at the book's learning rate
+    "full-1e-5": {"method": "full", "lr": 1e-5},
+    "cosine": {"lr_schedule": "cosine"},
+    "constant": {"lr_schedule": "constant"},
 }
 DEFAULT_SETTINGS = "quick-demo,lr-5e-4,lr-1e-3"
 ANSWER_TOKENS = 32  # the longest reference in the test split is 25 tokens
@@ -124,25 +128,28 @@ def score(side, tokenizer, dataset, splits, test: list[data.Record]) -> dict:
 
 def run_setting(name, weights, tokenizer, dataset, splits, test, marks_s, dtype) -> list[dict]:
     config = training.TrainConfig.from_dict({**DEMO, **SETTINGS[name], "max_steps": 10_000, "eval_every": 0,
-                                             "eval_batches": 0, "probes": 0, "probe_every": 0,
+                                             "eval_batches": 1, "probes": 0, "probe_every": 0, "score_answers_every": 0,
                                              "checkpoint_every": 0})
-    side = training.prepare_model(weights, config, f"qpm-{name}", store.MODELS_DIR, dtype, weights.device)
+    run_id = f"qpm-{name}"
+    side = training.prepare_model(weights, config, run_id, store.MODELS_DIR, dtype, weights.device)
     rate = steps_per_second(side, tokenizer, dataset, splits, config)
     config.max_steps = max(10, int(rate * marks_s[-1]))  # the schedule ends at the last mark
     stop = threading.Event()
-    snapshots = Snapshots(weights.model, marks_s, stop)
-    training.prepare_model(weights, config, side.adapter, store.MODELS_DIR, dtype, weights.device)  # fresh init
+    side = training.prepare_model(weights, config, run_id, store.MODELS_DIR, dtype, weights.device)  # fresh init
+    trained = side.weights.model  # the shared model with the run's adapter, or a full fine-tune's own copy
+    snapshots = Snapshots(trained, marks_s, stop)
     training.train(side, tokenizer, dataset, splits, config, snapshots, stop)
     results = []
     for taken in snapshots.taken:
         with torch.no_grad():
-            for parameter_name, parameter in weights.model.named_parameters():
+            for parameter_name, parameter in trained.named_parameters():
                 if parameter_name in taken["weights"]:
                     parameter.copy_(taken["weights"][parameter_name])
         figures = score(side, tokenizer, dataset, splits, test)
         results.append({**{k: v for k, v in taken.items() if k != "weights"}, **figures,
                         "planned_steps": config.max_steps})
-    weights.remove_adapter(side.adapter)
+    if side.adapter:
+        weights.remove_adapter(side.adapter)
     return results
 
 

@@ -156,7 +156,8 @@ VOTE = fields({"winner": "string"}, {"checkpoint": "integer|null", "prompt": "st
                                      "base_answer": "string", "tuned_answer": "string", "turn": "integer",
                                      "against": "string"}, _winner)
 EXPORT = fields({"time": "string", "format": "string", "folder": "string", "files": "list"},
-                {"quant": "string|null", "parity": "object|null", "ollama": "string|null"}, _export_files)
+                {"quant": "string|null", "checkpoint": "integer|null", "parity": "object|null",
+                 "ollama": "string|null"}, _export_files)
 CACHE_ENTRY = fields({"key": "string"})
 RECORDS = list_of(fields({}))
 SCORES = fields({"summary": "object", "rows": "objects"}, {"judge": "object"})

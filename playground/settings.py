@@ -28,6 +28,14 @@ BATCH_ORDERS = {
 }
 
 
+# How the learning rate moves after its linear warmup (each ends at a tenth of the peak, or stays).
+LR_SCHEDULES = {
+    "linear": "a straight line down, no lower than a tenth of the peak (from 90% of the steps on)",
+    "cosine": "half a cosine down to a tenth of the peak at the last step",
+    "constant": "the peak until the last step (the book's loop has no schedule)",
+}
+
+
 # What a run minimises.
 OBJECTIVES = {
     "sft": "supervised fine-tuning: the next-token loss on the responses",
@@ -37,7 +45,7 @@ OBJECTIVES = {
 
 # How messages name a setting: the Train tab's label and the command line's option.
 LABELS = {"max_steps": "Max steps", "epochs": "Epochs", "batch_size": "Batch size", "grad_accum": "Gradient accumulation",
-          "lr": "Learning rate", "weight_decay": "Weight decay", "warmup_steps": "Warmup steps",
+          "lr": "Learning rate", "lr_schedule": "Learning-rate schedule", "weight_decay": "Weight decay", "warmup_steps": "Warmup steps",
           "max_length": "Max length", "seed": "Seed", "split_seed": "Split seed", "eval_every": "Validate every N steps",
           "eval_batches": "Validation batches", "probe_every": "Probe answers every N steps",
           "probes": "Probe instructions", "probe_tokens": "Probe tokens", "log_every": "Log every N steps",
@@ -77,6 +85,7 @@ class TrainConfig:
     lr: float = 3e-4
     weight_decay: float = 0.0
     warmup_steps: int = 5
+    lr_schedule: str = "linear"      # LR_SCHEDULES: "linear", "cosine" or "constant", after the warmup
     epochs: float = 1.0
     max_steps: int | None = None     # wins over epochs when set
     seed: int = 123                  # initialisation, batch order, dropout
@@ -126,6 +135,8 @@ class TrainConfig:
             problems.append(f"batch order must be one of {', '.join(BATCH_ORDERS)}, not {self.batch_order!r}")
         elif self.batch_order == "book" and self.group_by_length:
             problems.append("the book's batch order does not group batches by length: turn group by length off")
+        if self.lr_schedule not in LR_SCHEDULES:
+            problems.append(f"learning-rate schedule must be one of {', '.join(LR_SCHEDULES)}, not {self.lr_schedule!r}")
         if self.method not in ("lora", "full"):
             problems.append(f"method must be 'lora' or 'full', not {self.method!r}")
         if self.style not in STYLES:

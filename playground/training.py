@@ -103,9 +103,16 @@ def total_steps_for(config: TrainConfig, train_size: int) -> int:
     return max(1, math.ceil(per_epoch * config.epochs))
 
 
-def lr_factor(step: int, warmup_steps: int, total: int) -> float:
-    """The learning rate's multiplier: a linear warmup, then a linear decay down to a tenth."""
-    return min(1.0, (step + 1) / max(1, warmup_steps)) * max(0.1, 1 - step / max(1, total))
+def lr_factor(step: int, warmup_steps: int, total: int, schedule: str = "linear") -> float:
+    """The learning rate's multiplier at `step` (from 0): a linear warmup, then `schedule` (an
+    LR_SCHEDULES name): down to a tenth by the last step, or constant."""
+    warmup = min(1.0, (step + 1) / max(1, warmup_steps))
+    done = min(1.0, step / max(1, total))
+    if schedule == "constant":
+        return warmup
+    if schedule == "cosine":
+        return warmup * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * done)))
+    return warmup * max(0.1, 1 - done)
 
 
 def due(every: int, step: int, total: int) -> bool:
@@ -161,6 +168,7 @@ class TrainingLoop:
     last_val: float | None = None
     last_figures: dict[str, Any] = field(default_factory=dict)  # the last validation's figures
     step_values: dict[str, float] = field(default_factory=dict)  # the objective's figures of the last batch
+    step_lr: float = 0.0  # the learning rate the last optimizer step used
     resumed_at: int | None = None  # a resumed run: the step it went on from, and when (monotonic)
     resumed_clock: float = 0.0
     scored_at: int = -1      # the step of the last answer scoring
@@ -183,7 +191,7 @@ class TrainingLoop:
     def log_step(self, loss: float) -> None:
         """The step's point of the curve, with the throughput since the previous one."""
         seconds, world = max(self.window.seconds, 1e-9), self.world
-        self.event("step", train_loss=round(loss, 4), **self.step_values, lr=self.schedule.get_last_lr()[0],
+        self.event("step", train_loss=round(loss, 4), **self.step_values, lr=self.step_lr,
                    trained_tokens=self.trained_tokens,
                    tokens_per_s=round(self.window.tokens * world / seconds, 1),
                    input_tokens_per_s=round(self.window.inputs * world / seconds, 1))
@@ -239,6 +247,7 @@ class TrainingLoop:
             if self.micro % config.grad_accum == 0:
                 torch.nn.utils.clip_grad_norm_(self.trainable, 1.0)
                 self.optimizer.step()
+                self.step_lr = self.schedule.get_last_lr()[0]  # the one this step used, logged with it
                 self.schedule.step()
                 self.optimizer.zero_grad(set_to_none=True)
         self.window.seconds += time.monotonic() - started
@@ -457,7 +466,8 @@ def prepare_loop(side: Side, tokenizer: Any, dataset: data.Dataset, splits: data
     fused = device.type == "cuda" if config.fused_adamw is None else config.fused_adamw
     optimizer = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=config.weight_decay, fused=fused)
     total = total_steps_for(config, len(train_samples))
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, config.warmup_steps, total))
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: lr_factor(s, config.warmup_steps, total, config.lr_schedule))
     if accelerator is not None:
         loss_module, optimizer = accelerator.prepare(loss_module, optimizer)
         device = accelerator.device

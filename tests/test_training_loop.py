@@ -4,6 +4,7 @@ traceback in the log, and a job's progress reads consistently while its run trai
 (A stopped run resumed ends on the unbroken run's curve: tests/test_checkpoints.py.)"""
 
 import itertools
+import math
 import logging
 import time
 
@@ -13,6 +14,7 @@ from safetensors.torch import load_file
 
 from playground import manager as manager_module
 from playground import checkpoints, runs, store, training
+from playground.errors import PlaygroundError
 from playground.manager import HURRYING, STOPPING, ModelManager
 from playground.training import TrainConfig, prepare_model, run_training
 from playground.weights import Weights
@@ -175,3 +177,22 @@ def test_a_second_stop_says_the_validation_and_probes_are_skipped(tiny_model_dir
 @pytest.mark.parametrize("every, expected", [(0, [False] * 5), (2, [False, True, False, True, False])])
 def test_periodic_work_is_never_due_after_the_last_step(every, expected):
     assert [training.due(every, step, 5) for step in range(1, 6)] == expected
+
+
+@pytest.mark.parametrize("schedule", ["linear", "cosine", "constant"])
+def test_the_learning_rate_logged_at_each_step_follows_the_chosen_schedule(tiny_model_dir, tmp_path, schedule):
+    config = settings(tiny_model_dir, lr_schedule=schedule, max_steps=10, warmup_steps=2, eval_every=0, probes=0,
+                      probe_every=0, checkpoint_every=0)
+    rows, _ = train_run(tiny_model_dir, tmp_path, f"lr-{schedule}", config)
+    logged = [row["lr"] for row in rows if row["kind"] == "step"]
+    # step i (from 0) of 10 uses warmup min(1, (i + 1) / 2) times the schedule's factor at i / 10
+    decay = {"linear": lambda done: max(0.1, 1 - done),
+             "cosine": lambda done: 0.1 + 0.45 * (1 + math.cos(math.pi * done)),
+             "constant": lambda done: 1.0}[schedule]
+    assert logged == pytest.approx([config.lr * min(1, (i + 1) / 2) * decay(i / 10) for i in range(10)])
+    assert logged[0] == pytest.approx(config.lr / 2)  # the first step's lr is logged with it, not the next one's
+
+
+def test_an_unknown_learning_rate_schedule_is_refused_naming_the_choices(tiny_model_dir):
+    with pytest.raises(PlaygroundError, match="schedule must be one of linear, cosine, constant, not 'step'"):
+        settings(tiny_model_dir, lr_schedule="step").check()

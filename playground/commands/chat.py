@@ -10,8 +10,8 @@ from typing import Any
 
 from .. import prompts, runs, store
 from ..generation import GenerationSettings  # chat needs torch: so may its options
-from ..model_refs import BEST, ModelRef
-from .numbers import non_negative_int, positive_int
+from ..model_refs import ModelRef
+from .numbers import checkpoint_choice, positive_int
 
 
 def names(other: ModelRef, tuned: ModelRef) -> tuple[str, str]:
@@ -59,16 +59,6 @@ def chat(args: argparse.Namespace) -> int:
           f"({both / alone:.3f}x); process RSS {rss_base / 2**20:,.0f} MiB -> {rss_both / 2**20:,.0f} MiB "
           f"({rss_both / rss_base:.3f}x)", file=sys.stderr)
     return 0
-
-
-def checkpoint_choice(text: str) -> int | str:
-    """`--checkpoint`: a step (a whole number of 0 or more) or 'best'."""
-    if text.strip().lower() == BEST:
-        return BEST
-    try:
-        return non_negative_int(text)
-    except argparse.ArgumentTypeError:
-        raise argparse.ArgumentTypeError(f"{text!r} is neither a step (a whole number) nor '{BEST}'") from None
 
 
 def add_parser(commands: Any) -> None:

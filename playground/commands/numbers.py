@@ -7,6 +7,8 @@ import argparse
 import math
 from typing import Any
 
+from ..model_refs import BEST  # plain Python too
+
 
 def _number(kind: type, least: float, what: str) -> Any:
     """An argparse type: a finite number of `kind` of at least `least`, or an error saying so."""
@@ -27,3 +29,13 @@ positive_int = _number(int, 1, "a whole number of at least 1")
 non_negative_int = _number(int, 0, "a whole number of 0 or more")
 positive_number = _number(float, 1e-9, "a positive number")
 non_negative_number = _number(float, 0, "a number of 0 or more")
+
+
+def checkpoint_choice(text: str) -> int | str:
+    """`--checkpoint`: a step (a whole number of 0 or more) or 'best'."""
+    if text.strip().lower() == BEST:
+        return BEST
+    try:
+        return non_negative_int(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"{text!r} is neither a step (a whole number) nor '{BEST}'") from None

@@ -11,13 +11,14 @@ from pathlib import Path
 from typing import Any
 
 from .. import data, data_checks, prompts, runs, store
-from ..settings import PRESETS, TrainConfig
+from ..settings import LR_SCHEDULES, PRESETS, TrainConfig
 from .options import (add_batch_order, add_file_options, add_mask, add_skip_bad_rows, load_dataset,
                       SPLIT_ORDER_HELP)
 
 # Options that set a TrainConfig field of the same name when given (None: the preset's or the default).
-OVERRIDES = ("model", "style", "template", "batch_size", "lr", "max_length", "grad_accum", "seed",
-             "split_seed", "split_order", "batch_order", "mask", "drop_last", "group_by_length", "eval_every",
+OVERRIDES = ("model", "style", "template", "batch_size", "lr", "lr_schedule", "warmup_steps", "weight_decay",
+             "max_length", "grad_accum", "seed", "split_seed", "split_order", "batch_order", "mask", "drop_last",
+             "group_by_length", "eval_every", "target_modules",
              "checkpoint_every", "keep_checkpoints", "probe_every", "probes", "score_answers_every",
              "score_answers_sample", "beta", "from_run", "lora_r", "lora_alpha", "ignore_memory_estimate")
 METHODS = {"lora": "a LoRA adapter", "full": "a full fine-tune",
@@ -187,6 +188,10 @@ def add_setting_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int)
     parser.add_argument("--grad-accum", type=int)
     parser.add_argument("--lr", type=float)
+    parser.add_argument("--lr-schedule", choices=list(LR_SCHEDULES),
+                        help="after the warmup: " + "; ".join(f"{name}: {what}" for name, what in LR_SCHEDULES.items()))
+    parser.add_argument("--warmup-steps", type=int, help="steps of linear warmup (default: the preset's)")
+    parser.add_argument("--weight-decay", type=float, help="AdamW's weight decay (default: the preset's)")
     parser.add_argument("--max-length", type=int)
     parser.add_argument("--style", choices=list(prompts.STYLES))
     parser.add_argument("--template", help="custom template with {instruction}, {input}, {output}")
@@ -215,6 +220,8 @@ def add_setting_options(parser: argparse.ArgumentParser) -> None:
                         help=f"how many validation records answer (default {TrainConfig.score_answers_sample})")
     parser.add_argument("--lora-r", type=int, help="LoRA rank (default: the preset's)")
     parser.add_argument("--lora-alpha", type=int, help="LoRA alpha (default: the preset's)")
+    parser.add_argument("--target-modules", help="LoRA: 'all-linear' or module names, comma-separated (for example "
+                                                 "q_proj,k_proj,v_proj,o_proj: attention only)")
     parser.add_argument("--ignore-memory-estimate", action="store_true", default=None,
                         help="start even when the memory estimate is more than the free memory")
 

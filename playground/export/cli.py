@@ -11,7 +11,7 @@ from ..commands.progress import ProgressReport
 from .formats import FORMATS
 from .gguf_file import QUANT_NOTE, QUANTS
 from ..errors import PlaygroundError
-from ..commands.numbers import non_negative_int, positive_int
+from ..commands.numbers import checkpoint_choice, non_negative_int, positive_int
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -25,7 +25,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         raise PlaygroundError("Give --format (or --compare-quants alone, to measure every GGUF type).")
     request = ExportRequest(run_id=args.run, format=args.format, out=args.out, quant=args.quant, force=args.force,
                             parity_count=args.parity, max_new_tokens=args.max_new_tokens,
-                            ollama_host=args.host, ollama_name=args.name, create_on_server=not args.no_create)
+                            ollama_host=args.host, ollama_name=args.name, create_on_server=not args.no_create,
+                            checkpoint=args.checkpoint)
     manager = ModelManager(args.models_dir, dtype=args.dtype)
     progress = ProgressReport()
     try:
@@ -48,7 +49,7 @@ def compare_quants(args: argparse.Namespace) -> int:
     progress = ProgressReport()
     try:
         rows = [cost.row() for cost in measure(manager, args.run, args.parity, args.max_new_tokens,
-                                               on_progress=progress)]
+                                               on_progress=progress, checkpoint=args.checkpoint)]
     finally:
         progress.close()
     print(f"What each GGUF type costs against the app, on {args.parity} records of run {args.run}'s test split:")
@@ -75,11 +76,14 @@ def add_parser(commands: Any) -> None:
                                              "with a parity check: the run's test prompts answered by llama.cpp and "
                                              "by the app. " + QUANT_NOTE)
     export.add_argument("--run", required=True, help="a run id: the name of a folder under MODELS_DIR/runs/")
+    export.add_argument("--checkpoint", type=checkpoint_choice, metavar="STEP",
+                        help="export the run's checkpoint at STEP, or 'best': the one whose answers scored best while "
+                             "it trained (default: the run's final weights)")
     export.add_argument("--format", choices=list(FORMATS),
                         help="; ".join(f"{name}: {fmt.label}" for name, fmt in FORMATS.items()))
     export.add_argument("--quant", default="f16", type=str.lower, choices=list(QUANTS),
                         help=f"GGUF type {formats_with('quantised')}: " + ", ".join(QUANTS))
-    export.add_argument("--out", type=Path, help="the folder to create (default: the run's exports/FORMAT[-QUANT])")
+    export.add_argument("--out", type=Path, help="the folder to create (default: the run's exports/FORMAT[-QUANT][-stepN])")
     export.add_argument("--force", action="store_true", help="replace an earlier export in --out")
     export.add_argument("--parity", type=non_negative_int, default=10,
                         help=f"test prompts for the parity check {formats_with('parity')}")

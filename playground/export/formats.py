@@ -110,7 +110,7 @@ def write_gguf(build: Build) -> None:
     model = tuned.merged_model(build.facts, build.manager.models_dir)
     quant = build.request.quant
     gguf_file.write_gguf(model, build.tokenizer, build.gguf_path, quant, jinja_template(build.found),
-                         adds_bos(build.tokenizer), build.stops, f"{build.facts.record.run_id} ({quant})",
+                         adds_bos(build.tokenizer), build.stops, f"{build.facts.name} ({quant})",
                          on_progress=lambda f, text: build.report(0.1 + 0.4 * f, text), stop=build.stop)
     del model
     gc.collect()  # the merged copy is freed before the parity check loads the file
@@ -158,8 +158,8 @@ def write_gguf_lora(build: Build) -> None:
         raise PlaygroundError(f"Run {facts.record.run_id} is a full fine-tune: it has no adapter. Export it as "
                               "gguf instead.")
     base = store.load_model(facts.spec, build.manager.models_dir, dtype=torch.float32)
-    name = f"{facts.record.run_id} (LoRA adapter)"
-    gguf_lora.write_lora_gguf(facts.record.weights.folder, base.config, build.work / ADAPTER_GGUF, name,
+    name = f"{facts.name} (LoRA adapter)"
+    gguf_lora.write_lora_gguf(facts.weights.folder, base.config, build.work / ADAPTER_GGUF, name,
                               on_progress=lambda f, text: build.report(0.05 + 0.1 * f, text), stop=build.stop)
     build.llama_files = (base_gguf(build, base), build.work / ADAPTER_GGUF)
     del base
@@ -182,7 +182,7 @@ def create_ollama(build: Build, folder: Path) -> str:
     """The model created on the server from the files in `build.work` (to be moved to `folder`), or the
     command to create it when there is no server. A server that fails while creating fails the export."""
     request = build.request
-    name = request.ollama_name or modelfile.model_name(request.run_id)
+    name = request.ollama_name or modelfile.model_name(build.facts.name)
     host = modelfile.server_host(request.ollama_host)
     if not request.create_on_server or not modelfile.reachable(host):
         return f"No Ollama server at {host}: create the model with\n  {modelfile.create_command(folder, name)}"

@@ -21,10 +21,10 @@ def write_adapter(facts: RunFacts, folder: Path) -> None:
     if not facts.is_lora:
         raise PlaygroundError(f"Run {facts.record.run_id} is a full fine-tune: it has no adapter. Export it as a "
                               "Hugging Face folder (hf) or GGUF instead.")
-    source = facts.record.weights.folder
+    source = facts.weights.folder
     for name in ADAPTER_FILES:
         if not (source / name).is_file():
-            raise PlaygroundError(f"Run {facts.record.run_id}'s adapter has no {name}.")
+            raise PlaygroundError(f"The adapter of {facts.ref.label} has no {name}.")
         shutil.copyfile(source / name, folder / name)
 
 
@@ -50,9 +50,9 @@ def model_card(facts: RunFacts, models_dir: Path, found: PromptFormat, example: 
     record = facts.record
     data = record.data() or {}
     grading = evaluation.quoted_grading(models_dir, record.run_id)
-    lines = [f"# {record.run_id}", "",
+    lines = [f"# {facts.name}", "",
              f"A {'LoRA' if facts.is_lora else 'full'} fine-tune of `{facts.spec}` made with the instruction-tuning "
-             f"playground ({fmt} export).", "", "## Training", "",
+             f"playground ({fmt} export)" + _checkpoint_text(facts) + ".", "", "## Training", "",
              "| setting | value |", "|---|---|"]
     lines += [f"| {key} | {json.dumps(value)} |" for key, value in vars(record.config).items()]
     status = record.status
@@ -82,6 +82,20 @@ def model_card(facts: RunFacts, models_dir: Path, found: PromptFormat, example: 
 
 def _stop_texts(found: PromptFormat) -> list[str]:
     return ["the end-of-text token"] + (["the end-of-turn token"] if style_of(found.style).end_of_turn else [])
+
+
+def _checkpoint_text(facts: RunFacts) -> str:
+    """The model card's note on a checkpoint export: its step, and its answer scores when it was the best."""
+    if facts.step is None:
+        return ""
+    text = f": the checkpoint at step {facts.step} of run {facts.record.run_id}"
+    best = facts.record.status.get("best_checkpoint") or {}
+    if best.get("step") == facts.step:
+        scores = ", ".join(f"{label} {best[name]:.3f}" for name, label in (("exact_match", "exact match"),
+                                                                         ("rouge_l", "ROUGE-L"))
+                           if best.get(name) is not None)
+        text += f", the one whose validation answers scored best while it trained ({scores})"
+    return text
 
 
 def _number(value: Any) -> str:

@@ -121,8 +121,8 @@ def cases_for(manager: Any, run_id: str, style: str, tokenizer: Any, template: s
 
 def answer_in_app(manager: Any, run_id: str, cases: list[Case], tokenizer: Any, style: str,
                 settings: GenerationSettings, stop: threading.Event | None,
-                on_progress: Progress | None) -> list[str]:
-    side, _ = manager.tuned_side(run_id)
+                on_progress: Progress | None, step: int | None = None) -> list[str]:
+    side, _ = manager.tuned_side(run_id, step)
 
     def progress(done: int, total: int) -> None:
         if on_progress:
@@ -243,10 +243,10 @@ def first_difference(case: Case, app_text: str, ids: list[int], tokenizer: Any) 
 
 
 def teacher_forced(manager: Any, run_id: str, path: Path, cases: list[Case], stop: threading.Event | None,
-                   on_progress: Progress | None, **options: Any) -> tuple[int, float, float]:
+                   on_progress: Progress | None, step: int | None = None, **options: Any) -> tuple[int, float, float]:
     """(answer positions, top-1 agreement, mean KL(app || gguf)) with both reading each case's prompt and
-    reference answer, the same token ids."""
-    side, _ = manager.tuned_side(run_id)
+    reference answer, the same token ids; the app's side is the run's checkpoint at `step` if given."""
+    side, _ = manager.tuned_side(run_id, step)
     llm = load_llama(path, max(len(c.sample.ids) for c in cases) + 8, logits_all=True, **options)
     agree, kl_sum, positions = 0, 0.0, 0
     try:
@@ -282,9 +282,11 @@ def reference_scores(answers: list[str], cases: list[Case]) -> tuple[float, floa
 def check(manager: Any, run_id: str, path: Path, tokenizer: Any, style: str, template: str | None,
           stops: list[int], adds_bos: bool, count: int, settings: GenerationSettings,
           stop: threading.Event | None = None, on_progress: Progress | None = None,
-          lora: Path | None = None, app_answers: dict[Any, list[str]] | None = None) -> ParityResult:
-    """Answer `count` test prompts of the run in the app and with the GGUF file (with the LoRA adapter
-    file `lora` on it, if given), compare them, and read their references on both sides. The app's
+          lora: Path | None = None, app_answers: dict[Any, list[str]] | None = None,
+          step: int | None = None) -> ParityResult:
+    """Answer `count` test prompts of the run (of its checkpoint at `step`, if given) in the app and with
+    the GGUF file (with the LoRA adapter file `lora` on it, if given), compare them, and read their
+    references on both sides. The app's
     answers are taken from `app_answers` when it holds them for the same prompts and settings, and
     kept there."""
     options = {"lora_path": str(lora)} if lora is not None else {}
@@ -293,10 +295,11 @@ def check(manager: Any, run_id: str, path: Path, tokenizer: Any, style: str, tem
     def part(start: float, share: float) -> Progress | None:
         return (lambda f, text: on_progress(start + share * f, text)) if on_progress else None
 
-    asked = (run_id, tuple(case.record for case in cases), style, template, repr(settings))
+    asked = (run_id, step, tuple(case.record for case in cases), style, template, repr(settings))
     known = app_answers if app_answers is not None else {}
     if asked not in known:
-        known[asked] = answer_in_app(manager, run_id, cases, tokenizer, style, settings, stop, part(0.0, 0.45))
+        known[asked] = answer_in_app(manager, run_id, cases, tokenizer, style, settings, stop, part(0.0, 0.45),
+                                     step)
     app = known[asked]
     gguf, same, speed = gguf_answers(path, cases, tokenizer, stops, adds_bos, settings, stop, part(0.45, 0.3),
                                      **options)
@@ -305,5 +308,5 @@ def check(manager: Any, run_id: str, path: Path, tokenizer: Any, style: str, tem
     for side, answers in (("app", app), ("gguf", [answer_text(tokenizer, ids) for ids in gguf])):
         result.exact_match[side], result.rouge_l[side] = reference_scores(answers, cases)
     result.positions, result.top1_agreement, result.mean_kl = teacher_forced(manager, run_id, path, cases, stop,
-                                                                             part(0.75, 0.25), **options)
+                                                                             part(0.75, 0.25), step, **options)
     return result

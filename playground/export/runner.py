@@ -35,6 +35,7 @@ class ExportRequest:
     ollama_host: str | None = None   # default: $OLLAMA_HOST or http://127.0.0.1:11434
     ollama_name: str | None = None   # default: playground-<run id>
     create_on_server: bool = True    # create the Ollama model when a server answers
+    checkpoint: int | str | None = None  # a checkpoint's step, or "best"; None: the run's final weights
 
     def check(self) -> ExportFormat:
         fmt = format_of(self.format)
@@ -74,8 +75,9 @@ def token_text(token: str) -> str:
     return repr(token) if token else "(its answer ended)"
 
 
-def default_out(models_dir: Path, run_id: str, fmt: str, quant: str) -> Path:
-    suffix = f"-{quant}" if format_of(fmt).quantised else ""
+def default_out(models_dir: Path, run_id: str, fmt: str, quant: str, step: int | None = None) -> Path:
+    """The run's exports/FORMAT[-QUANT][-stepN] folder."""
+    suffix = (f"-{quant}" if format_of(fmt).quantised else "") + (f"-step{step}" if step is not None else "")
     return runs.runs_dir(models_dir) / run_id / "exports" / f"{fmt}{suffix}"
 
 
@@ -89,8 +91,8 @@ def export_run(manager: Any, request: ExportRequest, on_progress: Progress | Non
     fmt = request.check()
     models_dir = manager.models_dir
     request.run_id = runs.check_run_id(models_dir, request.run_id)
-    facts = tuned.run_facts(models_dir, request.run_id)
-    out = Path(request.out or default_out(models_dir, request.run_id, request.format, request.quant))
+    facts = tuned.run_facts(models_dir, request.run_id, request.checkpoint)
+    out = Path(request.out or default_out(models_dir, request.run_id, request.format, request.quant, facts.step))
     target.check_target(out.expanduser().resolve(), request.force)
     if fmt.gguf:
         gguf_file.architecture(_config_of(facts, models_dir))
@@ -106,7 +108,7 @@ def export_run(manager: Any, request: ExportRequest, on_progress: Progress | Non
         if build.llama_files and build.llama_files[1] is not None:
             result.base_gguf = build.llama_files[0]
             result.notes.append(f"The base model's GGUF for the adapter: {result.base_gguf}")
-        _write_manifest(work, request, fmt, result)
+        _write_manifest(work, request, fmt, result, facts.step)
         if stop is not None and stop.is_set():
             raise PlaygroundError("Export stopped: nothing was written.")
         if fmt.create is not None:  # before the files move into place: a failure replaces nothing
@@ -118,7 +120,7 @@ def export_run(manager: Any, request: ExportRequest, on_progress: Progress | Non
     if fmt.note:
         result.notes.append(fmt.note)
     if keep_record:
-        records.append(facts.record.folder, _entry(request, fmt, result))
+        records.append(facts.record.folder, _entry(request, fmt, result, facts.step))
     report(1.0, "Done")
     return result
 
@@ -139,15 +141,17 @@ class QuantCost:
 
 def compare_quants(manager: Any, run_id: str, parity_count: int = 10, max_new_tokens: int = 64,
                    on_progress: Progress | None = None, stop: threading.Event | None = None,
-                   quants: list[str] | None = None, adapters: bool | None = None) -> list[QuantCost]:
+                   quants: list[str] | None = None, adapters: bool | None = None,
+                   checkpoint: int | str | None = None) -> list[QuantCost]:
     """The run exported to each GGUF type (`quants`, default all, F16 first) in a temporary folder
     (removed after), each measured against the app on the run's own test split; for a LoRA run (or as
     `adapters` says) also its adapter GGUF on the base model at each type. The app answers the test
-    prompts once for all of them."""
+    prompts once for all of them. `checkpoint` (a step or "best") measures that checkpoint instead of
+    the final weights."""
     if not parity.llama_cpp_installed():
         raise PlaygroundError(parity.MISSING_NOTE)
     names = [gguf_file.check_quant(name) for name in quants] if quants else list(gguf_file.QUANTS)
-    with_adapters = tuned.run_facts(manager.models_dir, run_id).is_lora if adapters is None else adapters
+    with_adapters = tuned.run_facts(manager.models_dir, run_id, checkpoint).is_lora if adapters is None else adapters
     jobs = [(fmt, quant) for fmt in ("gguf", "gguf-lora")[:1 + with_adapters] for quant in names]
     measured, app_answers = [], {}
     with tempfile.TemporaryDirectory(prefix="compare-quants-") as folder:
@@ -157,7 +161,7 @@ def compare_quants(manager: Any, run_id: str, parity_count: int = 10, max_new_to
                     on_progress((number + fraction) / len(jobs), f"{name}: {text}")
 
             request = ExportRequest(run_id=run_id, format=fmt, quant=quant, out=Path(folder) / f"{fmt}-{quant}",
-                                    parity_count=parity_count, max_new_tokens=max_new_tokens)
+                                    parity_count=parity_count, max_new_tokens=max_new_tokens, checkpoint=checkpoint)
             result = export_run(manager, request, report, stop, keep_record=False, app_answers=app_answers,
                                 bases_dir=Path(folder) / "bases")
             measured.append(QuantCost(quant, size_text(result), result.parity, adapter=fmt == "gguf-lora"))
@@ -187,7 +191,7 @@ def _write_files(fmt: ExportFormat, build: Build) -> parity.ParityResult | None:
 
 
 def _config_of(facts: tuned.RunFacts, models_dir: Path) -> Any:
-    saved = facts.record.weights
+    saved = facts.weights
     spec = facts.spec if saved.is_adapter else str(saved.folder)
     return SimpleNamespace(model_type=store.model_type(spec, models_dir))
 
@@ -198,22 +202,26 @@ def _parity(build: Build) -> parity.ParityResult:
     model, lora = build.checked_files
     return parity.check(build.manager, facts.record.run_id, model, build.tokenizer, facts.style,
                         facts.template, build.stops, adds_bos(build.tokenizer), request.parity_count, settings,
-                        build.stop, lambda f, text: build.report(0.5 + 0.5 * f, text), lora, build.app_answers)
+                        build.stop, lambda f, text: build.report(0.5 + 0.5 * f, text), lora, build.app_answers,
+                        facts.step)
 
 
 def _quant(request: ExportRequest, fmt: ExportFormat) -> str | None:
     return request.quant if fmt.quantised else None
 
 
-def _write_manifest(work: Path, request: ExportRequest, fmt: ExportFormat, result: ExportResult) -> None:
-    manifest = {"run": request.run_id, "format": request.format, "time": time.time(), "quant": _quant(request, fmt),
+def _write_manifest(work: Path, request: ExportRequest, fmt: ExportFormat, result: ExportResult,
+                    step: int | None) -> None:
+    manifest = {"run": request.run_id, "checkpoint": step, "format": request.format, "time": time.time(),
+                "quant": _quant(request, fmt),
                 "base_gguf": str(result.base_gguf) if result.base_gguf else None,
                 "parity": result.parity.as_dict() if result.parity else None}
     (work / target.MANIFEST).write_text(json.dumps(manifest, indent=1, ensure_ascii=False), encoding="utf-8")
 
 
-def _entry(request: ExportRequest, fmt: ExportFormat, result: ExportResult) -> dict[str, Any]:
-    return {"time": time.strftime("%Y-%m-%d %H:%M:%S"), "format": request.format, "quant": _quant(request, fmt),
+def _entry(request: ExportRequest, fmt: ExportFormat, result: ExportResult, step: int | None) -> dict[str, Any]:
+    return {"time": time.strftime("%Y-%m-%d %H:%M:%S"), "checkpoint": step, "format": request.format,
+            "quant": _quant(request, fmt),
             "folder": str(result.folder), "files": [{"name": f.name, "bytes": f.size} for f in result.files],
             "parity": result.parity.as_dict() if result.parity else None, "ollama": result.ollama or None,
             "base_gguf": str(result.base_gguf) if result.base_gguf else None}

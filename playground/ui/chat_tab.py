@@ -18,14 +18,14 @@ from typing import Any, Callable
 
 import gradio as gr
 
-from .. import checkpoints, runs
+from .. import runs
 from ..errors import PlaygroundError
 from ..generation import GenerationSettings, cut_note, stream
 from ..model_refs import BASE, ModelRef
 from ..prompts import Turn, conversation
 from ..votes import save_vote, tally
-from .common import (SessionStops, Shared, against_update, best_note, notice, relabel_runs, run_choices,
-                     run_update)
+from .common import (SessionStops, Shared, against_update, checkpoint_step, checkpoint_update, notice, relabel_runs,
+                     run_choices, run_update)
 
 log = logging.getLogger(__name__)
 
@@ -133,25 +133,6 @@ def shown_names(run_id: str | None, checkpoint: Any, against: Any) -> tuple[str,
 
 def no_examples() -> Any:
     return gr.update(choices=[], value=None)
-
-
-def checkpoint_step(value: Any) -> int | None:
-    """The Weights dropdown's value: "" for the run's final weights, else a checkpoint's step."""
-    return int(value) if value not in (None, "") else None
-
-
-def checkpoint_update(manager: Any, run_id: str | None, current: Any = "") -> Any:
-    """The run's final weights and each of its checkpoints, keeping the current pick while it is there."""
-    choices = [("final weights", "")]
-    if run_id:
-        try:
-            record = runs.read(manager.models_dir, run_id)
-        except PlaygroundError:
-            record = None
-        choices += [(f"step {c.step} checkpoint{best_note(record, c.step)}", str(c.step))
-                    for c in checkpoints.list_checkpoints(record.folder)] if record else []
-    values = [value for _, value in choices]
-    return gr.update(choices=choices, value=current if current in values else "")
 
 
 def compared_line(run_id: str, checkpoint: Any, against: Any) -> str:

@@ -169,6 +169,25 @@ def against_choices(manager: ModelManager, run_id: str | None) -> list[tuple[str
     return choices
 
 
+def checkpoint_step(value: Any) -> int | None:
+    """The Weights dropdown's value: "" for the run's final weights, else a checkpoint's step."""
+    return int(value) if value not in (None, "") else None
+
+
+def checkpoint_update(manager: Any, run_id: str | None, current: Any = "") -> Any:
+    """The run's final weights and each of its checkpoints, keeping the current pick while it is there."""
+    choices = [("final weights", "")]
+    if run_id:
+        try:
+            record = runs.read(manager.models_dir, run_id)
+        except PlaygroundError:
+            record = None
+        choices += [(f"step {c.step} checkpoint{best_note(record, c.step)}", str(c.step))
+                    for c in checkpoints.list_checkpoints(record.folder)] if record else []
+    values = [value for _, value in choices]
+    return gr.update(choices=choices, value=current if current in values else "")
+
+
 def best_note(record: runs.RunRecord, step: int) -> str:
     """A label's mark for the checkpoint whose answers scored best while the run trained."""
     best = record.status.get("best_checkpoint") or {}

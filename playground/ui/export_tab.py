@@ -21,7 +21,7 @@ from ..export.runner import token_text
 from ..export import records as export_records
 from ..export.gguf_file import QUANT_NOTE, QUANTS
 from ..export.target import human_size
-from .common import Form, SessionStops, Shared, notice, pick, run_label
+from .common import Form, SessionStops, Shared, checkpoint_step, checkpoint_update, notice, pick, run_label
 
 EMPTY = "Pick a run and a format, then press Export. The files and, for GGUF and Ollama, the parity check appear here."
 
@@ -103,6 +103,8 @@ def layout(manager: Any) -> SimpleNamespace:
     form = ui.form
     with gr.Row(equal_height=True):
         form.run = gr.Dropdown(saved_runs(manager), value=None, label="Run", scale=3, elem_id="export-run")
+        form.checkpoint = gr.Dropdown([("final weights", "")], value="", label="Weights", scale=2,
+                                      elem_id="export-checkpoint")
         form.format = gr.Radio(format_choices(), value="gguf", label="Format", scale=3, elem_id="export-format")
         form.quant = gr.Radio(quant_choices(), value="f16", label="GGUF type (an adapter's: its base model's)", scale=2,
                               elem_id="export-quant")
@@ -137,10 +139,12 @@ def export(manager: Any, exports: RunningExports, form: SimpleNamespace, session
     if not form.run:
         return notice("Pick a run first (train one in the Train tab).", "error"), gr.skip(), gr.skip()
     typed = (form.folder or "").strip()
+    step = checkpoint_step(form.checkpoint)
     request = ExportRequest(run_id=form.run, format=form.format, quant=form.quant, parity_count=int(form.count),
                             out=Path(typed) if typed else None, force=bool(form.force) or not typed,
-                            ollama_host=(form.host or "").strip() or None)
-    what = form.format + (f" {form.quant.upper()}" if FORMATS[form.format].quantised else "")
+                            ollama_host=(form.host or "").strip() or None, checkpoint=step)
+    what = (form.format + (f" {form.quant.upper()}" if FORMATS[form.format].quantised else "")
+            + (f" (checkpoint at step {step})" if step is not None else ""))
     running = Running(form.run, what, session, stop)
 
     def report(fraction: float, text: str) -> None:
@@ -158,7 +162,8 @@ def export(manager: Any, exports: RunningExports, form: SimpleNamespace, session
         return notice(str(exc), "error"), gr.skip(), gr.skip()
     finally:
         exports.finish(form.run)
-    text = f"Exported run {form.run} as {form.format} to {result.folder}."
+    text = (f"Exported run {form.run}" + (f"'s checkpoint at step {step}" if step is not None else "")
+            + f" as {form.format} to {result.folder}.")
     if result.ollama:
         text += "\n" + result.ollama
     text += "".join("\n" + note for note in result.notes)
@@ -177,7 +182,9 @@ def last_export(manager: Any, run_id: str | None) -> tuple[str, str, str]:
         return notice(EMPTY), "", ""
     last = entries[-1]
     head = (f"The last export of this run ({last['time']}): {last['format']}"
-            + (f" {last['quant']}" if last.get("quant") else "") + f" in {last['folder']}.")
+            + (f" {last['quant']}" if last.get("quant") else "")
+            + (f" of the checkpoint at step {last['checkpoint']}" if last.get("checkpoint") is not None else "")
+            + f" in {last['folder']}.")
     files = [(f["name"], f["bytes"]) for f in last["files"]]
     return notice(head), files_html(files), parity_html(last.get("parity"), gguf_file_of(files), last.get("base_gguf"))
 
@@ -214,13 +221,17 @@ def build(shared: Shared, tab: gr.Tab) -> None:
 
     ui.stop.click(on_stop, form.run, ui.message)
 
-    def refresh(current):
+    def refresh(current, checkpoint):
         choices = saved_runs(manager)
         value = pick(choices, current)
-        return gr.update(choices=choices, value=value), *last_export(manager, value)
+        return (gr.update(choices=choices, value=value), checkpoint_update(manager, value, checkpoint),
+                *last_export(manager, value))
 
-    form.run.change(lambda run_id: last_export(manager, run_id), form.run, shown)
-    gr.on([shared.app.load, tab.select], refresh, form.run, [form.run, *shown])
+    def run_picked(run_id: str | None):  # another run: its final weights first
+        return checkpoint_update(manager, run_id), *last_export(manager, run_id)
+
+    form.run.change(run_picked, form.run, [form.checkpoint, *shown])
+    gr.on([shared.app.load, tab.select], refresh, [form.run, form.checkpoint], [form.run, form.checkpoint, *shown])
     watching = gr.State(False)
 
     def on_tick(run_id: str | None, seen: bool, request: gr.Request):

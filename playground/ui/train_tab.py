@@ -16,7 +16,7 @@ from .. import data_checks, dpo, estimate, experiments, runs, store
 from ..errors import PlaygroundError
 from ..manager import JobSnapshot, resume_checkpoint
 from ..prompts import style_label, style_of
-from ..settings import FIRST_PRESET, PRESETS, TrainConfig, presets_for
+from ..settings import FIRST_PRESET, LR_SCHEDULES, PRESETS, TrainConfig, presets_for
 from ..training import Event
 from .common import (BATCH_ORDER_CHOICES, LEGEND_ABOVE_LEFT, MASK_CHOICES, MASK_LABEL, SPLIT_ORDER_CHOICES, Form,
                      Shared, changed, notice, run_label)
@@ -351,6 +351,9 @@ def settings_form() -> tuple[gr.Dropdown, gr.HTML, Form]:
         form.lr = number("lr", "Learning rate")
         form.weight_decay = number("weight_decay", "Weight decay", minimum=0, elem_id="train-weight-decay")
         form.warmup_steps = number("warmup_steps", "Warmup steps", precision=0, minimum=0)
+        form.lr_schedule = gr.Dropdown([(f"{name}: {what}", name) for name, what in LR_SCHEDULES.items()],
+                                       value=defaults.lr_schedule, label="Then the learning rate goes",
+                                       elem_id="train-lr-schedule")
     with gr.Row():
         form.max_length = number("max_length", "Max length (tokens)", precision=0)
         form.seed = number("seed", "Seed (initialisation, batch order)", precision=0)
