@@ -50,7 +50,7 @@ def child(name: str) -> None:
     config = training.TrainConfig(**{**training.PRESETS["Quick CPU demo"], **CASES[name], "max_steps": STEPS,
                                      "eval_every": 0, "probe_every": 0, "probes": 0})
     splits = dataset.splits(seed=config.split_seed)
-    guess = estimate.for_settings(manager, dataset, config, STEPS, splits.train)
+    guess = estimate.for_settings(manager, dataset, config, splits.train)
     before = psutil.Process().memory_info().rss
     with Sampler() as sampler:
         side = training.prepare_model(loaded.weights, config, "bench", folder, loaded.dtype, manager.device)

@@ -50,6 +50,7 @@ SETTINGS = {
     "nothing-masked": {"mask": "none"},
     "full-5e-5": {"method": "full", "lr": 5e-5},  # every weight trained, at the book's learning rate
     "full-1e-5": {"method": "full", "lr": 1e-5},
+    "packed": {"pack": True},  # rows of the max length (128), about 2.5 samples each: a step sees more samples
     "cosine": {"lr_schedule": "cosine"},
     "constant": {"lr_schedule": "constant"},
 }

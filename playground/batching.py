@@ -13,6 +13,10 @@ The book's rules (chapter 7):
   prompt, response header included), or only the instruction and input are ("instruction": the
   book's exercise 7.2, which masks the tokens of `format_input(entry)` and trains the header);
 - optionally, everything is cut to a maximum length;
+- optionally, samples are packed (`pack`): several in one row of at most the maximum length, one
+  after another, each with position ids from 0 and attending only to itself (the model reads the
+  position ids: a row whose positions restart holds several sequences), so a row holds no padding
+  but at its end, and no target crosses from one sample into the next;
 - an epoch's batches come in a seeded random order; `batch_order(..., order="book")` is the order
   of the book's DataLoader (`torch.manual_seed(123)`, `shuffle=True`), batch for batch.
 
@@ -22,6 +26,7 @@ import torch, so that checking data (`collate_arrays`) needs none.
 
 from __future__ import annotations
 
+import bisect
 import random
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterator, Sequence
@@ -54,16 +59,32 @@ class Sample:
     index: int = -1   # the record it came from
     instruction_len: int = -1  # how many belong to the prompt without its response header (-1: unknown)
 
+    @property
+    def input_len(self) -> int:
+        """Input positions it fills (its last token is only a target)."""
+        return len(self.ids) - 1
+
+
+@dataclass(frozen=True)
+class PackedRow:
+    """Several samples in one row (`pack`): each one's inputs and targets after the previous one's."""
+    parts: tuple[Sample, ...]
+
+    @property
+    def input_len(self) -> int:
+        return sum(part.input_len for part in self.parts)
+
 
 @dataclass
 class Batch:
     inputs: torch.Tensor   # (batch, length) token ids
     targets: torch.Tensor  # (batch, length) next-token ids, IGNORE_INDEX where nothing is learned
-    samples: list[Sample]
+    samples: list[Any]     # a Sample per row, or a PackedRow
+    positions: torch.Tensor | None = None  # (batch, length) position ids where rows are packed; None: 0, 1, 2...
 
     @property
     def real_tokens(self) -> int:
-        return sum(min(len(s.ids) - 1, self.inputs.shape[1]) for s in self.samples)
+        return sum(min(s.input_len, self.inputs.shape[1]) for s in self.samples)
 
     @property
     def trained_tokens(self) -> int:
@@ -149,16 +170,21 @@ def dataset_lengths(dataset: Any, style: str, tokenizer: Any, template: str | No
     return dataset.remember(key, lambda: sample_lengths(dataset.records, style, tokenizer, template))
 
 
-def collate(samples: Sequence[Sample], pad_id: int, max_length: int | None = None, mask: str = "none") -> Batch:
+def collate(samples: Sequence[Sample | PackedRow], pad_id: int, max_length: int | None = None,
+            mask: str = "none") -> Batch:
     """The book's custom collate function, working from sample lengths rather than pad ids;
-    `mask` is a MASKS name ("none", "prompt", "instruction")."""
+    `mask` is a MASKS name ("none", "prompt", "instruction"). Packed rows get their position ids."""
     import torch
 
     inputs, targets = collate_arrays(samples, pad_id, max_length, mask)
-    return Batch(inputs=torch.from_numpy(inputs), targets=torch.from_numpy(targets), samples=list(samples))
+    positions = None
+    if any(isinstance(s, PackedRow) for s in samples):
+        positions = torch.from_numpy(np.stack([position_ids(s, inputs.shape[1]) for s in samples]))
+    return Batch(inputs=torch.from_numpy(inputs), targets=torch.from_numpy(targets), samples=list(samples),
+                 positions=positions)
 
 
-def collate_arrays(samples: Sequence[Sample], pad_id: int, max_length: int | None = None,
+def collate_arrays(samples: Sequence[Sample | PackedRow], pad_id: int, max_length: int | None = None,
                    mask: str = "none") -> tuple[np.ndarray, np.ndarray]:
     """`collate`'s (inputs, targets) as int64 arrays: what the data check counts without torch."""
     checked_mask(mask)
@@ -166,20 +192,66 @@ def collate_arrays(samples: Sequence[Sample], pad_id: int, max_length: int | Non
         raise PlaygroundError("Cannot collate an empty batch.")
     if max_length is not None and max_length < 2:
         raise PlaygroundError(f"Max length must be at least 2, got {max_length}.")
-    width = max(len(s.ids) for s in samples) - 1
+    width = max(s.input_len for s in samples)
     if max_length is not None:
         width = min(width, max_length)
     inputs = np.full((len(samples), width), pad_id, dtype=np.int64)
     targets = np.full((len(samples), width), IGNORE_INDEX, dtype=np.int64)
     for row, sample in enumerate(samples):
-        source = sample.ids[:-1][:width]
-        shifted = sample.ids[1:][:width]
+        parts = sample.parts if isinstance(sample, PackedRow) else (sample,)
+        source, shifted = (np.concatenate(arrays)[:width] for arrays in zip(*(row_arrays(p, mask) for p in parts)))
         inputs[row, :len(source)] = source
         targets[row, :len(shifted)] = shifted
-        masked = masked_prefix(sample, mask)
-        # target t predicts token t+1, which is a masked prompt token while t+1 < masked
-        targets[row, :max(masked - 1, 0)] = IGNORE_INDEX
     return inputs, targets
+
+
+def row_arrays(sample: Sample, mask: str) -> tuple[np.ndarray, np.ndarray]:
+    """One sample's inputs and targets (the inputs shifted left by one), its masked targets -100."""
+    ids = np.asarray(sample.ids, dtype=np.int64)
+    targets = ids[1:].copy()
+    # target t predicts token t+1, which is a masked prompt token while t+1 < masked
+    targets[:max(masked_prefix(sample, mask) - 1, 0)] = IGNORE_INDEX
+    return ids[:-1], targets
+
+
+def position_ids(sample: Sample | PackedRow, width: int) -> np.ndarray:
+    """A row's position ids: from 0 for each packed sample; the padding after goes on counting."""
+    parts = sample.parts if isinstance(sample, PackedRow) else (sample,)
+    positions = np.concatenate([np.arange(p.input_len) for p in parts])[:width]
+    tail = np.arange(len(positions), width) - len(positions) + (positions[-1] + 1 if len(positions) else 0)
+    return np.concatenate([positions, tail]).astype(np.int64)
+
+
+def pack(samples: Sequence[Sample], max_length: int) -> list[PackedRow]:
+    """The samples packed into rows of at most `max_length` input positions (`pack_layout`); a sample
+    longer than a row is cut to it, as collate would cut it, and fills one alone."""
+    def cut(sample: Sample) -> Sample:
+        if sample.input_len <= max_length:
+            return sample
+        return Sample(sample.ids[:max_length + 1], sample.prompt_len, sample.index, sample.instruction_len)
+
+    layout = pack_layout([s.input_len for s in samples], max_length)
+    return [PackedRow(tuple(cut(samples[i]) for i in row)) for row in layout]
+
+
+def pack_layout(input_lengths: Sequence[int], max_length: int) -> list[list[int]]:
+    """Which samples (by position) share each row: best fit by decreasing length, each going into the
+    row it fills most closely. It needs only the lengths, so a row count costs no tokenising beyond
+    `dataset_lengths`; the same lengths always give the same rows."""
+    rows: list[list[int]] = []
+    open_rows: list[tuple[int, int]] = []  # (room left, row number) of the rows with room, sorted
+    for position in sorted(range(len(input_lengths)), key=lambda i: (-input_lengths[i], i)):
+        need = min(int(input_lengths[position]), max_length)
+        place = bisect.bisect_left(open_rows, (need, -1))
+        if place < len(open_rows):
+            left, number = open_rows.pop(place)
+        else:
+            left, number = max_length, len(rows)
+            rows.append([])
+        rows[number].append(position)
+        if left > need:
+            bisect.insort(open_rows, (left - need, number))
+    return rows
 
 
 def masked_prefix(sample: Sample, mask: str) -> int:

@@ -140,7 +140,7 @@ def batch_tokens(records: Sequence[Any], indices: Sequence[int], tokenizer: Any,
         return Batches(0, 0, 0, config.grad_accum)
     collated = objective.collate(encoded)  # training's own masking
     rows = collated.samples
-    lengths = [min(len(s.ids) - 1, collated.inputs.shape[1]) for s in rows]
+    lengths = [min(s.input_len, collated.inputs.shape[1]) for s in rows]
     trained = (collated.targets != batching.IGNORE_INDEX).sum(dim=1).tolist()
     size = min(config.batch_size * len(rows) // len(encoded), len(rows))
     # Batches are padded to their longest sample: about the mean when grouped by length, else
@@ -272,14 +272,16 @@ def estimate(shapes: Shapes, config: Any, batches: Batches, steps: int, device: 
                     shapes.weight_bytes if already_loaded else 0, notes)
 
 
-def for_settings(manager: Any, dataset: Any, config: Any, steps: int, train_indices: Sequence[int],
+def for_settings(manager: Any, dataset: Any, config: Any, train_indices: Sequence[int],
                  wait: bool = False) -> Estimate:
-    """The estimate for training `config` on `dataset` with the manager's device: the loaded model's
-    shapes when it is loaded, else its config's (the weights are not loaded for this).
+    """The estimate for training `config` on `dataset` with the manager's device, over the steps the
+    run will take (`training.planned_steps`): the loaded model's shapes when it is loaded, else its
+    config's (the weights are not loaded for this).
 
     `wait` (the command line) waits for the tokenizer and converts the default model first when this
     models folder has not converted it yet; without it (a tab) a model still to convert is a message."""
     from .modeling import pick_dtype
+    from .training import planned_steps  # the loop's module imports this one
 
     tokenizer = manager.tokenizer(config.model, timeout=None if wait else 60)
     loaded = manager.loaded_model(config.model)
@@ -297,6 +299,7 @@ def for_settings(manager: Any, dataset: Any, config: Any, steps: int, train_indi
         except (OSError, ValueError) as exc:
             raise PlaygroundError(f"No estimate: the config of model '{config.model}' cannot be read ({exc}).") from None
     batches = batch_tokens(dataset.records, train_indices, tokenizer, config)
+    steps = planned_steps(config, tokenizer, dataset, train_indices)
     return estimate(shapes, config, batches, steps, manager.device, models_dir=manager.models_dir,
                     dtype_name=str(dtype).replace("torch.", ""), already_loaded=loaded is not None)
 

@@ -79,14 +79,17 @@ def unwrap_causal_lm(model: nn.Module) -> nn.Module:
     return get_base() if callable(get_base) else model
 
 
-def trained_losses(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def trained_losses(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor,
+                   positions: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """(cross-entropy of each trained target, in row-major order; the mask of trained targets):
-    the decoder runs on every position, the LM head only where the target is not -100."""
+    the decoder runs on every position, the LM head only where the target is not -100. `positions`:
+    the position ids of packed rows (restarting at each sample, which keeps its attention to itself)."""
     causal_lm = unwrap_causal_lm(model)
     # Right padding with a causal mask: real tokens never attend to the padding after them, so
-    # no attention mask is needed for the positions that are trained.
+    # no attention mask is needed for the positions that are trained. Without an attention mask,
+    # transformers reads position ids that restart as packed sequences and masks across them.
     with sdpa_kernel(TRAINING_ATTENTION):
-        hidden = causal_lm.get_decoder()(input_ids=inputs, use_cache=False).last_hidden_state
+        hidden = causal_lm.get_decoder()(input_ids=inputs, position_ids=positions, use_cache=False).last_hidden_state
     keep = targets != IGNORE_INDEX
     logits = causal_lm.get_output_embeddings()(hidden[keep])
     cap = getattr(causal_lm.config, "final_logit_softcapping", None)
@@ -102,8 +105,9 @@ class CausalLMLoss(nn.Module):
         super().__init__()
         self.model = model  # registered, so DDP and optimizers see its parameters
 
-    def forward(self, inputs: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        losses, keep = trained_losses(self.model, inputs, targets)
+    def forward(self, inputs: torch.Tensor, targets: torch.Tensor,
+                positions: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        losses, keep = trained_losses(self.model, inputs, targets, positions)
         return losses.sum(), keep.sum()
 
 

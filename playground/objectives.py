@@ -76,11 +76,13 @@ class Supervised(Objective):
     """The next-token cross-entropy on trained targets (`config.mask` decides which)."""
     name = "sft"
 
-    def encode(self, records: Sequence[Any], indices: Sequence[int]) -> list[batching.Sample]:
-        return batching.encode_all(records, self.config.style, self.tokenizer, self.config.template, indices)
+    def encode(self, records: Sequence[Any], indices: Sequence[int]) -> list[batching.Sample | batching.PackedRow]:
+        """The samples of `indices`; with `config.pack`, packed into rows of the max length."""
+        samples = batching.encode_all(records, self.config.style, self.tokenizer, self.config.template, indices)
+        return batching.pack(samples, self.config.max_length) if self.config.pack else samples
 
-    def length(self, sample: batching.Sample) -> int:
-        return len(sample.ids)
+    def length(self, sample: batching.Sample | batching.PackedRow) -> int:
+        return sample.input_len + 1
 
     def module(self, model: torch.nn.Module) -> torch.nn.Module:
         return CausalLMLoss(model)
@@ -90,7 +92,7 @@ class Supervised(Objective):
 
     def batch_loss(self, module: torch.nn.Module, samples: Sequence[batching.Sample], device: Any) -> BatchLoss:
         batch = self.collate(samples)
-        loss_sum, count = module(batch.inputs.to(device), batch.targets.to(device))
+        loss_sum, count = module(batch.inputs.to(device), batch.targets.to(device), _on(batch.positions, device))
         return BatchLoss(loss_sum / count.clamp(min=1), int(count), batch.real_tokens)
 
     def nothing_trained(self, samples: Sequence[batching.Sample]) -> str | None:
@@ -109,6 +111,10 @@ class Supervised(Objective):
         loss_sum, count = 0.0, 0
         for samples in batches:
             batch = self.collate(samples)
-            loss, n = module(batch.inputs.to(device), batch.targets.to(device))
+            loss, n = module(batch.inputs.to(device), batch.targets.to(device), _on(batch.positions, device))
             loss_sum, count = loss_sum + float(loss), count + int(n)
         return {"val_loss": loss_sum / count if count else None}
+
+
+def _on(tensor: torch.Tensor | None, device: Any) -> torch.Tensor | None:
+    return None if tensor is None else tensor.to(device)

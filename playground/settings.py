@@ -93,6 +93,7 @@ class TrainConfig:
     split_order: str = "shuffled"    # data.SPLIT_ORDERS: "shuffled", or "book" (file order)
     batch_order: str = "shuffled"    # BATCH_ORDERS: "shuffled", or "book" (torch's RandomSampler, as the book's loader)
     group_by_length: bool = True
+    pack: bool = False               # several samples per row of max length, each attending to itself
     drop_last: bool = False          # leave out the last, smaller training batch of an epoch (the book does)
     lora_r: int = 16
     lora_alpha: int = 32
@@ -183,6 +184,10 @@ class TrainConfig:
             problems.append(f"DPO's beta must be a positive number, not {self.beta!r}")
         if self.from_run and self.objective != "dpo":
             problems.append("a run to start from is for DPO only")
+        if self.pack and self.objective != "sft":
+            problems.append("packing is for supervised runs: a preference pair's two rows are compared whole")
+        if self.pack and self.max_length is None:
+            problems.append("packing fills rows of the max length: give a max length")
         return problems
 
     @classmethod

@@ -16,7 +16,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import torch
 
@@ -101,6 +101,16 @@ def total_steps_for(config: TrainConfig, train_size: int) -> int:
     if config.max_steps:
         return config.max_steps
     return max(1, math.ceil(per_epoch * config.epochs))
+
+
+def planned_steps(config: TrainConfig, tokenizer: Any, dataset: data.Dataset, train_indices: Sequence[int]) -> int:
+    """The optimizer steps a run of `config` takes: its max steps, or its epochs over the training rows,
+    which are packed rows when it packs (counted from the samples' lengths, nothing tokenised twice)."""
+    rows = len(train_indices)
+    if config.pack and config.objective == "sft" and not config.max_steps:
+        lengths = batching.dataset_lengths(dataset, config.style, tokenizer, config.template)
+        rows = len(batching.pack_layout([lengths[i] - 1 for i in train_indices], config.max_length))
+    return total_steps_for(config, rows)
 
 
 def lr_factor(step: int, warmup_steps: int, total: int, schedule: str = "linear") -> float:
@@ -433,9 +443,10 @@ def refuse_before_start(model: Any, tokenizer: Any, dataset: data.Dataset, confi
 
 def encoded_key(objective: Objective, indices: list[int]) -> tuple[Any, ...]:
     """What a split's encoded samples depend on besides the records: the objective, the tokenizer, the
-    prompt style and the split."""
+    prompt style, the split, and the rows they are packed into."""
     config = objective.config
-    return ("encoded split", objective.name, id(objective.tokenizer), config.style, config.template, tuple(indices))
+    return ("encoded split", objective.name, id(objective.tokenizer), config.style, config.template, tuple(indices),
+            config.pack and config.max_length)
 
 
 def encoded_once(objective: Objective, dataset: data.Dataset, indices: list[int]) -> list[Any]:

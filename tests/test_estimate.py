@@ -165,9 +165,9 @@ def test_an_estimate_before_the_default_model_is_converted(tmp_path, default_tok
     config = TrainConfig(max_steps=5, batch_size=2, max_length=64)
     dataset = data.load(data.BUILTIN)
     train = dataset.splits(seed=config.split_seed).train
-    before = estimate.for_settings(ModelManager(tmp_path), dataset, config, 5, train)
+    before = estimate.for_settings(ModelManager(tmp_path), dataset, config, train)
     assert store.needs_conversion("default", tmp_path)  # nothing converted for the estimate
-    after = estimate.for_settings(ModelManager(store.MODELS_DIR), dataset, config, 5, train)
+    after = estimate.for_settings(ModelManager(store.MODELS_DIR), dataset, config, train)
     assert before.total == after.total > 0 and before.trainable == after.trainable > 0
     assert "Memory: about" in estimate.describe(before)
 

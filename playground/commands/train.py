@@ -18,7 +18,7 @@ from .options import (add_batch_order, add_file_options, add_mask, add_skip_bad_
 # Options that set a TrainConfig field of the same name when given (None: the preset's or the default).
 OVERRIDES = ("model", "style", "template", "batch_size", "lr", "lr_schedule", "warmup_steps", "weight_decay",
              "max_length", "grad_accum", "seed", "split_seed", "split_order", "batch_order", "mask", "drop_last",
-             "group_by_length", "eval_every", "target_modules",
+             "group_by_length", "pack", "eval_every", "target_modules",
              "checkpoint_every", "keep_checkpoints", "probe_every", "probes", "score_answers_every",
              "score_answers_sample", "beta", "from_run", "lora_r", "lora_alpha", "ignore_memory_estimate")
 METHODS = {"lora": "a LoRA adapter", "full": "a full fine-tune",
@@ -137,12 +137,9 @@ def print_estimate(args: argparse.Namespace, dataset: data.Dataset, config: Trai
     """`train --estimate`: memory, time and the data's problems for these settings; nothing is trained."""
     from .. import estimate
     from ..manager import ModelManager
-    from ..training import total_steps_for
-
     manager = ModelManager(args.models_dir, device=args.device, dtype=args.dtype)
     splits = dataset.splits(seed=config.split_seed, order=config.split_order)
-    steps = total_steps_for(config, len(splits.train))
-    print(estimate.describe(estimate.for_settings(manager, dataset, config, steps, splits.train)))
+    print(estimate.describe(estimate.for_settings(manager, dataset, config, splits.train)))
     report = data_checks.check(dataset, manager.tokenizer(config.model), data_checks.CheckSettings.for_training(config))
     problems = report.problems()
     print(f"Data check: {len(problems)} kind{'s' * (len(problems) != 1)} of problem with these settings.")
@@ -201,6 +198,9 @@ def add_setting_options(parser: argparse.ArgumentParser) -> None:
                         help="leave out the last, smaller training batch of each epoch, as the book does")
     parser.add_argument("--group-by-length", action=argparse.BooleanOptionalAction,
                         help="batch samples of similar length together (default: the preset's choice)")
+    parser.add_argument("--pack", action=argparse.BooleanOptionalAction,
+                        help="pack several samples into each row of --max-length tokens, each with position ids "
+                             "from 0 and attending only to itself (supervised runs; the batch size counts rows)")
     parser.add_argument("--seed", type=int, help="initialisation and batch order seed")
     parser.add_argument("--split-seed", type=int,
                         help=f"which records are train, validation and test (default {TrainConfig.split_seed})")

@@ -279,12 +279,9 @@ def describe_source(dataset: Any, style: str, split_seed: Any, split_order: str 
 
 def estimate_html(manager: Any, dataset: Any, config: TrainConfig) -> str:
     """Memory and time for these settings, with a warning when it will probably not fit."""
-    from ..training import total_steps_for
-
     splits = dataset.splits(seed=config.split_seed, order=config.split_order)
     try:
-        result = estimate.for_settings(manager, dataset, config, total_steps_for(config, len(splits.train)),
-                                       splits.train)
+        result = estimate.for_settings(manager, dataset, config, splits.train)
     except PlaygroundError as exc:
         return notice(str(exc), "warn")
     return notice(estimate.describe(result), "error" if result.fits is False else "info")
@@ -376,6 +373,9 @@ def settings_form() -> tuple[gr.Dropdown, gr.HTML, Form]:
         form.batch_order = gr.Dropdown(BATCH_ORDER_CHOICES,
                                        value=defaults.batch_order, label="Batch order", elem_id="train-batch-order")
         form.group_by_length = gr.Checkbox(value=defaults.group_by_length, label="Group by length")
+        form.pack = gr.Checkbox(value=defaults.pack, elem_id="train-pack",
+                                label="Pack several samples per row of max length (each attends to itself; "
+                                      "the batch size counts rows)")
         form.drop_last = gr.Checkbox(value=defaults.drop_last, elem_id="train-drop-last",
                                      label="Drop the last, smaller batch of each epoch (the book's loader)")
         form.ignore_memory_estimate = gr.Checkbox(value=False, elem_id="train-ignore-memory",
