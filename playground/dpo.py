@@ -171,7 +171,7 @@ class Preference(Objective):
         return sample.length
 
     def module(self, model: torch.nn.Module) -> torch.nn.Module:
-        return RowLogProbs(model)
+        return RowLogProbs(model, self.config.gradient_checkpointing)
 
     def collate(self, pairs: Sequence[PairSample]) -> batching.Batch:
         return collate_pairs(pairs, self.pad_id, self.config.max_length, self.config.mask)

@@ -4,12 +4,13 @@ Memory is counted from the model's own parameter shapes (the loaded model, or on
 `meta` device from its config, which costs no memory) and the batch the settings make:
 - weights: the shared base weights, plus a float32 copy for a full fine-tune (training.prepare_model);
 - trainable parameters, their gradients and AdamW's two states (float32 for LoRA);
-- activations kept for the backward pass (no gradient checkpointing), counted on the padded batch:
-  per token and layer, ACT_BYTES_PER_FEATURE bytes per input and output feature of the layer's
-  linear layers, a measure that follows the architecture's widths;
+- activations kept for the backward pass, counted on the padded batch: per token and layer,
+  ACT_BYTES_PER_FEATURE bytes per input and output feature of the layer's linear layers, a measure
+  that follows the architecture's widths; with gradient checkpointing, each layer's input and one
+  layer's activations at a time (in the backward pass);
 - the logits at trained positions (modeling.CausalLMLoss): in the model's dtype, their float32 copy,
   the log-softmax kept for backward and its gradient; with a 262k vocabulary this is often the
-  largest part;
+  largest part; with gradient checkpointing, one chunk of positions at a time (HEAD_CHUNK_BYTES);
 - the optimizer step's temporaries (off the GPU, AdamW updates one tensor at a time, with a
   temporary the size of that tensor) and the runtime's own memory (RUNTIME_BYTES).
 bench/estimate_accuracy.py compares the total with the peak RSS of real runs of the default model.
@@ -62,6 +63,11 @@ class Shapes:
     dtype_bytes: int
     largest: int  # elements of the largest parameter tensor
     linears: dict[str, tuple[int, int]] = field(default_factory=dict)  # name -> (in, out), LM head excluded
+
+    @property
+    def layers(self) -> int:
+        """Decoder layers: the numbers in the linear layers' names (`model.layers.N.mlp.up_proj`)."""
+        return max(1, len({name.split(".layers.")[1].split(".")[0] for name in self.linears if ".layers." in name}))
 
 
 @dataclass
@@ -169,12 +175,19 @@ def memory(shapes: Shapes, config: Any, batches: Batches, device_type: str = "cp
     logit_dtype_bytes = shapes.dtype_bytes if config.method == "lora" else 4
     features = sum(n_in + n_out for n_in, n_out in shapes.linears.values())  # over all layers
     per_token = features * ACT_BYTES_PER_FEATURE[config.method]
+    logit_positions = batches.trained
+    if getattr(config, "gradient_checkpointing", False):
+        from .modeling import HEAD_CHUNK_BYTES
+
+        # each layer's input, and one layer's activations while the backward pass recomputes it
+        per_token = shapes.layers * shapes.hidden * logit_dtype_bytes + per_token / shapes.layers
+        logit_positions = min(batches.trained, max(1, HEAD_CHUNK_BYTES // (4 * shapes.vocab)))
     parts = {"weights": shapes.weight_bytes + copy,
              "gradients": trainable * 4,
              "optimizer": trainable * 8,
              "optimizer_step": 0 if device_type == "cuda" else largest * 4,  # fused on the GPU
              "activations": int(batches.computed * per_token),
-             "logits": int(batches.trained * shapes.vocab * (LOGIT_BYTES + logit_dtype_bytes)),
+             "logits": int(logit_positions * shapes.vocab * (LOGIT_BYTES + logit_dtype_bytes)),
              "runtime": RUNTIME_BYTES}
     return parts, trainable
 
@@ -189,15 +202,16 @@ def available_bytes(device: torch.device) -> int | None:
 
 def measured_speeds(models_dir: Path, config: Any, device: str, dtype: str) -> list[float]:
     """Median input tokens/s of each of the latest 5 runs like this one (same objective, model, method,
-    device, dtype, batch size and max length), newest first. A DPO step reads a token at about half a
+    device, dtype, batch size, max length and gradient checkpointing), newest first. A DPO step reads a token at about half a
     supervised step's speed (measured: 61 against 141 tokens/s on the default model), so the objectives
     never stand in for each other."""
     speeds = []
     for record in runs.list_runs(models_dir):
         s = record.config
         if (s.objective, s.model, s.method, record.config_json.get("device"), record.config_json.get("dtype"),
-                s.batch_size, s.max_length) != \
-                (config.objective, config.model, config.method, device, dtype, config.batch_size, config.max_length):
+                s.batch_size, s.max_length, s.gradient_checkpointing) != \
+                (config.objective, config.model, config.method, device, dtype, config.batch_size, config.max_length,
+                 getattr(config, "gradient_checkpointing", False)):
             continue
         steps = [e["input_tokens_per_s"] for e in record.metrics() if e.get("kind") == "step"
                  and e.get("input_tokens_per_s")]
@@ -242,8 +256,11 @@ def step_seconds(shapes: Shapes, config: Any, batches: Batches, tokens_per_s: fl
         return None
     # 2 FLOPs per weight of the decoder's linear layers forward, 2 more back through the activations
     # and, for a full fine-tune, 2 for the weights' gradients; the embedding is a lookup, no matmul
-    per_token = (6 if config.method == "full" else 4) * sum(n_in * n_out for n_in, n_out in shapes.linears.values())
-    work = batches.computed * per_token + batches.trained * 6 * shapes.hidden * shapes.vocab
+    # (gradient checkpointing runs each forward pass twice: 2 more)
+    again = 2 if getattr(config, "gradient_checkpointing", False) else 0
+    per_token = (6 if config.method == "full" else 4) + again
+    per_token *= sum(n_in * n_out for n_in, n_out in shapes.linears.values())
+    work = batches.computed * per_token + batches.trained * (6 + again) * shapes.hidden * shapes.vocab
     return work * batches.micro_batches / (flops * MATMUL_EFFICIENCY)
 
 

@@ -5,18 +5,26 @@ gradients and optimizer state together. `CausalLMLoss` runs the decoder on every
 LM head only where the target is not -100 (often half the tokens or fewer, when the prompt is masked
 or the batch is padded), and returns the summed loss, so gradient accumulation and several
 processes can weight every trained token equally.
+
+With `recompute` (the setting "gradient checkpointing"), each decoder layer keeps only its input for
+the backward pass and runs again there, and the LM head and the loss run over chunks of trained
+positions, each chunk's logits made again in the backward pass: memory no longer grows with the
+logits of the whole batch, for about one more forward pass of compute.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import time
+from typing import Iterator
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.utils.checkpoint import checkpoint
 
 from .batching import IGNORE_INDEX
 
@@ -24,6 +32,8 @@ from .batching import IGNORE_INDEX
 # plan for every new batch shape, tens of milliseconds each: with batches of varying widths, a short run
 # on a GPU spent most of its first pass over the data planning (bench/dpo_throughput.py). These need none.
 TRAINING_ATTENTION = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
+# With recompute: the float32 logits of one chunk of trained positions (256 positions of a 262k vocabulary).
+HEAD_CHUNK_BYTES = 256 * 2**20
 
 
 def pick_device(requested: str = "auto") -> torch.device:
@@ -80,34 +90,63 @@ def unwrap_causal_lm(model: nn.Module) -> nn.Module:
 
 
 def trained_losses(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor,
-                   positions: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                   positions: torch.Tensor | None = None, recompute: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """(cross-entropy of each trained target, in row-major order; the mask of trained targets):
     the decoder runs on every position, the LM head only where the target is not -100. `positions`:
-    the position ids of packed rows (restarting at each sample, which keeps its attention to itself)."""
+    the position ids of packed rows (restarting at each sample, which keeps its attention to itself).
+    `recompute`: gradient checkpointing of the layers and of the head (see the module docstring)."""
     causal_lm = unwrap_causal_lm(model)
     # Right padding with a causal mask: real tokens never attend to the padding after them, so
     # no attention mask is needed for the positions that are trained. Without an attention mask,
     # transformers reads position ids that restart as packed sequences and masks across them.
-    with sdpa_kernel(TRAINING_ATTENTION):
+    with sdpa_kernel(TRAINING_ATTENTION), recomputing(causal_lm, recompute):
         hidden = causal_lm.get_decoder()(input_ids=inputs, position_ids=positions, use_cache=False).last_hidden_state
     keep = targets != IGNORE_INDEX
-    logits = causal_lm.get_output_embeddings()(hidden[keep])
+    kept, wanted = hidden[keep], targets[keep]
+    if not (recompute and torch.is_grad_enabled()):
+        return head_losses(causal_lm, kept, wanted), keep
+    chunk = max(1, HEAD_CHUNK_BYTES // (4 * causal_lm.get_output_embeddings().weight.shape[0]))
+    losses = [checkpoint(head_losses, causal_lm, part, part_targets, use_reentrant=False)
+              for part, part_targets in zip(kept.split(chunk), wanted.split(chunk))]
+    return (torch.cat(losses) if losses else kept.new_zeros(0, dtype=torch.float32)), keep
+
+
+def head_losses(causal_lm: nn.Module, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """The cross-entropy of each target from the decoder's hidden states at its position (the LM head,
+    with the model's final logit soft-capping when it has one), in float32."""
+    logits = causal_lm.get_output_embeddings()(hidden)
     cap = getattr(causal_lm.config, "final_logit_softcapping", None)
     if cap:
         logits = torch.tanh(logits / cap) * cap
-    return F.cross_entropy(logits.float(), targets[keep], reduction="none"), keep
+    return F.cross_entropy(logits.float(), targets, reduction="none")
+
+
+@contextlib.contextmanager
+def recomputing(causal_lm: nn.Module, on: bool) -> Iterator[None]:
+    """Gradient checkpointing of the decoder layers for the forward passes inside (training mode only:
+    the shared weights answer in the Chat tab meanwhile, in eval mode, untouched)."""
+    if not (on and causal_lm.training and torch.is_grad_enabled()):
+        yield
+        return
+    causal_lm.activation_checkpointing_enable()
+    try:
+        yield
+    finally:
+        causal_lm.activation_checkpointing_disable()
+        causal_lm.disable_input_require_grads()  # the hook enable adds, which disable leaves under peft
 
 
 class CausalLMLoss(nn.Module):
     """forward(inputs, targets) -> (summed cross-entropy over trained targets, their count)."""
 
-    def __init__(self, model: nn.Module):
+    def __init__(self, model: nn.Module, recompute: bool = False):
         super().__init__()
         self.model = model  # registered, so DDP and optimizers see its parameters
+        self.recompute = recompute
 
     def forward(self, inputs: torch.Tensor, targets: torch.Tensor,
                 positions: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        losses, keep = trained_losses(self.model, inputs, targets, positions)
+        losses, keep = trained_losses(self.model, inputs, targets, positions, self.recompute)
         return losses.sum(), keep.sum()
 
 
@@ -115,12 +154,13 @@ class RowLogProbs(nn.Module):
     """forward(inputs, targets) -> (per row: the summed log-probability of its trained targets, their
     count): what DPO compares between a chosen and a rejected response."""
 
-    def __init__(self, model: nn.Module):
+    def __init__(self, model: nn.Module, recompute: bool = False):
         super().__init__()
         self.model = model
+        self.recompute = recompute
 
     def forward(self, inputs: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        losses, keep = trained_losses(self.model, inputs, targets)
+        losses, keep = trained_losses(self.model, inputs, targets, recompute=self.recompute)
         rows = keep.nonzero()[:, 0]  # the row of each trained target, in the order of `losses`
         sums = torch.zeros(len(keep), dtype=losses.dtype, device=losses.device).index_add(0, rows, -losses)
         return sums, keep.sum(dim=1)

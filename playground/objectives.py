@@ -85,7 +85,7 @@ class Supervised(Objective):
         return sample.input_len + 1
 
     def module(self, model: torch.nn.Module) -> torch.nn.Module:
-        return CausalLMLoss(model)
+        return CausalLMLoss(model, self.config.gradient_checkpointing)
 
     def collate(self, samples: Sequence[batching.Sample]) -> batching.Batch:
         return batching.collate(samples, self.pad_id, self.config.max_length, self.config.mask)

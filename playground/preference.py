@@ -25,6 +25,7 @@ from typing import Any, Sequence
 
 from . import data, file_writes, runs, votes
 from .errors import PlaygroundError
+from .model_refs import BASE
 
 
 @dataclass(frozen=True)
@@ -105,13 +106,18 @@ def pairs_from_grading(models_dir: Path, run_id: str, scores: str | None = None)
         saved = record.read_file(name)
         if saved is None:
             raise PlaygroundError(f"Run {run_id} has no {name}.")
+        # the model the run was compared with (evaluation.compared_side); the base model when unnamed
+        against = (record.read_file("/".join(name.split("/")[:2] + ["grading.json"])) or {}).get("against") or BASE
         found.extend(pairs_from_scores(saved, {"source": "pairwise", "run": record.run_id,
-                                               "grading": name.split("/")[1], "scores": name.split("/")[-1]}))
+                                               "grading": name.split("/")[1], "scores": name.split("/")[-1],
+                                               "against": against}, {"tuned": record.run_id, "base": against}))
     return found
 
 
-def pairs_from_scores(saved: dict[str, Any], where: dict[str, Any]) -> Collected:
-    """Pairs from a scores file's rows: the examples whose verdict is one answer in both orders."""
+def pairs_from_scores(saved: dict[str, Any], where: dict[str, Any], models: dict[str, str]) -> Collected:
+    """Pairs from a scores file's rows: the examples whose verdict is one answer in both orders. A row's
+    "tuned" side is the run and its "base" side the model it was compared with: `models` names each
+    (`model_refs`), kept as the pair's "preferred" model."""
     judge = (saved.get("judge") or {}).get("model")
     found = Collected()
     for row in saved.get("rows", []):
@@ -125,6 +131,7 @@ def pairs_from_scores(saved: dict[str, Any], where: dict[str, Any]) -> Collected
         found.pairs.append(Pair(row["instruction"], row.get("input", ""), row[f"{verdict}_response"],
                                 row[f"{loser}_response"], {**where, "judge": judge, "example": row.get("#"),
                                                            "record": row.get("record"), "verdict": verdict,
+                                                           "preferred": models[verdict],
                                                            "replies": row.get("pairwise_replies")},
                                 row.get("reference", "")))
     return found

@@ -94,6 +94,7 @@ class TrainConfig:
     batch_order: str = "shuffled"    # BATCH_ORDERS: "shuffled", or "book" (torch's RandomSampler, as the book's loader)
     group_by_length: bool = True
     pack: bool = False               # several samples per row of max length, each attending to itself
+    gradient_checkpointing: bool = False  # recompute layers and logits in the backward pass: less memory
     drop_last: bool = False          # leave out the last, smaller training batch of an epoch (the book does)
     lora_r: int = 16
     lora_alpha: int = 32
@@ -202,14 +203,16 @@ class TrainConfig:
 
 
 PRESETS: dict[str, dict[str, Any]] = {
-    # About 2 minutes of training on 2 idle CPU cores with the default model: the best 2-minute
-    # schedule measured by bench/quality_per_minute.py (59% exact match on the single-answer test
-    # records; 0% before training). Probes and validation add about half a minute; scoring 16 validation
-    # answers every 60 steps cost 9% of the training steps' time (docs/command-line.md).
-    "Quick CPU demo": dict(method="lora", max_steps=240, batch_size=4, lr=3e-4, max_length=128, warmup_steps=3,
-                           mask="prompt", eval_every=20, eval_batches=2, probe_every=80, probes=3,
-                           probe_tokens=32, lora_r=16, lora_alpha=32, lora_dropout=0.0, checkpoint_every=60,
-                           score_answers_every=60),
+    # About 2 minutes of training on 2 idle CPU cores with the default model (bf16; about 5 in float32):
+    # the best schedule measured by bench/quality_per_minute.py, 240 steps at 3e-4 with a cosine decay
+    # (58.6% exact match on the single-answer test records at 5 minutes, 0% before training; every other
+    # lever measured landed within 53-58%, about one binomial standard error apart, bench/RESULTS.md).
+    # Probes and validation add about half a minute; scoring 16 validation answers every 60 steps cost 9%
+    # of the training steps' time (docs/command-line.md).
+    "Quick CPU demo": dict(method="lora", max_steps=240, batch_size=4, lr=3e-4, lr_schedule="cosine",
+                           max_length=128, warmup_steps=3, mask="prompt", eval_every=20, eval_batches=2,
+                           probe_every=80, probes=3, probe_tokens=32, lora_r=16, lora_alpha=32, lora_dropout=0.0,
+                           checkpoint_every=60, score_answers_every=60),
     # The book's workload: 2 epochs over the training split.
     "GPU": dict(method="lora", max_steps=None, epochs=2, batch_size=8, lr=2e-4, max_length=512, warmup_steps=10,
                 mask="none", eval_every=25, eval_batches=8, probe_every=50, probes=3, probe_tokens=64,

@@ -284,8 +284,10 @@ def test_preference_pairs_from_pairwise_verdicts_where_both_orders_agree(store_w
     found = preference.combined(preference.pairs_from_grading(models, "tiny-run"))
     assert [(p.chosen, p.rejected) for p in found.pairs] == [("apple apple", "apple"), ("river", "river river")]
     assert found.pairs[1].provenance == {"source": "pairwise", "run": "tiny-run", "grading": "test-5-0123abcd",
-                                         "scores": "scores-llama3-ffff0000.json", "judge": "llama3", "example": 2,
-                                         "record": 1, "verdict": "base", "replies": ["A", "B"]}
+                                         "scores": "scores-llama3-ffff0000.json", "against": "base", "judge": "llama3",
+                                         "example": 2, "record": 1, "verdict": "base", "preferred": "base",
+                                         "replies": ["A", "B"]}
+    assert found.pairs[0].provenance["preferred"] == "tiny-run"
     assert found.pairs[0].row()["output"] == "apple apple"  # the record's reference
     assert found.left_out == {"ties or orders that disagree": 2, "examples without a verdict": 1}
 

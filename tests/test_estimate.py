@@ -10,22 +10,7 @@ from playground import batching, data, estimate, store
 from playground.modeling import CausalLMLoss, unwrap_causal_lm
 from playground.training import TrainConfig, prepare_model
 from playground.weights import Weights
-from tests_helpers import small_dataset
-
-
-def saved_bytes(run, exclude):
-    """Bytes of the tensors autograd keeps for backward while `run()` goes, parameters excluded."""
-    seen = {}
-
-    def pack(tensor):
-        storage = tensor.untyped_storage()
-        if storage.data_ptr() not in exclude:
-            seen[storage.data_ptr()] = storage.nbytes()
-        return tensor
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
-        result = run()
-    return sum(seen.values()), result
+from tests_helpers import saved_bytes, small_dataset
 
 
 @pytest.mark.parametrize("method", ["lora", "full"])

@@ -58,3 +58,20 @@ def train_tiny_run(model_dir: Path, models: Path, run_id: str, dataset: data.Dat
     state, message, _ = run_training(side, store.load_tokenizer(str(model_dir)), dataset, config, models, run_id)
     assert state == "finished", message
     return models / "runs" / run_id
+
+
+def saved_bytes(run, exclude):
+    """Bytes of the tensors autograd keeps for backward while `run()` goes, parameters excluded."""
+    import torch
+
+    seen = {}
+
+    def pack(tensor):
+        storage = tensor.untyped_storage()
+        if storage.data_ptr() not in exclude:
+            seen[storage.data_ptr()] = storage.nbytes()
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        result = run()
+    return sum(seen.values()), result

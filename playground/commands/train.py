@@ -18,7 +18,7 @@ from .options import (add_batch_order, add_file_options, add_mask, add_skip_bad_
 # Options that set a TrainConfig field of the same name when given (None: the preset's or the default).
 OVERRIDES = ("model", "style", "template", "batch_size", "lr", "lr_schedule", "warmup_steps", "weight_decay",
              "max_length", "grad_accum", "seed", "split_seed", "split_order", "batch_order", "mask", "drop_last",
-             "group_by_length", "pack", "eval_every", "target_modules",
+             "group_by_length", "pack", "gradient_checkpointing", "eval_every", "target_modules",
              "checkpoint_every", "keep_checkpoints", "probe_every", "probes", "score_answers_every",
              "score_answers_sample", "beta", "from_run", "lora_r", "lora_alpha", "ignore_memory_estimate")
 METHODS = {"lora": "a LoRA adapter", "full": "a full fine-tune",
@@ -201,6 +201,9 @@ def add_setting_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pack", action=argparse.BooleanOptionalAction,
                         help="pack several samples into each row of --max-length tokens, each with position ids "
                              "from 0 and attending only to itself (supervised runs; the batch size counts rows)")
+    parser.add_argument("--gradient-checkpointing", action=argparse.BooleanOptionalAction,
+                        help="keep less for the backward pass: each layer's activations and the LM head's logits "
+                             "are computed again there (about a third more compute; see the estimate)")
     parser.add_argument("--seed", type=int, help="initialisation and batch order seed")
     parser.add_argument("--split-seed", type=int,
                         help=f"which records are train, validation and test (default {TrainConfig.split_seed})")

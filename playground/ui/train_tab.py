@@ -378,6 +378,10 @@ def settings_form() -> tuple[gr.Dropdown, gr.HTML, Form]:
                                       "the batch size counts rows)")
         form.drop_last = gr.Checkbox(value=defaults.drop_last, elem_id="train-drop-last",
                                      label="Drop the last, smaller batch of each epoch (the book's loader)")
+        form.gradient_checkpointing = gr.Checkbox(value=defaults.gradient_checkpointing,
+                                                  elem_id="train-gradient-checkpointing",
+                                                  label="Gradient checkpointing (less memory: layers and logits "
+                                                        "computed again in the backward pass)")
         form.ignore_memory_estimate = gr.Checkbox(value=False, elem_id="train-ignore-memory",
                                                   label="Start even when the memory estimate is more than is free")
     with gr.Accordion("LoRA settings", open=False):
