@@ -203,6 +203,10 @@ def test_the_report_card_shows_the_agreement_only_when_there_is_data(graded):
         vote(graded, item, TABLE[item][1])
     section = judge_report.views(saved)[0]
     assert "agrees with your votes on 8 of 10" in section and "Cohen&#x27;s kappa" in section
+    assert "your votes left out" not in section
+    vote(graded, 30, "tuned")  # a prompt the grading does not hold: the card says why it did not count
+    section = judge_report.views(saved)[0]
+    assert "your votes left out: votes on prompts this grading does not hold (1)" in section
     assert "n 10" in section and "Only 10 examples have both your vote" in section
     alone = {**saved, "files": [], "judge": {"used": True}}
     assert judge_report.agreement_section(alone) == ""  # a file outside a run: nothing to compare with

@@ -220,6 +220,9 @@ def agreement_html(found: dict[str, Any] | None) -> str:
                                                           f"{votes['n']}{_interval(votes['share_interval'], True)}"))
             cards.append(_card(_figure(votes["kappa"]), f"Cohen's kappa, {name} and your votes · n {votes['n']}"
                                                           f"{_spread(votes['kappa_interval'])}"))
+        if votes and votes["left_out"]:  # why a vote did not count: a grading can hold none of them
+            warnings.append(f"{name}: your votes left out: " + "; ".join(
+                f"{reason} ({count})" for reason, count in votes["left_out"].items()) + ".")
         warnings += [votes["warning"]] if votes and votes["warning"] else []
     for pair in found["correlations"]:
         cards.append(_card(_figure(pair["pearson"]), f"Pearson r, {pair['first']} and {pair['second']} · Spearman "

@@ -348,9 +348,6 @@ def settings_form() -> tuple[gr.Dropdown, gr.HTML, Form]:
         form.lr = number("lr", "Learning rate")
         form.weight_decay = number("weight_decay", "Weight decay", minimum=0, elem_id="train-weight-decay")
         form.warmup_steps = number("warmup_steps", "Warmup steps", precision=0, minimum=0)
-        form.lr_schedule = gr.Dropdown([(f"{name}: {what}", name) for name, what in LR_SCHEDULES.items()],
-                                       value=defaults.lr_schedule, label="Then the learning rate goes",
-                                       elem_id="train-lr-schedule")
     with gr.Row():
         form.max_length = number("max_length", "Max length (tokens)", precision=0)
         form.seed = number("seed", "Seed (initialisation, batch order)", precision=0)
@@ -372,6 +369,10 @@ def settings_form() -> tuple[gr.Dropdown, gr.HTML, Form]:
                                     value=defaults.split_order, label="Split order", elem_id="train-split-order")
         form.batch_order = gr.Dropdown(BATCH_ORDER_CHOICES,
                                        value=defaults.batch_order, label="Batch order", elem_id="train-batch-order")
+        form.lr_schedule = gr.Dropdown(list(LR_SCHEDULES), value=defaults.lr_schedule,
+                                       label="Learning rate after the warmup", elem_id="train-lr-schedule",
+                                       info="; ".join(f"{name}: {what}" for name, what in LR_SCHEDULES.items()))
+    with gr.Row():
         form.group_by_length = gr.Checkbox(value=defaults.group_by_length, label="Group by length")
         form.pack = gr.Checkbox(value=defaults.pack, elem_id="train-pack",
                                 label="Pack several samples per row of max length (each attends to itself; "
