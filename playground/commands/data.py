@@ -1,5 +1,5 @@
 """`data validate` and `data check`: a dataset's records and splits, and its problems for given settings;
-`data pairs`: a new preference dataset from runs' votes and pairwise verdicts.
+`data pairs`: a new preference dataset from runs' votes and pairwise verdicts, or a served model's rewrites.
 
 Neither imports torch: checking data counts trained targets with `batching.collate_arrays`.
 """
@@ -14,7 +14,8 @@ from typing import Any
 
 from .. import data_checks, pair_diff, store
 from ..errors import PlaygroundError
-from .options import DEFAULTS, add_mask, add_source, add_style, load_dataset, load_tokenizer
+from .options import (DEFAULTS, add_file_options, add_mask, add_skip_bad_rows, add_source, add_style, load_dataset,
+                      load_tokenizer)
 from .numbers import positive_int
 
 
@@ -69,9 +70,11 @@ def pairs(args: argparse.Namespace) -> int:
     """`data pairs`: a new preference file from runs' votes and pairwise verdicts, each pair with its provenance."""
     from .. import preference
 
-    if not (args.from_votes or args.from_grading):
-        raise PlaygroundError("Name a source: --from-votes RUN and/or --from-grading RUN.")
+    if not (args.from_votes or args.from_grading or args.rewrite):
+        raise PlaygroundError("Name a source: --from-votes RUN, --from-grading RUN and/or --rewrite PATH.")
     found = preference.Collected()
+    if args.rewrite:
+        found.extend(rewritten(args))
     for run in args.from_votes or []:
         found.extend(preference.pairs_from_votes(args.models_dir, run))
     for run in args.from_grading or []:
@@ -82,6 +85,19 @@ def pairs(args: argparse.Namespace) -> int:
     path = preference.write_pairs(args.out, found.pairs)
     print(f"{len(found.pairs)} preference pairs written to {path}")
     return 0
+
+
+def rewritten(args: argparse.Namespace) -> Any:
+    """`--rewrite PATH`: pairs of the dataset's outputs and a served model's politer or ruder rewrites."""
+    from ..judge.settings import JudgeSettings, default_host
+    from ..rewrites import rewrite_pairs
+
+    dataset = load_dataset(args.rewrite, args)
+    records = dataset.records[:args.limit] if args.limit else dataset.records
+    settings = JudgeSettings(host=args.host or default_host(args.api), model=args.judge_model, api=args.api)
+    return rewrite_pairs(records, settings, args.models_dir, args.seed,
+                         lambda done, total: print(f"rewritten {done} of {total}", file=sys.stderr)
+                         if done == total or done % 10 == 0 else None)
 
 
 def add_parser(commands: Any) -> None:
@@ -107,6 +123,18 @@ def add_parser(commands: Any) -> None:
                          help="the run's pairwise verdicts where the judge chose the same answer in both orders")
     pairing.add_argument("--scores", metavar="PATH", help="one grading's scores file, as a path inside the run's "
                                                           "folder (judge/GRADING/scores-....json); default: all")
+    pairing.add_argument("--rewrite", metavar="PATH",
+                         help="a dataset whose outputs a served model rewrites slightly politer or ruder (drawn per "
+                              "record, seeded), as the book's create-preference-data-ollama notebook: the polite "
+                              "rewrite chosen over the output, the output over the impolite one")
+    pairing.add_argument("--api", default="ollama", help="--rewrite: the server's protocol, ollama or openai (the judge's "
+                                                         "backends; imported only when asked, like the judge)")
+    pairing.add_argument("--host", help="--rewrite: the server (default: the protocol's usual address)")
+    pairing.add_argument("--judge-model", default="llama3", help="--rewrite: the model that rewrites")
+    pairing.add_argument("--limit", type=positive_int, help="--rewrite: only the first N records")
+    pairing.add_argument("--seed", type=int, default=123, help="--rewrite: which records turn polite or impolite")
+    add_file_options(pairing)
+    add_skip_bad_rows(pairing)
     pairing.add_argument("--out", type=Path, required=True, help="the new file (an existing one is never replaced)")
     pairing.add_argument("--models-dir", type=Path, default=store.MODELS_DIR)
     pairing.set_defaults(func=pairs)
