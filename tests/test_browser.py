@@ -8,13 +8,14 @@ point: the Train tab's first fine-tune, a stopped and resumed run, and a chat ty
 
 import json
 import re
+from pathlib import Path
 
 import pytest
 from playwright.sync_api import expect
 
 from browser_app import (SHOTS, app_url, bot_texts, browser, default_run, graded_run, models, page,  # noqa: F401
                          pick, trained_run, ungraded_run, wait_for_answers)
-from tests_helpers import free_port, wait_until
+from tests_helpers import free_port, run_cli, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -478,6 +479,28 @@ def test_export_tab_writes_a_gguf_and_checks_parity_in_llama_cpp(trained_run, pa
     page.get_by_role("tab", name="Export").click()
     expect(page.locator("#export-message")).to_contain_text("The last export of this run")
     expect(page.locator("#export-cost")).to_contain_text("adapter.gguf")
+
+
+def test_export_tab_exports_a_checkpoint_picked_under_weights(models, tiny_model_dir, page):
+    done = run_cli("train", "--model", tiny_model_dir, "--preset", "Quick CPU demo", "--max-steps", "4",
+                   "--checkpoint-every", "2", "--eval-every", "2", "--probes", "0", "--score-answers-every", "0",
+                   models_dir=models)
+    assert done.returncode == 0, done.stderr[-2000:]
+    run_id = Path(done.stdout.strip().splitlines()[-1]).name
+    page.get_by_role("tab", name="Export").click()
+    pick(page, "#export-run", run_id)
+    page.locator("#export-checkpoint input").click()
+    assert page.locator("#export-checkpoint [role=option]").all_inner_texts()[-1].strip() == "step 2 checkpoint"
+    page.locator("#export-checkpoint [role=option]").filter(has_text="step 2").click()
+    page.locator("#export-format").get_by_text("Adapter (peft)", exact=True).click()
+    page.locator("#export-start").click()
+    expect(page.locator("#export-message")).to_contain_text(f"Exported run {run_id}'s checkpoint at step 2",
+                                                            timeout=300_000)
+    expect(page.locator("#export-message")).to_contain_text("adapter-step2")
+    expect(page.locator("#export-files")).to_contain_text("adapter_model.safetensors")
+    page.get_by_role("tab", name="Compare").click()  # coming back shows it as the run's last export
+    page.get_by_role("tab", name="Export").click()
+    expect(page.locator("#export-message")).to_contain_text("of the checkpoint at step 2")
 
 
 def test_train_tab_runs_two_variants_one_after_another(tiny_model_dir, page):
