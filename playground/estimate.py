@@ -177,11 +177,11 @@ def memory(shapes: Shapes, config: Any, batches: Batches, device_type: str = "cp
     per_token = features * ACT_BYTES_PER_FEATURE[config.method]
     logit_positions = batches.trained
     if getattr(config, "gradient_checkpointing", False):
-        from .modeling import HEAD_CHUNK_BYTES
+        from .modeling import head_chunk
 
         # each layer's input, and one layer's activations while the backward pass recomputes it
         per_token = shapes.layers * shapes.hidden * logit_dtype_bytes + per_token / shapes.layers
-        logit_positions = min(batches.trained, max(1, HEAD_CHUNK_BYTES // (4 * shapes.vocab)))
+        logit_positions = min(batches.trained, head_chunk(shapes.vocab))
     parts = {"weights": shapes.weight_bytes + copy,
              "gradients": trainable * 4,
              "optimizer": trainable * 8,

@@ -36,6 +36,11 @@ TRAINING_ATTENTION = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION
 HEAD_CHUNK_BYTES = 256 * 2**20
 
 
+def head_chunk(vocab: int) -> int:
+    """Trained positions per chunk of the LM head with recompute: HEAD_CHUNK_BYTES of float32 logits."""
+    return max(1, HEAD_CHUNK_BYTES // (4 * vocab))
+
+
 def pick_device(requested: str = "auto") -> torch.device:
     """CUDA, then Apple MPS, then the CPU; or what the user asked for."""
     if requested and requested != "auto":
@@ -105,7 +110,7 @@ def trained_losses(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor
     kept, wanted = hidden[keep], targets[keep]
     if not (recompute and torch.is_grad_enabled()):
         return head_losses(causal_lm, kept, wanted), keep
-    chunk = max(1, HEAD_CHUNK_BYTES // (4 * causal_lm.get_output_embeddings().weight.shape[0]))
+    chunk = head_chunk(causal_lm.get_output_embeddings().weight.shape[0])
     losses = [checkpoint(head_losses, causal_lm, part, part_targets, use_reentrant=False)
               for part, part_targets in zip(kept.split(chunk), wanted.split(chunk))]
     return (torch.cat(losses) if losses else kept.new_zeros(0, dtype=torch.float32)), keep

@@ -95,9 +95,13 @@ def rewritten(args: argparse.Namespace) -> Any:
     dataset = load_dataset(args.rewrite, args)
     records = dataset.records[:args.limit] if args.limit else dataset.records
     settings = JudgeSettings(host=args.host or default_host(args.api), model=args.judge_model, api=args.api)
-    return rewrite_pairs(records, settings, args.models_dir, args.seed,
-                         lambda done, total: print(f"rewritten {done} of {total}", file=sys.stderr)
-                         if done == total or done % 10 == 0 else None)
+    return rewrite_pairs(records, settings, args.models_dir, args.seed, print_rewritten)
+
+
+def print_rewritten(done: int, total: int) -> None:
+    """`--rewrite`'s progress on stderr: every tenth record, and the last."""
+    if done == total or done % 10 == 0:
+        print(f"rewritten {done} of {total}", file=sys.stderr)
 
 
 def add_parser(commands: Any) -> None:
