@@ -148,3 +148,19 @@ def test_the_runs_signature_changes_when_a_run_is_saved_or_its_status_changes(tm
     os.utime(writer.folder / "status.json", ns=(stamp + 10**9, stamp + 10**9))  # a coarse clock still differs
     assert runs_signature(manager) != started
     assert runs_signature(manager) == runs_signature(manager)  # nothing changed: nothing to read again
+
+
+def test_every_view_that_follows_a_change_draws_again_after_a_change_during_drawing(tiny_model_dir, tmp_path):
+    """A listener that a change triggers must not drop a change that comes while it runs: picking the
+    Custom style and typing a template at once would leave the preview on the default template."""
+    from playground.ui.app import build_app
+    demo = build_app(ModelManager(tmp_path, tokenizer_spec=str(tiny_model_dir)))
+    dropping = []
+    for fn in demo.fns.values():
+        events = {event for _, event in fn.targets}
+        if "change" in events and fn.trigger_mode == "once":
+            dropping.append((getattr(fn.fn, "__name__", fn.fn), sorted(events)))
+    assert not dropping, dropping
+    follows = [fn for fn in demo.fns.values() if "load" in {e for _, e in fn.targets}
+               and "change" in {e for _, e in fn.targets}]
+    assert len(follows) >= 6 and all(fn.trigger_mode == "always_last" for fn in follows)

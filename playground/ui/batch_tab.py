@@ -13,7 +13,7 @@ from .. import batching, data, dpo, tiktoken_tokenizer
 from ..batching import IGNORE_INDEX, KINDS
 from ..errors import PlaygroundError
 from ..prompts import style_label
-from .common import (BATCH_ORDER_CHOICES, COLORS, MASK_CHOICES, MASK_LABEL, SPLIT_ORDER_CHOICES, Shared, changed,
+from .common import (BATCH_ORDER_CHOICES, COLORS, MASK_CHOICES, MASK_LABEL, SPLIT_ORDER_CHOICES, Shared, changed, follow,
                      legend, notice, tokenizer_or_message)
 
 SPLITS = ["train", "validation", "test"]
@@ -212,7 +212,7 @@ def build(shared: Shared) -> None:
               max_length, split, seed, mask, group, number, order, drop_last, batch_order]
     outputs = [message, summary, grid]
     shared.style.change(style_line, shared.style, shown_style)
-    gr.on([*changed(shared, "dataset", "tokenizer_spec", "style", "template"), *(c.change for c in (
+    follow([*changed(shared, "dataset", "tokenizer_spec", "style", "template"), *(c.change for c in (
         batch_size, max_length, split, mask, group, order, drop_last, batch_order, tokenizer_choice)),
         seed.submit, number.submit], show, inputs, outputs)
     next_batch.click(lambda n: int(n or 0) + 1, number, number).then(show, inputs, outputs)

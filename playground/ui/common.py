@@ -101,6 +101,13 @@ def changed(shared: Shared, *names: str) -> list[Any]:
     return [shared.app.load, *(getattr(shared, name).change for name in names)]
 
 
+def follow(triggers: list[Any], fn: Callable[..., Any], inputs: Any, outputs: Any, **kwargs: Any) -> Any:
+    """Draws a view again whenever one of `triggers` fires. A trigger that fires while the view is
+    being drawn draws it once more afterwards: Gradio's default for a listener whose first trigger
+    is not a change drops it, and the view would keep showing the older state."""
+    return gr.on(triggers, fn, inputs, outputs, trigger_mode="always_last", **kwargs)
+
+
 DAMAGED = " · damaged: "  # in the label of a damaged run
 
 

@@ -17,7 +17,8 @@ import plotly.graph_objects as go
 from .. import batching, data, data_checks, pair_diff, prompts, tiktoken_tokenizer
 from ..settings import TrainConfig
 from ..errors import PlaygroundError
-from .common import MASK_CHOICES, MASK_LABEL, SPLIT_ORDER_CHOICES, Shared, changed, notice, tokenizer_or_message
+from .common import (MASK_CHOICES, MASK_LABEL, SPLIT_ORDER_CHOICES, Shared, changed, follow, notice,
+                     tokenizer_or_message)
 
 PAGE_SIZES = [10, 20, 50]
 TABLE_COLUMNS = ["#", "task", "instruction", "input", "output"]
@@ -359,10 +360,10 @@ def build(shared: Shared) -> None:
     ui.builtin.click(lambda *m: load_source(shared, data.BUILTIN, m), ui.mapping, loaded)
     ui.upload.upload(load_upload, [ui.upload, ui.skip_bad, *ui.mapping], [*loaded, ui.upload])
 
-    gr.on(changed(shared, "dataset"), page_of, table_inputs, table_outputs)
-    gr.on([*changed(shared, "dataset", "tokenizer_spec"), ui.tokenizer.change], overview,
+    follow(changed(shared, "dataset"), page_of, table_inputs, table_outputs)
+    follow([*changed(shared, "dataset", "tokenizer_spec"), ui.tokenizer.change], overview,
           [shared.dataset, shared.tokenizer_spec, ui.tokenizer], [ui.stats, ui.histogram])
-    gr.on(changed(shared, "dataset", "record_index"), record_html, [shared.dataset, shared.record_index], ui.detail)
+    follow(changed(shared, "dataset", "record_index"), record_html, [shared.dataset, shared.record_index], ui.detail)
     ui.search.change(lambda: 1, outputs=ui.page).then(page_of, table_inputs, table_outputs)
     gr.on([ui.page_size.change, ui.page.submit], page_of, table_inputs, table_outputs)
     ui.previous.click(lambda p: max(1, int(p or 1) - 1), ui.page, ui.page).then(page_of, table_inputs, table_outputs)

@@ -10,7 +10,7 @@ import gradio as gr
 
 from .. import batching, data, prompts, tiktoken_tokenizer
 from ..errors import PlaygroundError
-from .common import COLORS, Shared, changed, legend, notice, remember, tokenizer_or_message
+from .common import COLORS, Shared, changed, follow, legend, notice, remember, tokenizer_or_message
 
 def style_choices() -> list[tuple[str, str]]:
     """(label, name) of every registered style, in the order they were registered."""
@@ -95,7 +95,7 @@ def build(shared: Shared) -> None:
     style.change(lambda s: (s, gr.update(visible=prompts.style_of(s).uses_template)), style,
                  [shared.style, template])
     gr.on([template.submit, template.blur], lambda t: t, template, shared.template)
-    gr.on([*changed(shared, "dataset", "record_index", "tokenizer_spec", "style", "template"),
+    follow([*changed(shared, "dataset", "record_index", "tokenizer_spec", "style", "template"),
            shared.record_index.submit, tokenizer_choice.change], show,
           [shared.dataset, shared.record_index, shared.style, shared.template, shared.tokenizer_spec, tokenizer_choice],
           [message, training, counts, inference])

@@ -19,7 +19,7 @@ from ..prompts import style_label, style_of
 from ..settings import FIRST_PRESET, LR_SCHEDULES, PRESETS, TrainConfig, presets_for
 from ..training import Event
 from .common import (BATCH_ORDER_CHOICES, LEGEND_ABOVE_LEFT, MASK_CHOICES, MASK_LABEL, SPLIT_ORDER_CHOICES, Form,
-                     Shared, changed, notice, run_label)
+                     Shared, changed, follow, notice, run_label)
 
 OBJECTIVE_CHOICES = [("Supervised: learn the responses", "sft"),
                      ("Preference (DPO): prefer chosen over rejected", "dpo")]
@@ -618,9 +618,9 @@ def build(shared: Shared) -> None:
     form.objective.change(lambda objective: [gr.update(visible=objective == "dpo")] * 2, form.objective,
                           [ui.dpo.row, ui.dpo.note])
     form.from_run.change(lambda run_id: start_note(manager, run_id), form.from_run, ui.dpo.note)
-    gr.on([*changed(shared, "dataset", "style"), form.split_seed.change, form.split_order.change, form.objective.change],
+    follow([*changed(shared, "dataset", "style"), form.split_seed.change, form.split_order.change, form.objective.change],
           describe_source, [shared.dataset, shared.style, form.split_seed, form.split_order, form.objective], ui.source)
-    gr.on([shared.app.load, view.runs.change], lambda current: from_run_update(manager, current), form.from_run,
+    follow([shared.app.load, view.runs.change], lambda current: from_run_update(manager, current), form.from_run,
           form.from_run)
     ui.load_model.click(lambda spec: load_model(manager, spec), ui.model_spec, ui.model_status)
     view.start.click(with_config(start), [*session, *form.inputs()], [view.message, view.progress, view.seen, ui.preflight])
@@ -634,5 +634,5 @@ def build(shared: Shared) -> None:
                     view.message, view.seen],
                    show_progress="hidden")
     gr.on([shared.app.load, view.refresh.click], lambda: runs_frame(manager.models_dir, snapshot(manager)), None, view.runs)
-    gr.on([shared.app.load, view.refresh.click, view.runs.change],
-          lambda current: resumable_update(manager, current), view.resumable, view.resumable)
+    follow([shared.app.load, view.refresh.click, view.runs.change],
+           lambda current: resumable_update(manager, current), view.resumable, view.resumable)
