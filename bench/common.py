@@ -4,6 +4,7 @@ sampling its peak memory, and the files of tiny records they load."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -11,11 +12,69 @@ import subprocess
 import sys
 import threading
 import time
+import weakref
 from pathlib import Path
 from typing import Callable
 
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_leaves
+
 ROOT = Path(__file__).resolve().parent.parent
 MIB = 2**20
+
+
+class PeakTensorBytes(TorchDispatchMode):
+    """The peak of the bytes of tensor storages made while the mode is on and still alive, on any
+    device: what a GPU's `max_memory_allocated` counts beyond what existed before, measured the same
+    way for every trainer on the CPU too, where the resident set also holds the allocator's cache."""
+
+    def __init__(self):
+        super().__init__()
+        self.live: dict[int, int] = {}
+        self.now = self.peak = 0
+
+    def _freed(self, key: int) -> None:
+        self.now -= self.live.pop(key)
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        given = {t.untyped_storage().data_ptr() for t in tree_leaves((args, kwargs)) if isinstance(t, torch.Tensor)}
+        for tensor in tree_leaves(out):
+            if isinstance(tensor, torch.Tensor):
+                storage = tensor.untyped_storage()  # one Python object per storage while it lives
+                if id(storage) not in self.live and storage.data_ptr() not in given:  # not a view, not in place
+                    self.live[id(storage)] = storage.nbytes()
+                    self.now += storage.nbytes()
+                    self.peak = max(self.peak, self.now)
+                    weakref.finalize(storage, self._freed, id(storage))
+        return out
+
+
+class TensorMemory:
+    """The peak bytes of tensors while a block runs, on the block's device: the GPU allocator's own peak,
+    or on the CPU the weights given plus PeakTensorBytes's peak over the block."""
+
+    def __init__(self, device: torch.device, weights: torch.nn.Module):
+        self.device, self.tracker = device, PeakTensorBytes()
+        self.weight_bytes = sum(t.numel() * t.element_size() for t in (*weights.parameters(), *weights.buffers()))
+
+    def __enter__(self) -> "TensorMemory":
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+        else:
+            self.tracker.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.device.type != "cuda":
+            self.tracker.__exit__(*exc)
+
+    @property
+    def peak(self) -> int:
+        if self.device.type == "cuda":
+            return torch.cuda.max_memory_allocated()
+        return self.weight_bytes + self.tracker.peak
 
 
 def run_child(script: str, arguments: list[str], name: str) -> dict:
@@ -74,10 +133,11 @@ class Sampler:
 
 
 def train_with_trl(trainer_class, config_class, model, rows: list[dict], tokenizer, args, *, output: str,
-                   device_type: str, bf16: bool, **options):
+                   device_type: str, bf16: bool, around=None, **options):
     """One epoch of a TRL trainer (`SFTTrainer` or `DPOTrainer`) with a LoRA adapter of the shape the
     playground's benchmarks train (r 16, alpha 32, every linear layer), on `rows`, with the settings
-    every TRL baseline here shares and the trainer's own `options`; (seconds of `train()`, trainer)."""
+    every TRL baseline here shares and the trainer's own `options`; (seconds of `train()`, trainer).
+    `around`: a context manager `train()` runs in (a TensorMemory)."""
     from datasets import Dataset
     from peft import LoraConfig
 
@@ -89,6 +149,8 @@ def train_with_trl(trainer_class, config_class, model, rows: list[dict], tokeniz
     peft_config = LoraConfig(r=16, lora_alpha=32, lora_dropout=0.0, target_modules="all-linear", task_type="CAUSAL_LM")
     trainer = trainer_class(model=model, args=config, train_dataset=Dataset.from_list(rows), processing_class=tokenizer,
                             peft_config=peft_config)
-    started = time.perf_counter()
-    trainer.train()
-    return time.perf_counter() - started, trainer
+    with around or contextlib.nullcontext():
+        started = time.perf_counter()
+        trainer.train()
+        seconds = time.perf_counter() - started
+    return seconds, trainer

@@ -16,12 +16,15 @@ own process:
       bf16 autocast on a GPU), with `loss_type=["sigmoid_norm"]`, TRL's name for the book's loss on
       log-probabilities averaged over the response tokens;
   (t-) the same with gradient checkpointing off.
-Printed: training pairs per second (over the whole training call), peak memory (the GPU's
-allocations, or the process's resident memory on the CPU), and the validation loss, reward margin
+Printed: training pairs per second (over the whole training call), peak memory, and the validation loss, reward margin
 and reward accuracy after training, measured the same way for every method (the playground's
 `dpo.Preference.evaluate` on the same validation pairs, the reference being the model with its
-adapter off). Goal: the playground at least 2x TRL's pairs per second at no more memory, equal margins
-within noise: (a) against (t-) and (a+) against (t), each pair keeping the same kind of memory.
+adapter off). Peak memory is the tensors' ("tensor MiB": the weights, and the peak of the tensors
+made during training, what a GPU's `max_memory_allocated` counts, measured on the CPU by
+bench.common.PeakTensorBytes), and on the CPU also the process's resident set ("RSS MiB", which holds
+the allocator's cache too). Goal: the playground at least 2x TRL's pairs per second at no more tensor
+memory, equal margins within noise: (a) against (t-) and (a+) against (t), each pair keeping the same
+kind of memory.
 
     python bench/dpo_throughput.py [--steps 20] [--batch-size 8] [--quick] [--random-weights]
 """
@@ -40,7 +43,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from bench.common import run_child, train_with_trl  # noqa: E402
+from bench.common import TensorMemory, run_child, train_with_trl  # noqa: E402
 
 METHODS = {"a": "playground DPO", "a+": "playground DPO, grad. checkpointing", "t": "TRL DPOTrainer (its defaults)",
            "t-": "TRL DPOTrainer, no grad. checkpointing"}
@@ -112,10 +115,12 @@ def run_playground(args):
     side = prepare_model(Weights(store.load_model(store.DEFAULT, dtype=dtype).to(device)), config, "bench",
                          store.MODELS_DIR, dtype, device)
     dataset, split, val = bench_data(args, tokenizer)
-    started = time.perf_counter()
-    train(side, tokenizer, dataset, split, config, lambda event: None)
-    seconds = time.perf_counter() - started
-    return seconds, len(split.train), validation(args, side.weights.model, tokenizer, val, device), str(dtype)
+    with TensorMemory(device, side.weights.model) as memory:
+        started = time.perf_counter()
+        train(side, tokenizer, dataset, split, config, lambda event: None)
+        seconds = time.perf_counter() - started
+    figures = validation(args, side.weights.model, tokenizer, val, device)
+    return seconds, len(split.train), figures, str(dtype), memory.peak
 
 
 def run_trl(args):
@@ -135,20 +140,20 @@ def run_trl(args):
         rendered = prompts.render(record, "alpaca", tokenizer)
         rows.append({"prompt": rendered.prompt, "chosen": record.chosen, "rejected": record.rejected})
     model = store.load_model(store.DEFAULT, dtype=dtype).to(device)
+    memory = TensorMemory(device, model)  # the weights as loaded; the adapter TRL adds is counted as made
     seconds, trainer = train_with_trl(DPOTrainer, DPOConfig, model, rows, tokenizer, args, output="trl-dpo-bench",
-                                      device_type=device.type, bf16=dtype == torch.bfloat16, beta=args.beta,
-                                      loss_type=["sigmoid_norm"], gradient_checkpointing=args.child == "t")
-    return seconds, len(rows), validation(args, trainer.model, tokenizer, val, device), str(dtype) + " + autocast"
+                                      device_type=device.type, bf16=dtype == torch.bfloat16, around=memory,
+                                      beta=args.beta, loss_type=["sigmoid_norm"],
+                                      gradient_checkpointing=args.child == "t")
+    figures = validation(args, trainer.model, tokenizer, val, device)
+    return seconds, len(rows), figures, str(dtype) + " + autocast", memory.peak
 
 
 def child(args) -> None:
-    seconds, pairs, figures, dtype = (run_playground if args.child.startswith("a") else run_trl)(args)
-    import torch
-
-    peak = (torch.cuda.max_memory_allocated() if torch.cuda.is_available()
-            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
-    print("CHILD " + json.dumps({"seconds": seconds, "pairs": pairs, "peak_bytes": peak, "dtype": dtype,
-                                 **figures}))
+    seconds, pairs, figures, dtype, tensor_peak = (run_playground if args.child.startswith("a") else run_trl)(args)
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    print("CHILD " + json.dumps({"seconds": seconds, "pairs": pairs, "peak_bytes": tensor_peak, "rss_bytes": rss,
+                                 "dtype": dtype, **figures}))
 
 
 def random_weights_store(seed: int) -> Path:
@@ -206,20 +211,20 @@ def main() -> None:
           f"max length {args.max_length}, prompt masked, seed {args.seed}\n")
     common = ["--steps", str(args.steps), "--batch-size", str(args.batch_size), "--max-length", str(args.max_length),
               "--lr", str(args.lr), "--beta", str(args.beta), "--seed", str(args.seed)]
-    print(f"{'':45} {'dtype':>25} {'pairs/s':>8} {'peak MiB':>9} {'val loss':>9} {'val margin':>11} "
-          f"{'val acc.':>9} {'seconds':>8}", flush=True)
+    print(f"{'':45} {'dtype':>25} {'pairs/s':>8} {'tensor MiB':>10} {'RSS MiB':>8} {'val loss':>9} "
+          f"{'val margin':>11} {'val acc.':>9} {'seconds':>8}", flush=True)
     results = {}
     for key, name in METHODS.items():  # each line as soon as its case has run
         r = results[key] = run_child(__file__, ["--child", key, *common], name)
         r["pairs_per_s"] = r["pairs"] / r["seconds"]
-        print(f"({key:>2}) {name:40} {r['dtype']:>25} {r['pairs_per_s']:8.2f} {r['peak_bytes'] / 2**20:9.0f} "
-              f"{r['val_loss']:9.4f} {r['val_reward_margin']:11.4f} {r['val_reward_accuracy']:9.2f} "
+        print(f"({key:>2}) {name:40} {r['dtype']:>25} {r['pairs_per_s']:8.2f} {r['peak_bytes'] / 2**20:10.0f} "
+              f"{r['rss_bytes'] / 2**20:8.0f} {r['val_loss']:9.4f} {r['val_reward_margin']:11.4f} {r['val_reward_accuracy']:9.2f} "
               f"{r['seconds']:8.1f}", flush=True)
     pairs = [("a", "t-"), ("a+", "t"), ("a", "t")]  # like against like, then the fastest against TRL's defaults
     speed = {f"{a}/{t}": results[a]["pairs_per_s"] / results[t]["pairs_per_s"] for a, t in pairs}
     memory = {f"{a}/{t}": results[a]["peak_bytes"] / results[t]["peak_bytes"] for a, t in pairs}
     print("\nspeed (pairs/s, goal >= 2): " + ", ".join(f"({a})/({t}) = {speed[f'{a}/{t}']:.2f}x" for a, t in pairs)
-          + "; peak memory (goal <= 1): " + ", ".join(f"({a})/({t}) = {memory[f'{a}/{t}']:.2f}" for a, t in pairs))
+          + "; peak tensor memory (goal <= 1): " + ", ".join(f"({a})/({t}) = {memory[f'{a}/{t}']:.2f}" for a, t in pairs))
     print("RESULT " + json.dumps({"results": results, "speed": speed, "memory": memory}))
 
 

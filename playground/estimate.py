@@ -8,9 +8,8 @@ Memory is counted from the model's own parameter shapes (the loaded model, or on
   ACT_BYTES_PER_FEATURE bytes per input and output feature of the layer's linear layers, a measure
   that follows the architecture's widths; with gradient checkpointing, each layer's input and one
   layer's activations at a time (in the backward pass);
-- the logits at trained positions (modeling.CausalLMLoss): in the model's dtype, their float32 copy,
-  the log-softmax kept for backward and its gradient; with a 262k vocabulary this is often the
-  largest part; with gradient checkpointing, one chunk of positions at a time (HEAD_CHUNK_BYTES);
+- the logits at trained positions, one tile of the vocabulary at a time (lm_head): the tile in the
+  model's dtype and its float32 copies;
 - the optimizer step's temporaries (off the GPU, AdamW updates one tensor at a time, with a
   temporary the size of that tensor) and the runtime's own memory (RUNTIME_BYTES).
 bench/estimate_accuracy.py compares the total with the peak RSS of real runs of the default model.
@@ -32,19 +31,17 @@ import psutil
 import torch
 from torch import nn
 
-from . import batching, runs, store
+from . import batching, lm_head, runs, store
 from .errors import PlaygroundError
 
 # Bytes autograd keeps per token, per layer and per input or output feature of the layer's linear
 # layers. Measured with saved-tensor hooks on a batch of 4 x 128: Gemma 3 270M 4.4 (LoRA on bf16,
 # float32 adapters) and 6.0 (full, float32); a tiny Llama 4.2 (LoRA) and 4.5 (full), both float32.
 ACT_BYTES_PER_FEATURE = {"lora": 4.5, "full": 6.0}
-# Per trained position and vocabulary entry, besides the logits in the model's dtype: their float32
-# copy, the log-softmax kept for backward, and in backward its gradient, the softmax and the matmul's
-# float32 output. Fitted with bench/estimate_accuracy.py (25 against about 14 counted by hand): the
-# fitted cases come within 5% of the peak RSS; a held-out small batch is over-estimated 1.7x, as the
-# heap left by loading the model absorbs its smaller buffers. For "will it fit", over is the safe side.
-LOGIT_BYTES = 25
+# Per element of the LM head's tile (lm_head), besides the tile in the model's dtype: its float32
+# copy, which becomes the gradient in the backward pass (for a float32 model, the same tensor: counted
+# twice, on the safe side).
+LOGIT_BYTES = 4
 # What a step holds besides tensors: the allocator's cache, kernel workspaces, the autograd engine.
 # Measured as the rest of the peak RSS on this 2-core CPU with the default model.
 RUNTIME_BYTES = 400 * 2**20
@@ -175,19 +172,15 @@ def memory(shapes: Shapes, config: Any, batches: Batches, device_type: str = "cp
     logit_dtype_bytes = shapes.dtype_bytes if config.method == "lora" else 4
     features = sum(n_in + n_out for n_in, n_out in shapes.linears.values())  # over all layers
     per_token = features * ACT_BYTES_PER_FEATURE[config.method]
-    logit_positions = batches.trained
     if getattr(config, "gradient_checkpointing", False):
-        from .modeling import head_chunk
-
         # each layer's input, and one layer's activations while the backward pass recomputes it
         per_token = shapes.layers * shapes.hidden * logit_dtype_bytes + per_token / shapes.layers
-        logit_positions = min(batches.trained, head_chunk(shapes.vocab))
     parts = {"weights": shapes.weight_bytes + copy,
              "gradients": trainable * 4,
              "optimizer": trainable * 8,
              "optimizer_step": 0 if device_type == "cuda" else largest * 4,  # fused on the GPU
              "activations": int(batches.computed * per_token),
-             "logits": int(logit_positions * shapes.vocab * (LOGIT_BYTES + logit_dtype_bytes)),
+             "logits": lm_head.largest_tile(int(batches.trained), shapes.vocab) * (LOGIT_BYTES + logit_dtype_bytes),
              "runtime": RUNTIME_BYTES}
     return parts, trainable
 

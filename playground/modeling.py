@@ -3,13 +3,12 @@
 The default model's vocabulary has 262,144 tokens, so its logits are larger than its weights,
 gradients and optimizer state together. `CausalLMLoss` runs the decoder on every position but the
 LM head only where the target is not -100 (often half the tokens or fewer, when the prompt is masked
-or the batch is padded), and returns the summed loss, so gradient accumulation and several
-processes can weight every trained token equally.
+or the batch is padded), one tile of the vocabulary at a time (`lm_head`), and returns the summed
+loss, so gradient accumulation and several processes can weight every trained token equally.
 
 With `recompute` (the setting "gradient checkpointing"), each decoder layer keeps only its input for
-the backward pass and runs again there, and the LM head and the loss run over chunks of trained
-positions, each chunk's logits made again in the backward pass: memory no longer grows with the
-logits of the whole batch, for about one more forward pass of compute.
+the backward pass and runs again there: memory no longer grows with the layers' activations, for
+about one more forward pass of compute.
 """
 
 from __future__ import annotations
@@ -22,24 +21,15 @@ from typing import Iterator
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
-from torch.utils.checkpoint import checkpoint
 
+from . import lm_head
 from .batching import IGNORE_INDEX
 
 # Attention kernels for training's forward passes. cuDNN's (which PyTorch prefers on recent GPUs) builds a
 # plan for every new batch shape, tens of milliseconds each: with batches of varying widths, a short run
 # on a GPU spent most of its first pass over the data planning (bench/dpo_throughput.py). These need none.
 TRAINING_ATTENTION = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
-# With recompute: the float32 logits of one chunk of trained positions (256 positions of a 262k vocabulary).
-HEAD_CHUNK_BYTES = 256 * 2**20
-
-
-def head_chunk(vocab: int) -> int:
-    """Trained positions per chunk of the LM head with recompute: HEAD_CHUNK_BYTES of float32 logits."""
-    return max(1, HEAD_CHUNK_BYTES // (4 * vocab))
-
 
 def pick_device(requested: str = "auto") -> torch.device:
     """CUDA, then Apple MPS, then the CPU; or what the user asked for."""
@@ -99,7 +89,7 @@ def trained_losses(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor
     """(cross-entropy of each trained target, in row-major order; the mask of trained targets):
     the decoder runs on every position, the LM head only where the target is not -100. `positions`:
     the position ids of packed rows (restarting at each sample, which keeps its attention to itself).
-    `recompute`: gradient checkpointing of the layers and of the head (see the module docstring)."""
+    `recompute`: gradient checkpointing of the decoder layers (see the module docstring)."""
     causal_lm = unwrap_causal_lm(model)
     # Right padding with a causal mask: real tokens never attend to the padding after them, so
     # no attention mask is needed for the positions that are trained. Without an attention mask,
@@ -107,23 +97,8 @@ def trained_losses(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor
     with sdpa_kernel(TRAINING_ATTENTION), recomputing(causal_lm, recompute):
         hidden = causal_lm.get_decoder()(input_ids=inputs, position_ids=positions, use_cache=False).last_hidden_state
     keep = targets != IGNORE_INDEX
-    kept, wanted = hidden[keep], targets[keep]
-    if not (recompute and torch.is_grad_enabled()):
-        return head_losses(causal_lm, kept, wanted), keep
-    chunk = head_chunk(causal_lm.get_output_embeddings().weight.shape[0])
-    losses = [checkpoint(head_losses, causal_lm, part, part_targets, use_reentrant=False)
-              for part, part_targets in zip(kept.split(chunk), wanted.split(chunk))]
-    return (torch.cat(losses) if losses else kept.new_zeros(0, dtype=torch.float32)), keep
-
-
-def head_losses(causal_lm: nn.Module, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """The cross-entropy of each target from the decoder's hidden states at its position (the LM head,
-    with the model's final logit soft-capping when it has one), in float32."""
-    logits = causal_lm.get_output_embeddings()(hidden)
-    cap = getattr(causal_lm.config, "final_logit_softcapping", None)
-    if cap:
-        logits = torch.tanh(logits / cap) * cap
-    return F.cross_entropy(logits.float(), targets, reduction="none")
+    softcap = getattr(causal_lm.config, "final_logit_softcapping", None)
+    return lm_head.losses(causal_lm.get_output_embeddings(), hidden[keep], targets[keep], softcap), keep
 
 
 @contextlib.contextmanager
