@@ -53,28 +53,30 @@ class PeakTensorBytes(TorchDispatchMode):
 
 class TensorMemory:
     """The peak bytes of tensors while a block runs, on the block's device: the GPU allocator's own peak,
-    or on the CPU the weights given plus PeakTensorBytes's peak over the block."""
+    or on the CPU, with `track`, the weights given plus PeakTensorBytes's peak over the block (which
+    slows every operation a little: time the block in another run without it)."""
 
-    def __init__(self, device: torch.device, weights: torch.nn.Module):
-        self.device, self.tracker = device, PeakTensorBytes()
+    def __init__(self, device: torch.device, weights: torch.nn.Module, track: bool):
+        self.device = device
+        self.tracker = PeakTensorBytes() if track and device.type != "cuda" else None
         self.weight_bytes = sum(t.numel() * t.element_size() for t in (*weights.parameters(), *weights.buffers()))
 
     def __enter__(self) -> "TensorMemory":
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats()
-        else:
+        elif self.tracker:
             self.tracker.__enter__()
         return self
 
     def __exit__(self, *exc) -> None:
-        if self.device.type != "cuda":
+        if self.tracker:
             self.tracker.__exit__(*exc)
 
     @property
-    def peak(self) -> int:
+    def peak(self) -> int | None:
         if self.device.type == "cuda":
             return torch.cuda.max_memory_allocated()
-        return self.weight_bytes + self.tracker.peak
+        return self.weight_bytes + self.tracker.peak if self.tracker else None
 
 
 def run_child(script: str, arguments: list[str], name: str) -> dict:
