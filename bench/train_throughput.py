@@ -1,7 +1,7 @@
 """Training throughput: the playground's trainer against what a user would otherwise run.
 
 Same model (the embedded default, Gemma 3 270M), data (the bundled training split, Alpaca style,
-instruction tokens masked), LoRA settings (r 16, alpha 32, all linear layers), batch size, max
+prompt tokens masked), LoRA settings (r 16, alpha 32, all linear layers), batch size, max
 length, number of steps, learning rate and seed, each in its own process:
   (a) the playground's trainer (`playground.training.train`: grouped batches, LM head and loss only
       where the target is not -100);
@@ -64,7 +64,7 @@ def setup(args):
     model = store.load_model(store.DEFAULT, dtype=dtype).to(device)
     config = TrainConfig(max_steps=None, epochs=1, batch_size=args.batch_size, lr=args.lr, max_length=args.max_length,
                          mask="prompt", warmup_steps=2, seed=args.seed, lora_r=16, lora_alpha=32,
-                         lora_dropout=0.0, eval_every=0, eval_batches=0, probe_every=0, probes=0)
+                         lora_dropout=0.0, eval_every=0, eval_batches=1, probe_every=0, probes=0)
     side = prepare_model(Weights(model), config, "bench", store.MODELS_DIR, dtype, device)
     dataset, split, train, val = bench_data(args, tokenizer)
     return torch, side, tokenizer, config, dataset, split, train, val, device
@@ -119,7 +119,7 @@ def trained_tokens(samples, tokenizer, args) -> int:
     """Targets that are not -100 over the epoch (the same for every method: same samples and mask)."""
     from playground import batching
 
-    return sum(batching.collate([s], tokenizer.pad_token_id, args.max_length, True).trained_tokens for s in samples)
+    return sum(batching.collate([s], tokenizer.pad_token_id, args.max_length, "prompt").trained_tokens for s in samples)
 
 
 def run_hf_trainer(args):
@@ -167,7 +167,7 @@ def run_book_loop(args):
     started = time.perf_counter()
     for start in range(0, len(order), args.batch_size):
         chosen = order[start:start + args.batch_size]
-        batch = batching.collate([train[i] for i in chosen], tokenizer.pad_token_id, args.max_length, True)
+        batch = batching.collate([train[i] for i in chosen], tokenizer.pad_token_id, args.max_length, "prompt")
         inputs, targets = batch.inputs.to(device), batch.targets.to(device)
         logits = model(inputs).logits
         loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten())
@@ -280,7 +280,7 @@ def main() -> None:
           f"{torch.get_num_threads()} threads, torch {torch.__version__}, "
           f"{'CUDA ' + torch.cuda.get_device_name() if torch.cuda.is_available() else 'CPU'}")
     print(f"default model, LoRA r16, batch {args.batch_size}, max length {args.max_length}, one epoch of "
-          f"{args.steps} batches over the same samples, instruction masked, seed {args.seed}\n")
+          f"{args.steps} batches over the same samples, prompt masked, seed {args.seed}\n")
     common = ["--steps", str(args.steps), "--batch-size", str(args.batch_size), "--max-length", str(args.max_length),
               "--lr", str(args.lr), "--seed", str(args.seed)]
     results = {key: run_child(__file__, ["--child", key, *common], name) for key, name in METHODS.items()}

@@ -62,6 +62,9 @@ def target_columns(targets: torch.Tensor, start: int, end: int) -> tuple[torch.T
 
 
 class TiledCrossEntropy(torch.autograd.Function):
+    """When all the positions fit in one tile (and there is no soft-capping), the forward pass keeps that
+    tile's probabilities for the backward pass instead of projecting it again: the same bound on memory,
+    and no second pass over the head's weights for the short responses of a small batch."""
 
     @staticmethod
     def forward(ctx, hidden, weight, bias, targets, softcap):
@@ -69,7 +72,9 @@ class TiledCrossEntropy(torch.autograd.Function):
         running_max = hidden.new_full((count,), float("-inf"), dtype=torch.float32)
         sum_exp = hidden.new_zeros(count, dtype=torch.float32)
         target_logit = hidden.new_zeros(count, dtype=torch.float32)
-        for first, last, start, end in tiles(count, weight.shape[0]):
+        layout = list(tiles(count, weight.shape[0]))
+        ctx.probabilities = None
+        for first, last, start, end in layout:
             logits = project(hidden[first:last], weight, bias, softcap, start, end)[1]
             column, inside = target_columns(targets[first:last], start, end)
             picked = logits.gather(1, column).squeeze(1)
@@ -78,6 +83,8 @@ class TiledCrossEntropy(torch.autograd.Function):
             sum_exp[first:last] = (sum_exp[first:last] * torch.exp(running_max[first:last] - new_max)
                                    + logits.sub_(new_max.unsqueeze(1)).exp_().sum(dim=1))
             running_max[first:last] = new_max
+            if len(layout) == 1 and not softcap and any(ctx.needs_input_grad[:3]):
+                ctx.probabilities = logits.div_(sum_exp.unsqueeze(1))
             del logits  # before the next tile is made
         log_z = running_max + torch.log(sum_exp)
         ctx.save_for_backward(hidden, weight, bias, targets, log_z)
@@ -95,9 +102,12 @@ class TiledCrossEntropy(torch.autograd.Function):
         grad_losses = grad_losses.float()
         for first, last, start, end in tiles(hidden.shape[0], weight.shape[0]):
             part = hidden[first:last]
-            raw, grad = project(part, weight, bias, softcap, start, end)
+            if ctx.probabilities is not None:
+                raw, grad = None, ctx.probabilities.clone()
+            else:
+                raw, grad = project(part, weight, bias, softcap, start, end)
+                grad.sub_(log_z[first:last].unsqueeze(1)).exp_()
             # d loss / d logit = softmax - one-hot of the target, times the loss's incoming gradient
-            grad.sub_(log_z[first:last].unsqueeze(1)).exp_()
             column, inside = target_columns(targets[first:last], start, end)
             grad.scatter_add_(1, column, -inside.float().unsqueeze(1))
             grad.mul_(grad_losses[first:last].unsqueeze(1))
@@ -112,5 +122,6 @@ class TiledCrossEntropy(torch.autograd.Function):
             if grad_bias is not None:
                 grad_bias[start:end] += grad.float().sum(dim=0)
             del grad
+        ctx.probabilities = None
         cast = lambda grad, like: None if grad is None else grad.to(like.dtype)  # noqa: E731
         return cast(grad_hidden, hidden), cast(grad_weight, weight), cast(grad_bias, bias), None, None

@@ -30,17 +30,19 @@ def losses_and_gradients(losses_of, head, hidden, targets, softcap, weights):
 
 @pytest.mark.parametrize("softcap", [None, 30.0])
 @pytest.mark.parametrize("bias", [False, True])
-def test_tiles_give_the_losses_and_gradients_of_the_whole_logits(monkeypatch, softcap, bias):
-    # tiles of 7 positions and about 300 columns: targets fall in every tile, at its edges too
-    monkeypatch.setattr(lm_head, "TOKENS_PER_TILE", 7)
-    monkeypatch.setattr(lm_head, "TILE_BYTES", 4 * 7 * 300)
-    monkeypatch.setattr(lm_head, "MIN_COLUMNS", 100)
+@pytest.mark.parametrize("layout", ["tiles", "one tile"])
+def test_tiles_give_the_losses_and_gradients_of_the_whole_logits(monkeypatch, softcap, bias, layout):
+    if layout == "tiles":  # of 7 positions and about 300 columns: targets in every tile, at its edges too
+        monkeypatch.setattr(lm_head, "TOKENS_PER_TILE", 7)
+        monkeypatch.setattr(lm_head, "TILE_BYTES", 4 * 7 * 300)
+        monkeypatch.setattr(lm_head, "MIN_COLUMNS", 100)
     torch.manual_seed(0)
     head = torch.nn.Linear(16, 1000, bias=bias)
     hidden = torch.randn(20, 16) * 3
     targets = torch.tensor([0, 299, 300, 301, 999, 998, 600, 5, 899, 900] * 2)
     weights = torch.rand(20)  # each loss's incoming gradient differs
-    assert len(list(lm_head.tiles(20, 1000))) == 4 + 4 + 3  # 7, 7 and 6 positions; 300, 300 and 350 columns
+    # 7, 7 and 6 positions; 300, 300 and 350 columns; or all in one tile, its probabilities kept for backward
+    assert len(list(lm_head.tiles(20, 1000))) == (4 + 4 + 3 if layout == "tiles" else 1)
     tiled, tiled_gradients = losses_and_gradients(lm_head.losses, head, hidden, targets, softcap, weights)
     whole, whole_gradients = losses_and_gradients(whole_logits_losses, head, hidden, targets, softcap, weights)
     assert torch.allclose(tiled, whole, atol=2e-6, rtol=1e-6)
