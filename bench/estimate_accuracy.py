@@ -3,8 +3,9 @@
 For each case, in a fresh process: the estimate (memory by part; time per step from the matmul
 speed measured here, as on a machine with no earlier run), then 8 real training steps in a
 temporary store with the peak RSS sampled, and the measured time per step (the median after two
-warm-up steps). Memory is compared beyond the base weights, which are loaded before the run. The
-first three cases fitted estimate.LOGIT_BYTES and RUNTIME_BYTES; the last one did not.
+warm-up steps). Memory is compared beyond the base weights, which are loaded (and read once, so that
+weights mapped from their file are in the RSS) before the run. The first three cases fitted
+RUNTIME_BYTES; the last one did not. estimate.LOGIT_BYTES is counted from the LM head's tiles.
 
     python bench/estimate_accuracy.py
 """
@@ -51,6 +52,9 @@ def child(name: str) -> None:
                                      "eval_every": 0, "probe_every": 0, "probes": 0})
     splits = dataset.splits(seed=config.split_seed)
     guess = estimate.for_settings(manager, dataset, config, splits.train)
+    with torch.no_grad():  # weights read from a memory-mapped file count in the RSS once read: read them all now
+        for parameter in loaded.weights.model.parameters():
+            parameter.sum()
     before = psutil.Process().memory_info().rss
     with Sampler() as sampler:
         side = training.prepare_model(loaded.weights, config, "bench", folder, loaded.dtype, manager.device)
@@ -70,7 +74,7 @@ def main() -> None:
     if len(sys.argv) > 2 and sys.argv[1] == "--child":
         child(sys.argv[2])
         return
-    print(f"machine: {platform.platform()}, {os.cpu_count()} CPUs; default model (Gemma 3 270M, bf16 on the CPU), "
+    print(f"machine: {platform.platform()}, {os.cpu_count()} CPUs; default model (Gemma 3 270M, in the dtype the app picks here), "
           f"{STEPS} steps per case; memory beyond the loaded base weights; time per step after 2 warm-up steps")
     print(f"\n{'case':<66} {'estimate MiB':>12} {'peak MiB':>9} {'ratio':>6} {'est. s/step':>11} "
           f"{'s/step':>7} {'ratio':>6}")

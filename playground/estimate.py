@@ -4,7 +4,8 @@ Memory is counted from the model's own parameter shapes (the loaded model, or on
 `meta` device from its config, which costs no memory) and the batch the settings make:
 - weights: the shared base weights, plus a float32 copy for a full fine-tune (training.prepare_model);
 - trainable parameters, their gradients and AdamW's two states (float32 for LoRA);
-- activations kept for the backward pass, counted on the padded batch: per token and layer,
+- activations kept for the backward pass, counted on the widest padded batch (where a run's memory
+  peaks: its longest samples, which every epoch meets): per token and layer,
   ACT_BYTES_PER_FEATURE bytes per input and output feature of the layer's linear layers, a measure
   that follows the architecture's widths; with gradient checkpointing, each layer's input and one
   layer's activations at a time (in the backward pass);
@@ -74,6 +75,10 @@ class Batches:
     real: float      # real input tokens per micro-batch
     trained: float   # trained targets per micro-batch
     micro_batches: int  # per optimizer step (gradient accumulation)
+    # the widest micro-batch of an epoch (its longest samples), where memory peaks: padded tokens and
+    # trained targets; None: as wide as `computed`
+    widest: float | None = None
+    widest_trained: float | None = None
 
 
 @dataclass
@@ -151,7 +156,8 @@ def batch_tokens(records: Sequence[Any], indices: Sequence[int], tokenizer: Any,
     mean = statistics.mean(lengths)
     width = mean if config.group_by_length else max(mean, _typical_max(lengths, size))
     return Batches(computed=size * width, real=size * mean,
-                   trained=size * statistics.mean(trained), micro_batches=config.grad_accum)
+                   trained=size * statistics.mean(trained), micro_batches=config.grad_accum,
+                   widest=size * max(lengths), widest_trained=size * max(trained))
 
 
 def _typical_max(lengths: list[int], size: int) -> float:
@@ -179,8 +185,9 @@ def memory(shapes: Shapes, config: Any, batches: Batches, device_type: str = "cp
              "gradients": trainable * 4,
              "optimizer": trainable * 8,
              "optimizer_step": 0 if device_type == "cuda" else largest * 4,  # fused on the GPU
-             "activations": int(batches.computed * per_token),
-             "logits": lm_head.largest_tile(int(batches.trained), shapes.vocab) * (LOGIT_BYTES + logit_dtype_bytes),
+             "activations": int((batches.widest or batches.computed) * per_token),
+             "logits": lm_head.largest_tile(int(batches.widest_trained or batches.trained), shapes.vocab)
+             * (LOGIT_BYTES + logit_dtype_bytes),
              "runtime": RUNTIME_BYTES}
     return parts, trainable
 
