@@ -16,15 +16,15 @@ own process:
       bf16 autocast on a GPU), with `loss_type=["sigmoid_norm"]`, TRL's name for the book's loss on
       log-probabilities averaged over the response tokens;
   (t-) the same with gradient checkpointing off.
-Printed: training pairs per second (over the whole training call), peak memory, and the validation loss, reward margin
-and reward accuracy after training, measured the same way for every method (the playground's
+Printed: training pairs per second (over the whole training call), peak memory, and the validation
+loss, reward margin and reward accuracy after training, measured the same way for every method (the playground's
 `dpo.Preference.evaluate` on the same validation pairs, the reference being the model with its
 adapter off). Peak memory is the tensors' ("tensor MiB": the weights, and the peak of the tensors
 made during training, what a GPU's `max_memory_allocated` counts, measured on the CPU by
 bench.common.PeakTensorBytes in a second run of the same case, as tracking slows it), and on the
-CPU also the process's resident set ("RSS MiB", which holds the allocator's cache too). Goal: the playground at least 2x TRL's pairs per second at no more tensor
-memory, equal margins within noise: (a) against (t-) and (a+) against (t), each pair keeping the same
-kind of memory.
+CPU also the process's resident set ("RSS MiB", which holds the allocator's cache too). Goal: the
+playground at least 2x TRL's pairs per second at no more tensor memory, equal margins within noise:
+(a) against (t-) and (a+) against (t), each pair keeping the same kind of memory.
 
     python bench/dpo_throughput.py [--steps 20] [--batch-size 8] [--quick] [--random-weights]
 """

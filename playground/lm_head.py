@@ -24,11 +24,13 @@ def losses(head: nn.Module, hidden: torch.Tensor, targets: torch.Tensor, softcap
     `targets`: [N]), through `head` and the model's final logit soft-capping (`softcap`, if any).
     A head that is not a plain linear layer (one with a LoRA adapter on it) runs whole."""
     if type(head) is not nn.Linear:
-        logits = head(hidden)
-        if softcap:
-            logits = torch.tanh(logits / softcap) * softcap
-        return F.cross_entropy(logits.float(), targets, reduction="none")
+        return F.cross_entropy(soft_capped(head(hidden).float(), softcap), targets, reduction="none")
     return TiledCrossEntropy.apply(hidden, head.weight, head.bias, targets, softcap)
+
+
+def soft_capped(logits: torch.Tensor, softcap: float | None) -> torch.Tensor:
+    """The model's final logit soft-capping, `softcap * tanh(logits / softcap)`, where it has one."""
+    return torch.tanh(logits / softcap) * softcap if softcap else logits
 
 
 def tiles(positions: int, vocab: int):
@@ -51,7 +53,7 @@ def project(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | Non
     raw = (hidden @ weight[start:end].t()).float()
     if bias is not None:
         raw += bias[start:end].float()
-    return raw, (torch.tanh(raw / softcap) * softcap if softcap else raw)
+    return raw, soft_capped(raw, softcap)
 
 
 def target_columns(targets: torch.Tensor, start: int, end: int) -> tuple[torch.Tensor, torch.Tensor]:
